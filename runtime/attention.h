@@ -1,0 +1,74 @@
+// Flash-style causal attention with grouped-query heads over packed variable-length documents.
+//
+// Tiled over (query block x key block): the s x s score matrix is never materialized; forward
+// saves only the output and the per-row log-sum-exp (lse), and backward recomputes the scores
+// tile by tile, so memory grows linearly with sequence length.
+//
+// Layout: row r of q holds all query heads, head h in columns [h*d, (h+1)*d); row r of k and v
+// holds the kv heads likewise. Query head h reads kv head h / (heads / kv_heads) (Hugging Face
+// repeat_kv). Rows may be strided (ld >= width), so q, k and v can be column slices of one fused
+// qkv projection output. lse is (heads, lse_ld), natural log, of the scaled scores.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/tensor.h"
+
+namespace seqmesh {
+
+struct AttentionDims {
+  int heads = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+  void Validate() const;  // heads, kv_heads, head_dim >= 1; kv_heads divides heads
+};
+
+// Query rows [q_begin, q_begin + q_len) attend key rows [k_begin, k_begin + k_len). Their token
+// positions are q_pos + i and k_pos + j; with causal masking key j is visible to query i iff
+// k_pos + j <= q_pos + i. A packed document is one segment with q == k ranges; a ring-attention
+// step pairs a local query chunk with a remote key chunk.
+struct AttentionSegment {
+  int64_t q_begin = 0, q_len = 0;
+  int64_t k_begin = 0, k_len = 0;
+  int64_t q_pos = 0, k_pos = 0;
+};
+
+struct StridedRows {
+  float* data = nullptr;
+  int64_t ld = 0;  // floats between consecutive rows
+};
+
+struct AttentionIo {
+  StridedRows q, k, v, out;
+  float* lse = nullptr;  // (heads, lse_ld)
+  int64_t lse_ld = 0;
+};
+
+// Segments for packed documents: cu_seqlens (docs + 1) with cu[0] = 0, non-decreasing, ending at
+// total_tokens. Errors name the offending entry.
+std::vector<AttentionSegment> SegmentsFromCuSeqlens(const int32_t* cu_seqlens, int64_t count,
+                                                    int64_t total_tokens);
+
+// out and lse of every query row in the segments. Rows that see no key get out = 0, lse = -inf.
+void AttentionForward(const AttentionDims& dims, std::span<const AttentionSegment> segments,
+                      const AttentionIo& io, float scale, bool causal = true);
+
+// Accumulates (+=) into dq, dk, dv the gradients for upstream gradient dout (strided like out),
+// using out and lse from the forward. Segments must not share query rows or key rows.
+void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegment> segments,
+                       const AttentionIo& io, StridedRows dout, StridedRows dq, StridedRows dk,
+                       StridedRows dv, float scale, bool causal = true);
+
+// Checked entry points over packed documents with dense tensors: q, out (T, heads*d);
+// k, v (T, kv_heads*d); cu_seqlens i32 (docs + 1); lse (heads, T).
+void VarlenAttentionForward(const AttentionDims& dims, const Tensor& q, const Tensor& k,
+                            const Tensor& v, const Tensor& cu_seqlens, const Tensor& out,
+                            const Tensor& lse);
+void VarlenAttentionBackward(const AttentionDims& dims, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& cu_seqlens, const Tensor& out,
+                             const Tensor& lse, const Tensor& dout, const Tensor& dq,
+                             const Tensor& dk, const Tensor& dv);
+
+}  // namespace seqmesh

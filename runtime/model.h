@@ -1,0 +1,124 @@
+// A Llama-style decoder with hand-written forward and backward over one packed micro-batch
+// (llm.c style: no autograd engine; parameters, gradients and activations are named views of
+// three arenas sized from the config once).
+//
+//   loss = Forward(batch, normalizer)   // sum of token losses / normalizer; keeps activations
+//   Backward()                          // grads += d loss / d params
+//
+// Token-level loss: with normalizer = the token count of a whole global batch, the gradients of
+// its micro-batches (or, later, of its ranks) add up to exactly the whole-batch gradient.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/attention.h"
+#include "runtime/tensor.h"
+
+namespace seqmesh {
+
+struct ModelConfig {
+  int64_t vocab = 0;
+  int64_t hidden = 0;
+  int64_t layers = 0;
+  int64_t heads = 0;
+  int64_t kv_heads = 0;
+  int64_t ffn = 0;
+  float rope_theta = 10000.0f;
+  float norm_eps = 1e-5f;
+  bool tie_embeddings = false;
+
+  int64_t head_dim() const { return hidden / heads; }
+  // Errors name the field: heads must divide hidden, kv_heads must divide heads, head_dim even...
+  void Validate() const;
+  // Parameters counted once (a tied lm_head adds none).
+  int64_t NumParams() const;
+  // Parameters that take part in matrix multiplications (all but the embedding table, plus the
+  // lm_head, which is the embedding table when tied): the N of "6 N tokens".
+  int64_t NumMatmulParams() const;
+};
+
+// One packed micro-batch of variable-length documents.
+struct Batch {
+  const int32_t* tokens = nullptr;      // (T) token ids
+  const int32_t* targets = nullptr;     // (T) next-token targets, kIgnoreIndex where none
+  const int32_t* cu_seqlens = nullptr;  // (docs + 1) document boundaries, 0 .. T
+  int64_t num_docs = 0;
+  int64_t num_tokens = 0;
+  // (T) RoPE positions; null means each document starts at position 0.
+  const int32_t* positions = nullptr;
+};
+
+struct ModelOptions {
+  int64_t max_tokens = 0;               // capacity of one micro-batch; sizes the activations
+  std::vector<bool> checkpoint_layers;  // per layer: recompute activations in backward
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& config, const ModelOptions& options);
+  Model(Model&&) = default;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+
+  // Parameters with Hugging Face Llama names, in a fixed order; gradients in the same order
+  // named "grad.<name>".
+  const std::vector<Tensor>& params() const { return params_; }
+  const std::vector<Tensor>& grads() const { return grads_; }
+  const Tensor& Param(const std::string& name) const;
+  size_t param_bytes() const { return param_arena_.bytes(); }
+  size_t activation_bytes() const { return act_arena_.bytes(); }
+
+  // Normal(0, std) matrices (std = 0.02 by default; the embedding as well), ones for norms.
+  void InitRandom(uint64_t seed, float std = 0.02f);
+  void ZeroGrad();
+
+  // Runs the forward pass and the loss; keeps what Backward needs. Returns
+  // sum(token losses) / normalizer. If logits_out is given, (T, vocab) logits are copied there.
+  float Forward(const Batch& batch, float normalizer, float* logits_out = nullptr);
+  // Accumulates the gradients of the last Forward's loss into grads().
+  void Backward();
+
+ private:
+  struct LayerParams {
+    Tensor in_norm, qkv, o, post_norm, gate_up, down;  // qkv, gate_up: fused views
+  };
+  struct LayerActs {
+    Tensor xn1, rstd1, qkv, attn, lse, x2, xn2, rstd2, gate_up, h;
+  };
+  void BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& embed, Tensor& norm,
+                   Tensor& lm_head, std::vector<Tensor>& list, const std::string& prefix);
+  LayerActs AddLayerActs(const std::string& prefix);
+  void LayerForward(int l, const LayerActs& a, const Tensor& x, const Tensor& out);
+  void LayerBackward(int l, const LayerActs& a, const Tensor& x);
+  int64_t qkv_width() const;
+  Tensor Live(const Tensor& t) const;  // the first num_tokens_ rows of an activation
+
+  ModelConfig config_;
+  ModelOptions options_;
+  AttentionDims dims_;
+
+  Arena param_arena_{"parameters"};
+  Arena grad_arena_{"gradients"};
+  Arena act_arena_{"activations"};
+  std::vector<Tensor> params_, grads_;
+  std::vector<LayerParams> w_, dw_;
+  Tensor embed_, norm_, lm_head_, d_embed_, d_norm_, d_lm_head_;
+
+  std::vector<LayerActs> acts_;  // per layer; checkpointed layers share recompute_
+  LayerActs recompute_;
+  std::vector<Tensor> resid_;  // (layers + 1) x (T, H): the residual stream between layers
+  Tensor xf_, rstdf_, logits_, rope_cos_, rope_sin_, positions_;
+  Tensor d_resid_, d_xn_, d_attn_, d_qkv_, d_h_, d_gate_up_;
+
+  // State of the last Forward.
+  int64_t num_tokens_ = 0;
+  std::vector<AttentionSegment> segments_;
+  const int32_t* tokens_ = nullptr;
+  bool have_forward_ = false;
+};
+
+}  // namespace seqmesh

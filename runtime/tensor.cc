@@ -1,0 +1,165 @@
+#include "runtime/tensor.h"
+
+#include <cstdlib>
+#include <sstream>
+#include <vector>
+
+namespace seqmesh {
+
+std::string_view DTypeName(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return "f32";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kI32:
+      return "i32";
+  }
+  return "?";
+}
+
+void FloatToBf16(const float* in, uint16_t* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = FloatToBf16(in[i]);
+}
+void Bf16ToFloat(const uint16_t* in, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
+}
+
+Shape::Shape(std::initializer_list<int64_t> dims) {
+  SM_CHECK(dims.size() <= kMaxDims) << "a shape has at most " << kMaxDims << " dimensions, got "
+                                    << dims.size();
+  for (int64_t d : dims) {
+    SM_CHECK(d >= 0) << "negative dimension " << d << " in a shape";
+    dims_[ndim_++] = d;
+  }
+}
+
+int64_t Shape::numel() const {
+  int64_t n = 1;
+  for (int i = 0; i < ndim_; ++i) n *= dims_[i];
+  return n;
+}
+
+bool Shape::operator==(const Shape& o) const {
+  if (ndim_ != o.ndim_) return false;
+  for (int i = 0; i < ndim_; ++i)
+    if (dims_[i] != o.dims_[i]) return false;
+  return true;
+}
+
+std::string Shape::ToString() const {
+  std::ostringstream os;
+  os << "[";
+  for (int i = 0; i < ndim_; ++i) os << (i ? ", " : "") << dims_[i];
+  os << "]";
+  return os.str();
+}
+
+float* Tensor::f32() const {
+  SM_CHECK(dtype_ == DType::kF32) << "tensor '" << name_ << "' is " << DTypeName(dtype_)
+                                  << ", expected f32";
+  return static_cast<float*>(data_);
+}
+int32_t* Tensor::i32() const {
+  SM_CHECK(dtype_ == DType::kI32) << "tensor '" << name_ << "' is " << DTypeName(dtype_)
+                                  << ", expected i32";
+  return static_cast<int32_t*>(data_);
+}
+uint16_t* Tensor::bf16() const {
+  SM_CHECK(dtype_ == DType::kBF16) << "tensor '" << name_ << "' is " << DTypeName(dtype_)
+                                   << ", expected bf16";
+  return static_cast<uint16_t*>(data_);
+}
+
+Tensor Tensor::Rows(int64_t begin, int64_t end) const {
+  SM_CHECK(shape_.ndim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0])
+      << "rows [" << begin << ", " << end << ") out of range for tensor '" << name_
+      << "' of shape " << shape_.ToString();
+  int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+  Shape s;
+  switch (shape_.ndim()) {
+    case 1:
+      s = Shape{end - begin};
+      break;
+    case 2:
+      s = Shape{end - begin, shape_[1]};
+      break;
+    case 3:
+      s = Shape{end - begin, shape_[1], shape_[2]};
+      break;
+    default:
+      s = Shape{end - begin, shape_[1], shape_[2], shape_[3]};
+  }
+  std::ostringstream n;
+  n << name_ << "[" << begin << ":" << end << "]";
+  return Tensor(n.str(), dtype_, s,
+                static_cast<char*>(data_) + begin * row * static_cast<int64_t>(DTypeSize(dtype_)));
+}
+
+void CheckShape(const Tensor& t, std::initializer_list<int64_t> expected) {
+  Shape want(expected);
+  SM_CHECK(t.shape() == want) << "tensor '" << t.name() << "' has shape " << t.shape().ToString()
+                              << ", expected " << want.ToString();
+}
+
+void CheckDType(const Tensor& t, DType expected) {
+  SM_CHECK(t.dtype() == expected) << "tensor '" << t.name() << "' is " << DTypeName(t.dtype())
+                                  << ", expected " << DTypeName(expected);
+}
+
+namespace {
+constexpr size_t kAlign = 64;
+size_t RoundUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+void* AlignedZeroed(size_t bytes, const std::string& what) {
+  void* p = std::aligned_alloc(kAlign, RoundUp(bytes ? bytes : 1));
+  SM_CHECK(p != nullptr) << "out of memory allocating " << bytes << " bytes for " << what;
+  std::memset(p, 0, RoundUp(bytes ? bytes : 1));
+  return p;
+}
+}  // namespace
+
+void Arena::Free::operator()(void* p) const { std::free(p); }
+void AlignedBuffer::Free::operator()(float* p) const { std::free(p); }
+
+Tensor* Arena::Add(std::string name, DType dtype, Shape shape, bool packed) {
+  SM_CHECK(!allocated()) << "arena '" << name_ << "': Add('" << name << "') after Allocate()";
+  tensors_.emplace_back(std::move(name), dtype, shape, nullptr);
+  packed_.push_back(packed);
+  return &tensors_.back();
+}
+
+void Arena::Allocate() {
+  SM_CHECK(!allocated()) << "arena '" << name_ << "' allocated twice";
+  std::vector<size_t> offsets(tensors_.size());
+  size_t total = 0;
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    if (!packed_[i]) total = RoundUp(total);
+    offsets[i] = total;
+    total += tensors_[i].bytes();
+  }
+  total = RoundUp(total);
+  base_.reset(AlignedZeroed(total, "arena '" + name_ + "'"));
+  bytes_ = total;
+  char* p = static_cast<char*>(base_.get());
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    Tensor& t = tensors_[i];
+    t = Tensor(t.name(), t.dtype(), t.shape(), p + offsets[i]);
+  }
+}
+
+const Tensor& Arena::Find(const std::string& name) const {
+  for (const Tensor& t : tensors_)
+    if (t.name() == name) return t;
+  SM_CHECK(false) << "arena '" << name_ << "' has no tensor named '" << name << "'";
+  __builtin_unreachable();
+}
+
+AlignedBuffer::AlignedBuffer(size_t count) { Reserve(count); }
+
+void AlignedBuffer::Reserve(size_t count) {
+  if (count <= size_) return;
+  data_.reset(static_cast<float*>(AlignedZeroed(count * sizeof(float), "scratch buffer")));
+  size_ = count;
+}
+
+}  // namespace seqmesh

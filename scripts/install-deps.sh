@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages seqmesh needs that are missing. Idempotent: a package already
+# installed is not touched, and with nothing missing it makes no network call.
+set -euo pipefail
+
+packages=(
+  cmake g++ make pkg-config          # build
+  libdnnl-dev                        # CPU matmul (oneDNN)
+  libgtest-dev                       # tests
+)
+# The PyTorch reference is only needed to regenerate fixtures and for the peer benchmark.
+if [[ "${SEQMESH_WITH_TORCH:-0}" == 1 ]]; then
+  packages+=(python3-torch python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
