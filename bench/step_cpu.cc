@@ -1,6 +1,7 @@
 // bench/step_cpu: one rank's training step on CPU against the machine's own anchors.
 //
-//   build/bench/step_cpu [--threads 2] [--steps 3] [--attn-steps 2] [--memory-sizes 2048,8192,32768]
+//   build/bench/step_cpu [--threads 2] [--steps 3] [--attn-steps 2] [--memory-sizes
+//   2048,8192,32768]
 //                        [--peer]   (also run bench/torch_peer.py with /usr/bin/python3)
 //
 // Figures (one line each, `key: value`, medians over the timed repetitions):
@@ -47,8 +48,7 @@ using namespace seqmesh;
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 double Median(std::vector<double> v) {
@@ -149,7 +149,8 @@ StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int st
   for (int64_t i = 0; i < tokens; ++i) tok[i] = static_cast<int32_t>(rng() % config.vocab);
   for (int d = 0; d <= docs; ++d) cu[d] = static_cast<int32_t>(tokens * d / docs);
   for (int d = 0; d < docs; ++d)
-    for (int32_t i = cu[d]; i < cu[d + 1]; ++i) tgt[i] = i + 1 < cu[d + 1] ? tok[i + 1] : kIgnoreIndex;
+    for (int32_t i = cu[d]; i < cu[d + 1]; ++i)
+      tgt[i] = i + 1 < cu[d + 1] ? tok[i + 1] : kIgnoreIndex;
   Batch batch{tok.data(), tgt.data(), cu.data(), docs, tokens, nullptr};
   std::vector<double> times;
   for (int s = 0; s <= steps; ++s) {
@@ -188,8 +189,8 @@ double AttentionSeconds(const AttentionDims& dims, int64_t s, int reps) {
   b.lse.assign(dims.heads * s, 0);
   std::vector<int32_t> cu = {0, static_cast<int32_t>(s)};
   auto segs = SegmentsFromCuSeqlens(cu.data(), 2, s);
-  AttentionIo io{{b.q.data(), qw}, {b.k.data(), kw}, {b.v.data(), kw}, {b.out.data(), qw},
-                 b.lse.data(), s};
+  AttentionIo io{{b.q.data(), qw},   {b.k.data(), kw}, {b.v.data(), kw},
+                 {b.out.data(), qw}, b.lse.data(),     s};
   const float scale = 1.0f / std::sqrt(static_cast<float>(dims.head_dim));
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) {
@@ -256,11 +257,16 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") threads = std::stoi(value());
-    else if (a == "--steps") steps = std::stoi(value());
-    else if (a == "--attn-steps") attn_steps = std::stoi(value());
-    else if (a == "--memory-sizes") memory_sizes = ParseList(value());
-    else if (a == "--peer") peer = true;
+    if (a == "--threads")
+      threads = std::stoi(value());
+    else if (a == "--steps")
+      steps = std::stoi(value());
+    else if (a == "--attn-steps")
+      attn_steps = std::stoi(value());
+    else if (a == "--memory-sizes")
+      memory_sizes = ParseList(value());
+    else if (a == "--peer")
+      peer = true;
     else {
       std::fprintf(stderr,
                    "usage: step_cpu [--threads N] [--steps K] [--attn-steps K] "

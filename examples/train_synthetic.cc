@@ -48,12 +48,17 @@ int main(int argc, char** argv) {
   bool checkpoint = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--steps" && i + 1 < argc) steps = std::atoi(argv[++i]);
-    else if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
-    else if (a == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
-    else if (a == "--checkpoint") checkpoint = true;
+    if (a == "--steps" && i + 1 < argc)
+      steps = std::atoi(argv[++i]);
+    else if (a == "--threads" && i + 1 < argc)
+      threads = std::atoi(argv[++i]);
+    else if (a == "--seed" && i + 1 < argc)
+      seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (a == "--checkpoint")
+      checkpoint = true;
     else {
-      std::fprintf(stderr, "usage: train_synthetic [--steps N] [--threads N] [--seed S] [--checkpoint]\n");
+      std::fprintf(stderr,
+                   "usage: train_synthetic [--steps N] [--threads N] [--seed S] [--checkpoint]\n");
       return 2;
     }
   }
@@ -77,17 +82,21 @@ int main(int argc, char** argv) {
     AdamW adamw(model.params(), oc);
     LrSchedule schedule{3e-3f, 3e-4f, 10, steps};
     std::mt19937 rng(static_cast<uint32_t>(seed));
-    std::printf("model: %.2fM params, %ld layers, hidden %ld, heads %ld/%ld kv; %ld tokens per step\n",
-                config.NumParams() / 1e6, static_cast<long>(config.layers),
-                static_cast<long>(config.hidden), static_cast<long>(config.heads),
-                static_cast<long>(config.kv_heads), static_cast<long>(capacity));
+    std::printf(
+        "model: %.2fM params, %ld layers, hidden %ld, heads %ld/%ld kv; %ld tokens per step\n",
+        config.NumParams() / 1e6, static_cast<long>(config.layers),
+        static_cast<long>(config.hidden), static_cast<long>(config.heads),
+        static_cast<long>(config.kv_heads), static_cast<long>(capacity));
     const auto start = std::chrono::steady_clock::now();
     for (int step = 0; step < steps; ++step) {
       PackedBatch b = DrawBatch(rng, capacity, config.vocab);
       float normalizer = 0;
       for (int32_t t : b.targets) normalizer += t != kIgnoreIndex;
-      Batch batch{b.tokens.data(), b.targets.data(), b.cu.data(),
-                  static_cast<int64_t>(b.cu.size()) - 1, static_cast<int64_t>(b.tokens.size()),
+      Batch batch{b.tokens.data(),
+                  b.targets.data(),
+                  b.cu.data(),
+                  static_cast<int64_t>(b.cu.size()) - 1,
+                  static_cast<int64_t>(b.tokens.size()),
                   nullptr};
       model.ZeroGrad();
       const float loss = model.Forward(batch, normalizer);

@@ -52,16 +52,17 @@ struct Thrower {
 
 #define SM_LIKELY(x) __builtin_expect(!!(x), 1)
 
-#define SM_CHECK(cond)        \
-  if (SM_LIKELY(cond)) {      \
-  } else                      \
+#define SM_CHECK(cond)   \
+  if (SM_LIKELY(cond)) { \
+  } else                 \
     ::seqmesh::detail::Thrower() & ::seqmesh::detail::CheckMessage(#cond, __FILE__, __LINE__)
 
 // Checks an external library's status code; `ok` is its success value.
-#define SM_CHECK_STATUS(expr, ok, what)                                             \
-  if (auto sm_status_ = (expr); SM_LIKELY(sm_status_ == (ok))) {                    \
-  } else                                                                             \
+#define SM_CHECK_STATUS(expr, ok, what)                                                       \
+  if (auto sm_status_ = (expr); SM_LIKELY(sm_status_ == (ok))) {                              \
+  } else                                                                                      \
     ::seqmesh::detail::Thrower() & ::seqmesh::detail::CheckMessage(#expr, __FILE__, __LINE__) \
-                                       << what << " returned status " << static_cast<int>(sm_status_) << ". "
+                                       << what << " returned status "                         \
+                                       << static_cast<int>(sm_status_) << ". "
 
 #define SM_CHECK_DNNL(expr) SM_CHECK_STATUS(expr, dnnl_success, "oneDNN")

@@ -10,9 +10,8 @@ namespace seqmesh {
 
 // Row-major C(M,N) = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T. Called from inside an
 // OpenMP parallel region it runs single-threaded (oneDNN does not nest).
-void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-          int64_t ldc);
+void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // Linear layers with weights in the PyTorch layout W (out, in):
 //   y (T, out)  = x (T, in) W^T                          LinearForward

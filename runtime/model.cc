@@ -18,8 +18,8 @@ void ModelConfig::Validate() const {
   SM_CHECK(ffn >= 1) << "model.ffn must be >= 1, got " << ffn;
   SM_CHECK(hidden % heads == 0) << "model.heads (" << heads << ") must divide model.hidden ("
                                 << hidden << ")";
-  SM_CHECK(heads % kv_heads == 0) << "model.kv_heads (" << kv_heads
-                                  << ") must divide model.heads (" << heads << ")";
+  SM_CHECK(heads % kv_heads == 0) << "model.kv_heads (" << kv_heads << ") must divide model.heads ("
+                                  << heads << ")";
   SM_CHECK(head_dim() % 2 == 0) << "head_dim = hidden / heads = " << head_dim()
                                 << " must be even for rotary embeddings";
   SM_CHECK(rope_theta > 0) << "model.rope_theta must be > 0, got " << rope_theta;
@@ -28,8 +28,8 @@ void ModelConfig::Validate() const {
 
 int64_t ModelConfig::NumParams() const {
   const int64_t hd = head_dim();
-  const int64_t per_layer = 2 * hidden + hidden * heads * hd * 2 + 2 * hidden * kv_heads * hd +
-                            3 * hidden * ffn;
+  const int64_t per_layer =
+      2 * hidden + hidden * heads * hd * 2 + 2 * hidden * kv_heads * hd + 3 * hidden * ffn;
   return vocab * hidden * (tie_embeddings ? 1 : 2) + layers * per_layer + hidden;
 }
 
@@ -39,7 +39,9 @@ int64_t ModelConfig::NumMatmulParams() const {
   return layers * per_layer + vocab * hidden;
 }
 
-int64_t Model::qkv_width() const { return (config_.heads + 2 * config_.kv_heads) * config_.head_dim(); }
+int64_t Model::qkv_width() const {
+  return (config_.heads + 2 * config_.kv_heads) * config_.head_dim();
+}
 
 void Model::BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& embed, Tensor& norm,
                         Tensor& lm_head, std::vector<Tensor>& list, const std::string& prefix) {
@@ -111,8 +113,8 @@ Model::LayerActs Model::AddLayerActs(const std::string& p) {
 Model::Model(const ModelConfig& config, const ModelOptions& options)
     : config_(config), options_(options) {
   config_.Validate();
-  SM_CHECK(options_.max_tokens >= 1) << "model max_tokens must be >= 1, got "
-                                     << options_.max_tokens;
+  SM_CHECK(options_.max_tokens >= 1)
+      << "model max_tokens must be >= 1, got " << options_.max_tokens;
   if (options_.checkpoint_layers.empty()) options_.checkpoint_layers.assign(config_.layers, false);
   SM_CHECK(static_cast<int64_t>(options_.checkpoint_layers.size()) == config_.layers)
       << "checkpoint_layers has " << options_.checkpoint_layers.size() << " entries for "
@@ -243,8 +245,8 @@ void Model::LayerForward(int l, const LayerActs& a, const Tensor& x, const Tenso
   float* qkv = a.qkv.f32();
   RopeApply(qkv, ld, t, c.heads, hd, rope_cos_.f32(), rope_sin_.f32(), false);
   RopeApply(qkv + qw, ld, t, c.kv_heads, hd, rope_cos_.f32(), rope_sin_.f32(), false);
-  AttentionIo io{{qkv, ld}, {qkv + qw, ld}, {qkv + qw + kw, ld}, {a.attn.f32(), qw}, a.lse.f32(),
-                 options_.max_tokens};
+  AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
+                 {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
   AttentionForward(dims_, segments_, io, 1.0f / std::sqrt(static_cast<float>(hd)));
   // x2 = x + attn Wo^T
   std::memcpy(a.x2.f32(), x.f32(), t * c.hidden * sizeof(float));
@@ -283,8 +285,8 @@ void Model::LayerBackward(int l, const LayerActs& a, const Tensor& x) {
   std::memset(d_qkv_.f32(), 0, t * ld * sizeof(float));
   float* qkv = a.qkv.f32();
   float* dqkv = d_qkv_.f32();
-  AttentionIo io{{qkv, ld}, {qkv + qw, ld}, {qkv + qw + kw, ld}, {a.attn.f32(), qw}, a.lse.f32(),
-                 options_.max_tokens};
+  AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
+                 {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
   AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
                     {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
   RopeApply(dqkv, ld, t, c.heads, hd, rope_cos_.f32(), rope_sin_.f32(), true);
@@ -318,8 +320,7 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
   } else {
     PositionsFromCuSeqlens(batch.cu_seqlens, batch.num_docs + 1, pos);
   }
-  RopeTable(pos, t, static_cast<int>(c.head_dim()), c.rope_theta, rope_cos_.f32(),
-            rope_sin_.f32());
+  RopeTable(pos, t, static_cast<int>(c.head_dim()), c.rope_theta, rope_cos_.f32(), rope_sin_.f32());
 
   EmbeddingForward(batch.tokens, t, embed_.f32(), c.vocab, c.hidden, resid_[0].f32());
   for (int l = 0; l < c.layers; ++l) LayerForward(l, acts_[l], resid_[l], resid_[l + 1]);
@@ -335,7 +336,8 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
 }
 
 void Model::Backward() {
-  SM_CHECK(have_forward_) << "Backward() needs a Forward() first (each Forward allows one Backward)";
+  SM_CHECK(have_forward_)
+      << "Backward() needs a Forward() first (each Forward allows one Backward)";
   have_forward_ = false;
   const ModelConfig& c = config_;
   const int64_t t = num_tokens_;

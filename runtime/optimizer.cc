@@ -40,8 +40,8 @@ float LrSchedule::At(int64_t step) const {
     return max_lr * static_cast<float>(step + 1) / static_cast<float>(warmup_steps);
   const double span = static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   const double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / span);
-  return static_cast<float>(min_lr +
-                            0.5 * (max_lr - min_lr) * (1.0 + std::cos(std::numbers::pi * progress)));
+  return static_cast<float>(min_lr + 0.5 * (max_lr - min_lr) *
+                                         (1.0 + std::cos(std::numbers::pi * progress)));
 }
 
 void LrSchedule::Validate() const {

@@ -26,8 +26,8 @@ void Bf16ToFloat(const uint16_t* in, float* out, size_t n) {
 }
 
 Shape::Shape(std::initializer_list<int64_t> dims) {
-  SM_CHECK(dims.size() <= kMaxDims) << "a shape has at most " << kMaxDims << " dimensions, got "
-                                    << dims.size();
+  SM_CHECK(dims.size() <= kMaxDims)
+      << "a shape has at most " << kMaxDims << " dimensions, got " << dims.size();
   for (int64_t d : dims) {
     SM_CHECK(d >= 0) << "negative dimension " << d << " in a shape";
     dims_[ndim_++] = d;
@@ -66,15 +66,15 @@ int32_t* Tensor::i32() const {
   return static_cast<int32_t*>(data_);
 }
 uint16_t* Tensor::bf16() const {
-  SM_CHECK(dtype_ == DType::kBF16) << "tensor '" << name_ << "' is " << DTypeName(dtype_)
-                                   << ", expected bf16";
+  SM_CHECK(dtype_ == DType::kBF16)
+      << "tensor '" << name_ << "' is " << DTypeName(dtype_) << ", expected bf16";
   return static_cast<uint16_t*>(data_);
 }
 
 Tensor Tensor::Rows(int64_t begin, int64_t end) const {
   SM_CHECK(shape_.ndim() >= 1 && 0 <= begin && begin <= end && end <= shape_[0])
-      << "rows [" << begin << ", " << end << ") out of range for tensor '" << name_
-      << "' of shape " << shape_.ToString();
+      << "rows [" << begin << ", " << end << ") out of range for tensor '" << name_ << "' of shape "
+      << shape_.ToString();
   int64_t row = shape_[0] ? numel() / shape_[0] : 0;
   Shape s;
   switch (shape_.ndim()) {

@@ -11,6 +11,8 @@
 // with delta = rowsum(dO * O). An item owns its segment's dK/dV rows of its kv head and the dQ
 // rows of its query heads, so items never write the same memory and results do not depend on
 // which thread ran what.
+#include "runtime/attention.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -18,7 +20,6 @@
 #include <cstring>
 #include <limits>
 
-#include "runtime/attention.h"
 #include "runtime/cpu/vec.h"
 #include "runtime/matmul.h"
 
@@ -77,7 +78,8 @@ void ForwardBlock(const AttentionDims& dims, const AttentionSegment& s, int head
     Gemm(false, true, rows, cols, d, scale, q, io.q.ld, k, io.k.ld, 0.0f, tile, kBlockK);
     for (int64_t r = 0; r < rows; ++r) {
       float* row = tile + r * kBlockK;
-      const int64_t allowed = std::min(cols, std::max<int64_t>(0, VisibleKeys(s, r0 + r, causal) - c0));
+      const int64_t allowed =
+          std::min(cols, std::max<int64_t>(0, VisibleKeys(s, r0 + r, causal) - c0));
       if (allowed == 0) {
         std::fill(row, row + cols, 0.0f);
         continue;
@@ -193,9 +195,8 @@ std::vector<AttentionSegment> SegmentsFromCuSeqlens(const int32_t* cu, int64_t c
     const int64_t len = cu[i] - cu[i - 1];
     segments.push_back({cu[i - 1], len, cu[i - 1], len, 0, 0});
   }
-  SM_CHECK(cu[count - 1] == total_tokens)
-      << "cu_seqlens ends at " << cu[count - 1] << " but the batch has " << total_tokens
-      << " tokens";
+  SM_CHECK(cu[count - 1] == total_tokens) << "cu_seqlens ends at " << cu[count - 1]
+                                          << " but the batch has " << total_tokens << " tokens";
   return segments;
 }
 
@@ -209,8 +210,7 @@ void AttentionForward(const AttentionDims& dims, std::span<const AttentionSegmen
     for (int64_t b = 0; b < CeilDiv(s.q_len, kBlockQ); ++b) {
       const int64_t rows = std::min(kBlockQ, s.q_len - b * kBlockQ);
       const int64_t cost = rows * (VisibleKeys(s, b * kBlockQ + rows - 1, causal) + 1);
-      for (int h = 0; h < dims.heads; ++h)
-        items.push_back({static_cast<int32_t>(si), h, b, cost});
+      for (int h = 0; h < dims.heads; ++h) items.push_back({static_cast<int32_t>(si), h, b, cost});
     }
   }
   // Longest first, so the dynamic schedule ends with short items (deterministic: outputs are
@@ -241,8 +241,8 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
     const AttentionSegment& s = segments[si];
     for (int64_t r = s.q_begin; r < s.q_begin + s.q_len; ++r)
       for (int h = 0; h < dims.heads; ++h)
-        delta.data()[h * rows_end + r] = cpu::Vec().dot(dout.data + r * dout.ld + h * d,
-                                                        io.out.data + r * io.out.ld + h * d, d);
+        delta.data()[h * rows_end + r] =
+            cpu::Vec().dot(dout.data + r * dout.ld + h * d, io.out.data + r * io.out.ld + h * d, d);
   }
 
   std::vector<BackwardItem> items;
@@ -291,8 +291,8 @@ void VarlenAttentionForward(const AttentionDims& dims, const Tensor& q, const Te
                             const Tensor& v, const Tensor& cu_seqlens, const Tensor& out,
                             const Tensor& lse) {
   VarlenChecked c = CheckVarlen(dims, q, k, v, cu_seqlens, out, lse);
-  AttentionIo io{{q.f32(), q.dim(1)}, {k.f32(), k.dim(1)}, {v.f32(), v.dim(1)},
-                 {out.f32(), out.dim(1)}, lse.f32(), c.tokens};
+  AttentionIo io{{q.f32(), q.dim(1)},     {k.f32(), k.dim(1)}, {v.f32(), v.dim(1)},
+                 {out.f32(), out.dim(1)}, lse.f32(),           c.tokens};
   AttentionForward(dims, c.segments, io, 1.0f / std::sqrt(static_cast<float>(dims.head_dim)));
 }
 
@@ -305,8 +305,8 @@ void VarlenAttentionBackward(const AttentionDims& dims, const Tensor& q, const T
   CheckShape(dq, {c.tokens, q.dim(1)});
   CheckShape(dk, {c.tokens, k.dim(1)});
   CheckShape(dv, {c.tokens, v.dim(1)});
-  AttentionIo io{{q.f32(), q.dim(1)}, {k.f32(), k.dim(1)}, {v.f32(), v.dim(1)},
-                 {out.f32(), out.dim(1)}, lse.f32(), c.tokens};
+  AttentionIo io{{q.f32(), q.dim(1)},     {k.f32(), k.dim(1)}, {v.f32(), v.dim(1)},
+                 {out.f32(), out.dim(1)}, lse.f32(),           c.tokens};
   AttentionBackward(dims, c.segments, io, {dout.f32(), dout.dim(1)}, {dq.f32(), dq.dim(1)},
                     {dk.f32(), dk.dim(1)}, {dv.f32(), dv.dim(1)},
                     1.0f / std::sqrt(static_cast<float>(dims.head_dim)));

@@ -70,7 +70,8 @@ void RopeTable(const int32_t* positions, int64_t t, int head_dim, float theta, f
                float* sin) {
   const int half = head_dim / 2;
   std::vector<double> inv_freq(half);
-  for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+  for (int i = 0; i < half; ++i)
+    inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < t; ++r)
     for (int i = 0; i < half; ++i) {
@@ -91,7 +92,8 @@ void RopeApply(float* x, int64_t ld, int64_t t, int heads, int head_dim, const f
 
 void SwiGluForward(const float* gu, float* h, int64_t t, int64_t f) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < t; ++r) cpu::Vec().swiglu(gu + r * 2 * f, gu + r * 2 * f + f, h + r * f, f);
+  for (int64_t r = 0; r < t; ++r)
+    cpu::Vec().swiglu(gu + r * 2 * f, gu + r * 2 * f + f, h + r * f, f);
 }
 
 void SwiGluBackward(const float* gu, const float* dh, float* dgu, int64_t t, int64_t f) {

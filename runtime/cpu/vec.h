@@ -11,9 +11,9 @@ struct AdamWStep {
   float lr;            // this step's learning rate
   float beta1, beta2;  // moment decay
   float eps;
-  float weight_decay;  // decoupled, applied as p *= 1 - lr * weight_decay
+  float weight_decay;                        // decoupled, applied as p *= 1 - lr * weight_decay
   float bias_correction1, bias_correction2;  // 1 - beta^step
-  float grad_scale;    // gradients are multiplied by this first (clipping)
+  float grad_scale;                          // gradients are multiplied by this first (clipping)
 };
 
 struct VecKernels {

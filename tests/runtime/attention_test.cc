@@ -1,6 +1,8 @@
 // Flash attention against (1) PyTorch in float64 (tests/reference/fixtures/attention.bin, blocks
 // longer than a CPU tile), (2) a plain O(s^2) implementation in this file for many layouts, and
 // (3) finite differences for the backward.
+#include "runtime/attention.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "runtime/attention.h"
 #include "runtime/threads.h"
 #include "tests/reference/fixture.h"
 #include "tests/runtime/test_util.h"
@@ -165,9 +166,12 @@ TEST(AttentionGradient, BackwardMatchesFiniteDifferences) {
       minus[i] -= eps * dir[i];
     }
     double lp, lm;
-    if (which == 0) lp = loss(plus, k, v), lm = loss(minus, k, v);
-    else if (which == 1) lp = loss(q, plus, v), lm = loss(q, minus, v);
-    else lp = loss(q, k, plus), lm = loss(q, k, minus);
+    if (which == 0)
+      lp = loss(plus, k, v), lm = loss(minus, k, v);
+    else if (which == 1)
+      lp = loss(q, plus, v), lm = loss(q, minus, v);
+    else
+      lp = loss(q, k, plus), lm = loss(q, k, minus);
     const double numeric = (lp - lm) / (2 * eps);
     EXPECT_NEAR(analytic, numeric, 2e-3 * std::fabs(numeric)) << "input " << which;
   }
@@ -187,8 +191,7 @@ TEST(AttentionDeterminism, ThreadCountDoesNotChangeResults) {
     SetNumThreads(threads);
     std::vector<float> out(t * qw), lse(4 * t), dq(t * qw, 0.0f), dk(t * kw, 0.0f),
         dv(t * kw, 0.0f);
-    AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(),
-                   t};
+    AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), t};
     AttentionForward(dims, segs, io, 0.25f);
     AttentionBackward(dims, segs, io, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw},
                       {dv.data(), kw}, 0.25f);

@@ -1,12 +1,12 @@
 // Tensors, arenas and bf16 storage: exact results from crafted inputs.
+#include "runtime/tensor.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
-
-#include "runtime/tensor.h"
 
 namespace seqmesh {
 namespace {
@@ -19,7 +19,8 @@ TEST(Bf16, RoundsToNearestEven) {
   // Just above the midpoint rounds up.
   EXPECT_EQ(Bf16ToFloat(FloatToBf16(1.0f + 0x1.0p-8f + 0x1.0p-20f)), 1.0f + 0x1.0p-7f);
   // Values with 8 significant bits are exact.
-  for (float x : {0.0f, -2.5f, 3.0f, 1024.0f, -0x1.fep+3f}) EXPECT_EQ(Bf16ToFloat(FloatToBf16(x)), x);
+  for (float x : {0.0f, -2.5f, 3.0f, 1024.0f, -0x1.fep+3f})
+    EXPECT_EQ(Bf16ToFloat(FloatToBf16(x)), x);
   EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::numeric_limits<float>::quiet_NaN()))));
   EXPECT_EQ(Bf16ToFloat(FloatToBf16(std::numeric_limits<float>::infinity())),
             std::numeric_limits<float>::infinity());
@@ -27,9 +28,9 @@ TEST(Bf16, RoundsToNearestEven) {
 
 TEST(Arena, CarvesAlignedAndPackedViewsFromOneAllocation) {
   Arena arena("test");
-  Tensor* a = arena.Add("a", DType::kF32, {3});          // 12 bytes
-  Tensor* b = arena.Add("b", DType::kF32, {2, 2});       // aligned: starts at 64
-  Tensor* c = arena.Add("c", DType::kF32, {5}, true);    // packed: right after b
+  Tensor* a = arena.Add("a", DType::kF32, {3});        // 12 bytes
+  Tensor* b = arena.Add("b", DType::kF32, {2, 2});     // aligned: starts at 64
+  Tensor* c = arena.Add("c", DType::kF32, {5}, true);  // packed: right after b
   Tensor* d = arena.Add("d", DType::kBF16, {7});
   arena.Allocate();
   char* base = static_cast<char*>(arena.base());
