@@ -109,17 +109,21 @@ void ForwardBlock(const AttentionDims& dims, const AttentionSegment& s, int head
   }
 }
 
+// Work of one backward item: query heads [head_begin, head_end) of one kv head's group.
 struct BackwardItem {
-  int32_t segment, kv_head;
+  int32_t segment, kv_head, head_begin, head_end;
   int64_t cost;
 };
 
-void BackwardSegment(const AttentionDims& dims, const AttentionSegment& s, int kv,
+// dk_seg, dv_seg point at the segment's first key row, at this kv head's columns; the item adds
+// its contribution there.
+void BackwardSegment(const AttentionDims& dims, const AttentionSegment& s, const BackwardItem& it,
                      const AttentionIo& io, const float* delta, int64_t delta_ld, StridedRows dout,
-                     StridedRows dq, StridedRows dk, StridedRows dv, float scale, bool causal) {
+                     StridedRows dq, StridedRows dk_seg, StridedRows dv_seg, float scale,
+                     bool causal) {
+  const int kv = it.kv_head;
   const auto& vec = cpu::Vec();
   const int64_t d = dims.head_dim;
-  const int group = dims.heads / dims.kv_heads;
   const int64_t nk_total = VisibleKeys(s, s.q_len - 1, causal);
 
   float* p = Scratch(0, kBlockQ * kBlockK);
@@ -134,7 +138,7 @@ void BackwardSegment(const AttentionDims& dims, const AttentionSegment& s, int k
     std::fill(dk_acc, dk_acc + 2 * kBlockK * d, 0.0f);
     // The first query row that sees key c0.
     const int64_t first = causal ? std::max<int64_t>(0, s.k_pos + c0 - s.q_pos) : 0;
-    for (int h = kv * group; h < (kv + 1) * group; ++h) {
+    for (int h = it.head_begin; h < it.head_end; ++h) {
       for (int64_t r0 = first / kBlockQ * kBlockQ; r0 < s.q_len; r0 += kBlockQ) {
         const int64_t rows = std::min(kBlockQ, s.q_len - r0);
         const int64_t qrow = s.q_begin + r0;
@@ -158,8 +162,8 @@ void BackwardSegment(const AttentionDims& dims, const AttentionSegment& s, int k
       }
     }
     for (int64_t c = 0; c < cols; ++c) {
-      vec.add(dk.data + (s.k_begin + c0 + c) * dk.ld + kv * d, dk_acc + c * d, d);
-      vec.add(dv.data + (s.k_begin + c0 + c) * dv.ld + kv * d, dv_acc + c * d, d);
+      vec.add(dk_seg.data + (c0 + c) * dk_seg.ld, dk_acc + c * d, d);
+      vec.add(dv_seg.data + (c0 + c) * dv_seg.ld, dv_acc + c * d, d);
     }
   }
 }
@@ -245,20 +249,69 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
             cpu::Vec().dot(dout.data + r * dout.ld + h * d, io.out.data + r * io.out.ld + h * d, d);
   }
 
+  // One item per (segment, kv head) when that gives every thread work. Otherwise (one long
+  // segment with fewer kv heads than threads, e.g. multi-query attention) one item per query
+  // head: each adds its dK/dV into a private buffer, and the buffers of a group are summed in
+  // head order afterwards, so the result is still independent of the schedule.
+  // The choice depends on the shapes only, never on the thread count, so results are the same
+  // on any number of threads.
+  constexpr int64_t kMinItems = 8;
+  const int group = dims.heads / dims.kv_heads;
+  const bool per_head =
+      group > 1 && static_cast<int64_t>(segments.size()) * dims.kv_heads < kMinItems;
   std::vector<BackwardItem> items;
+  std::vector<int64_t> partial_offset;  // per item, into `partial` (per_head only)
+  int64_t partial_size = 0;
   for (size_t si = 0; si < segments.size(); ++si) {
     const AttentionSegment& s = segments[si];
     const int64_t cost = s.q_len * (VisibleKeys(s, s.q_len - 1, causal) + 1);
-    for (int g = 0; g < dims.kv_heads; ++g) items.push_back({static_cast<int32_t>(si), g, cost});
+    for (int g = 0; g < dims.kv_heads; ++g) {
+      if (!per_head) {
+        items.push_back({static_cast<int32_t>(si), g, g * group, (g + 1) * group, cost * group});
+        continue;
+      }
+      for (int h = g * group; h < (g + 1) * group; ++h) {
+        items.push_back({static_cast<int32_t>(si), g, h, h + 1, cost});
+        partial_offset.push_back(partial_size);
+        partial_size += 2 * s.k_len * d;
+      }
+    }
   }
-  std::stable_sort(items.begin(), items.end(),
-                   [](const BackwardItem& a, const BackwardItem& b) { return a.cost > b.cost; });
+  AlignedBuffer partial(per_head ? static_cast<size_t>(partial_size) : 0);
+  std::vector<int32_t> order(items.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return items[a].cost > items[b].cost; });
   const int64_t n = static_cast<int64_t>(items.size());
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i = 0; i < n; ++i) {
-    const BackwardItem& it = items[i];
-    BackwardSegment(dims, segments[it.segment], it.kv_head, io, delta.data(), rows_end, dout, dq,
-                    dk, dv, scale, causal);
+    const int32_t idx = order[i];
+    const BackwardItem& it = items[idx];
+    const AttentionSegment& s = segments[it.segment];
+    StridedRows dk_seg{dk.data + s.k_begin * dk.ld + it.kv_head * d, dk.ld};
+    StridedRows dv_seg{dv.data + s.k_begin * dv.ld + it.kv_head * d, dv.ld};
+    if (per_head) {
+      dk_seg = {partial.data() + partial_offset[idx], d};
+      dv_seg = {partial.data() + partial_offset[idx] + s.k_len * d, d};
+    }
+    BackwardSegment(dims, s, it, io, delta.data(), rows_end, dout, dq, dk_seg, dv_seg, scale,
+                    causal);
+  }
+  if (!per_head) return;
+  // Sum each group's private dK/dV into dk/dv, in head order.
+  const int64_t nitems = static_cast<int64_t>(items.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < nitems; i += group) {
+    const BackwardItem& first = items[i];
+    const AttentionSegment& s = segments[first.segment];
+    for (int j = 0; j < group; ++j) {
+      const float* pk = partial.data() + partial_offset[i + j];
+      const float* pv = pk + s.k_len * d;
+      for (int64_t r = 0; r < s.k_len; ++r) {
+        cpu::Vec().add(dk.data + (s.k_begin + r) * dk.ld + first.kv_head * d, pk + r * d, d);
+        cpu::Vec().add(dv.data + (s.k_begin + r) * dv.ld + first.kv_head * d, pv + r * d, d);
+      }
+    }
   }
 }
 

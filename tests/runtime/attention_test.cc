@@ -124,12 +124,20 @@ INSTANTIATE_TEST_SUITE_P(
 // Backward against central differences of L = sum(out * R) in the direction of random dq/dk/dv
 // perturbations. fp32 forward, eps = 1e-2: truncation and rounding both stay near 1e-4, so the
 // bound is 2e-3 relative (it fails by orders of magnitude on a wrong gradient).
-TEST(AttentionGradient, BackwardMatchesFiniteDifferences) {
-  const AttentionDims dims{4, 2, 8};
-  const std::vector<int32_t> cu = {0, 3, 40, 41, 170};
-  const int64_t t = cu.back(), qw = 32, kw = 16;
+struct GradCase {
+  std::string name;
+  AttentionDims dims;
+  std::vector<int32_t> cu;
+};
+
+class AttentionGradient : public ::testing::TestWithParam<GradCase> {};
+
+TEST_P(AttentionGradient, BackwardMatchesFiniteDifferences) {
+  const AttentionDims dims = GetParam().dims;
+  const std::vector<int32_t>& cu = GetParam().cu;
+  const int64_t t = cu.back(), qw = dims.heads * dims.head_dim, kw = dims.kv_heads * dims.head_dim;
   auto segs = SegmentsFromCuSeqlens(cu.data(), cu.size(), t);
-  const float scale = 1.0f / std::sqrt(8.0f);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dims.head_dim));
   auto q = RandomVector(t * qw, 11), k = RandomVector(t * kw, 12), v = RandomVector(t * kw, 13);
   const auto r = RandomVector(t * qw, 14);
   auto loss = [&](const std::vector<float>& qq, const std::vector<float>& kk,
@@ -177,11 +185,21 @@ TEST(AttentionGradient, BackwardMatchesFiniteDifferences) {
   }
 }
 
+// "packed": one item per (document, kv head). "mqa_one_doc": too few of those, so backward
+// splits by query head with private dK/dV sums (runtime/cpu/attention.cc).
+INSTANTIATE_TEST_SUITE_P(Schedules, AttentionGradient,
+                         ::testing::Values(GradCase{"packed", {4, 2, 8}, {0, 3, 40, 41, 170}},
+                                           GradCase{"mqa_one_doc", {4, 1, 8}, {0, 300}},
+                                           GradCase{"gqa_two_docs", {6, 2, 8}, {0, 130, 290}}),
+                         [](const auto& info) { return info.param.name; });
+
 // The same result on 1 and 2 threads, bit for bit (items own disjoint outputs).
-TEST(AttentionDeterminism, ThreadCountDoesNotChangeResults) {
-  const AttentionDims dims{4, 2, 16};
-  const std::vector<int32_t> cu = {0, 300, 301, 700};
-  const int64_t t = cu.back(), qw = 64, kw = 32;
+class AttentionDeterminism : public ::testing::TestWithParam<GradCase> {};
+
+TEST_P(AttentionDeterminism, ThreadCountDoesNotChangeResults) {
+  const AttentionDims dims = GetParam().dims;
+  const std::vector<int32_t>& cu = GetParam().cu;
+  const int64_t t = cu.back(), qw = dims.heads * dims.head_dim, kw = dims.kv_heads * dims.head_dim;
   auto segs = SegmentsFromCuSeqlens(cu.data(), cu.size(), t);
   auto q = RandomVector(t * qw, 1), k = RandomVector(t * kw, 2), v = RandomVector(t * kw, 3);
   auto dout = RandomVector(t * qw, 4);
@@ -189,7 +207,7 @@ TEST(AttentionDeterminism, ThreadCountDoesNotChangeResults) {
   const int saved = NumThreads();
   for (int threads : {1, 2}) {
     SetNumThreads(threads);
-    std::vector<float> out(t * qw), lse(4 * t), dq(t * qw, 0.0f), dk(t * kw, 0.0f),
+    std::vector<float> out(t * qw), lse(dims.heads * t), dq(t * qw, 0.0f), dk(t * kw, 0.0f),
         dv(t * kw, 0.0f);
     AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), t};
     AttentionForward(dims, segs, io, 0.25f);
@@ -203,6 +221,11 @@ TEST(AttentionDeterminism, ThreadCountDoesNotChangeResults) {
   SetNumThreads(saved);
   EXPECT_EQ(results[0], results[1]);
 }
+
+INSTANTIATE_TEST_SUITE_P(Schedules, AttentionDeterminism,
+                         ::testing::Values(GradCase{"packed", {4, 2, 16}, {0, 300, 301, 700}},
+                                           GradCase{"mqa_one_doc", {4, 1, 16}, {0, 500}}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace seqmesh
