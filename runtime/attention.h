@@ -61,6 +61,14 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
                        const AttentionIo& io, StridedRows dout, StridedRows dq, StridedRows dk,
                        StridedRows dv, float scale, bool causal = true);
 
+// Merges a partial result into a running one: (part, part_lse) is attention of the same query
+// rows over other keys. Per row and head, lse' = logaddexp(lse, part_lse) and
+// out' = out * exp(lse - lse') + part * exp(part_lse - lse'). Rows [0, rows) of out and part;
+// lse and part_lse are (heads, *_ld). A -inf lse (no keys seen yet) takes the other side as is.
+// Ring attention merges the result of each ring step this way.
+void AttentionMerge(const AttentionDims& dims, int64_t rows, StridedRows out, float* lse,
+                    int64_t lse_ld, StridedRows part, const float* part_lse, int64_t part_lse_ld);
+
 // Checked entry points over packed documents with dense tensors: q, out (T, heads*d);
 // k, v (T, kv_heads*d); cu_seqlens i32 (docs + 1); lse (heads, T).
 void VarlenAttentionForward(const AttentionDims& dims, const Tensor& q, const Tensor& k,

@@ -315,6 +315,32 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
   }
 }
 
+void AttentionMerge(const AttentionDims& dims, int64_t rows, StridedRows out, float* lse,
+                    int64_t lse_ld, StridedRows part, const float* part_lse, int64_t part_lse_ld) {
+  dims.Validate();
+  const int64_t d = dims.head_dim;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int h = 0; h < dims.heads; ++h) {
+      const float a = lse[h * lse_ld + r], b = part_lse[h * part_lse_ld + r];
+      if (b == kNegInf) continue;
+      float* o = out.data + r * out.ld + h * d;
+      const float* p = part.data + r * part.ld + h * d;
+      if (a == kNegInf) {
+        std::copy(p, p + d, o);
+        lse[h * lse_ld + r] = b;
+        continue;
+      }
+      const float m = std::max(a, b);
+      const float wa = std::exp(a - m), wb = std::exp(b - m);
+      const float sum = wa + wb;
+      const float ca = wa / sum, cb = wb / sum;
+      for (int64_t c = 0; c < d; ++c) o[c] = o[c] * ca + p[c] * cb;
+      lse[h * lse_ld + r] = m + std::log(sum);
+    }
+  }
+}
+
 namespace {
 struct VarlenChecked {
   std::vector<AttentionSegment> segments;

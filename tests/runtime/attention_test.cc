@@ -222,6 +222,30 @@ TEST_P(AttentionDeterminism, ThreadCountDoesNotChangeResults) {
   EXPECT_EQ(results[0], results[1]);
 }
 
+// A ring step's pattern: the same queries over two disjoint key ranges (given by positions, the
+// second invisible to the first 90 queries), computed separately and merged, equal attention
+// over all keys at once.
+TEST(AttentionMerge, TwoKeyRangesMergeToTheWhole) {
+  const AttentionDims dims{4, 2, 16};
+  const int64_t s = 200, split = 90, qw = 64, kw = 32;
+  auto q = RandomVector(s * qw, 31), k = RandomVector(s * kw, 32), v = RandomVector(s * kw, 33);
+  const float scale = 0.25f;
+  auto run = [&](AttentionSegment seg, std::vector<float>& out, std::vector<float>& lse) {
+    out.assign(s * qw, 0.0f);
+    lse.assign(dims.heads * s, 0.0f);
+    AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), s};
+    AttentionForward(dims, std::vector<AttentionSegment>{seg}, io, scale);
+  };
+  std::vector<float> whole, whole_lse, a, a_lse, b, b_lse;
+  run({0, s, 0, s, 0, 0}, whole, whole_lse);
+  run({0, s, 0, split, 0, 0}, a, a_lse);
+  run({0, s, split, s - split, 0, split}, b, b_lse);
+  EXPECT_TRUE(std::isinf(b_lse[0]));  // query 0 sees no key of the second range
+  AttentionMerge(dims, s, {a.data(), qw}, a_lse.data(), s, {b.data(), qw}, b_lse.data(), s);
+  EXPECT_LT(RelError(a.data(), whole.data(), a.size()), 1e-6);
+  EXPECT_LT(RelError(a_lse.data(), whole_lse.data(), a_lse.size()), 1e-6);
+}
+
 INSTANTIATE_TEST_SUITE_P(Schedules, AttentionDeterminism,
                          ::testing::Values(GradCase{"packed", {4, 2, 16}, {0, 300, 301, 700}},
                                            GradCase{"mqa_one_doc", {4, 1, 16}, {0, 500}}),
