@@ -69,6 +69,24 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
 void AttentionMerge(const AttentionDims& dims, int64_t rows, StridedRows out, float* lse,
                     int64_t lse_ld, StridedRows part, const float* part_lse, int64_t part_lse_ld);
 
+// Attention computed elsewhere for some rows of a micro-batch: the local part of a sequence split
+// over several ranks (parallel/ring_attention implements it). The model hands it the rows'
+// q, k, v (after RoPE) and output slices; it may communicate, and every rank of the split
+// sequence calls it in the same order (once per layer forward, and once per layer backward, in
+// reverse layer order; again in backward for checkpointed layers, which recompute forward).
+class ExternalAttention {
+ public:
+  virtual ~ExternalAttention() = default;
+  // The number of local rows it expects (checked against the split document's length).
+  virtual int64_t rows() const = 0;
+  virtual void Forward(StridedRows q, StridedRows k, StridedRows v, StridedRows out, float* lse,
+                       int64_t lse_ld) = 0;
+  // Accumulates (+=) into dq, dk, dv.
+  virtual void Backward(StridedRows q, StridedRows k, StridedRows v, StridedRows out,
+                        const float* lse, int64_t lse_ld, StridedRows dout, StridedRows dq,
+                        StridedRows dk, StridedRows dv) = 0;
+};
+
 // Checked entry points over packed documents with dense tensors: q, out (T, heads*d);
 // k, v (T, kv_heads*d); cu_seqlens i32 (docs + 1); lse (heads, T).
 void VarlenAttentionForward(const AttentionDims& dims, const Tensor& q, const Tensor& k,

@@ -248,6 +248,12 @@ void Model::LayerForward(int l, const LayerActs& a, const Tensor& x, const Tenso
   AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
                  {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
   AttentionForward(dims_, segments_, io, 1.0f / std::sqrt(static_cast<float>(hd)));
+  if (split_attention_) {
+    const int64_t r = split_.q_begin;
+    split_attention_->Forward({qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
+                              {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
+                              a.lse.f32() + r, options_.max_tokens);
+  }
   // x2 = x + attn Wo^T
   std::memcpy(a.x2.f32(), x.f32(), t * c.hidden * sizeof(float));
   Gemm(false, true, t, c.hidden, qw, 1.0f, a.attn.f32(), qw, w.o.f32(), qw, 1.0f, a.x2.f32(),
@@ -289,6 +295,14 @@ void Model::LayerBackward(int l, const LayerActs& a, const Tensor& x) {
                  {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
   AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
                     {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
+  if (split_attention_) {
+    const int64_t r = split_.q_begin;
+    split_attention_->Backward({qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
+                               {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
+                               a.lse.f32() + r, options_.max_tokens, {d_attn_.f32() + r * qw, qw},
+                               {dqkv + r * ld, ld}, {dqkv + r * ld + qw, ld},
+                               {dqkv + r * ld + qw + kw, ld});
+  }
   RopeApply(dqkv, ld, t, c.heads, hd, rope_cos_.f32(), rope_sin_.f32(), true);
   RopeApply(dqkv + qw, ld, t, c.kv_heads, hd, rope_cos_.f32(), rope_sin_.f32(), true);
   LinearBackwardWeight(Live(d_qkv_), Live(a.xn1), dw.qkv);
@@ -307,6 +321,22 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
       << "the micro-batch needs tokens, targets and cu_seqlens";
   SM_CHECK(normalizer > 0) << "the loss normalizer must be > 0, got " << normalizer;
   segments_ = SegmentsFromCuSeqlens(batch.cu_seqlens, batch.num_docs + 1, batch.num_tokens);
+  split_attention_ = nullptr;
+  if (batch.split_doc >= 0) {
+    SM_CHECK(batch.split_doc < batch.num_docs)
+        << "split_doc " << batch.split_doc << " is not a document of the micro-batch ("
+        << batch.num_docs << " documents)";
+    SM_CHECK(batch.split_attention != nullptr)
+        << "document " << batch.split_doc << " is split over ranks but no split_attention is given";
+    SM_CHECK(batch.positions != nullptr)
+        << "a split document needs the positions of its tokens in the whole sequence";
+    split_ = segments_[batch.split_doc];
+    SM_CHECK(split_.q_len == batch.split_attention->rows())
+        << "split document " << batch.split_doc << " has " << split_.q_len
+        << " tokens but its split attention expects " << batch.split_attention->rows();
+    segments_.erase(segments_.begin() + batch.split_doc);
+    split_attention_ = batch.split_attention;
+  }
   num_tokens_ = batch.num_tokens;
   tokens_ = batch.tokens;
   have_forward_ = false;

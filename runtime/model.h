@@ -49,6 +49,11 @@ struct Batch {
   int64_t num_tokens = 0;
   // (T) RoPE positions; null means each document starts at position 0.
   const int32_t* positions = nullptr;
+  // Optional: document `split_doc` is this rank's part of a sequence split over several ranks;
+  // its attention is computed by `split_attention` (ring attention), the other documents' here.
+  // Its positions (in `positions`) and targets are those of the whole sequence.
+  int64_t split_doc = -1;
+  ExternalAttention* split_attention = nullptr;
 };
 
 struct ModelOptions {
@@ -116,7 +121,9 @@ class Model {
 
   // State of the last Forward.
   int64_t num_tokens_ = 0;
-  std::vector<AttentionSegment> segments_;
+  std::vector<AttentionSegment> segments_;  // local documents (all but a split one)
+  AttentionSegment split_{};                // rows of the split document, if any
+  ExternalAttention* split_attention_ = nullptr;
   const int32_t* tokens_ = nullptr;
   bool have_forward_ = false;
 };
