@@ -4,6 +4,7 @@
 // and prints the loss falling.
 //
 //   build/examples/train_synthetic [--steps 80] [--threads 2] [--seed 1] [--checkpoint]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -80,7 +81,8 @@ int main(int argc, char** argv) {
     AdamWConfig oc;
     oc.weight_decay = 0.01f;
     AdamW adamw(model.params(), oc);
-    LrSchedule schedule{3e-3f, 3e-4f, 10, steps};
+    LrSchedule schedule{3e-3f, 3e-4f, std::min(10, steps), steps};
+    schedule.Validate();
     std::mt19937 rng(static_cast<uint32_t>(seed));
     std::printf(
         "model: %.2fM params, %ld layers, hidden %ld, heads %ld/%ld kv; %ld tokens per step\n",

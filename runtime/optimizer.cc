@@ -50,9 +50,13 @@ void LrSchedule::Validate() const {
       << "min_lr must be in [0, max_lr], got " << min_lr << " with max_lr " << max_lr;
   SM_CHECK(warmup_steps >= 0) << "warmup_steps must be >= 0, got " << warmup_steps;
   SM_CHECK(total_steps >= 1) << "total_steps must be >= 1, got " << total_steps;
+  SM_CHECK(warmup_steps <= total_steps)
+      << "warmup_steps (" << warmup_steps << ") exceeds total_steps (" << total_steps << ")";
 }
 
 double GlobalNorm(const std::vector<Tensor>& tensors) {
+  // Checked before the parallel loop: an exception cannot leave an OpenMP region.
+  for (const Tensor& t : tensors) CheckDType(t, DType::kF32);
   const std::vector<Chunk> chunks = Chunks(tensors);
   std::vector<double> partial(chunks.size());
   const int64_t n = static_cast<int64_t>(chunks.size());
@@ -67,6 +71,8 @@ double GlobalNorm(const std::vector<Tensor>& tensors) {
 }
 
 float ClipScale(double norm, float max_norm) {
+  SM_CHECK(std::isfinite(norm)) << "the gradient norm is " << norm
+                                << ": the loss diverged or an input is corrupt";
   if (max_norm <= 0.0f) return 1.0f;
   return static_cast<float>(std::min(1.0, max_norm / (norm + 1e-6)));
 }
@@ -88,6 +94,9 @@ void AdamW::Step(const std::vector<Tensor>& params, const std::vector<Tensor>& g
       << "AdamW::Step got " << params.size() << " params and " << grads.size()
       << " grads, expected " << m_.size();
   for (size_t i = 0; i < params.size(); ++i) {
+    // Checked before the parallel loop: an exception cannot leave an OpenMP region.
+    CheckDType(params[i], DType::kF32);
+    CheckDType(grads[i], DType::kF32);
     SM_CHECK(params[i].shape() == m_[i]->shape() && grads[i].shape() == m_[i]->shape())
         << "AdamW::Step: parameter '" << params[i].name() << "' " << params[i].shape().ToString()
         << " or its gradient '" << grads[i].name() << "' " << grads[i].shape().ToString()

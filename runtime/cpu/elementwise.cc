@@ -44,21 +44,22 @@ void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64
 
 void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
                      float* dw, int64_t t, int64_t n, bool accumulate) {
-  // Each thread reduces dw over a fixed contiguous block of rows; blocks are summed in order.
-  const int threads = omp_get_max_threads();
+  // dw is reduced over fixed blocks of rows, and the block sums are added in block order, so the
+  // result does not depend on the thread count.
+  constexpr int64_t kRowsPerBlock = 64;
+  const int64_t blocks = (t + kRowsPerBlock - 1) / kRowsPerBlock;
   thread_local AlignedBuffer partial;
-  partial.Reserve(static_cast<size_t>(threads) * n);
+  partial.Reserve(static_cast<size_t>(std::max<int64_t>(blocks, 1) * n));
   float* part = partial.data();
-  std::fill(part, part + threads * n, 0.0f);
-#pragma omp parallel num_threads(threads)
-  {
-    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-    const int64_t r0 = t * id / nt, r1 = t * (id + 1) / nt;
-    for (int64_t i = r0; i < r1; ++i)
-      cpu::Vec().rmsnorm_backward(dy + i * n, x + i * n, w, rstd[i], dx + i * n, part + id * n, n,
+  std::fill(part, part + blocks * n, 0.0f);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t r1 = std::min(t, (b + 1) * kRowsPerBlock);
+    for (int64_t i = b * kRowsPerBlock; i < r1; ++i)
+      cpu::Vec().rmsnorm_backward(dy + i * n, x + i * n, w, rstd[i], dx + i * n, part + b * n, n,
                                   accumulate);
   }
-  for (int id = 0; id < threads; ++id) cpu::Vec().add(dw, part + id * n, n);
+  for (int64_t b = 0; b < blocks; ++b) cpu::Vec().add(dw, part + b * n, n);
 }
 
 void PositionsFromCuSeqlens(const int32_t* cu, int64_t count, int32_t* positions) {

@@ -161,6 +161,32 @@ TEST_P(ModelFixtureTest, TrainRecordsFollowSchedule) {
   EXPECT_LT(losses[total - 1], losses[0]) << "training on one batch should lower its loss";
 }
 
+// The generator once stored references to tensors that the optimizer then updated in place, so
+// `param.*` held the final weights. Five AdamW steps with non-zero gradients move every
+// parameter, so each `param.<name>` must differ from `final.<name>`, and no gradient may be all
+// zero (that would make the gradient comparisons in model_reference_test vacuous).
+TEST_P(ModelFixtureTest, InitialParametersDifferFromFinalAndGradientsAreNonzero) {
+  const std::vector<std::string> params = fx().Names("param.");
+  ASSERT_FALSE(params.empty());
+  for (const std::string& name : params) {
+    const std::string hf = name.substr(std::strlen("param."));
+    const Tensor& init = fx().Get(name);
+    const Tensor& final_value = fx().Get("final." + hf);
+    ASSERT_TRUE(init.shape() == final_value.shape()) << hf;
+    int64_t moved = 0;
+    for (int64_t i = 0; i < init.numel(); ++i) moved += init.f32()[i] != final_value.f32()[i];
+    EXPECT_GT(moved, 0) << "param." << hf << " equals final." << hf;
+  }
+  const std::vector<std::string> grads = fx().Names("grad.");
+  EXPECT_EQ(grads.size(), params.size());
+  for (const std::string& name : grads) {
+    const Tensor& g = fx().Get(name);
+    int64_t nonzero = 0;
+    for (int64_t i = 0; i < g.numel(); ++i) nonzero += g.f32()[i] != 0.0f;
+    EXPECT_GT(nonzero, 0) << name << " is all zero";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Committed, ModelFixtureTest,
                          ::testing::Values("gqa_untied.bin", "mha_tied.bin", "gqa_tied_theta.bin"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
