@@ -1,0 +1,305 @@
+// Ring attention on D in-process ranks (threads exchanging messages through mailboxes) against
+// single-rank attention, and a model step with a mixed placement against the single-rank step.
+// The same protocol runs over MPI in the multi-rank tests; this one needs no MPI.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "parallel/ring_attention.h"
+#include "runtime/layers.h"
+#include "runtime/model.h"
+#include "tests/runtime/test_util.h"
+
+namespace seqmesh {
+namespace {
+
+using testing::RandomVector;
+using testing::RelError;
+
+// Mailboxes keyed by (from, to, tag). Post copies the send at once (a buffered send).
+class Mailboxes {
+ public:
+  void Send(int from, int to, int tag, const float* data, int64_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    boxes_[{from, to, tag}].emplace_back(data, data + n);
+    cv_.notify_all();
+  }
+  std::vector<float> Receive(int from, int to, int tag) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto& box = boxes_[{from, to, tag}];
+    cv_.wait(lock, [&] { return !box.empty(); });
+    std::vector<float> m = std::move(box.front());
+    box.pop_front();
+    return m;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::tuple<int, int, int>, std::deque<std::vector<float>>> boxes_;
+};
+
+class ThreadLink : public RingLink {
+ public:
+  ThreadLink(Mailboxes& boxes, int rank) : boxes_(boxes), rank_(rank) {}
+  void Post(int tag, const float* send, int64_t send_count, int to, float* recv, int64_t recv_count,
+            int from) override {
+    boxes_.Send(rank_, to, tag, send, send_count);
+    pending_[tag] = {recv, recv_count, from};
+  }
+  void Complete(int tag) override {
+    Pending p = pending_.at(tag);
+    std::vector<float> m = boxes_.Receive(p.from, rank_, tag);
+    ASSERT_EQ(static_cast<int64_t>(m.size()), p.count) << "message size, tag " << tag;
+    std::memcpy(p.recv, m.data(), m.size() * sizeof(float));
+    pending_.erase(tag);
+  }
+
+ private:
+  struct Pending {
+    float* recv;
+    int64_t count;
+    int from;
+  };
+  Mailboxes& boxes_;
+  int rank_;
+  std::map<int, Pending> pending_;
+};
+
+// Exact layout for a crafted case: 10 tokens on 2 ranks are 4 chunks of 3, 3, 2, 2; position 0
+// holds chunks 0 and 3, position 1 chunks 1 and 2.
+TEST(ZigzagLayout, CutsIntoTwoChunksPerRankAndPairsThemSymmetrically) {
+  ZigzagLayout z(10, 2);
+  EXPECT_EQ(z.ChunkBegin(0), 0);
+  EXPECT_EQ(z.ChunkBegin(1), 3);
+  EXPECT_EQ(z.ChunkBegin(2), 6);
+  EXPECT_EQ(z.ChunkBegin(3), 8);
+  EXPECT_EQ(z.ChunkEnd(3), 10);
+  EXPECT_EQ(z.LocalTokens(0), 5);
+  EXPECT_EQ(z.LocalTokens(1), 5);
+  const std::vector<int64_t> p0 = {0, 1, 2, 8, 9}, p1 = {3, 4, 5, 6, 7};
+  for (int r = 0; r < 5; ++r) {
+    EXPECT_EQ(z.GlobalIndex(0, r), p0[r]);
+    EXPECT_EQ(z.GlobalIndex(1, r), p1[r]);
+  }
+  // 100 tokens on 3 ranks: chunks 17,17,17,17,16,16; the middle position holds 34.
+  ZigzagLayout odd(100, 3);
+  EXPECT_EQ(odd.LocalTokens(0), 33);
+  EXPECT_EQ(odd.LocalTokens(2), 34);
+  EXPECT_EQ(odd.MaxLocalTokens(), 34);
+  EXPECT_THROW(ZigzagLayout(0, 2), Error);
+  EXPECT_THROW(ZigzagLayout(10, 0), Error);
+}
+
+struct RingCase {
+  int ring;
+  int64_t len;
+};
+
+class RingAttentionLocal : public ::testing::TestWithParam<RingCase> {};
+
+TEST_P(RingAttentionLocal, EqualsSingleRankForwardAndBackward) {
+  const int D = GetParam().ring;
+  const int64_t s = GetParam().len;
+  const AttentionDims dims{4, 2, 8};
+  const int64_t qw = 32, kw = 16;
+  auto q = RandomVector(s * qw, 1), k = RandomVector(s * kw, 2), v = RandomVector(s * kw, 3);
+  auto dout = RandomVector(s * qw, 4);
+  // Reference: the whole sequence on one rank.
+  std::vector<float> out(s * qw), lse(dims.heads * s), dq(s * qw, 0.f), dk(s * kw, 0.f),
+      dv(s * kw, 0.f);
+  std::vector<int32_t> cu = {0, static_cast<int32_t>(s)};
+  auto segs = SegmentsFromCuSeqlens(cu.data(), 2, s);
+  AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), s};
+  const float scale = 1.0f / std::sqrt(8.0f);
+  AttentionForward(dims, segs, io, scale);
+  AttentionBackward(dims, segs, io, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw},
+                    {dv.data(), kw}, scale);
+
+  ZigzagLayout layout(s, D);
+  std::vector<int> ring(D);
+  for (int i = 0; i < D; ++i) ring[i] = (D - i) % D;  // world ranks in another order than positions
+  Mailboxes boxes;
+  struct Local {
+    std::vector<float> q, k, v, dout, out, lse, dq, dk, dv;
+  };
+  std::vector<Local> local(D);
+  std::vector<std::thread> threads;
+  for (int pos = 0; pos < D; ++pos) {
+    threads.emplace_back([&, pos] {
+      Local& L = local[pos];
+      const int64_t rows = layout.LocalTokens(pos);
+      auto gather = [&](const std::vector<float>& full, int64_t w) {
+        std::vector<float> x(std::max<int64_t>(rows, 1) * w);
+        for (int64_t r = 0; r < rows; ++r)
+          std::memcpy(&x[r * w], &full[layout.GlobalIndex(pos, r) * w], w * sizeof(float));
+        return x;
+      };
+      L.q = gather(q, qw);
+      L.k = gather(k, kw);
+      L.v = gather(v, kw);
+      L.dout = gather(dout, qw);
+      L.out.assign(L.q.size(), 0.f);
+      L.lse.assign(dims.heads * std::max<int64_t>(rows, 1), 0.f);
+      L.dq.assign(L.q.size(), 0.f);
+      L.dk.assign(L.k.size(), 0.f);
+      L.dv.assign(L.v.size(), 0.f);
+      ThreadLink link(boxes, ring[pos]);
+      RingAttention ra(dims, layout, pos, ring, link);
+      const int64_t ld = std::max<int64_t>(rows, 1);
+      ra.Forward({L.q.data(), qw}, {L.k.data(), kw}, {L.v.data(), kw}, {L.out.data(), qw},
+                 L.lse.data(), ld);
+      ra.Backward({L.q.data(), qw}, {L.k.data(), kw}, {L.v.data(), kw}, {L.out.data(), qw},
+                  L.lse.data(), ld, {L.dout.data(), qw}, {L.dq.data(), qw}, {L.dk.data(), kw},
+                  {L.dv.data(), kw});
+    });
+  }
+  for (auto& t : threads) t.join();
+  // Scatter the local results back to global order and compare.
+  std::vector<float> g_out(s * qw), g_lse(dims.heads * s), g_dq(s * qw), g_dk(s * kw), g_dv(s * kw);
+  for (int pos = 0; pos < D; ++pos) {
+    const int64_t rows = layout.LocalTokens(pos), ld = std::max<int64_t>(rows, 1);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t gi = layout.GlobalIndex(pos, r);
+      std::memcpy(&g_out[gi * qw], &local[pos].out[r * qw], qw * 4);
+      std::memcpy(&g_dq[gi * qw], &local[pos].dq[r * qw], qw * 4);
+      std::memcpy(&g_dk[gi * kw], &local[pos].dk[r * kw], kw * 4);
+      std::memcpy(&g_dv[gi * kw], &local[pos].dv[r * kw], kw * 4);
+      for (int h = 0; h < dims.heads; ++h) g_lse[h * s + gi] = local[pos].lse[h * ld + r];
+    }
+  }
+  EXPECT_LT(RelError(g_out.data(), out.data(), out.size()), 1e-5);
+  EXPECT_LT(RelError(g_lse.data(), lse.data(), lse.size()), 1e-5);
+  EXPECT_LT(RelError(g_dq.data(), dq.data(), dq.size()), 1e-5);
+  EXPECT_LT(RelError(g_dk.data(), dk.data(), dk.size()), 1e-5);
+  EXPECT_LT(RelError(g_dv.data(), dv.data(), dv.size()), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rings, RingAttentionLocal,
+                         ::testing::Values(RingCase{1, 37}, RingCase{2, 64}, RingCase{2, 37},
+                                           RingCase{3, 90}, RingCase{3, 100}, RingCase{4, 64},
+                                           RingCase{4, 301}, RingCase{4, 5}, RingCase{3, 3}),
+                         [](const auto& info) {
+                           return "D" + std::to_string(info.param.ring) + "_s" +
+                                  std::to_string(info.param.len);
+                         });
+
+// A full model step with a mixed placement: one long document split over ranks 0-2 (a ring),
+// two short documents whole on rank 3. The losses and gradients of the four ranks add up to
+// those of one rank running all three documents packed.
+TEST(RingAttentionModel, MixedPlacementStepEqualsSingleRankStep) {
+  ModelConfig config;
+  config.vocab = 53;
+  config.hidden = 48;
+  config.layers = 2;
+  config.heads = 4;
+  config.kv_heads = 2;
+  config.ffn = 64;
+  const int64_t long_len = 150;
+  const std::vector<int64_t> short_lens = {20, 13};
+  std::mt19937 rng(5);
+  auto doc = [&](int64_t n) {
+    std::vector<int32_t> t(n);
+    for (auto& x : t) x = static_cast<int32_t>(rng() % config.vocab);
+    return t;
+  };
+  const std::vector<int32_t> long_doc = doc(long_len);
+  const std::vector<std::vector<int32_t>> shorts = {doc(short_lens[0]), doc(short_lens[1])};
+  auto targets_of = [](const std::vector<int32_t>& d) {
+    std::vector<int32_t> t(d.size());
+    for (size_t i = 0; i < d.size(); ++i) t[i] = i + 1 < d.size() ? d[i + 1] : kIgnoreIndex;
+    return t;
+  };
+  const float normalizer = static_cast<float>(long_len - 1 + short_lens[0] - 1 + short_lens[1] - 1);
+
+  // Reference: everything on one rank.
+  std::vector<int32_t> all, all_targets, all_cu = {0};
+  for (const auto* d : {&long_doc, &shorts[0], &shorts[1]}) {
+    auto t = targets_of(*d);
+    all.insert(all.end(), d->begin(), d->end());
+    all_targets.insert(all_targets.end(), t.begin(), t.end());
+    all_cu.push_back(static_cast<int32_t>(all.size()));
+  }
+  ModelOptions options;
+  options.max_tokens = static_cast<int64_t>(all.size());
+  Model reference(config, options);
+  reference.InitRandom(99, 0.2f);
+  reference.ZeroGrad();
+  const float ref_loss = reference.Forward(
+      {all.data(), all_targets.data(), all_cu.data(), 3, static_cast<int64_t>(all.size())},
+      normalizer);
+  reference.Backward();
+
+  const int D = 3;
+  ZigzagLayout layout(long_len, D);
+  const std::vector<int> ring = {2, 0, 1};  // world ranks in ring order
+  const std::vector<int32_t> long_targets = targets_of(long_doc);
+  Mailboxes boxes;
+  std::vector<float> losses(4);
+  std::vector<std::vector<float>> grads(4);
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < 4; ++rank) {
+    threads.emplace_back([&, rank] {
+      Model model(config, options);
+      model.InitRandom(99, 0.2f);
+      model.ZeroGrad();
+      std::vector<int32_t> tokens, targets, positions, cu = {0};
+      ThreadLink link(boxes, rank);
+      std::unique_ptr<RingAttention> ra;
+      Batch b;
+      if (rank < 3) {
+        const int pos = static_cast<int>(std::find(ring.begin(), ring.end(), rank) - ring.begin());
+        for (int64_t r = 0; r < layout.LocalTokens(pos); ++r) {
+          const int64_t g = layout.GlobalIndex(pos, r);
+          tokens.push_back(long_doc[g]);
+          targets.push_back(long_targets[g]);
+          positions.push_back(static_cast<int32_t>(g));
+        }
+        cu.push_back(static_cast<int32_t>(tokens.size()));
+        ra = std::make_unique<RingAttention>(AttentionDims{4, 2, 12}, layout, pos, ring, link);
+        b.split_doc = 0;
+        b.split_attention = ra.get();
+        b.positions = positions.data();
+      } else {
+        for (const auto& d : shorts) {
+          auto t = targets_of(d);
+          tokens.insert(tokens.end(), d.begin(), d.end());
+          targets.insert(targets.end(), t.begin(), t.end());
+          cu.push_back(static_cast<int32_t>(tokens.size()));
+        }
+      }
+      b.tokens = tokens.data();
+      b.targets = targets.data();
+      b.cu_seqlens = cu.data();
+      b.num_docs = static_cast<int64_t>(cu.size()) - 1;
+      b.num_tokens = static_cast<int64_t>(tokens.size());
+      losses[rank] = model.Forward(b, normalizer);
+      model.Backward();
+      for (const Tensor& g : model.grads())
+        grads[rank].insert(grads[rank].end(), g.f32(), g.f32() + g.numel());
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_NEAR(losses[0] + losses[1] + losses[2] + losses[3], ref_loss, 1e-5 * ref_loss);
+  std::vector<float> sum(grads[0].size(), 0.0f);
+  for (const auto& g : grads)
+    for (size_t i = 0; i < g.size(); ++i) sum[i] += g[i];
+  size_t offset = 0;
+  for (const Tensor& g : reference.grads()) {
+    EXPECT_LT(RelError(sum.data() + offset, g.f32(), g.numel()), 1e-5) << g.name();
+    offset += g.numel();
+  }
+}
+
+}  // namespace
+}  // namespace seqmesh
