@@ -7,6 +7,7 @@ packages=(
   cmake g++ make pkg-config          # build
   libdnnl-dev                        # CPU matmul (oneDNN)
   libgtest-dev                       # tests
+  openmpi-bin libopenmpi-dev         # CPU collectives and process launch (parallel/)
 )
 # The PyTorch reference is only needed to regenerate fixtures and for the peer benchmark.
 if [[ "${SEQMESH_WITH_TORCH:-0}" == 1 ]]; then

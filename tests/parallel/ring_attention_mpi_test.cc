@@ -1,0 +1,241 @@
+// Ring attention across real MPI processes (run by CTest under mpirun with 2, 3 and 4 ranks):
+// rings of every size 1..N on the world communicator equal single-rank attention forward and
+// backward; two disjoint rings run at once; a mixed placement (a long document over three
+// ranks, two short documents on the fourth) gives the single-rank model step; and a ring member
+// that stops answering makes the others fail with a named error within the deadline.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "parallel/mpi_ring_link.h"
+#include "parallel/ring_attention.h"
+#include "runtime/layers.h"
+#include "runtime/model.h"
+#include "tests/runtime/test_util.h"
+
+namespace seqmesh {
+namespace {
+
+using testing::RandomVector;
+using testing::RelError;
+
+int WorldRank() {
+  int r;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int WorldSize() {
+  int n;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+constexpr std::chrono::milliseconds kDeadline{20000};
+
+// Runs ring attention for a sequence of length s over `ring` (world ranks in ring order) and,
+// on members, compares the local rows with single-rank attention of the whole sequence.
+void CheckRing(const std::vector<int>& ring, int64_t s, uint32_t seed) {
+  const auto pos_it = std::find(ring.begin(), ring.end(), WorldRank());
+  if (pos_it == ring.end()) return;
+  const int pos = static_cast<int>(pos_it - ring.begin());
+  const AttentionDims dims{4, 2, 8};
+  const int64_t qw = 32, kw = 16;
+  auto q = RandomVector(s * qw, seed), k = RandomVector(s * kw, seed + 1),
+       v = RandomVector(s * kw, seed + 2), dout = RandomVector(s * qw, seed + 3);
+  std::vector<float> out(s * qw), lse(dims.heads * s), dq(s * qw, 0.f), dk(s * kw, 0.f),
+      dv(s * kw, 0.f);
+  std::vector<int32_t> cu = {0, static_cast<int32_t>(s)};
+  auto segs = SegmentsFromCuSeqlens(cu.data(), 2, s);
+  AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), s};
+  const float scale = 1.0f / std::sqrt(8.0f);
+  AttentionForward(dims, segs, io, scale);
+  AttentionBackward(dims, segs, io, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw},
+                    {dv.data(), kw}, scale);
+
+  ZigzagLayout layout(s, static_cast<int>(ring.size()));
+  const int64_t rows = layout.LocalTokens(pos), ld = std::max<int64_t>(rows, 1);
+  auto gather = [&](const std::vector<float>& full, int64_t w) {
+    std::vector<float> x(ld * w);
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(&x[r * w], &full[layout.GlobalIndex(pos, r) * w], w * sizeof(float));
+    return x;
+  };
+  auto lq = gather(q, qw), lk = gather(k, kw), lv = gather(v, kw), ldout = gather(dout, qw);
+  std::vector<float> lout(ld * qw), llse(dims.heads * ld), ldq(ld * qw, 0.f), ldk(ld * kw, 0.f),
+      ldv(ld * kw, 0.f);
+  MpiRingLink link(MPI_COMM_WORLD, kDeadline);
+  RingAttention ra(dims, layout, pos, ring, link);
+  ra.Forward({lq.data(), qw}, {lk.data(), kw}, {lv.data(), kw}, {lout.data(), qw}, llse.data(), ld);
+  ra.Backward({lq.data(), qw}, {lk.data(), kw}, {lv.data(), kw}, {lout.data(), qw}, llse.data(), ld,
+              {ldout.data(), qw}, {ldq.data(), qw}, {ldk.data(), kw}, {ldv.data(), kw});
+  auto ref = [&](const std::vector<float>& full, int64_t w) { return gather(full, w); };
+  std::vector<float> ref_lse(dims.heads * ld);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int h = 0; h < dims.heads; ++h)
+      ref_lse[h * ld + r] = lse[h * s + layout.GlobalIndex(pos, r)];
+  const std::string where = "rank " + std::to_string(WorldRank()) + " ring size " +
+                            std::to_string(ring.size()) + " s " + std::to_string(s);
+  EXPECT_LT(RelError(lout.data(), ref(out, qw).data(), rows * qw), 1e-5) << where;
+  EXPECT_LT(RelError(llse.data(), ref_lse.data(), llse.size()), 1e-5) << where;
+  EXPECT_LT(RelError(ldq.data(), ref(dq, qw).data(), rows * qw), 1e-5) << where;
+  EXPECT_LT(RelError(ldk.data(), ref(dk, kw).data(), rows * kw), 1e-5) << where;
+  EXPECT_LT(RelError(ldv.data(), ref(dv, kw).data(), rows * kw), 1e-5) << where;
+}
+
+TEST(RingAttentionMpi, EveryRingSizeEqualsSingleRank) {
+  const int n = WorldSize();
+  for (int d = 1; d <= n; ++d) {
+    std::vector<int> ring(d);
+    for (int i = 0; i < d; ++i) ring[i] = (d - 1 - i);  // reversed: positions != world ranks
+    for (int64_t s : {8 * d, 8 * d + 3, 97}) CheckRing(ring, s, 100 + d);
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+}
+
+TEST(RingAttentionMpi, TwoDisjointRingsAtOnce) {
+  if (WorldSize() < 4) GTEST_SKIP() << "needs 4 ranks";
+  // Ranks {0, 2} and {3, 1} each run their own sequence at the same time, same tags.
+  CheckRing({0, 2}, 70, 7);
+  CheckRing({3, 1}, 45, 9);
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(RingAttentionMpi, MixedPlacementModelStepEqualsSingleRank) {
+  if (WorldSize() != 4) GTEST_SKIP() << "needs exactly 4 ranks";
+  ModelConfig config;
+  config.vocab = 53;
+  config.hidden = 48;
+  config.layers = 2;
+  config.heads = 4;
+  config.kv_heads = 2;
+  config.ffn = 64;
+  std::mt19937 rng(5);
+  auto doc = [&](int64_t len) {
+    std::vector<int32_t> t(len);
+    for (auto& x : t) x = static_cast<int32_t>(rng() % config.vocab);
+    return t;
+  };
+  auto targets_of = [](const std::vector<int32_t>& d) {
+    std::vector<int32_t> t(d.size());
+    for (size_t i = 0; i < d.size(); ++i) t[i] = i + 1 < d.size() ? d[i + 1] : kIgnoreIndex;
+    return t;
+  };
+  const std::vector<int32_t> long_doc = doc(150), short_a = doc(20), short_b = doc(13);
+  const float normalizer = 149 + 19 + 12;
+  std::vector<int32_t> all, all_targets, all_cu = {0};
+  for (const auto* d : {&long_doc, &short_a, &short_b}) {
+    auto t = targets_of(*d);
+    all.insert(all.end(), d->begin(), d->end());
+    all_targets.insert(all_targets.end(), t.begin(), t.end());
+    all_cu.push_back(static_cast<int32_t>(all.size()));
+  }
+  ModelOptions options;
+  options.max_tokens = static_cast<int64_t>(all.size());
+  Model reference(config, options);
+  reference.InitRandom(99, 0.2f);
+  reference.ZeroGrad();
+  const float ref_loss = reference.Forward(
+      {all.data(), all_targets.data(), all_cu.data(), 3, static_cast<int64_t>(all.size())},
+      normalizer);
+  reference.Backward();
+
+  const std::vector<int> ring = {2, 0, 1};
+  ZigzagLayout layout(150, 3);
+  const std::vector<int32_t> long_targets = targets_of(long_doc);
+  Model model(config, options);
+  model.InitRandom(99, 0.2f);
+  model.ZeroGrad();
+  std::vector<int32_t> tokens, targets, positions, cu = {0};
+  MpiRingLink link(MPI_COMM_WORLD, kDeadline);
+  std::unique_ptr<RingAttention> ra;
+  Batch b;
+  const int rank = WorldRank();
+  if (rank < 3) {
+    const int pos = static_cast<int>(std::find(ring.begin(), ring.end(), rank) - ring.begin());
+    for (int64_t r = 0; r < layout.LocalTokens(pos); ++r) {
+      const int64_t g = layout.GlobalIndex(pos, r);
+      tokens.push_back(long_doc[g]);
+      targets.push_back(long_targets[g]);
+      positions.push_back(static_cast<int32_t>(g));
+    }
+    cu.push_back(static_cast<int32_t>(tokens.size()));
+    ra = std::make_unique<RingAttention>(AttentionDims{4, 2, 12}, layout, pos, ring, link);
+    b.split_doc = 0;
+    b.split_attention = ra.get();
+    b.positions = positions.data();
+  } else {
+    for (const auto* d : {&short_a, &short_b}) {
+      auto t = targets_of(*d);
+      tokens.insert(tokens.end(), d->begin(), d->end());
+      targets.insert(targets.end(), t.begin(), t.end());
+      cu.push_back(static_cast<int32_t>(tokens.size()));
+    }
+  }
+  b.tokens = tokens.data();
+  b.targets = targets.data();
+  b.cu_seqlens = cu.data();
+  b.num_docs = static_cast<int64_t>(cu.size()) - 1;
+  b.num_tokens = static_cast<int64_t>(tokens.size());
+  float loss = model.Forward(b, normalizer);
+  model.Backward();
+  // Token-level loss: the ranks' losses and gradients add up to the whole batch's.
+  MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_NEAR(loss, ref_loss, 1e-5 * ref_loss);
+  for (size_t i = 0; i < model.grads().size(); ++i) {
+    const Tensor& g = model.grads()[i];
+    MPI_Allreduce(MPI_IN_PLACE, g.f32(), static_cast<int>(g.numel()), MPI_FLOAT, MPI_SUM,
+                  MPI_COMM_WORLD);
+    EXPECT_LT(RelError(g.f32(), reference.grads()[i].f32(), g.numel()), 1e-5) << g.name();
+  }
+}
+
+// Rank 1 never joins the ring; rank 0's exchange must fail within the deadline, naming the
+// peers. A communicator of its own keeps the unanswered messages away from later tests.
+TEST(RingAttentionMpi, SilentRingMemberFailsWithNamedErrorWithinDeadline) {
+  if (WorldSize() < 2) GTEST_SKIP() << "needs 2 ranks";
+  MPI_Comm comm;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  if (WorldRank() == 0) {
+    const AttentionDims dims{2, 1, 4};
+    ZigzagLayout layout(8, 2);
+    std::vector<float> q(4 * 8, 0.5f), kv(4 * 4, 0.5f), out(4 * 8), lse(2 * 4);
+    MpiRingLink link(comm, std::chrono::milliseconds(1000));
+    RingAttention ra(dims, layout, 0, {0, 1}, link);
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      ra.Forward({q.data(), 8}, {kv.data(), 4}, {kv.data(), 4}, {out.data(), 8}, lse.data(), 4);
+      ADD_FAILURE() << "the exchange with a silent rank completed";
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("timed out after 1000 ms"), std::string::npos) << m;
+      EXPECT_NE(m.find("sending to rank 1 and receiving from rank 1"), std::string::npos) << m;
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(secs, 5.0);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  MPI_Comm_free(&comm);
+}
+
+}  // namespace
+}  // namespace seqmesh
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  const int result = RUN_ALL_TESTS();
+  // Every rank runs every test; the job fails if any rank failed.
+  int worst = result;
+  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return worst;
+}
