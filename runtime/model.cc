@@ -154,6 +154,7 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
   Tensor* cosv = add("rope_cos", {t, hd / 2});
   Tensor* sinv = add("rope_sin", {t, hd / 2});
   Tensor* pos = act_arena_.Add("positions", DType::kI32, {t});
+  Tensor* tokens = act_arena_.Add("tokens", DType::kI32, {t});
   Tensor* d_resid = add("d_resid", {t, c.hidden});
   Tensor* d_xn = add("d_xn", {t, c.hidden});
   Tensor* d_attn = add("d_attn", {t, c.heads * hd});
@@ -193,6 +194,7 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
   rope_cos_ = *cosv;
   rope_sin_ = *sinv;
   positions_ = *pos;
+  tokens_ = *tokens;
   d_resid_ = *d_resid;
   d_xn_ = *d_xn;
   d_attn_ = *d_attn;
@@ -338,7 +340,8 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
     split_attention_ = batch.split_attention;
   }
   num_tokens_ = batch.num_tokens;
-  tokens_ = batch.tokens;
+  // Kept for the embedding's backward: the caller's batch need not outlive Forward.
+  std::memcpy(tokens_.i32(), batch.tokens, batch.num_tokens * sizeof(int32_t));
   have_forward_ = false;
   const int64_t t = num_tokens_;
 
@@ -383,7 +386,7 @@ void Model::Backward() {
     if (options_.checkpoint_layers[l]) LayerForward(l, acts_[l], resid_[l], resid_[l + 1]);
     LayerBackward(l, acts_[l], resid_[l]);
   }
-  EmbeddingBackward(tokens_, t, d_resid_.f32(), c.hidden, d_embed_.f32());
+  EmbeddingBackward(tokens_.i32(), t, d_resid_.f32(), c.hidden, d_embed_.f32());
 }
 
 }  // namespace seqmesh

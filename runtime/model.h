@@ -81,7 +81,8 @@ class Model {
   void InitRandom(uint64_t seed, float std = 0.02f);
   void ZeroGrad();
 
-  // Runs the forward pass and the loss; keeps what Backward needs. Returns
+  // Runs the forward pass and the loss; keeps what Backward needs (the batch itself need not
+  // outlive the call). Returns
   // sum(token losses) / normalizer. If logits_out is given, (T, vocab) logits are copied there.
   float Forward(const Batch& batch, float normalizer, float* logits_out = nullptr);
   // Accumulates the gradients of the last Forward's loss into grads().
@@ -116,7 +117,7 @@ class Model {
   std::vector<LayerActs> acts_;  // per layer; checkpointed layers share recompute_
   LayerActs recompute_;
   std::vector<Tensor> resid_;  // (layers + 1) x (T, H): the residual stream between layers
-  Tensor xf_, rstdf_, logits_, rope_cos_, rope_sin_, positions_;
+  Tensor xf_, rstdf_, logits_, rope_cos_, rope_sin_, positions_, tokens_;
   Tensor d_resid_, d_xn_, d_attn_, d_qkv_, d_h_, d_gate_up_;
 
   // State of the last Forward.
@@ -124,7 +125,6 @@ class Model {
   std::vector<AttentionSegment> segments_;  // local documents (all but a split one)
   AttentionSegment split_{};                // rows of the split document, if any
   ExternalAttention* split_attention_ = nullptr;
-  const int32_t* tokens_ = nullptr;
   bool have_forward_ = false;
 };
 

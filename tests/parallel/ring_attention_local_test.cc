@@ -18,6 +18,7 @@
 #include "parallel/ring_attention.h"
 #include "runtime/layers.h"
 #include "runtime/model.h"
+#include "tests/parallel/mixed_placement.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -194,103 +195,31 @@ INSTANTIATE_TEST_SUITE_P(Rings, RingAttentionLocal,
                                   std::to_string(info.param.len);
                          });
 
-// A full model step with a mixed placement: one long document split over ranks 0-2 (a ring),
-// two short documents whole on rank 3. The losses and gradients of the four ranks add up to
-// those of one rank running all three documents packed.
+// A full model step with a mixed placement (tests/parallel/mixed_placement.h): the four ranks'
+// losses and gradients add up to one rank running all three documents.
 TEST(RingAttentionModel, MixedPlacementStepEqualsSingleRankStep) {
-  ModelConfig config;
-  config.vocab = 53;
-  config.hidden = 48;
-  config.layers = 2;
-  config.heads = 4;
-  config.kv_heads = 2;
-  config.ffn = 64;
-  const int64_t long_len = 150;
-  const std::vector<int64_t> short_lens = {20, 13};
-  std::mt19937 rng(5);
-  auto doc = [&](int64_t n) {
-    std::vector<int32_t> t(n);
-    for (auto& x : t) x = static_cast<int32_t>(rng() % config.vocab);
-    return t;
-  };
-  const std::vector<int32_t> long_doc = doc(long_len);
-  const std::vector<std::vector<int32_t>> shorts = {doc(short_lens[0]), doc(short_lens[1])};
-  auto targets_of = [](const std::vector<int32_t>& d) {
-    std::vector<int32_t> t(d.size());
-    for (size_t i = 0; i < d.size(); ++i) t[i] = i + 1 < d.size() ? d[i + 1] : kIgnoreIndex;
-    return t;
-  };
-  const float normalizer = static_cast<float>(long_len - 1 + short_lens[0] - 1 + short_lens[1] - 1);
-
-  // Reference: everything on one rank.
-  std::vector<int32_t> all, all_targets, all_cu = {0};
-  for (const auto* d : {&long_doc, &shorts[0], &shorts[1]}) {
-    auto t = targets_of(*d);
-    all.insert(all.end(), d->begin(), d->end());
-    all_targets.insert(all_targets.end(), t.begin(), t.end());
-    all_cu.push_back(static_cast<int32_t>(all.size()));
-  }
-  ModelOptions options;
-  options.max_tokens = static_cast<int64_t>(all.size());
-  Model reference(config, options);
-  reference.InitRandom(99, 0.2f);
-  reference.ZeroGrad();
-  const float ref_loss = reference.Forward(
-      {all.data(), all_targets.data(), all_cu.data(), 3, static_cast<int64_t>(all.size())},
-      normalizer);
+  const testing::MixedPlacement scenario;
+  Model reference = scenario.NewModel();
+  const float ref_loss = scenario.ReferenceStep(reference);
   reference.Backward();
 
-  const int D = 3;
-  ZigzagLayout layout(long_len, D);
-  const std::vector<int> ring = {2, 0, 1};  // world ranks in ring order
-  const std::vector<int32_t> long_targets = targets_of(long_doc);
   Mailboxes boxes;
-  std::vector<float> losses(4);
-  std::vector<std::vector<float>> grads(4);
+  std::vector<float> losses(testing::MixedPlacement::kRanks);
+  std::vector<std::vector<float>> grads(testing::MixedPlacement::kRanks);
   std::vector<std::thread> threads;
-  for (int rank = 0; rank < 4; ++rank) {
+  for (int rank = 0; rank < testing::MixedPlacement::kRanks; ++rank) {
     threads.emplace_back([&, rank] {
-      Model model(config, options);
-      model.InitRandom(99, 0.2f);
-      model.ZeroGrad();
-      std::vector<int32_t> tokens, targets, positions, cu = {0};
+      Model model = scenario.NewModel();
       ThreadLink link(boxes, rank);
-      std::unique_ptr<RingAttention> ra;
-      Batch b;
-      if (rank < 3) {
-        const int pos = static_cast<int>(std::find(ring.begin(), ring.end(), rank) - ring.begin());
-        for (int64_t r = 0; r < layout.LocalTokens(pos); ++r) {
-          const int64_t g = layout.GlobalIndex(pos, r);
-          tokens.push_back(long_doc[g]);
-          targets.push_back(long_targets[g]);
-          positions.push_back(static_cast<int32_t>(g));
-        }
-        cu.push_back(static_cast<int32_t>(tokens.size()));
-        ra = std::make_unique<RingAttention>(AttentionDims{4, 2, 12}, layout, pos, ring, link);
-        b.split_doc = 0;
-        b.split_attention = ra.get();
-        b.positions = positions.data();
-      } else {
-        for (const auto& d : shorts) {
-          auto t = targets_of(d);
-          tokens.insert(tokens.end(), d.begin(), d.end());
-          targets.insert(targets.end(), t.begin(), t.end());
-          cu.push_back(static_cast<int32_t>(tokens.size()));
-        }
-      }
-      b.tokens = tokens.data();
-      b.targets = targets.data();
-      b.cu_seqlens = cu.data();
-      b.num_docs = static_cast<int64_t>(cu.size()) - 1;
-      b.num_tokens = static_cast<int64_t>(tokens.size());
-      losses[rank] = model.Forward(b, normalizer);
-      model.Backward();
+      losses[rank] = scenario.RankStep(rank, model, link);
       for (const Tensor& g : model.grads())
         grads[rank].insert(grads[rank].end(), g.f32(), g.f32() + g.numel());
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_NEAR(losses[0] + losses[1] + losses[2] + losses[3], ref_loss, 1e-5 * ref_loss);
+  float loss = 0;
+  for (float l : losses) loss += l;
+  EXPECT_NEAR(loss, ref_loss, 1e-5 * ref_loss);
   std::vector<float> sum(grads[0].size(), 0.0f);
   for (const auto& g : grads)
     for (size_t i = 0; i < g.size(); ++i) sum[i] += g[i];

@@ -19,6 +19,7 @@
 #include "parallel/ring_attention.h"
 #include "runtime/layers.h"
 #include "runtime/model.h"
+#include "tests/parallel/mixed_placement.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -109,83 +110,14 @@ TEST(RingAttentionMpi, TwoDisjointRingsAtOnce) {
 }
 
 TEST(RingAttentionMpi, MixedPlacementModelStepEqualsSingleRank) {
-  if (WorldSize() != 4) GTEST_SKIP() << "needs exactly 4 ranks";
-  ModelConfig config;
-  config.vocab = 53;
-  config.hidden = 48;
-  config.layers = 2;
-  config.heads = 4;
-  config.kv_heads = 2;
-  config.ffn = 64;
-  std::mt19937 rng(5);
-  auto doc = [&](int64_t len) {
-    std::vector<int32_t> t(len);
-    for (auto& x : t) x = static_cast<int32_t>(rng() % config.vocab);
-    return t;
-  };
-  auto targets_of = [](const std::vector<int32_t>& d) {
-    std::vector<int32_t> t(d.size());
-    for (size_t i = 0; i < d.size(); ++i) t[i] = i + 1 < d.size() ? d[i + 1] : kIgnoreIndex;
-    return t;
-  };
-  const std::vector<int32_t> long_doc = doc(150), short_a = doc(20), short_b = doc(13);
-  const float normalizer = 149 + 19 + 12;
-  std::vector<int32_t> all, all_targets, all_cu = {0};
-  for (const auto* d : {&long_doc, &short_a, &short_b}) {
-    auto t = targets_of(*d);
-    all.insert(all.end(), d->begin(), d->end());
-    all_targets.insert(all_targets.end(), t.begin(), t.end());
-    all_cu.push_back(static_cast<int32_t>(all.size()));
-  }
-  ModelOptions options;
-  options.max_tokens = static_cast<int64_t>(all.size());
-  Model reference(config, options);
-  reference.InitRandom(99, 0.2f);
-  reference.ZeroGrad();
-  const float ref_loss = reference.Forward(
-      {all.data(), all_targets.data(), all_cu.data(), 3, static_cast<int64_t>(all.size())},
-      normalizer);
+  if (WorldSize() != testing::MixedPlacement::kRanks) GTEST_SKIP() << "needs exactly 4 ranks";
+  const testing::MixedPlacement scenario;
+  Model reference = scenario.NewModel();
+  const float ref_loss = scenario.ReferenceStep(reference);
   reference.Backward();
-
-  const std::vector<int> ring = {2, 0, 1};
-  ZigzagLayout layout(150, 3);
-  const std::vector<int32_t> long_targets = targets_of(long_doc);
-  Model model(config, options);
-  model.InitRandom(99, 0.2f);
-  model.ZeroGrad();
-  std::vector<int32_t> tokens, targets, positions, cu = {0};
+  Model model = scenario.NewModel();
   MpiRingLink link(MPI_COMM_WORLD, kDeadline);
-  std::unique_ptr<RingAttention> ra;
-  Batch b;
-  const int rank = WorldRank();
-  if (rank < 3) {
-    const int pos = static_cast<int>(std::find(ring.begin(), ring.end(), rank) - ring.begin());
-    for (int64_t r = 0; r < layout.LocalTokens(pos); ++r) {
-      const int64_t g = layout.GlobalIndex(pos, r);
-      tokens.push_back(long_doc[g]);
-      targets.push_back(long_targets[g]);
-      positions.push_back(static_cast<int32_t>(g));
-    }
-    cu.push_back(static_cast<int32_t>(tokens.size()));
-    ra = std::make_unique<RingAttention>(AttentionDims{4, 2, 12}, layout, pos, ring, link);
-    b.split_doc = 0;
-    b.split_attention = ra.get();
-    b.positions = positions.data();
-  } else {
-    for (const auto* d : {&short_a, &short_b}) {
-      auto t = targets_of(*d);
-      tokens.insert(tokens.end(), d->begin(), d->end());
-      targets.insert(targets.end(), t.begin(), t.end());
-      cu.push_back(static_cast<int32_t>(tokens.size()));
-    }
-  }
-  b.tokens = tokens.data();
-  b.targets = targets.data();
-  b.cu_seqlens = cu.data();
-  b.num_docs = static_cast<int64_t>(cu.size()) - 1;
-  b.num_tokens = static_cast<int64_t>(tokens.size());
-  float loss = model.Forward(b, normalizer);
-  model.Backward();
+  float loss = scenario.RankStep(WorldRank(), model, link);
   // Token-level loss: the ranks' losses and gradients add up to the whole batch's.
   MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   EXPECT_NEAR(loss, ref_loss, 1e-5 * ref_loss);
