@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/files.h"
+
 namespace seqmesh {
 
 enum class TokenDType : uint8_t {
@@ -30,25 +32,6 @@ enum class TokenDType : uint8_t {
   kU16 = 8
 };
 size_t TokenDTypeSize(TokenDType t);
-
-// A read-only memory map of a whole file (move-only; unmapped and closed on destruction).
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path);
-  MappedFile(MappedFile&& other) noexcept;
-  MappedFile& operator=(MappedFile&& other) noexcept;
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-  ~MappedFile();
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 class IndexedDataset {
  public:

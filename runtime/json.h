@@ -1,0 +1,63 @@
+// A small JSON value with a strict parser and a writer: enough for safetensors headers,
+// Hugging Face config.json files, manifests and metrics lines. Objects keep their key order and
+// reject duplicate keys; numbers keep their text, so 64-bit integers survive exactly.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace seqmesh {
+
+class Json {
+ public:
+  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
+
+  Json() = default;
+  static Json Bool(bool b);
+  static Json Number(double v);
+  static Json Integer(int64_t v);
+  static Json String(std::string s);
+  static Json Array(std::vector<Json> items = {});
+  static Json Object(std::vector<std::pair<std::string, Json>> members = {});
+
+  // Parses one JSON document (surrounding whitespace allowed). Errors name `what` (a file name)
+  // and the byte offset.
+  static Json Parse(std::string_view text, std::string_view what = "JSON");
+
+  Type type() const { return type_; }
+  bool is_null() const { return type_ == Type::kNull; }
+  bool is_object() const { return type_ == Type::kObject; }
+  bool is_array() const { return type_ == Type::kArray; }
+  bool is_string() const { return type_ == Type::kString; }
+  bool is_number() const { return type_ == Type::kNumber; }
+
+  // Typed access; a wrong type is an error naming `what` (the field being read).
+  bool AsBool(std::string_view what) const;
+  double AsDouble(std::string_view what) const;
+  int64_t AsInt(std::string_view what) const;  // exact integers only
+  const std::string& AsString(std::string_view what) const;
+  const std::vector<Json>& AsArray(std::string_view what) const;
+  const std::vector<std::pair<std::string, Json>>& AsObject(std::string_view what) const;
+
+  // Object member or nullptr.
+  const Json* Find(std::string_view key) const;
+  // Appends a member to an object (no duplicate check: the writer's caller owns the keys).
+  Json& Set(std::string key, Json value);
+  void Push(Json value);
+
+  // Compact text (no spaces), keys in insertion order.
+  std::string Dump() const;
+
+ private:
+  Type type_ = Type::kNull;
+  bool bool_ = false;
+  std::string text_;  // number text or string value
+  std::vector<Json> items_;
+  std::vector<std::pair<std::string, Json>> members_;
+  friend class JsonParser;
+};
+
+}  // namespace seqmesh

@@ -1,0 +1,189 @@
+#include "runtime/safetensors.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "runtime/json.h"
+
+namespace seqmesh {
+namespace {
+
+constexpr uint64_t kMaxHeader = 100ull << 20;
+
+size_t DTypeBytes(const std::string& d) {
+  if (d == "BOOL" || d == "U8" || d == "I8" || d == "F8_E4M3" || d == "F8_E5M2") return 1;
+  if (d == "I16" || d == "U16" || d == "F16" || d == "BF16") return 2;
+  if (d == "I32" || d == "U32" || d == "F32") return 4;
+  if (d == "I64" || d == "U64" || d == "F64") return 8;
+  return 0;
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = (h >> 15) & 1, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  float v;
+  if (exp == 0)
+    v = std::ldexp(static_cast<float>(mant), -24);
+  else if (exp == 31)
+    v = mant ? NAN : INFINITY;
+  else
+    v = std::ldexp(static_cast<float>(mant | 0x400), static_cast<int>(exp) - 25);
+  return sign ? -v : v;
+}
+
+}  // namespace
+
+SafetensorsFile SafetensorsFile::Open(const std::string& path) {
+  SafetensorsFile f{MappedFile(path)};
+  const uint8_t* p = f.file_.data();
+  const size_t size = f.file_.size();
+  SM_CHECK(size >= 8) << "'" << path << "' is truncated: " << size
+                      << " bytes, no room for the 8-byte header size";
+  uint64_t n;
+  std::memcpy(&n, p, 8);
+  SM_CHECK(n <= kMaxHeader) << "'" << path << "': header size " << n << " exceeds the 100 MB limit";
+  SM_CHECK(n <= size - 8) << "'" << path << "' is truncated: header size " << n << " but only "
+                          << size - 8 << " bytes follow";
+  const std::string what = "'" + path + "' header";
+  const Json header = Json::Parse(std::string_view(reinterpret_cast<const char*>(p + 8), n), what);
+  const uint8_t* buffer = p + 8 + n;
+  const size_t buffer_size = size - 8 - n;
+  for (const auto& [name, v] : header.AsObject(what)) {
+    if (name == "__metadata__") {
+      for (const auto& [k, mv] : v.AsObject(what + " __metadata__"))
+        f.metadata_[k] = mv.AsString(what + " __metadata__." + k);
+      continue;
+    }
+    const std::string field = "'" + path + "' tensor '" + name + "'";
+    SafetensorsEntry e;
+    e.name = name;
+    const Json* dtype = v.Find("dtype");
+    const Json* shape = v.Find("shape");
+    const Json* offsets = v.Find("data_offsets");
+    SM_CHECK(dtype && shape && offsets) << field << " needs dtype, shape and data_offsets";
+    e.dtype = dtype->AsString(field + " dtype");
+    const size_t item = DTypeBytes(e.dtype);
+    SM_CHECK(item > 0) << field << " has unknown dtype " << e.dtype;
+    uint64_t numel = 1;
+    for (const Json& d : shape->AsArray(field + " shape")) {
+      const int64_t dim = d.AsInt(field + " shape");
+      SM_CHECK(dim >= 0) << field << " has a negative dimension " << dim;
+      SM_CHECK(dim == 0 || numel <= UINT64_MAX / 8 / static_cast<uint64_t>(dim))
+          << field << " has an impossible shape";
+      numel *= static_cast<uint64_t>(dim);
+      e.shape.push_back(dim);
+    }
+    const auto& off = offsets->AsArray(field + " data_offsets");
+    SM_CHECK(off.size() == 2) << field << " data_offsets must be [begin, end]";
+    const int64_t begin = off[0].AsInt(field + " data_offsets"),
+                  end = off[1].AsInt(field + " data_offsets");
+    SM_CHECK(0 <= begin && begin <= end && static_cast<uint64_t>(end) <= buffer_size)
+        << field << " data_offsets [" << begin << ", " << end << "] lie outside the " << buffer_size
+        << "-byte buffer (truncated file?)";
+    SM_CHECK(static_cast<uint64_t>(end - begin) == numel * item)
+        << field << " data_offsets span " << end - begin << " bytes but shape x " << e.dtype
+        << " needs " << numel * item;
+    e.data = buffer + begin;
+    e.bytes = static_cast<size_t>(end - begin);
+    f.entries_.push_back(std::move(e));
+  }
+  // Regions in buffer order must tile it exactly.
+  std::vector<const SafetensorsEntry*> order;
+  for (const auto& e : f.entries_) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->data < b->data; });
+  const uint8_t* at = buffer;
+  for (const SafetensorsEntry* e : order) {
+    SM_CHECK(e->data == at) << "'" << path << "': tensor '" << e->name << "' starts at byte "
+                            << e->data - buffer << " but the previous region ends at "
+                            << at - buffer << " (overlap or gap)";
+    at += e->bytes;
+  }
+  SM_CHECK(at == buffer + buffer_size) << "'" << path << "': the tensors cover " << at - buffer
+                                       << " bytes of a " << buffer_size << "-byte buffer";
+  return f;
+}
+
+const SafetensorsEntry* SafetensorsFile::Find(const std::string& name) const {
+  for (const auto& e : entries_)
+    if (e.name == name) return &e;
+  return nullptr;
+}
+
+void SafetensorsFile::ReadInto(const std::string& name, const Tensor& dst) const {
+  const SafetensorsEntry* e = Find(name);
+  SM_CHECK(e) << "'" << path() << "' has no tensor '" << name << "'";
+  bool same = static_cast<int>(e->shape.size()) == dst.shape().ndim();
+  for (size_t i = 0; same && i < e->shape.size(); ++i) same = e->shape[i] == dst.dim(i);
+  if (!same) {
+    std::string s = "[";
+    for (size_t i = 0; i < e->shape.size(); ++i) s += (i ? ", " : "") + std::to_string(e->shape[i]);
+    SM_CHECK(false) << "'" << path() << "' tensor '" << name << "' has shape " << s
+                    << "], expected " << dst.shape().ToString() << " for '" << dst.name() << "'";
+  }
+  float* out = dst.f32();
+  const int64_t n = dst.numel();
+  if (e->dtype == "F32") {
+    std::memcpy(out, e->data, n * sizeof(float));
+  } else if (e->dtype == "BF16") {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, e->data + 2 * i, 2);
+      out[i] = Bf16ToFloat(h);
+    }
+  } else if (e->dtype == "F16") {
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      std::memcpy(&h, e->data + 2 * i, 2);
+      out[i] = HalfToFloat(h);
+    }
+  } else {
+    SM_CHECK(false) << "'" << path() << "' tensor '" << name << "' is " << e->dtype
+                    << "; weights must be F32, BF16 or F16";
+  }
+}
+
+void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors, bool as_bf16,
+                      const std::map<std::string, std::string>& metadata) {
+  Json header = Json::Object();
+  Json meta = Json::Object();
+  meta.Set("format", Json::String("pt"));
+  for (const auto& [k, v] : metadata)
+    if (k != "format") meta.Set(k, Json::String(v));
+  header.Set("__metadata__", std::move(meta));
+  const size_t item = as_bf16 ? 2 : 4;
+  int64_t offset = 0;
+  for (const Tensor& t : tensors) {
+    CheckDType(t, DType::kF32);
+    Json shape = Json::Array();
+    for (int i = 0; i < t.shape().ndim(); ++i) shape.Push(Json::Integer(t.dim(i)));
+    Json entry = Json::Object();
+    entry.Set("dtype", Json::String(as_bf16 ? "BF16" : "F32"));
+    entry.Set("shape", std::move(shape));
+    const int64_t bytes = t.numel() * static_cast<int64_t>(item);
+    entry.Set("data_offsets", Json::Array({Json::Integer(offset), Json::Integer(offset + bytes)}));
+    SM_CHECK(header.Find(t.name()) == nullptr) << "two tensors named '" << t.name() << "'";
+    header.Set(t.name(), std::move(entry));
+    offset += bytes;
+  }
+  std::string text = header.Dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::vector<uint8_t> out(8 + text.size() + offset);
+  const uint64_t n = text.size();
+  std::memcpy(out.data(), &n, 8);
+  std::memcpy(out.data() + 8, text.data(), text.size());
+  uint8_t* at = out.data() + 8 + text.size();
+  for (const Tensor& t : tensors) {
+    if (as_bf16) {
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        const uint16_t h = FloatToBf16(t.f32()[i]);
+        std::memcpy(at + 2 * i, &h, 2);
+      }
+    } else {
+      std::memcpy(at, t.data(), t.bytes());
+    }
+    at += t.numel() * item;
+  }
+  WriteFileAtomically(path, out.data(), out.size());
+}
+
+}  // namespace seqmesh
