@@ -8,6 +8,7 @@ packages=(
   libdnnl-dev                        # CPU matmul (oneDNN)
   libgtest-dev                       # tests
   openmpi-bin libopenmpi-dev         # CPU collectives and process launch (parallel/)
+  protobuf-compiler libprotobuf-dev  # the wire format (proto/)
 )
 # The PyTorch reference is only needed to regenerate fixtures and for the peer benchmark.
 if [[ "${SEQMESH_WITH_TORCH:-0}" == 1 ]]; then

@@ -1,0 +1,21 @@
+// The `seqmesh` command line: a table of subcommands, one file per subcommand. A subcommand
+// takes its arguments (without the program and subcommand names) and returns the exit status;
+// errors are thrown as seqmesh::Error and printed by main.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace seqmesh::launch {
+
+using Args = std::vector<std::string>;
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(const Args& args);
+};
+
+int RunSimulate(const Args& args);
+
+}  // namespace seqmesh::launch

@@ -1,0 +1,44 @@
+// `seqmesh <command> [flags]`: dispatches to the subcommands in kCommands. New subcommands (prep,
+// train, profile, launch, worker, coordinator) add a row here and a <name>_command.cc.
+#include <cstring>
+#include <iostream>
+
+#include "launch/command.h"
+#include "runtime/check.h"
+
+namespace seqmesh::launch {
+namespace {
+
+constexpr Command kCommands[] = {
+    {"simulate", "plan simulated global batches with every planner and compare step times",
+     RunSimulate},
+};
+
+void Usage(std::ostream& os) {
+  os << "usage: seqmesh <command> [flags]\n\ncommands:\n";
+  for (const Command& c : kCommands) os << "  " << c.name << "  " << c.summary << "\n";
+  os << "\n`seqmesh <command> --help` describes a command's flags.\n";
+}
+
+}  // namespace
+}  // namespace seqmesh::launch
+
+int main(int argc, char** argv) {
+  using namespace seqmesh::launch;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    Usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (const Command& c : kCommands) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.run(Args(argv + 2, argv + argc));
+    } catch (const std::exception& e) {
+      std::cerr << "seqmesh " << c.name << ": error: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "seqmesh: unknown command '" << argv[1] << "'\n";
+  Usage(std::cerr);
+  return 2;
+}

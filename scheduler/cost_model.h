@@ -1,0 +1,51 @@
+// The cost model the planner rests on (DESIGN.md section 4, ByteScale Eq. 3), its text file
+// format, and least-squares fitting of its coefficients from measured samples.
+//
+// All times are milliseconds for one layer's forward + backward on one rank; a plan's times are
+// these times the layers per rank. Cost file format (docs/PLANNER.md): one `key value` per line,
+// `#` starts a comment, unknown keys are errors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace seqmesh::scheduler {
+
+struct CostModel {
+  std::string name = "unnamed";
+  int layers_per_rank = 32;
+  // T(s) = a1*s^2 + b1*s + g (ms); a1 is calibrated on causal attention.
+  double a1 = 0, b1 = 0, g = 0;
+  // Act(s) = a2*s + b2 (bytes).
+  double a2 = 0, b2 = 0;
+  // KV bytes one token sends per layer in one ring step (forward and backward together).
+  double kv_bytes_per_token = 0;
+  double p2p_gbps = 1, d2h_gbps = 1, h2d_gbps = 1;  // 1e9 bytes per second
+
+  double LayerMs(double s) const { return a1 * s * s + b1 * s + g; }
+  double ActBytes(double s) const { return a2 * s + b2; }
+  // Time to send `tokens` tokens of KV to the next rank of a ring, ms.
+  double KvTransferMs(double tokens) const {
+    return tokens * kv_bytes_per_token / (p2p_gbps * 1e6);
+  }
+};
+
+// Parses the text format; errors name the line.
+CostModel ParseCostModel(const std::string& text, const std::string& source = "cost file");
+CostModel LoadCostModel(const std::string& path);
+std::string FormatCostModel(const CostModel& model);
+
+// Least squares. Each returns coefficients minimizing the squared error over the samples.
+struct ComputeSample {
+  double tokens;
+  double ms;
+};
+// Fits a1, b1, g of T(s); needs three distinct lengths.
+void FitCompute(const std::vector<ComputeSample>& samples, CostModel& model);
+// Fits a2, b2 of Act(s) from (tokens, bytes) samples; needs two distinct lengths.
+void FitActivation(const std::vector<ComputeSample>& samples, CostModel& model);
+// Fits p2p_gbps from (bytes, ms) samples of one transfer (slope through the origin).
+double FitBandwidthGbps(const std::vector<ComputeSample>& samples);
+
+}  // namespace seqmesh::scheduler
