@@ -55,7 +55,8 @@ void Model::BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& 
   Tensor* e = arena.Add(prefix + "model.embed_tokens.weight", DType::kF32, {c.vocab, c.hidden});
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = prefix + "model.layers." + std::to_string(l) + ".";
-    Pending t{l};
+    Pending t{};
+    t.layer = l;
     t.in_norm = arena.Add(p + "input_layernorm.weight", DType::kF32, {c.hidden});
     t.q = arena.Add(p + "self_attn.q_proj.weight", DType::kF32, {qw, c.hidden});
     t.k = arena.Add(p + "self_attn.k_proj.weight", DType::kF32, {kw, c.hidden}, /*packed=*/true);

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   cmake g++ make pkg-config          # build
   libdnnl-dev                        # CPU matmul (oneDNN)
+  libtomlplusplus-dev                # run configuration files
   libgtest-dev                       # tests
   openmpi-bin libopenmpi-dev         # CPU collectives and process launch (parallel/)
   protobuf-compiler libprotobuf-dev  # the wire format (proto/)

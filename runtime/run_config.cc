@@ -1,0 +1,263 @@
+#include "runtime/run_config.h"
+
+#include <algorithm>
+#include <functional>
+#include <sstream>
+#include <variant>
+#define TOML_EXCEPTIONS 1
+#include <toml++/toml.h>
+
+#include "runtime/check.h"
+
+namespace seqmesh {
+namespace {
+
+// One key of the schema: where it lives in RunConfig and its type.
+using Slot = std::variant<int64_t*, double*, float*, bool*, std::string*>;
+
+struct Field {
+  std::string name;  // "section.key"
+  Slot slot;
+};
+
+std::vector<Field> Schema(RunConfig& c) {
+  return {
+      {"model.vocab", &c.model.vocab},
+      {"model.hidden", &c.model.hidden},
+      {"model.layers", &c.model.layers},
+      {"model.heads", &c.model.heads},
+      {"model.kv_heads", &c.model.kv_heads},
+      {"model.ffn", &c.model.ffn},
+      {"model.rope_theta", &c.model.rope_theta},
+      {"model.norm_eps", &c.model.norm_eps},
+      {"model.tie_embeddings", &c.model.tie_embeddings},
+      {"training.steps", &c.training.steps},
+      {"training.global_batch_tokens", &c.training.global_batch_tokens},
+      {"training.micro_batch_tokens", &c.training.micro_batch_tokens},
+      {"training.seed", &c.training.seed},
+      {"training.threads", &c.training.threads},
+      {"training.log_interval", &c.training.log_interval},
+      {"training.eval_interval", &c.training.eval_interval},
+      {"training.grad_clip", &c.training.grad_clip},
+      {"training.checkpoint_activations", &c.training.checkpoint_activations},
+      {"optimizer.lr", &c.optimizer.lr},
+      {"optimizer.min_lr", &c.optimizer.min_lr},
+      {"optimizer.warmup_steps", &c.optimizer.warmup_steps},
+      {"optimizer.beta1", &c.optimizer.beta1},
+      {"optimizer.beta2", &c.optimizer.beta2},
+      {"optimizer.eps", &c.optimizer.eps},
+      {"optimizer.weight_decay", &c.optimizer.weight_decay},
+      {"data.path", &c.data.path},
+      {"data.validation_fraction", &c.data.validation_fraction},
+      {"checkpoint.dir", &c.checkpoint.dir},
+      {"checkpoint.interval", &c.checkpoint.interval},
+      {"checkpoint.keep", &c.checkpoint.keep},
+      {"metrics.jsonl", &c.metrics.jsonl},
+  };
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string Closest(const std::string& name, const std::vector<std::string>& valid) {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const std::string& v : valid) {
+    const size_t d = EditDistance(name, v);
+    if (d < best_d) best_d = d, best = v;
+  }
+  return best;
+}
+
+const char* TypeName(const Slot& s) {
+  switch (s.index()) {
+    case 0:
+      return "an integer";
+    case 1:
+    case 2:
+      return "a number";
+    case 3:
+      return "a boolean";
+    default:
+      return "a string";
+  }
+}
+
+const char* NodeTypeName(const toml::node& n) {
+  if (n.is_integer()) return "an integer";
+  if (n.is_floating_point()) return "a number";
+  if (n.is_boolean()) return "a boolean";
+  if (n.is_string()) return "a string";
+  if (n.is_table()) return "a table";
+  if (n.is_array()) return "an array";
+  return "a date or time";
+}
+
+// Stores node into the field; `where` names the source (file or command line).
+void Assign(const Field& f, const toml::node& n, const std::string& where) {
+  bool ok = true;
+  std::visit(
+      [&](auto* p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, int64_t>) {
+          if (auto v = n.value_exact<int64_t>())
+            *p = *v;
+          else
+            ok = false;
+        } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, float>) {
+          if (n.is_number())
+            *p = static_cast<T>(*n.value<double>());
+          else
+            ok = false;
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (auto v = n.value_exact<bool>())
+            *p = *v;
+          else
+            ok = false;
+        } else {
+          if (auto v = n.value_exact<std::string>())
+            *p = *v;
+          else
+            ok = false;
+        }
+      },
+      f.slot);
+  SM_CHECK(ok) << where << ": " << f.name << " must be " << TypeName(f.slot) << ", got "
+               << NodeTypeName(n);
+}
+
+}  // namespace
+
+RunConfig RunConfig::Load(const std::string& path, const std::vector<std::string>& overrides) {
+  RunConfig c;
+  // Small defaults that train on one core in seconds (examples/ overrides them).
+  c.model = {256, 64, 2, 4, 2, 128, 10000.0f, 1e-5f, false};
+  const std::vector<Field> schema = Schema(c);
+  std::vector<std::string> names, sections;
+  for (const Field& f : schema) {
+    names.push_back(f.name);
+    const std::string s = f.name.substr(0, f.name.find('.'));
+    if (std::find(sections.begin(), sections.end(), s) == sections.end()) sections.push_back(s);
+  }
+  auto field = [&](const std::string& name, const std::string& where) -> const Field& {
+    for (const Field& f : schema)
+      if (f.name == name) return f;
+    SM_CHECK(false) << where << ": unknown key '" << name << "'; did you mean '"
+                    << Closest(name, names) << "'?";
+    __builtin_unreachable();
+  };
+
+  if (!path.empty()) {
+    toml::table file;
+    try {
+      file = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+      SM_CHECK(false) << "'" << path << "' line " << e.source().begin.line << ": "
+                      << e.description();
+    }
+    for (const auto& [section, node] : file) {
+      const std::string s(section.str());
+      SM_CHECK(node.is_table()) << "'" << path << "': top-level key '" << s
+                                << "' must be a section such as [" << Closest(s, sections) << "]";
+      SM_CHECK(std::find(sections.begin(), sections.end(), s) != sections.end())
+          << "'" << path << "': unknown section [" << s << "]; did you mean ["
+          << Closest(s, sections) << "]?";
+      for (const auto& [key, value] : *node.as_table()) {
+        const std::string name = s + "." + std::string(key.str());
+        Assign(field(name, "'" + path + "'"), value, "'" + path + "'");
+      }
+    }
+  }
+  for (std::string o : overrides) {
+    if (o.rfind("--", 0) == 0) o = o.substr(2);
+    const size_t eq = o.find('=');
+    SM_CHECK(eq != std::string::npos) << "override '" << o << "' must look like section.key=value";
+    const std::string name = o.substr(0, eq), text = o.substr(eq + 1);
+    const Field& f = field(name, "command line");
+    // The value is TOML (100, 3e-4, true, "x"); a bare word is taken as a string.
+    toml::table t;
+    try {
+      t = toml::parse("v = " + text);
+    } catch (const toml::parse_error&) {
+      t = toml::table{{"v", text}};
+    }
+    Assign(f, *t.get("v"), "command line --" + name);
+  }
+  c.Validate();
+  return c;
+}
+
+std::string RunConfig::ToToml() const {
+  RunConfig copy = *this;
+  toml::table root;
+  for (const Field& f : Schema(copy)) {
+    const size_t dot = f.name.find('.');
+    const std::string s = f.name.substr(0, dot), k = f.name.substr(dot + 1);
+    if (!root.contains(s)) root.insert(s, toml::table{});
+    toml::table& t = *root[s].as_table();
+    std::visit(
+        [&](auto* p) {
+          using T = std::remove_pointer_t<decltype(p)>;
+          if constexpr (std::is_same_v<T, float>)
+            t.insert(k, static_cast<double>(*p));
+          else
+            t.insert(k, *p);
+        },
+        f.slot);
+  }
+  std::ostringstream os;
+  os << root;
+  return os.str() + "\n";
+}
+
+void RunConfig::Validate() const {
+  model.Validate();
+  const TrainingConfig& t = training;
+  SM_CHECK(t.steps >= 1) << "training.steps must be >= 1, got " << t.steps;
+  SM_CHECK(t.micro_batch_tokens >= 1)
+      << "training.micro_batch_tokens must be >= 1, got " << t.micro_batch_tokens;
+  SM_CHECK(t.global_batch_tokens >= t.micro_batch_tokens)
+      << "training.global_batch_tokens (" << t.global_batch_tokens
+      << ") must be at least training.micro_batch_tokens (" << t.micro_batch_tokens << ")";
+  SM_CHECK(t.threads >= 1) << "training.threads must be >= 1, got " << t.threads;
+  SM_CHECK(t.log_interval >= 1) << "training.log_interval must be >= 1, got " << t.log_interval;
+  SM_CHECK(t.eval_interval >= 0) << "training.eval_interval must be >= 0, got " << t.eval_interval;
+  SM_CHECK(data.validation_fraction >= 0 && data.validation_fraction < 1)
+      << "data.validation_fraction must be in [0, 1), got " << data.validation_fraction;
+  SM_CHECK(checkpoint.keep >= 1) << "checkpoint.keep must be >= 1, got " << checkpoint.keep;
+  SM_CHECK(checkpoint.interval >= 0)
+      << "checkpoint.interval must be >= 0, got " << checkpoint.interval;
+  SM_CHECK(optimizer.warmup_steps <= t.steps)
+      << "optimizer.warmup_steps (" << optimizer.warmup_steps << ") exceeds training.steps ("
+      << t.steps << ")";
+  adamw().Validate();
+  schedule().Validate();
+}
+
+AdamWConfig RunConfig::adamw() const {
+  AdamWConfig a;
+  a.beta1 = static_cast<float>(optimizer.beta1);
+  a.beta2 = static_cast<float>(optimizer.beta2);
+  a.eps = static_cast<float>(optimizer.eps);
+  a.weight_decay = static_cast<float>(optimizer.weight_decay);
+  return a;
+}
+
+LrSchedule RunConfig::schedule() const {
+  return {static_cast<float>(optimizer.lr), static_cast<float>(optimizer.min_lr),
+          optimizer.warmup_steps, training.steps};
+}
+
+}  // namespace seqmesh

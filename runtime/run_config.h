@@ -1,0 +1,72 @@
+// The configuration of a training run: one TOML file in sections
+//   [model] [training] [optimizer] [data] [checkpoint] [metrics]
+// plus dotted overrides from the command line (`--training.steps=100`), which win over the file,
+// which wins over the defaults. Unknown sections and keys are rejected with the closest valid
+// name suggested; a value of the wrong type names the key and both types. ToToml() prints the
+// resolved configuration (every key, defaults included), which the trainer prints and saves.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/model.h"
+#include "runtime/optimizer.h"
+
+namespace seqmesh {
+
+struct TrainingConfig {
+  int64_t steps = 100;
+  int64_t global_batch_tokens = 8192;  // tokens drawn per step
+  int64_t micro_batch_tokens = 2048;   // capacity C of one micro-batch
+  int64_t seed = 1;
+  int64_t threads = 2;
+  int64_t log_interval = 10;
+  int64_t eval_interval = 0;  // 0: no validation
+  double grad_clip = 1.0;     // <= 0 disables clipping
+  bool checkpoint_activations = false;
+};
+
+struct OptimizerConfig {
+  double lr = 3e-4;
+  double min_lr = 3e-5;
+  int64_t warmup_steps = 10;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+};
+
+struct DataConfig {
+  std::string path;                  // a dataset prefix, or a blend "0.3 pathA 0.7 pathB"
+  double validation_fraction = 0.0;  // share of sequences held out for validation
+};
+
+struct CheckpointConfig {
+  std::string dir = "runs/default";
+  int64_t interval = 0;  // steps between checkpoints; 0: only at the end and on a signal
+  int64_t keep = 3;
+};
+
+struct MetricsConfig {
+  std::string jsonl;  // metrics file; empty: <checkpoint.dir>/metrics.jsonl
+};
+
+struct RunConfig {
+  ModelConfig model;
+  TrainingConfig training;
+  OptimizerConfig optimizer;
+  DataConfig data;
+  CheckpointConfig checkpoint;
+  MetricsConfig metrics;
+
+  // Defaults, then `path` (if not empty), then each override "section.key=value" (a leading
+  // "--" is allowed). Validates the result.
+  static RunConfig Load(const std::string& path, const std::vector<std::string>& overrides = {});
+  std::string ToToml() const;
+  void Validate() const;
+  AdamWConfig adamw() const;
+  LrSchedule schedule() const;
+};
+
+}  // namespace seqmesh

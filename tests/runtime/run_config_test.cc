@@ -1,0 +1,121 @@
+// Run configuration: file, then dotted overrides, over defaults; unknown keys with the closest
+// valid name; type errors; the resolved TOML loads back to the same configuration.
+#include "runtime/run_config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+
+namespace seqmesh {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool ThrowsWith(const std::function<void()>& f, const std::string& part) {
+  try {
+    f();
+  } catch (const Error& e) {
+    if (std::string(e.what()).find(part) != std::string::npos) return true;
+    ADD_FAILURE() << "message lacks \"" << part << "\": " << e.what();
+    return false;
+  }
+  ADD_FAILURE() << "no error; expected one containing \"" << part << "\"";
+  return false;
+}
+
+class RunConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = (fs::temp_directory_path() /
+             ("seqmesh_cfg_" + std::to_string(::getpid()) + "_" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".toml"))
+                .string();
+  }
+  void TearDown() override { fs::remove(path_); }
+  void Write(const std::string& text) { std::ofstream(path_) << text; }
+  std::string path_;
+};
+
+TEST_F(RunConfigTest, OverridesWinOverTheFileWhichWinsOverDefaults) {
+  Write(R"(
+[model]
+vocab = 300
+hidden = 96
+heads = 6
+kv_heads = 2
+tie_embeddings = true
+
+[training]
+steps = 50
+grad_clip = 2          # an integer is fine for a number
+
+[optimizer]
+lr = 1e-3
+warmup_steps = 2
+)");
+  const RunConfig c =
+      RunConfig::Load(path_, {"--training.steps=7", "optimizer.lr=5e-4", "data.path=some/prefix",
+                              "--checkpoint.dir=\"runs/x\""});
+  EXPECT_EQ(c.model.vocab, 300);
+  EXPECT_EQ(c.model.hidden, 96);
+  EXPECT_TRUE(c.model.tie_embeddings);
+  EXPECT_EQ(c.model.layers, 2);  // default
+  EXPECT_EQ(c.training.steps, 7);
+  EXPECT_EQ(c.training.grad_clip, 2.0);
+  EXPECT_EQ(c.optimizer.lr, 5e-4);
+  EXPECT_EQ(c.data.path, "some/prefix");
+  EXPECT_EQ(c.checkpoint.dir, "runs/x");
+  EXPECT_EQ(c.schedule().total_steps, 7);
+}
+
+TEST_F(RunConfigTest, ResolvedTomlLoadsBackToTheSameConfig) {
+  const RunConfig a =
+      RunConfig::Load("", {"training.steps=33", "model.rope_theta=500000.0", "data.path=a b",
+                           "training.checkpoint_activations=true"});
+  Write(a.ToToml());
+  const RunConfig b = RunConfig::Load(path_);
+  EXPECT_EQ(a.ToToml(), b.ToToml());
+  EXPECT_EQ(b.training.steps, 33);
+  EXPECT_EQ(b.model.rope_theta, 500000.0f);
+  EXPECT_EQ(b.data.path, "a b");
+  EXPECT_TRUE(b.training.checkpoint_activations);
+}
+
+TEST_F(RunConfigTest, UnknownNamesSuggestTheClosest) {
+  Write("[training]\nstpes = 3\n");
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); },
+                         "unknown key 'training.stpes'; did you mean 'training.steps'?"));
+  Write("[optimiser]\nlr = 3\n");
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); },
+                         "unknown section [optimiser]; did you mean [optimizer]?"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--model.kv_head=2"}); },
+                         "command line: unknown key 'model.kv_head'; did you mean "
+                         "'model.kv_heads'?"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--training.steps"}); },
+                         "must look like section.key=value"));
+}
+
+TEST_F(RunConfigTest, TypeAndValueErrorsNameTheKey) {
+  Write("[training]\nsteps = \"many\"\n");
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); },
+                         "training.steps must be an integer, got a string"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"training.steps=1.5"}); },
+                         "training.steps must be an integer, got a number"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"training.steps=5"}); },
+                         "optimizer.warmup_steps (10) exceeds training.steps (5)"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"model.heads=5"}); },
+                         "model.heads (5) must divide model.hidden (64)"));
+  EXPECT_TRUE(ThrowsWith(
+      [&] { RunConfig::Load("", {"training.global_batch_tokens=100"}); },
+      "training.global_batch_tokens (100) must be at least training.micro_batch_tokens (2048)"));
+  Write("[training\nsteps = 1\n");
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); }, "line 1"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("/nonexistent/x.toml"); }, "x.toml"));
+}
+
+}  // namespace
+}  // namespace seqmesh
