@@ -1,0 +1,141 @@
+#include "parallel/grad_sync.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "runtime/check.h"
+#include "runtime/cpu/vec.h"
+
+namespace seqmesh {
+
+GradSync::GradSync(Communicator& comm, const std::vector<Tensor>& params,
+                   const std::vector<Tensor>& grads, const AdamWConfig& config,
+                   std::vector<size_t> bucket_ends)
+    : comm_(comm), params_(params), grads_(grads), config_(config) {
+  config_.Validate();
+  SM_CHECK(params.size() == grads.size() && !params.empty())
+      << "GradSync got " << params.size() << " params and " << grads.size() << " grads";
+  for (size_t i = 0; i < params.size(); ++i) {
+    CheckDType(params[i], DType::kF32);
+    CheckDType(grads[i], DType::kF32);
+    SM_CHECK(params[i].shape() == grads[i].shape())
+        << "GradSync: parameter '" << params[i].name() << "' " << params[i].shape().ToString()
+        << " and its gradient '" << grads[i].name() << "' " << grads[i].shape().ToString()
+        << " differ in shape";
+  }
+  if (bucket_ends.empty()) bucket_ends.push_back(params.size());
+  SM_CHECK(bucket_ends.back() == params.size()) << "GradSync: the last bucket must end at "
+                                                << params.size() << ", not " << bucket_ends.back();
+  const int n = comm.size();
+  tensor_offset_.resize(params.size());
+  size_t first = 0;
+  int64_t flat = 0, shard_total = 0;
+  for (size_t end : bucket_ends) {
+    SM_CHECK(end > first && end <= params.size())
+        << "GradSync: bucket ends must increase, got " << end << " after " << first;
+    Bucket b{};
+    b.first = first;
+    b.last = end;
+    for (size_t t = first; t < end; ++t) {
+      tensor_offset_[t] = b.numel;
+      b.numel += params[t].numel();
+    }
+    b.shard = (b.numel + n - 1) / n;
+    b.flat_offset = flat;
+    b.shard_offset = shard_total;
+    flat += b.shard * n;
+    shard_total += b.shard;
+    buckets_.push_back(std::move(b));
+    first = end;
+  }
+  shard_total_ = shard_total;
+  flat_grad_.assign(flat, 0.0f);  // padding stays zero
+  flat_param_.assign(flat, 0.0f);
+  shard_grad_.assign(shard_total, 0.0f);
+  m_.assign(shard_total, 0.0f);
+  v_.assign(shard_total, 0.0f);
+}
+
+std::vector<size_t> GradSync::BucketsOf(size_t num_params, size_t first_layer_param,
+                                        size_t params_per_layer, int64_t layers) {
+  std::vector<size_t> ends;
+  if (first_layer_param > 0) ends.push_back(first_layer_param);
+  for (int64_t l = 1; l <= layers; ++l) ends.push_back(first_layer_param + l * params_per_layer);
+  SM_CHECK(ends.empty() || ends.back() <= num_params)
+      << "GradSync::BucketsOf: " << layers << " layers of " << params_per_layer << " tensors from "
+      << first_layer_param << " exceed " << num_params << " params";
+  if (ends.empty() || ends.back() < num_params) ends.push_back(num_params);
+  return ends;
+}
+
+template <typename Fn>
+void GradSync::ForEachShardPiece(const Bucket& b, Fn&& fn) const {
+  const int64_t begin = comm_.rank() * b.shard, end = begin + b.shard;
+  for (size_t t = b.first; t < b.last; ++t) {
+    const int64_t t0 = tensor_offset_[t], t1 = t0 + params_[t].numel();
+    const int64_t lo = std::max(begin, t0), hi = std::min(end, t1);
+    if (lo < hi) fn(t, lo - t0, lo - begin, hi - lo);
+  }
+}
+
+void GradSync::LayerReady(int bi) {
+  SM_CHECK(bi >= 0 && bi < num_buckets())
+      << "GradSync::LayerReady: bucket " << bi << " of " << num_buckets();
+  Bucket& b = buckets_[bi];
+  SM_CHECK(!b.started) << "GradSync::LayerReady: bucket " << bi << " already started this step";
+  float* flat = flat_grad_.data() + b.flat_offset;
+  for (size_t t = b.first; t < b.last; ++t)
+    std::memcpy(flat + tensor_offset_[t], grads_[t].f32(), grads_[t].bytes());
+  b.work =
+      comm_.StartReduceScatter(flat, shard_grad_.data() + b.shard_offset, b.shard, DType::kF32);
+  b.started = true;
+}
+
+double GradSync::Step(float lr, float max_norm) {
+  for (int bi = 0; bi < num_buckets(); ++bi)
+    if (!buckets_[bi].started) LayerReady(bi);
+  for (Bucket& b : buckets_) comm_.Wait(b.work);
+
+  // Global norm: this rank's shards hold disjoint parts of the summed gradient (padding is 0).
+  double local = 0.0;
+  for (float g : shard_grad_) local += static_cast<double>(g) * g;
+  const double norm = std::sqrt(comm_.AllReduceScalar(local));
+  const float scale = ClipScale(norm, max_norm);
+
+  // The same per-element update as AdamW::Step.
+  ++step_;
+  cpu::AdamWStep base{};
+  base.lr = lr;
+  base.beta1 = config_.beta1;
+  base.beta2 = config_.beta2;
+  base.eps = config_.eps;
+  base.bias_correction1 =
+      static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta1), step_));
+  base.bias_correction2 =
+      static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta2), step_));
+  base.grad_scale = scale;
+  for (Bucket& b : buckets_) {
+    float* shard_param = flat_param_.data() + b.flat_offset + comm_.rank() * b.shard;
+    ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
+      float* p = shard_param + in_shard;
+      std::memcpy(p, params_[t].f32() + in_tensor, len * sizeof(float));
+      cpu::AdamWStep s = base;
+      s.weight_decay = params_[t].shape().ndim() >= 2 ? config_.weight_decay : 0.0f;
+      const int64_t o = b.shard_offset + in_shard;
+      cpu::Vec().adamw(p, shard_grad_.data() + o, m_.data() + o, v_.data() + o, len, s);
+    });
+    b.work =
+        comm_.StartAllGather(shard_param, flat_param_.data() + b.flat_offset, b.shard, DType::kF32);
+  }
+  for (Bucket& b : buckets_) {
+    comm_.Wait(b.work);
+    const float* flat = flat_param_.data() + b.flat_offset;
+    for (size_t t = b.first; t < b.last; ++t)
+      std::memcpy(params_[t].f32(), flat + tensor_offset_[t], params_[t].bytes());
+    b.started = false;
+  }
+  return norm;
+}
+
+}  // namespace seqmesh

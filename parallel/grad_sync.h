@@ -1,0 +1,82 @@
+// GradSync: gradient reduction over all ranks and the ZeRO-1 AdamW step (DESIGN.md section 3,
+// step 4).
+//
+// Gradients arrive already normalized by the global token count (the model's loss divides by
+// it), so the whole-batch gradient is the plain sum over ranks. Parameters are grouped into
+// buckets of consecutive tensors (e.g. one per layer). Each bucket is flattened into a buffer
+// padded to a multiple of the rank count n and cut into n equal shards; rank r owns shard r of
+// every bucket, and keeps AdamW moments for its shards only (ZeRO-1).
+//
+// One step:
+//   LayerReady(b)  for buckets whose backward finished: copy the bucket's gradients into its flat
+//                  buffer and start a non-blocking reduce-scatter (overlaps the rest of backward);
+//   Step(lr)       starts the buckets not started yet, completes all, computes the global
+//                  gradient norm (sum of shard squares, all-reduced), applies AdamW with clipping
+//                  to this rank's shards (weight decay only on elements of ndim >= 2 tensors; a
+//                  shard may straddle tensors and the padding), all-gathers every bucket's
+//                  parameters and copies them back into the parameter tensors.
+// The arithmetic per element is AdamW::Step's (the same cpu::Vec().adamw kernel), so a sharded
+// step equals the unsharded one whenever the summed gradients are equal.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "runtime/optimizer.h"
+#include "runtime/tensor.h"
+
+namespace seqmesh {
+
+class GradSync {
+ public:
+  // `bucket_ends` are the exclusive end indices of the buckets in params (last = params.size());
+  // empty means one bucket of everything. params and grads are f32 and matching; their memory
+  // must stay valid.
+  GradSync(Communicator& comm, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+           const AdamWConfig& config, std::vector<size_t> bucket_ends = {});
+
+  // One bucket per transformer layer, plus one for the tensors before and after: the layout
+  // for a model whose params() list [embed, layer 0 tensors..., layer L-1 tensors..., rest].
+  static std::vector<size_t> BucketsOf(size_t num_params, size_t first_layer_param,
+                                       size_t params_per_layer, int64_t layers);
+
+  int num_buckets() const { return static_cast<int>(buckets_.size()); }
+  // Starts the reduction of bucket b's gradients (their backward is done). At most once a step.
+  // Also polls the buckets already in flight (MPI progresses them only inside MPI calls).
+  void LayerReady(int b);
+  // Polls the buckets in flight once, without waiting.
+  void Progress();
+  // Completes the reductions and updates the parameters on all ranks; returns the global
+  // gradient norm before clipping (max_norm <= 0: no clipping).
+  double Step(float lr, float max_norm);
+
+  int64_t step() const { return step_; }
+  int64_t shard_elements() const { return shard_total_; }  // moments held by this rank
+
+ private:
+  struct Bucket {
+    size_t first, last;    // tensors [first, last)
+    int64_t numel;         // unpadded
+    int64_t shard;         // padded / n
+    int64_t flat_offset;   // in flat_grad_ / flat_param_ (padded size n * shard)
+    int64_t shard_offset;  // in shard_grad_, m_, v_
+    CommWork work;
+    bool started = false;
+  };
+  // Calls fn(tensor index, offset in tensor, offset in shard, length) for the parts of this
+  // rank's shard of bucket b that hold tensor elements (not padding).
+  template <typename Fn>
+  void ForEachShardPiece(const Bucket& b, Fn&& fn) const;
+
+  Communicator& comm_;
+  std::vector<Tensor> params_, grads_;
+  std::vector<int64_t> tensor_offset_;  // offset of each tensor inside its bucket
+  std::vector<Bucket> buckets_;
+  AdamWConfig config_;
+  std::vector<float> flat_grad_, flat_param_, shard_grad_, m_, v_;
+  int64_t shard_total_ = 0;
+  int64_t step_ = 0;
+};
+
+}  // namespace seqmesh

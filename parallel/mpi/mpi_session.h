@@ -1,0 +1,31 @@
+// MpiSession: MPI_Init_thread / MPI_Finalize as a move-only RAII type, for the main of a worker,
+// a test or a benchmark. Before MPI starts it sets Open MPI defaults that our non-blocking
+// collectives need (each only when the environment does not set it already):
+//   OMPI_MCA_coll_libnbc_iallreduce_algorithm=3 (Rabenseifner: reduce-scatter + all-gather).
+//     libnbc's default choice for 2 ranks is recursive doubling, which moves the whole buffer
+//     at every step and reached about 0.5x of MPI_Allreduce's busBW at 256 KiB..64 MiB here;
+//     Rabenseifner reaches 0.93..1.05x for 2 and 4 ranks (docs/PARALLEL.md).
+#pragma once
+
+#include <mpi.h>
+
+namespace seqmesh::mpi {
+
+class Session {
+ public:
+  // MPI_THREAD_FUNNELED: only the thread that calls MPI uses it (OpenMP regions do not).
+  Session(int* argc, char*** argv, int required = MPI_THREAD_FUNNELED);
+  ~Session();
+  Session(Session&& o) noexcept;
+  Session& operator=(Session&&) = delete;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  int thread_level() const { return provided_; }
+
+ private:
+  bool owns_ = false;
+  int provided_ = 0;
+};
+
+}  // namespace seqmesh::mpi
