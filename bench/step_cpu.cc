@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "runtime/attention.h"
+#include "runtime/cpu/peak.h"
 #include "runtime/cpu/vec.h"
 #include "runtime/layers.h"
 #include "runtime/matmul.h"
@@ -54,56 +55,6 @@ double Now() {
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
-// Independent FMA chains on every thread: 2 * lanes * chains FLOPs per iteration.
-__attribute__((target("avx512f"))) double FmaLoop512(int64_t iters) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(0.001f * i);
-  const __m512 a = _mm512_set1_ps(0.9999f), b = _mm512_set1_ps(1e-6f);
-  for (int64_t it = 0; it < iters; ++it) {
-#pragma GCC unroll 12  // keeps the 12 chains in registers
-    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
-  }
-  float sink = 0;
-  for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_ps(acc[i]);
-  return sink;
-}
-
-__attribute__((target("avx2,fma"))) double FmaLoop256(int64_t iters) {
-  __m256 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(0.001f * i);
-  const __m256 a = _mm256_set1_ps(0.9999f), b = _mm256_set1_ps(1e-6f);
-  for (int64_t it = 0; it < iters; ++it) {
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
-  }
-  float out[8], sink = 0;
-  for (int i = 0; i < 12; ++i) {
-    _mm256_storeu_ps(out, acc[i]);
-    for (float x : out) sink += x;
-  }
-  return sink;
-}
-
-double FmaPeakGflops(int threads) {
-  __builtin_cpu_init();
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (!avx512 && !avx2) return 0.0;
-  const int lanes = avx512 ? 16 : 8;
-  const int64_t iters = 20'000'000;
-  std::vector<double> rates;
-  for (int rep = 0; rep < 3; ++rep) {
-    double sink = 0;
-    const double t0 = Now();
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    sink += avx512 ? FmaLoop512(iters) : FmaLoop256(iters);
-    const double dt = Now() - t0;
-    if (sink == 12345.0) std::printf("#");  // keep the loop alive
-    rates.push_back(2.0 * lanes * 12 * iters * threads / dt / 1e9);
-  }
-  return Median(rates);
 }
 
 double SgemmGflops() {
@@ -280,7 +231,7 @@ int main(int argc, char** argv) {
   SetNumThreads(threads);
   std::printf("threads: %d\nvec_isa: %s\n", threads, cpu::Vec().isa);
 
-  const double peak = FmaPeakGflops(threads);
+  const double peak = MeasureFmaPeakGflops(threads);
   const double sgemm = SgemmGflops();
   std::printf("fma_peak_gflops: %.1f\n", peak);
   std::printf("sgemm_2048_gflops: %.1f  (%.2f of fma peak)\n", sgemm, sgemm / peak);

@@ -17,5 +17,7 @@ struct Command {
 };
 
 int RunSimulate(const Args& args);
+int RunPrep(const Args& args);
+int RunTrain(const Args& args);
 
 }  // namespace seqmesh::launch

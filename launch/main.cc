@@ -10,6 +10,8 @@ namespace seqmesh::launch {
 namespace {
 
 constexpr Command kCommands[] = {
+    {"prep", "tokenize text or JSONL files into a Megatron indexed dataset", RunPrep},
+    {"train", "train a model on one machine from a TOML configuration", RunTrain},
     {"simulate", "plan simulated global batches with every planner and compare step times",
      RunSimulate},
 };

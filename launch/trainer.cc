@@ -1,0 +1,277 @@
+#include "launch/trainer.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "runtime/batch_sampler.h"
+#include "runtime/checkpoint.h"
+#include "runtime/cpu/peak.h"
+#include "runtime/hf_checkpoint.h"
+#include "runtime/indexed_dataset.h"
+#include "runtime/json.h"
+#include "runtime/layers.h"
+#include "runtime/threads.h"
+
+namespace seqmesh::launch {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<int> g_stop_signal{0};
+
+// SIGINT and SIGTERM are blocked in this thread (and so in every thread started after it, the
+// OpenMP and oneDNN workers included) and taken by one thread waiting in sigwait(), which only
+// sets g_stop_signal. A handler must not run on a compute thread: oneDNN's JIT kernels keep data
+// below the stack pointer, and a signal frame pushed there corrupts it (seen as heap corruption
+// after a SIGINT mid-step). Must be constructed before the process's first parallel region.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal.store(0);
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    waiter_ = std::thread([this] {
+      while (true) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (done_.load()) return;
+        g_stop_signal.store(sig);
+      }
+    });
+  }
+  ~StopSignals() {
+    done_.store(true);
+    pthread_kill(waiter_.native_handle(), SIGTERM);
+    waiter_.join();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t set_, old_;
+  std::atomic<bool> done_{false};
+  std::thread waiter_;
+};
+
+double ResidentMiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+  return 0;
+}
+
+// Global-batch sequences -> packed micro-batches with tokens and next-token targets.
+struct MicroBatch {
+  std::vector<int32_t> tokens, targets, cu;
+  double causal_pairs = 0;
+};
+
+struct StepBatch {
+  std::vector<MicroBatch> micro;
+  float normalizer = 0;  // targets in the whole global batch
+  int64_t tokens = 0;
+};
+
+StepBatch BuildBatch(const IndexedDataset& ds, std::span<const int64_t> ids, int64_t capacity) {
+  std::vector<int32_t> lengths;
+  StepBatch out;
+  for (int64_t id : ids) {
+    lengths.push_back(ds.Length(id));
+    out.normalizer += static_cast<float>(std::max(0, ds.Length(id) - 1));
+    out.tokens += ds.Length(id);
+  }
+  const PackResult packed = PackMicroBatches(ids, lengths, capacity);
+  std::vector<int32_t> seq;
+  for (const MicroBatchPlan& plan : packed.micro_batches) {
+    MicroBatch mb;
+    mb.cu = plan.cu_seqlens;
+    for (const PackedPiece& p : plan.pieces) {
+      seq.clear();
+      ds.Read(p.id, seq);
+      for (int64_t i = p.begin; i < p.begin + p.length; ++i) {
+        mb.tokens.push_back(seq[i]);
+        mb.targets.push_back(i + 1 < static_cast<int64_t>(seq.size()) ? seq[i + 1] : kIgnoreIndex);
+      }
+      mb.causal_pairs += 0.5 * static_cast<double>(p.length) * (p.length + 1);
+    }
+    out.micro.push_back(std::move(mb));
+  }
+  return out;
+}
+
+Batch View(const MicroBatch& mb) {
+  Batch b;
+  b.tokens = mb.tokens.data();
+  b.targets = mb.targets.data();
+  b.cu_seqlens = mb.cu.data();
+  b.num_docs = static_cast<int64_t>(mb.cu.size()) - 1;
+  b.num_tokens = static_cast<int64_t>(mb.tokens.size());
+  return b;
+}
+
+std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string Sci(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2e", v);
+  return buf;
+}
+
+}  // namespace
+
+int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
+  StopSignals signals;  // first: before any thread is started
+  if (!options.init_from.empty()) {
+    config.model = ReadHfConfig(options.init_from + "/config.json");
+    config.Validate();
+  }
+  SM_CHECK(!config.data.path.empty())
+      << "data.path is not set (a dataset prefix from seqmesh prep)";
+  SM_CHECK(config.data.path.find(' ') == std::string::npos)
+      << "data.path '" << config.data.path << "': blends of several datasets are not supported yet";
+  SetNumThreads(static_cast<int>(config.training.threads));
+  const std::string run_dir = config.checkpoint.dir;
+  fs::create_directories(run_dir);
+  const std::string resolved = config.ToToml();
+  out << "# resolved configuration (saved to " << run_dir << "/config.toml)\n" << resolved;
+  { std::ofstream(run_dir + "/config.toml") << resolved; }
+
+  const IndexedDataset ds = IndexedDataset::Open(config.data.path);
+  // The last validation_fraction of the sequences are held out.
+  const int64_t n = ds.num_sequences();
+  const int64_t n_val = static_cast<int64_t>(std::llround(n * config.data.validation_fraction));
+  std::vector<int32_t> train_lengths(ds.lengths().begin(), ds.lengths().end() - n_val);
+  SM_CHECK(n - n_val >= 1) << "no training sequences left after holding out " << n_val;
+  const GlobalBatchSampler sampler(train_lengths, static_cast<uint64_t>(config.training.seed),
+                                   config.training.global_batch_tokens);
+
+  ModelOptions mo;
+  mo.max_tokens = config.training.micro_batch_tokens;
+  mo.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
+  Model model(config.model, mo);
+  model.InitRandom(static_cast<uint64_t>(config.training.seed));
+  if (!options.init_from.empty()) LoadHfWeights(model, options.init_from);
+  AdamW adamw(model.params(), config.adamw());
+  const LrSchedule schedule = config.schedule();
+  CheckpointManager checkpoints(run_dir + "/checkpoints", static_cast<int>(config.checkpoint.keep));
+  TrainState state;
+  if (options.resume) {
+    const auto latest = checkpoints.Latest();
+    SM_CHECK(latest.has_value()) << "--resume: no complete checkpoint in '" << run_dir
+                                 << "/checkpoints'";
+    state = CheckpointManager::Load(*latest, model, adamw);
+    out << "resumed: " << *latest << " (step " << state.step << ")\n";
+  }
+  const std::string metrics_path =
+      config.metrics.jsonl.empty() ? run_dir + "/metrics.jsonl" : config.metrics.jsonl;
+  std::ofstream metrics(metrics_path, std::ios::app);
+  SM_CHECK(metrics.good()) << "cannot open the metrics file '" << metrics_path << "'";
+
+  const double peak = MeasureFmaPeakGflops(static_cast<int>(config.training.threads), 2'000'000);
+  const bool tty = ::isatty(STDOUT_FILENO);
+  out << "model: " << config.model.NumParams() << " params; dataset: " << n - n_val
+      << " training and " << n_val << " validation sequences, " << ds.num_tokens()
+      << " tokens; peak " << Fixed(peak, 1) << " GFLOP/s\n";
+
+  auto validate = [&]() {
+    if (n_val == 0) return std::nan("");
+    std::vector<int64_t> ids;
+    for (int64_t i = n - n_val; i < n; ++i) ids.push_back(i);
+    const StepBatch vb = BuildBatch(ds, ids, config.training.micro_batch_tokens);
+    double loss = 0;
+    for (const MicroBatch& mb : vb.micro) loss += model.Forward(View(mb), vb.normalizer);
+    return loss;
+  };
+
+  auto save = [&]() {
+    const std::string where = checkpoints.Save(model, adamw, state);
+    out << "checkpoint: " << where << "\n";
+  };
+  const auto start = std::chrono::steady_clock::now();
+  int64_t tokens_since = 0;
+  double flops_since = 0;
+  auto since = start;
+  while (state.step < config.training.steps) {
+    const std::vector<int64_t> ids = sampler.Next(state.cursor);
+    const StepBatch batch = BuildBatch(ds, ids, config.training.micro_batch_tokens);
+    model.ZeroGrad();
+    double loss = 0, pairs = 0;
+    for (const MicroBatch& mb : batch.micro) {
+      loss += model.Forward(View(mb), batch.normalizer);
+      model.Backward();
+      pairs += mb.causal_pairs;
+    }
+    const double norm = GlobalNorm(model.grads());
+    const float lr = schedule.At(state.step);
+    adamw.Step(model.params(), model.grads(), lr,
+               ClipScale(norm, static_cast<float>(config.training.grad_clip)));
+    ++state.step;
+    tokens_since += batch.tokens;
+    flops_since +=
+        6.0 * config.model.NumMatmulParams() * batch.tokens +
+        12.0 * config.model.layers * config.model.heads * config.model.head_dim() * pairs;
+
+    Json line = Json::Object();
+    line.Set("step", Json::Integer(state.step));
+    line.Set("loss", Json::Number(loss));
+    line.Set("grad_norm", Json::Number(norm));
+    line.Set("lr", Json::Number(lr));
+    line.Set("tokens", Json::Integer(batch.tokens));
+    double val = std::nan("");
+    if (config.training.eval_interval > 0 && state.step % config.training.eval_interval == 0) {
+      val = validate();
+      if (!std::isnan(val)) line.Set("val_loss", Json::Number(val));
+    }
+    metrics << line.Dump() << "\n" << std::flush;
+
+    if (state.step % config.training.log_interval == 0 || state.step == config.training.steps) {
+      const auto now = std::chrono::steady_clock::now();
+      const double secs = std::chrono::duration<double>(now - since).count();
+      const double gflops = flops_since / secs / 1e9;
+      if (tty) out << "\r\033[K";
+      out << "step: " << state.step << "  loss: " << Fixed(loss, 4)
+          << "  grad_norm: " << Fixed(norm, 4) << "  lr: " << Sci(lr)
+          << "  tok/s: " << Fixed(tokens_since / secs, 0) << "  gflops: " << Fixed(gflops, 1)
+          << "  mfu: " << Fixed(peak > 0 ? 100.0 * gflops / peak : 0.0, 1) << "%"
+          << "  mem: " << Fixed(ResidentMiB(), 0) << "MiB";
+      if (!std::isnan(val)) out << "  val_loss: " << Fixed(val, 4);
+      out << "\n";
+      tokens_since = 0;
+      flops_since = 0;
+      since = now;
+    } else if (tty) {
+      const int width = 30;
+      const int done = static_cast<int>(width * state.step / config.training.steps);
+      out << "\r[" << std::string(done, '=') << std::string(width - done, ' ') << "] " << state.step
+          << "/" << config.training.steps << std::flush;
+    }
+    if (config.checkpoint.interval > 0 && state.step % config.checkpoint.interval == 0 &&
+        state.step < config.training.steps)
+      save();
+    if (const int sig = g_stop_signal.load()) {
+      out << "\nstopping on signal " << sig << " at step " << state.step << "\n";
+      save();
+      return 0;
+    }
+  }
+  save();
+  return 0;
+}
+
+}  // namespace seqmesh::launch
