@@ -386,8 +386,10 @@ void Model::Backward() {
     // backward no longer needs.
     if (options_.checkpoint_layers[l]) LayerForward(l, acts_[l], resid_[l], resid_[l + 1]);
     LayerBackward(l, acts_[l], resid_[l]);
+    if (options_.on_layer_grads_ready) options_.on_layer_grads_ready(l);
   }
   EmbeddingBackward(tokens_.i32(), t, d_resid_.f32(), c.hidden, d_embed_.f32());
+  if (options_.on_layer_grads_ready) options_.on_layer_grads_ready(-1);
 }
 
 }  // namespace seqmesh

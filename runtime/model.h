@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -59,6 +60,11 @@ struct Batch {
 struct ModelOptions {
   int64_t max_tokens = 0;               // capacity of one micro-batch; sizes the activations
   std::vector<bool> checkpoint_layers;  // per layer: recompute activations in backward
+  // Called during Backward as soon as a layer's parameter gradients are final for this
+  // micro-batch: layers in reverse order, then -1 for the embedding, the final norm and the
+  // lm_head (whose gradients are complete only after the embedding's backward). Gradient sync
+  // starts reducing a finished layer's bucket here while backward continues.
+  std::function<void(int64_t layer)> on_layer_grads_ready;
 };
 
 class Model {

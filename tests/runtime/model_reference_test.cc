@@ -199,5 +199,39 @@ TEST(ModelMicroBatches, GradientsOfSplitBatchAddUpToWholeBatch) {
   }
 }
 
+// The gradient-ready hook fires once per layer in reverse order, then -1, and when layer l is
+// reported its gradients are already final (equal to their values after Backward returns).
+TEST(ModelHooks, LayerGradientsReadyInReverseOrderAndFinal) {
+  Fixture f = Fixture::Load(std::string(SEQMESH_FIXTURE_DIR) + "/gqa_tied_theta.bin");
+  Loaded plain = Load({"gqa_tied_theta", false});
+  ModelConfig config = ConfigOf(f);
+  ModelOptions options;
+  options.max_tokens = plain.batch.num_tokens;
+  std::vector<int64_t> order;
+  std::vector<std::vector<float>> snapshots;
+  Model* self = nullptr;
+  options.on_layer_grads_ready = [&](int64_t layer) {
+    order.push_back(layer);
+    if (layer < 0) return;
+    const Tensor& g = self->grads()[1 + 9 * layer + 1];  // that layer's fused q_proj weight
+    snapshots.emplace_back(g.f32(), g.f32() + g.numel());
+  };
+  Model model(config, options);
+  self = &model;
+  for (size_t i = 0; i < model.params().size(); ++i)
+    std::memcpy(model.params()[i].data(), plain.model.params()[i].data(),
+                model.params()[i].bytes());
+  model.ZeroGrad();
+  model.Forward(plain.batch, plain.normalizer);
+  model.Backward();
+  EXPECT_EQ(order, (std::vector<int64_t>{2, 1, 0, -1}));
+  ASSERT_EQ(snapshots.size(), 3u);
+  for (int64_t l = 0; l < 3; ++l) {
+    const Tensor& g = model.grads()[1 + 9 * l + 1];
+    EXPECT_EQ(g.name(), "grad.model.layers." + std::to_string(l) + ".self_attn.q_proj.weight");
+    EXPECT_EQ(snapshots[2 - l], std::vector<float>(g.f32(), g.f32() + g.numel()));
+  }
+}
+
 }  // namespace
 }  // namespace seqmesh
