@@ -16,25 +16,12 @@
 #include "runtime/optimizer.h"
 #include "runtime/tensor.h"
 #include "runtime/threads.h"
+#include "tests/runtime/test_util.h"
 
 namespace seqmesh {
 namespace {
 
-// Passes when `f` throws a seqmesh::Error whose message contains `needle`; otherwise says what
-// happened instead (no throw, another exception type, or the actual message).
-::testing::AssertionResult ThrowsWith(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    if (m.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure()
-           << "message '" << m << "' does not contain '" << needle << "'";
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-seqmesh exception: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw (expected '" << needle << "')";
-}
+using testing::ThrowsWith;
 
 // ---------------------------------------------------------------------------------------------
 // ModelConfig, checked when a Model is built.

@@ -14,23 +14,14 @@
 
 #include "runtime/json.h"
 #include "runtime/model.h"
+#include "tests/runtime/test_util.h"
 
 namespace seqmesh {
 namespace {
 
 namespace fs = std::filesystem;
 
-bool ThrowsWith(const std::function<void()>& f, const std::string& part) {
-  try {
-    f();
-  } catch (const Error& e) {
-    if (std::string(e.what()).find(part) != std::string::npos) return true;
-    ADD_FAILURE() << "message lacks \"" << part << "\": " << e.what();
-    return false;
-  }
-  ADD_FAILURE() << "no error; expected one containing \"" << part << "\"";
-  return false;
-}
+using testing::ThrowsWith;
 
 TEST(Json, ParsesAndDumpsExactly) {
   const std::string text =

@@ -1,12 +1,17 @@
 // Helpers shared by the runtime tests: error metrics and deterministic random fill.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "runtime/check.h"
 
 namespace seqmesh::testing {
 
@@ -27,6 +32,23 @@ inline std::vector<float> RandomVector(int64_t n, uint32_t seed, float scale = 1
   std::vector<float> v(n);
   for (float& x : v) x = dist(rng);
   return v;
+}
+
+// Passes when `f` throws a seqmesh::Error whose message contains `needle`; otherwise says what
+// happened instead (no throw, another exception type, or the actual message).
+inline ::testing::AssertionResult ThrowsWith(const std::function<void()>& f,
+                                             const std::string& needle) {
+  try {
+    f();
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    if (m.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure()
+           << "message '" << m << "' does not contain '" << needle << "'";
+  } catch (const std::exception& e) {
+    return ::testing::AssertionFailure() << "threw a non-seqmesh exception: " << e.what();
+  }
+  return ::testing::AssertionFailure() << "did not throw (expected '" << needle << "')";
 }
 
 }  // namespace seqmesh::testing
