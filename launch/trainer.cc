@@ -191,8 +191,14 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
 
   auto validate = [&]() {
     if (n_val == 0) return std::nan("");
+    // The first held-out sequences up to about 64K tokens: the same set at every evaluation.
+    constexpr int64_t kValidationTokens = 1 << 16;
     std::vector<int64_t> ids;
-    for (int64_t i = n - n_val; i < n; ++i) ids.push_back(i);
+    int64_t tokens = 0;
+    for (int64_t i = n - n_val; i < n && tokens < kValidationTokens; ++i) {
+      ids.push_back(i);
+      tokens += ds.Length(i);
+    }
     const StepBatch vb = BuildBatch(ds, ids, config.training.micro_batch_tokens);
     double loss = 0;
     for (const MicroBatch& mb : vb.micro) loss += model.Forward(View(mb), vb.normalizer);
@@ -201,7 +207,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
 
   auto save = [&]() {
     const std::string where = checkpoints.Save(model, adamw, state);
-    out << "checkpoint: " << where << "\n";
+    out << "checkpoint: " << where << std::endl;
   };
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_since = 0;
@@ -251,7 +257,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
           << "  mfu: " << Fixed(peak > 0 ? 100.0 * gflops / peak : 0.0, 1) << "%"
           << "  mem: " << Fixed(ResidentMiB(), 0) << "MiB";
       if (!std::isnan(val)) out << "  val_loss: " << Fixed(val, 4);
-      out << "\n";
+      out << std::endl;  // a log line reaches a pipe or file at once
       tokens_since = 0;
       flops_since = 0;
       since = now;

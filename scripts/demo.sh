@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and trains a small Llama on synthetic packed
-# documents, printing the loss as it falls. Extra arguments go to the trainer (--steps N ...).
+# The main job: installs what is missing, builds, gathers the text this Debian machine already
+# has, tokenizes it (seqmesh prep) and trains a small byte-level Llama on it (seqmesh train,
+# examples/text.toml), printing the loss and the validation loss as they fall.
+# Extra arguments go to `seqmesh train` (for example --training.steps=100).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/install-deps.sh"
-"$root/scripts/build.sh"
+cd "$root"
+scripts/install-deps.sh
+scripts/build.sh
 build=${BUILD_DIR:-$root/build}
-exec "$build/examples/train_synthetic" "$@"
+if [ ! -f data/example/data.idx ]; then
+  scripts/gather-text.sh data/example/text
+  "$build/launch/seqmesh" prep --output data/example/data data/example/text
+fi
+rm -rf runs/text
+exec "$build/launch/seqmesh" train --config examples/text.toml "$@"

@@ -18,6 +18,14 @@ printf '{"text": "a json document\\nwith two lines"}\n{"text": "another"}\n' > "
 grep -q "12 documents" "$work/prep.log" || fail "prep: $(cat "$work/prep.log")"
 "$seqmesh" prep --jsonl --output "$work/json" "$work/extra.jsonl" | grep -q "2 documents" \
   || fail "prep --jsonl"
+mkdir -p "$work/tree/sub" && cp "$work/doc1.txt" "$work/tree/" && cp "$work/doc2.txt" "$work/tree/sub/"
+"$seqmesh" prep --output "$work/tree_data" "$work/tree" | grep -q "2 documents" \
+  || fail "prep of a directory"
+printf '{"txt": "x"}\n' > "$work/bad.jsonl"
+if "$seqmesh" prep --jsonl --output "$work/bad" "$work/bad.jsonl" > "$work/bad.log" 2>&1; then
+  fail "a JSONL line without text was accepted"
+fi
+grep -q "bad.jsonl' line 1 has no \"text\" field" "$work/bad.log" || fail "$(cat "$work/bad.log")"
 
 cat > "$work/tiny.toml" <<TOML
 [model]
