@@ -105,16 +105,7 @@ double GradSync::Step(float lr, float max_norm) {
 
   // The same per-element update as AdamW::Step.
   ++step_;
-  cpu::AdamWStep base{};
-  base.lr = lr;
-  base.beta1 = config_.beta1;
-  base.beta2 = config_.beta2;
-  base.eps = config_.eps;
-  base.bias_correction1 =
-      static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta1), step_));
-  base.bias_correction2 =
-      static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta2), step_));
-  base.grad_scale = scale;
+  const cpu::AdamWStep base = AdamWStepFor(config_, step_, lr, scale);
   for (Bucket& b : buckets_) {
     float* shard_param = flat_param_.data() + b.flat_offset + comm_.rank() * b.shard;
     ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {

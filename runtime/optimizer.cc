@@ -70,6 +70,19 @@ double GlobalNorm(const std::vector<Tensor>& tensors) {
   return std::sqrt(sum);
 }
 
+cpu::AdamWStep AdamWStepFor(const AdamWConfig& config, int64_t step, float lr, float grad_scale) {
+  cpu::AdamWStep s{};
+  s.lr = lr;
+  s.beta1 = config.beta1;
+  s.beta2 = config.beta2;
+  s.eps = config.eps;
+  s.weight_decay = config.weight_decay;
+  s.bias_correction1 = static_cast<float>(1.0 - std::pow(static_cast<double>(config.beta1), step));
+  s.bias_correction2 = static_cast<float>(1.0 - std::pow(static_cast<double>(config.beta2), step));
+  s.grad_scale = grad_scale;
+  return s;
+}
+
 float ClipScale(double norm, float max_norm) {
   SM_CHECK(std::isfinite(norm)) << "the gradient norm is " << norm
                                 << ": the loss diverged or an input is corrupt";
@@ -103,16 +116,7 @@ void AdamW::Step(const std::vector<Tensor>& params, const std::vector<Tensor>& g
         << " does not match the optimizer state " << m_[i]->shape().ToString();
   }
   ++step_;
-  cpu::AdamWStep base{};
-  base.lr = lr;
-  base.beta1 = config_.beta1;
-  base.beta2 = config_.beta2;
-  base.eps = config_.eps;
-  base.bias_correction1 =
-      static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta1), step_));
-  base.bias_correction2 =
-      static_cast<float>(1.0 - std::pow(static_cast<double>(config_.beta2), step_));
-  base.grad_scale = grad_scale;
+  const cpu::AdamWStep base = AdamWStepFor(config_, step_, lr, grad_scale);
 
   const std::vector<Chunk> chunks = Chunks(params);
   const int64_t n = static_cast<int64_t>(chunks.size());

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "runtime/cpu/vec.h"
 #include "runtime/tensor.h"
 
 namespace seqmesh {
@@ -33,6 +34,11 @@ double GlobalNorm(const std::vector<Tensor>& tensors);
 // torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); max_norm <= 0
 // disables clipping (factor 1).
 float ClipScale(double norm, float max_norm);
+
+// The per-element constants of update number `step` (1-based): the same arithmetic for AdamW
+// here and for the ZeRO-1 shards in parallel/grad_sync. weight_decay is the configured value;
+// callers zero it for tensors with ndim < 2.
+cpu::AdamWStep AdamWStepFor(const AdamWConfig& config, int64_t step, float lr, float grad_scale);
 
 class AdamW {
  public:
