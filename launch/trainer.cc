@@ -84,22 +84,27 @@ struct StepBatch {
   int64_t tokens = 0;
 };
 
-StepBatch BuildBatch(const IndexedDataset& ds, std::span<const int64_t> ids, int64_t capacity) {
+StepBatch BuildBatch(const std::vector<IndexedDataset>& datasets, std::span<const BlendedId> ids,
+                     int64_t capacity) {
+  // Pack by position in `ids` (the packer needs one integer per sequence).
+  std::vector<int64_t> slots;
   std::vector<int32_t> lengths;
   StepBatch out;
-  for (int64_t id : ids) {
-    lengths.push_back(ds.Length(id));
-    out.normalizer += static_cast<float>(std::max(0, ds.Length(id) - 1));
-    out.tokens += ds.Length(id);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    const int32_t len = datasets[ids[k].dataset].Length(ids[k].sequence);
+    slots.push_back(static_cast<int64_t>(k));
+    lengths.push_back(len);
+    out.normalizer += static_cast<float>(std::max(0, len - 1));
+    out.tokens += len;
   }
-  const PackResult packed = PackMicroBatches(ids, lengths, capacity);
+  const PackResult packed = PackMicroBatches(slots, lengths, capacity);
   std::vector<int32_t> seq;
   for (const MicroBatchPlan& plan : packed.micro_batches) {
     MicroBatch mb;
     mb.cu = plan.cu_seqlens;
     for (const PackedPiece& p : plan.pieces) {
       seq.clear();
-      ds.Read(p.id, seq);
+      datasets[ids[p.id].dataset].Read(ids[p.id].sequence, seq);
       for (int64_t i = p.begin; i < p.begin + p.length; ++i) {
         mb.tokens.push_back(seq[i]);
         mb.targets.push_back(i + 1 < static_cast<int64_t>(seq.size()) ? seq[i + 1] : kIgnoreIndex);
@@ -143,8 +148,6 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   }
   SM_CHECK(!config.data.path.empty())
       << "data.path is not set (a dataset prefix from seqmesh prep)";
-  SM_CHECK(config.data.path.find(' ') == std::string::npos)
-      << "data.path '" << config.data.path << "': blends of several datasets are not supported yet";
   SetNumThreads(static_cast<int>(config.training.threads));
   const std::string run_dir = config.checkpoint.dir;
   fs::create_directories(run_dir);
@@ -152,14 +155,27 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   out << "# resolved configuration (saved to " << run_dir << "/config.toml)\n" << resolved;
   { std::ofstream(run_dir + "/config.toml") << resolved; }
 
-  const IndexedDataset ds = IndexedDataset::Open(config.data.path);
-  // The last validation_fraction of the sequences are held out.
-  const int64_t n = ds.num_sequences();
-  const int64_t n_val = static_cast<int64_t>(std::llround(n * config.data.validation_fraction));
-  std::vector<int32_t> train_lengths(ds.lengths().begin(), ds.lengths().end() - n_val);
-  SM_CHECK(n - n_val >= 1) << "no training sequences left after holding out " << n_val;
-  const GlobalBatchSampler sampler(train_lengths, static_cast<uint64_t>(config.training.seed),
-                                   config.training.global_batch_tokens);
+  // Datasets of the blend; the last validation_fraction of each one's sequences is held out.
+  std::vector<IndexedDataset> datasets;
+  std::vector<BlendSource> sources;
+  std::vector<BlendedId> validation;
+  int64_t train_sequences = 0, tokens_total = 0;
+  for (const auto& [weight, prefix] : ParseBlend(config.data.path)) {
+    datasets.push_back(IndexedDataset::Open(prefix));
+    const IndexedDataset& ds = datasets.back();
+    const int64_t n = ds.num_sequences();
+    const int64_t n_val = static_cast<int64_t>(std::llround(n * config.data.validation_fraction));
+    SM_CHECK(n - n_val >= 1) << "'" << prefix << "': no training sequences left after holding out "
+                             << n_val;
+    sources.push_back(
+        {weight, std::vector<int32_t>(ds.lengths().begin(), ds.lengths().end() - n_val)});
+    for (int64_t i = n - n_val; i < n; ++i)
+      validation.push_back({static_cast<int32_t>(datasets.size() - 1), i});
+    train_sequences += n - n_val;
+    tokens_total += ds.num_tokens();
+  }
+  const BlendedBatchSampler sampler(std::move(sources), static_cast<uint64_t>(config.training.seed),
+                                    config.training.global_batch_tokens);
 
   ModelOptions mo;
   mo.max_tokens = config.training.micro_batch_tokens;
@@ -171,6 +187,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   const LrSchedule schedule = config.schedule();
   CheckpointManager checkpoints(run_dir + "/checkpoints", static_cast<int>(config.checkpoint.keep));
   TrainState state;
+  state.cursor = sampler.Start();
   if (options.resume) {
     const auto latest = checkpoints.Latest();
     SM_CHECK(latest.has_value()) << "--resume: no complete checkpoint in '" << run_dir
@@ -185,21 +202,22 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
 
   const double peak = MeasureFmaPeakGflops(static_cast<int>(config.training.threads), 2'000'000);
   const bool tty = ::isatty(STDOUT_FILENO);
-  out << "model: " << config.model.NumParams() << " params; dataset: " << n - n_val
-      << " training and " << n_val << " validation sequences, " << ds.num_tokens()
-      << " tokens; peak " << Fixed(peak, 1) << " GFLOP/s\n";
+  out << "model: " << config.model.NumParams() << " params; data: " << datasets.size()
+      << " dataset(s), " << train_sequences << " training and " << validation.size()
+      << " validation sequences, " << tokens_total << " tokens; peak " << Fixed(peak, 1)
+      << " GFLOP/s\n";
 
   auto validate = [&]() {
-    if (n_val == 0) return std::nan("");
+    if (validation.empty()) return std::nan("");
     // The first held-out sequences up to about 64K tokens: the same set at every evaluation.
     constexpr int64_t kValidationTokens = 1 << 16;
-    std::vector<int64_t> ids;
+    std::vector<BlendedId> ids;
     int64_t tokens = 0;
-    for (int64_t i = n - n_val; i < n && tokens < kValidationTokens; ++i) {
-      ids.push_back(i);
-      tokens += ds.Length(i);
+    for (size_t k = 0; k < validation.size() && tokens < kValidationTokens; ++k) {
+      ids.push_back(validation[k]);
+      tokens += datasets[validation[k].dataset].Length(validation[k].sequence);
     }
-    const StepBatch vb = BuildBatch(ds, ids, config.training.micro_batch_tokens);
+    const StepBatch vb = BuildBatch(datasets, ids, config.training.micro_batch_tokens);
     double loss = 0;
     for (const MicroBatch& mb : vb.micro) loss += model.Forward(View(mb), vb.normalizer);
     return loss;
@@ -214,8 +232,8 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   double flops_since = 0;
   auto since = start;
   while (state.step < config.training.steps) {
-    const std::vector<int64_t> ids = sampler.Next(state.cursor);
-    const StepBatch batch = BuildBatch(ds, ids, config.training.micro_batch_tokens);
+    const std::vector<BlendedId> ids = sampler.Next(state.cursor);
+    const StepBatch batch = BuildBatch(datasets, ids, config.training.micro_batch_tokens);
     model.ZeroGrad();
     double loss = 0, pairs = 0;
     for (const MicroBatch& mb : batch.micro) {

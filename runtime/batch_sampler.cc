@@ -1,6 +1,7 @@
 #include "runtime/batch_sampler.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <numeric>
 
@@ -42,25 +43,107 @@ const std::vector<int64_t>& GlobalBatchSampler::Permutation(uint64_t epoch) cons
   return cached_;
 }
 
+int64_t GlobalBatchSampler::NextSequence(DataCursor& cursor) const {
+  while (true) {
+    const std::vector<int64_t>& perm = Permutation(cursor.epoch);
+    if (cursor.position < static_cast<int64_t>(perm.size())) return perm[cursor.position++];
+    ++cursor.epoch;
+    cursor.position = 0;
+  }
+}
+
 std::vector<int64_t> GlobalBatchSampler::Next(DataCursor& cursor) const {
   std::vector<int64_t> batch;
   int64_t tokens = 0;
   while (true) {
-    const std::vector<int64_t>& perm = Permutation(cursor.epoch);
-    if (cursor.position >= static_cast<int64_t>(perm.size())) {
-      ++cursor.epoch;
-      cursor.position = 0;
-      continue;
-    }
-    const int64_t id = perm[cursor.position];
+    // Peek: a sequence that does not fit is left for the next batch.
+    DataCursor peek = cursor;
+    const int64_t id = NextSequence(peek);
     const int64_t len = lengths_[id];
     if (!batch.empty() && tokens + len > budget_) break;
+    cursor = peek;
     batch.push_back(id);
     tokens += len;
-    ++cursor.position;
     if (tokens >= budget_) break;
   }
   return batch;
+}
+
+BlendedBatchSampler::BlendedBatchSampler(std::vector<BlendSource> sources, uint64_t seed,
+                                         int64_t token_budget)
+    : budget_(token_budget) {
+  SM_CHECK(!sources.empty()) << "a blend needs at least one dataset";
+  double total = 0;
+  for (size_t d = 0; d < sources.size(); ++d) {
+    SM_CHECK(sources[d].weight > 0)
+        << "blend weight " << d << " must be > 0, got " << sources[d].weight;
+    total += sources[d].weight;
+  }
+  for (size_t d = 0; d < sources.size(); ++d) {
+    weights_.push_back(sources[d].weight / total);
+    // Each dataset its own permutation stream.
+    samplers_.emplace_back(std::move(sources[d].lengths), seed + 1000003ull * d, token_budget);
+  }
+}
+
+BlendCursor BlendedBatchSampler::Start() const {
+  BlendCursor c;
+  c.datasets.resize(samplers_.size());
+  c.drawn.assign(samplers_.size(), 0);
+  return c;
+}
+
+std::vector<BlendedId> BlendedBatchSampler::Next(BlendCursor& cursor) const {
+  SM_CHECK(cursor.datasets.size() == samplers_.size() && cursor.drawn.size() == samplers_.size())
+      << "the data cursor is for " << cursor.datasets.size() << " datasets, the blend has "
+      << samplers_.size();
+  std::vector<BlendedId> batch;
+  int64_t tokens = 0;
+  while (true) {
+    int64_t total = 0;
+    for (int64_t n : cursor.drawn) total += n;
+    size_t best = 0;
+    double best_deficit = -1e300;
+    for (size_t d = 0; d < samplers_.size(); ++d) {
+      const double deficit = weights_[d] * static_cast<double>(total + 1) - cursor.drawn[d];
+      if (deficit > best_deficit) best_deficit = deficit, best = d;
+    }
+    DataCursor peek = cursor.datasets[best];
+    const int64_t id = samplers_[best].NextSequence(peek);
+    const int64_t len = samplers_[best].Length(id);
+    if (!batch.empty() && tokens + len > budget_) break;
+    cursor.datasets[best] = peek;
+    ++cursor.drawn[best];
+    batch.push_back({static_cast<int32_t>(best), id});
+    tokens += len;
+    if (tokens >= budget_) break;
+  }
+  return batch;
+}
+
+std::vector<std::pair<double, std::string>> ParseBlend(const std::string& spec) {
+  std::vector<std::string> words;
+  size_t i = 0;
+  while (i < spec.size()) {
+    while (i < spec.size() && spec[i] == ' ') ++i;
+    size_t j = i;
+    while (j < spec.size() && spec[j] != ' ') ++j;
+    if (j > i) words.push_back(spec.substr(i, j - i));
+    i = j;
+  }
+  SM_CHECK(!words.empty()) << "data.path is empty";
+  if (words.size() == 1) return {{1.0, words[0]}};
+  SM_CHECK(words.size() % 2 == 0) << "data.path '" << spec
+                                  << "': a blend is pairs of a weight and a dataset prefix";
+  std::vector<std::pair<double, std::string>> out;
+  for (size_t k = 0; k < words.size(); k += 2) {
+    char* end = nullptr;
+    const double w = std::strtod(words[k].c_str(), &end);
+    SM_CHECK(end && *end == '\0' && w > 0) << "data.path '" << spec << "': weight " << k / 2
+                                           << " ('" << words[k] << "') must be a positive number";
+    out.push_back({w, words[k + 1]});
+  }
+  return out;
 }
 
 PackResult PackMicroBatches(std::span<const int64_t> ids, std::span<const int32_t> lengths,

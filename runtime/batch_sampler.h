@@ -15,6 +15,8 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace seqmesh {
@@ -32,6 +34,9 @@ class GlobalBatchSampler {
 
   // Sequence ids of the next global batch; advances `cursor`.
   std::vector<int64_t> Next(DataCursor& cursor) const;
+  // The next sequence alone; advances `cursor` (rolling over to the next epoch).
+  int64_t NextSequence(DataCursor& cursor) const;
+  int32_t Length(int64_t sequence) const { return lengths_[sequence]; }
   int64_t num_sequences() const { return static_cast<int64_t>(lengths_.size()); }
 
  private:
@@ -45,6 +50,44 @@ class GlobalBatchSampler {
   mutable uint64_t cached_epoch_ = UINT64_MAX;
   mutable std::vector<int64_t> cached_;
 };
+
+// A weighted blend of datasets (Megatron's "0.3 pathA 0.7 pathB"). Each draw takes the next
+// sequence of the dataset furthest behind its share (Megatron's greedy blending: the d maximizing
+// weight_d * (drawn + 1) - drawn_d, ties to the lower index), from that dataset's own per-epoch
+// permutation; batches fill the token budget as GlobalBatchSampler's do. One dataset is a blend
+// of one. The cursor holds every dataset's (epoch, position) and draw count.
+struct BlendCursor {
+  std::vector<DataCursor> datasets;
+  std::vector<int64_t> drawn;
+  bool operator==(const BlendCursor&) const = default;
+};
+
+struct BlendedId {
+  int32_t dataset;
+  int64_t sequence;
+  bool operator==(const BlendedId&) const = default;
+};
+
+struct BlendSource {
+  double weight;
+  std::vector<int32_t> lengths;
+};
+
+class BlendedBatchSampler {
+ public:
+  BlendedBatchSampler(std::vector<BlendSource> sources, uint64_t seed, int64_t token_budget);
+  BlendCursor Start() const;
+  std::vector<BlendedId> Next(BlendCursor& cursor) const;
+  int32_t Length(const BlendedId& id) const { return samplers_[id.dataset].Length(id.sequence); }
+
+ private:
+  std::vector<GlobalBatchSampler> samplers_;
+  std::vector<double> weights_;  // normalized
+  int64_t budget_;
+};
+
+// "prefix" or "w1 prefix1 w2 prefix2 ...": (weight, prefix) pairs; errors name the entry.
+std::vector<std::pair<double, std::string>> ParseBlend(const std::string& spec);
 
 // A piece of a sequence in a micro-batch: tokens [begin, begin + length) of sequence `id`.
 struct PackedPiece {

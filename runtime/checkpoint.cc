@@ -28,6 +28,43 @@ int64_t ParseU64(const std::map<std::string, std::string>& meta, const std::stri
   return Json::Parse(it->second, "'" + file + "' metadata " + key).AsInt(key);
 }
 
+// {"epoch": [...], "position": [...], "drawn": [...]}, one entry per dataset of the blend.
+std::string CursorJson(const BlendCursor& c) {
+  Json epoch = Json::Array(), position = Json::Array(), drawn = Json::Array();
+  for (size_t d = 0; d < c.datasets.size(); ++d) {
+    epoch.Push(Json::Integer(static_cast<int64_t>(c.datasets[d].epoch)));
+    position.Push(Json::Integer(c.datasets[d].position));
+    drawn.Push(Json::Integer(c.drawn[d]));
+  }
+  Json j = Json::Object();
+  j.Set("epoch", std::move(epoch));
+  j.Set("position", std::move(position));
+  j.Set("drawn", std::move(drawn));
+  return j.Dump();
+}
+
+BlendCursor ParseCursor(const std::map<std::string, std::string>& meta, const std::string& file) {
+  auto it = meta.find("cursor");
+  SM_CHECK(it != meta.end()) << "'" << file << "' lacks metadata \"cursor\"";
+  const std::string what = "'" + file + "' cursor";
+  const Json j = Json::Parse(it->second, what);
+  const Json* e = j.Find("epoch");
+  const Json* p = j.Find("position");
+  const Json* n = j.Find("drawn");
+  SM_CHECK(e && p && n) << what << " needs epoch, position and drawn";
+  const auto& ea = e->AsArray(what + ".epoch");
+  const auto& pa = p->AsArray(what + ".position");
+  const auto& na = n->AsArray(what + ".drawn");
+  SM_CHECK(ea.size() == pa.size() && pa.size() == na.size())
+      << what << ": epoch, position and drawn differ in length";
+  BlendCursor c;
+  for (size_t d = 0; d < ea.size(); ++d) {
+    c.datasets.push_back({static_cast<uint64_t>(ea[d].AsInt(what)), pa[d].AsInt(what)});
+    c.drawn.push_back(na[d].AsInt(what));
+  }
+  return c;
+}
+
 }  // namespace
 
 uint64_t Fnv1a64(const void* data, size_t bytes) {
@@ -54,8 +91,7 @@ std::string CheckpointManager::Save(const Model& model, AdamW& adamw, const Trai
   WriteSafetensors(out + "/train_state.safetensors", moments, false,
                    {{"step", std::to_string(state.step)},
                     {"optimizer_step", std::to_string(adamw.step())},
-                    {"cursor_epoch", std::to_string(state.cursor.epoch)},
-                    {"cursor_position", std::to_string(state.cursor.position)},
+                    {"cursor", CursorJson(state.cursor)},
                     {"rng", std::to_string(state.rng)}});
   Json files = Json::Array();
   for (const char* name : kFiles) {
@@ -127,8 +163,7 @@ TrainState CheckpointManager::Load(const std::string& checkpoint, Model& model, 
   TrainState s;
   s.step = ParseU64(st.metadata(), "step", state_path);
   adamw.set_step(ParseU64(st.metadata(), "optimizer_step", state_path));
-  s.cursor.epoch = static_cast<uint64_t>(ParseU64(st.metadata(), "cursor_epoch", state_path));
-  s.cursor.position = ParseU64(st.metadata(), "cursor_position", state_path);
+  s.cursor = ParseCursor(st.metadata(), state_path);
   // The RNG state is a full u64: parse it without the i64 limit.
   auto rng = st.metadata().find("rng");
   SM_CHECK(rng != st.metadata().end()) << "'" << state_path << "' lacks metadata \"rng\"";

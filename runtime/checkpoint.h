@@ -24,9 +24,9 @@
 namespace seqmesh {
 
 struct TrainState {
-  int64_t step = 0;   // steps completed
-  DataCursor cursor;  // where the next global batch starts
-  uint64_t rng = 0;   // the run's random state
+  int64_t step = 0;    // steps completed
+  BlendCursor cursor;  // where the next global batch starts (every dataset of the blend)
+  uint64_t rng = 0;    // the run's random state
 };
 
 class CheckpointManager {

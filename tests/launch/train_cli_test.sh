@@ -66,6 +66,13 @@ first=$(head -n 1 "$work/a/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
 last=$(tail -n 1 "$work/a/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
 awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f) }' || fail "loss did not fall ($first -> $last)"
 
+# A blend of two datasets trains, and its metrics show the step count.
+"$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/blend\"" --training.steps=3 \
+  --data.path="\"0.25 $work/data 0.75 $work/tree_data\"" > "$work/blend.log" \
+  || fail "blend run: $(tail -3 "$work/blend.log")"
+grep -q "2 dataset(s)" "$work/blend.log" || fail "blend not used: $(grep model: "$work/blend.log")"
+[ "$(wc -l < "$work/blend/metrics.jsonl")" -eq 3 ] || fail "blend metrics"
+
 # SIGINT: a checkpoint, then exit 0.
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/c\"" --training.steps=100000 \
   --checkpoint.interval=0 > "$work/c.log" 2>&1 &

@@ -14,6 +14,7 @@
 
 #include "runtime/check.h"
 #include "runtime/tokenizer.h"
+#include "tests/runtime/test_util.h"
 
 namespace seqmesh {
 namespace {
@@ -161,6 +162,48 @@ TEST(PackMicroBatches, EveryTokenOnceAndCapacityHeldOnRandomBatches) {
     }
     EXPECT_EQ(r.cut_sequences, cut);
   }
+}
+
+// Blend weights 1:3 with equal-length sequences: the greedy rule gives exactly one draw from the
+// first dataset in every four, in a fixed pattern; each dataset walks its own permutation.
+TEST(BlendedBatchSampler, FollowsTheWeightsExactlyAndResumes) {
+  std::vector<int32_t> a(10, 5), b(30, 5);
+  BlendedBatchSampler s({{1.0, a}, {3.0, b}}, 3, 20);  // 4 sequences per batch
+  BlendCursor c = s.Start();
+  std::vector<BlendedId> all;
+  std::vector<BlendCursor> cursors;
+  for (int step = 0; step < 25; ++step) {
+    cursors.push_back(c);
+    const auto batch = s.Next(c);
+    ASSERT_EQ(batch.size(), 4u);
+    int from_a = 0;
+    for (const BlendedId& id : batch) from_a += id.dataset == 0;
+    EXPECT_EQ(from_a, 1) << "step " << step;
+    all.insert(all.end(), batch.begin(), batch.end());
+  }
+  // The first 10 draws from dataset 0 are a permutation of its 10 sequences.
+  std::set<int64_t> first_epoch;
+  for (const BlendedId& id : all)
+    if (id.dataset == 0 && first_epoch.size() < 10) first_epoch.insert(id.sequence);
+  EXPECT_EQ(first_epoch.size(), 10u);
+  // Resuming from the cursor saved before step 7 reproduces steps 7..24.
+  BlendedBatchSampler again({{1.0, a}, {3.0, b}}, 3, 20);
+  BlendCursor r = cursors[7];
+  for (int step = 7; step < 25; ++step) {
+    const auto batch = again.Next(r);
+    EXPECT_TRUE(std::equal(batch.begin(), batch.end(), all.begin() + 4 * step)) << step;
+  }
+}
+
+TEST(ParseBlend, PairsOfWeightAndPrefix) {
+  EXPECT_EQ(ParseBlend("data/a"), (std::vector<std::pair<double, std::string>>{{1.0, "data/a"}}));
+  EXPECT_EQ(ParseBlend(" 0.3 x  0.7 y "),
+            (std::vector<std::pair<double, std::string>>{{0.3, "x"}, {0.7, "y"}}));
+  EXPECT_TRUE(testing::ThrowsWith([] { ParseBlend("0.3 x 0.7"); }, "pairs of a weight"));
+  EXPECT_TRUE(testing::ThrowsWith([] { ParseBlend("0.3 x -1 y"); },
+                                  "weight 1 ('-1') must be a positive number"));
+  EXPECT_TRUE(testing::ThrowsWith([] { ParseBlend("abc x"); },
+                                  "weight 0 ('abc') must be a positive number"));
 }
 
 }  // namespace

@@ -27,8 +27,9 @@ class TinyRun {
   TinyRun()
       : model_(Config(), Options()),
         adamw_(model_.params(), AdamWConfig{}),
-        sampler_(Lengths(), 1234, 256) {
+        sampler_({{1.0, Lengths()}}, 1234, 256) {
     model_.InitRandom(5, 0.1f);
+    state_.cursor = sampler_.Start();
   }
   static ModelConfig Config() {
     ModelConfig c;
@@ -55,7 +56,8 @@ class TinyRun {
   }
 
   float Step() {
-    const std::vector<int64_t> ids = sampler_.Next(state_.cursor);
+    std::vector<int64_t> ids;
+    for (const BlendedId& b : sampler_.Next(state_.cursor)) ids.push_back(b.sequence);
     const std::vector<int32_t> all = Lengths();
     std::vector<int32_t> lengths;
     float normalizer = 0;
@@ -88,7 +90,7 @@ class TinyRun {
 
   Model model_;
   AdamW adamw_;
-  GlobalBatchSampler sampler_;
+  BlendedBatchSampler sampler_;
   TrainState state_;
 };
 
