@@ -19,5 +19,7 @@ struct Command {
 int RunSimulate(const Args& args);
 int RunPrep(const Args& args);
 int RunTrain(const Args& args);
+int RunSynth(const Args& args);
+int RunPasskeyEval(const Args& args);
 
 }  // namespace seqmesh::launch

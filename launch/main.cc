@@ -12,6 +12,8 @@ namespace {
 constexpr Command kCommands[] = {
     {"prep", "tokenize text or JSONL files into a Megatron indexed dataset", RunPrep},
     {"train", "train a model on one machine from a TOML configuration", RunTrain},
+    {"synth", "generate long-context tasks (passkey retrieval, associative recall)", RunSynth},
+    {"passkey-eval", "score a model's retrieval on synth documents", RunPasskeyEval},
     {"simulate", "plan simulated global batches with every planner and compare step times",
      RunSimulate},
 };
