@@ -82,6 +82,7 @@ struct StepBatch {
   std::vector<MicroBatch> micro;
   float normalizer = 0;  // targets in the whole global batch
   int64_t tokens = 0;
+  int64_t cut = 0;  // sequences longer than a micro-batch, cut into independent pieces
 };
 
 StepBatch BuildBatch(const std::vector<IndexedDataset>& datasets, std::span<const BlendedId> ids,
@@ -98,6 +99,7 @@ StepBatch BuildBatch(const std::vector<IndexedDataset>& datasets, std::span<cons
     out.tokens += len;
   }
   const PackResult packed = PackMicroBatches(slots, lengths, capacity);
+  out.cut = packed.cut_sequences;
   std::vector<int32_t> seq;
   for (const MicroBatchPlan& plan : packed.micro_batches) {
     MicroBatch mb;
@@ -229,6 +231,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   };
   const auto start = std::chrono::steady_clock::now();
   int64_t tokens_since = 0;
+  int64_t cut_total = 0;  // sequences cut to fit a micro-batch so far (reported, not hidden)
   double flops_since = 0;
   auto since = start;
   while (state.step < config.training.steps) {
@@ -257,6 +260,8 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
     line.Set("grad_norm", Json::Number(norm));
     line.Set("lr", Json::Number(lr));
     line.Set("tokens", Json::Integer(batch.tokens));
+    line.Set("cut_sequences", Json::Integer(batch.cut));
+    cut_total += batch.cut;
     double val = std::nan("");
     if (config.training.eval_interval > 0 && state.step % config.training.eval_interval == 0) {
       val = validate();
@@ -274,6 +279,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
           << "  tok/s: " << Fixed(tokens_since / secs, 0) << "  gflops: " << Fixed(gflops, 1)
           << "  mfu: " << Fixed(peak > 0 ? 100.0 * gflops / peak : 0.0, 1) << "%"
           << "  mem: " << Fixed(ResidentMiB(), 0) << "MiB";
+      if (cut_total > 0) out << "  cut: " << cut_total;
       if (!std::isnan(val)) out << "  val_loss: " << Fixed(val, 4);
       out << std::endl;  // a log line reaches a pipe or file at once
       tokens_since = 0;

@@ -55,6 +55,9 @@ TOML
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/b\"" > "$work/b.log"
 [ -f "$work/a/checkpoints/step-00000008/manifest.json" ] || fail "no final checkpoint"
 [ -f "$work/a/config.toml" ] || fail "resolved config not saved"
+# Documents longer than micro_batch_tokens (512) are cut, and the cuts are reported.
+grep -q '"cut_sequences":[1-9]' "$work/a/metrics.jsonl" || fail "no cut sequences reported"
+grep -q "  cut: [1-9]" "$work/a.log" || fail "the console line does not report cuts"
 # Resume b from step 4: drop its later checkpoint and metrics lines, then continue.
 rm -rf "$work/b/checkpoints/step-00000008"
 head -n 4 "$work/b/metrics.jsonl" > "$work/b/m" && mv "$work/b/m" "$work/b/metrics.jsonl"
