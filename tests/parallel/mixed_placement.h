@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <vector>
@@ -39,13 +40,17 @@ class MixedPlacement {
     for (const auto& d : docs_) options_.max_tokens += static_cast<int64_t>(d.size());
   }
 
-  Model NewModel() const {
-    Model m(config_, options_);
+  // `grads_ready` is passed to the model as its on_layer_grads_ready hook.
+  Model NewModel(std::function<void(int64_t)> grads_ready = {}) const {
+    ModelOptions options = options_;
+    options.on_layer_grads_ready = std::move(grads_ready);
+    Model m(config_, options);
     m.InitRandom(99, 0.2f);
     m.ZeroGrad();
     return m;
   }
   float normalizer() const { return normalizer_; }
+  const ModelConfig& config() const { return config_; }
 
   // Loss of one rank running everything; its gradients are in `model`.
   float ReferenceStep(Model& model) const {
