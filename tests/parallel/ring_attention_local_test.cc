@@ -19,6 +19,7 @@
 #include "runtime/layers.h"
 #include "runtime/model.h"
 #include "tests/parallel/mixed_placement.h"
+#include "tests/parallel/ring_check.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -111,79 +112,18 @@ class RingAttentionLocal : public ::testing::TestWithParam<RingCase> {};
 
 TEST_P(RingAttentionLocal, EqualsSingleRankForwardAndBackward) {
   const int D = GetParam().ring;
-  const int64_t s = GetParam().len;
-  const AttentionDims dims{4, 2, 8};
-  const int64_t qw = 32, kw = 16;
-  auto q = RandomVector(s * qw, 1), k = RandomVector(s * kw, 2), v = RandomVector(s * kw, 3);
-  auto dout = RandomVector(s * qw, 4);
-  // Reference: the whole sequence on one rank.
-  std::vector<float> out(s * qw), lse(dims.heads * s), dq(s * qw, 0.f), dk(s * kw, 0.f),
-      dv(s * kw, 0.f);
-  std::vector<int32_t> cu = {0, static_cast<int32_t>(s)};
-  auto segs = SegmentsFromCuSeqlens(cu.data(), 2, s);
-  AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), s};
-  const float scale = 1.0f / std::sqrt(8.0f);
-  AttentionForward(dims, segs, io, scale);
-  AttentionBackward(dims, segs, io, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw},
-                    {dv.data(), kw}, scale);
-
-  ZigzagLayout layout(s, D);
+  const testing::RingCheck check(GetParam().len, 1);
   std::vector<int> ring(D);
   for (int i = 0; i < D; ++i) ring[i] = (D - i) % D;  // world ranks in another order than positions
   Mailboxes boxes;
-  struct Local {
-    std::vector<float> q, k, v, dout, out, lse, dq, dk, dv;
-  };
-  std::vector<Local> local(D);
   std::vector<std::thread> threads;
   for (int pos = 0; pos < D; ++pos) {
     threads.emplace_back([&, pos] {
-      Local& L = local[pos];
-      const int64_t rows = layout.LocalTokens(pos);
-      auto gather = [&](const std::vector<float>& full, int64_t w) {
-        std::vector<float> x(std::max<int64_t>(rows, 1) * w);
-        for (int64_t r = 0; r < rows; ++r)
-          std::memcpy(&x[r * w], &full[layout.GlobalIndex(pos, r) * w], w * sizeof(float));
-        return x;
-      };
-      L.q = gather(q, qw);
-      L.k = gather(k, kw);
-      L.v = gather(v, kw);
-      L.dout = gather(dout, qw);
-      L.out.assign(L.q.size(), 0.f);
-      L.lse.assign(dims.heads * std::max<int64_t>(rows, 1), 0.f);
-      L.dq.assign(L.q.size(), 0.f);
-      L.dk.assign(L.k.size(), 0.f);
-      L.dv.assign(L.v.size(), 0.f);
       ThreadLink link(boxes, ring[pos]);
-      RingAttention ra(dims, layout, pos, ring, link);
-      const int64_t ld = std::max<int64_t>(rows, 1);
-      ra.Forward({L.q.data(), qw}, {L.k.data(), kw}, {L.v.data(), kw}, {L.out.data(), qw},
-                 L.lse.data(), ld);
-      ra.Backward({L.q.data(), qw}, {L.k.data(), kw}, {L.v.data(), kw}, {L.out.data(), qw},
-                  L.lse.data(), ld, {L.dout.data(), qw}, {L.dq.data(), qw}, {L.dk.data(), kw},
-                  {L.dv.data(), kw});
+      check.RunAndCheck(pos, ring, link, "position " + std::to_string(pos));
     });
   }
   for (auto& t : threads) t.join();
-  // Scatter the local results back to global order and compare.
-  std::vector<float> g_out(s * qw), g_lse(dims.heads * s), g_dq(s * qw), g_dk(s * kw), g_dv(s * kw);
-  for (int pos = 0; pos < D; ++pos) {
-    const int64_t rows = layout.LocalTokens(pos), ld = std::max<int64_t>(rows, 1);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t gi = layout.GlobalIndex(pos, r);
-      std::memcpy(&g_out[gi * qw], &local[pos].out[r * qw], qw * 4);
-      std::memcpy(&g_dq[gi * qw], &local[pos].dq[r * qw], qw * 4);
-      std::memcpy(&g_dk[gi * kw], &local[pos].dk[r * kw], kw * 4);
-      std::memcpy(&g_dv[gi * kw], &local[pos].dv[r * kw], kw * 4);
-      for (int h = 0; h < dims.heads; ++h) g_lse[h * s + gi] = local[pos].lse[h * ld + r];
-    }
-  }
-  EXPECT_LT(RelError(g_out.data(), out.data(), out.size()), 1e-5);
-  EXPECT_LT(RelError(g_lse.data(), lse.data(), lse.size()), 1e-5);
-  EXPECT_LT(RelError(g_dq.data(), dq.data(), dq.size()), 1e-5);
-  EXPECT_LT(RelError(g_dk.data(), dk.data(), dk.size()), 1e-5);
-  EXPECT_LT(RelError(g_dv.data(), dv.data(), dv.size()), 1e-5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Rings, RingAttentionLocal,

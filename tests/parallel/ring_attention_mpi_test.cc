@@ -22,6 +22,7 @@
 #include "runtime/layers.h"
 #include "runtime/model.h"
 #include "tests/parallel/mixed_placement.h"
+#include "tests/parallel/ring_check.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -48,49 +49,11 @@ constexpr std::chrono::milliseconds kDeadline{20000};
 void CheckRing(const std::vector<int>& ring, int64_t s, uint32_t seed) {
   const auto pos_it = std::find(ring.begin(), ring.end(), WorldRank());
   if (pos_it == ring.end()) return;
-  const int pos = static_cast<int>(pos_it - ring.begin());
-  const AttentionDims dims{4, 2, 8};
-  const int64_t qw = 32, kw = 16;
-  auto q = RandomVector(s * qw, seed), k = RandomVector(s * kw, seed + 1),
-       v = RandomVector(s * kw, seed + 2), dout = RandomVector(s * qw, seed + 3);
-  std::vector<float> out(s * qw), lse(dims.heads * s), dq(s * qw, 0.f), dk(s * kw, 0.f),
-      dv(s * kw, 0.f);
-  std::vector<int32_t> cu = {0, static_cast<int32_t>(s)};
-  auto segs = SegmentsFromCuSeqlens(cu.data(), 2, s);
-  AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), s};
-  const float scale = 1.0f / std::sqrt(8.0f);
-  AttentionForward(dims, segs, io, scale);
-  AttentionBackward(dims, segs, io, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw},
-                    {dv.data(), kw}, scale);
-
-  ZigzagLayout layout(s, static_cast<int>(ring.size()));
-  const int64_t rows = layout.LocalTokens(pos), ld = std::max<int64_t>(rows, 1);
-  auto gather = [&](const std::vector<float>& full, int64_t w) {
-    std::vector<float> x(ld * w);
-    for (int64_t r = 0; r < rows; ++r)
-      std::memcpy(&x[r * w], &full[layout.GlobalIndex(pos, r) * w], w * sizeof(float));
-    return x;
-  };
-  auto lq = gather(q, qw), lk = gather(k, kw), lv = gather(v, kw), ldout = gather(dout, qw);
-  std::vector<float> lout(ld * qw), llse(dims.heads * ld), ldq(ld * qw, 0.f), ldk(ld * kw, 0.f),
-      ldv(ld * kw, 0.f);
   MpiRingLink link(MPI_COMM_WORLD, kDeadline);
-  RingAttention ra(dims, layout, pos, ring, link);
-  ra.Forward({lq.data(), qw}, {lk.data(), kw}, {lv.data(), kw}, {lout.data(), qw}, llse.data(), ld);
-  ra.Backward({lq.data(), qw}, {lk.data(), kw}, {lv.data(), kw}, {lout.data(), qw}, llse.data(), ld,
-              {ldout.data(), qw}, {ldq.data(), qw}, {ldk.data(), kw}, {ldv.data(), kw});
-  auto ref = [&](const std::vector<float>& full, int64_t w) { return gather(full, w); };
-  std::vector<float> ref_lse(dims.heads * ld);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int h = 0; h < dims.heads; ++h)
-      ref_lse[h * ld + r] = lse[h * s + layout.GlobalIndex(pos, r)];
-  const std::string where = "rank " + std::to_string(WorldRank()) + " ring size " +
-                            std::to_string(ring.size()) + " s " + std::to_string(s);
-  EXPECT_LT(RelError(lout.data(), ref(out, qw).data(), rows * qw), 1e-5) << where;
-  EXPECT_LT(RelError(llse.data(), ref_lse.data(), llse.size()), 1e-5) << where;
-  EXPECT_LT(RelError(ldq.data(), ref(dq, qw).data(), rows * qw), 1e-5) << where;
-  EXPECT_LT(RelError(ldk.data(), ref(dk, kw).data(), rows * kw), 1e-5) << where;
-  EXPECT_LT(RelError(ldv.data(), ref(dv, kw).data(), rows * kw), 1e-5) << where;
+  testing::RingCheck(s, seed).RunAndCheck(static_cast<int>(pos_it - ring.begin()), ring, link,
+                                          "rank " + std::to_string(WorldRank()) + " ring size " +
+                                              std::to_string(ring.size()) + " s " +
+                                              std::to_string(s));
 }
 
 TEST(RingAttentionMpi, EveryRingSizeEqualsSingleRank) {
