@@ -105,9 +105,12 @@ StepBatch BuildBatch(const std::vector<IndexedDataset>& datasets, std::span<cons
     MicroBatch mb;
     mb.cu = plan.cu_seqlens;
     for (const PackedPiece& p : plan.pieces) {
+      // The piece and the token after it (its last target), not the whole sequence.
+      const IndexedDataset& ds = datasets[ids[p.id].dataset];
+      const int64_t full = ds.Length(ids[p.id].sequence);
       seq.clear();
-      datasets[ids[p.id].dataset].Read(ids[p.id].sequence, seq);
-      for (int64_t i = p.begin; i < p.begin + p.length; ++i) {
+      ds.ReadRange(ids[p.id].sequence, p.begin, std::min(p.length + 1, full - p.begin), seq);
+      for (int64_t i = 0; i < p.length; ++i) {
         mb.tokens.push_back(seq[i]);
         mb.targets.push_back(i + 1 < static_cast<int64_t>(seq.size()) ? seq[i + 1] : kIgnoreIndex);
       }

@@ -144,12 +144,21 @@ int64_t IndexedDataset::Pointer(int64_t sequence) const {
 }
 
 void IndexedDataset::Read(int64_t sequence, std::vector<int32_t>& out) const {
-  const int32_t len = Length(sequence);
-  const uint8_t* p = bin_.data() + Pointer(sequence);
+  ReadRange(sequence, 0, Length(sequence), out);
+}
+
+void IndexedDataset::ReadRange(int64_t sequence, int64_t begin, int64_t count,
+                               std::vector<int32_t>& out) const {
+  const int32_t full = Length(sequence);
+  SM_CHECK(begin >= 0 && count >= 0 && begin + count <= full)
+      << "tokens [" << begin << ", " << begin + count << ") outside sequence " << sequence << " of "
+      << full << " tokens in '" << bin_.path() << "'";
+  const int64_t len = count;
+  const uint8_t* p = bin_.data() + Pointer(sequence) + begin * TokenDTypeSize(dtype_);
   const size_t base = out.size();
   out.resize(base + len);
   int32_t* o = out.data() + base;
-  for (int32_t i = 0; i < len; ++i) {
+  for (int64_t i = 0; i < len; ++i) {
     int64_t v = 0;
     switch (dtype_) {
       case TokenDType::kU8:
@@ -174,8 +183,8 @@ void IndexedDataset::Read(int64_t sequence, std::vector<int32_t>& out) const {
         break;  // float types are rejected by Open
     }
     SM_CHECK(v >= 0 && v <= std::numeric_limits<int32_t>::max())
-        << "'" << bin_.path() << "': token " << i << " of sequence " << sequence << " is " << v
-        << ", not a token id";
+        << "'" << bin_.path() << "': token " << begin + i << " of sequence " << sequence << " is "
+        << v << ", not a token id";
     o[i] = static_cast<int32_t>(v);
   }
 }

@@ -47,6 +47,8 @@ class IndexedDataset {
   int32_t Length(int64_t sequence) const;
   // Appends the tokens of `sequence` to `out`, widened to i32 (values outside i32 are an error).
   void Read(int64_t sequence, std::vector<int32_t>& out) const;
+  // Tokens [begin, begin + count) of `sequence` only (a piece of a cut sequence).
+  void ReadRange(int64_t sequence, int64_t begin, int64_t count, std::vector<int32_t>& out) const;
   int64_t Pointer(int64_t sequence) const;  // byte offset of the sequence in .bin
 
  private:

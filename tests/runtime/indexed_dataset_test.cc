@@ -110,6 +110,22 @@ TEST_F(IndexedDatasetTest, RoundTripsEveryTokenDType) {
   }
 }
 
+TEST_F(IndexedDatasetTest, ReadRangeReadsAPieceAndChecksItsBounds) {
+  WriteSmall();
+  IndexedDataset ds = IndexedDataset::Open(prefix_);
+  std::vector<int32_t> got = {42};
+  ds.ReadRange(0, 1, 2, got);
+  EXPECT_EQ(got, (std::vector<int32_t>{42, 2, 3}));
+  try {
+    ds.ReadRange(0, 2, 2, got);
+    ADD_FAILURE() << "a range past the sequence was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokens [2, 4) outside sequence 0 of 3 tokens"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(IndexedDatasetTest, WriterRejectsTokensOutsideTheDType) {
   IndexedDatasetWriter w(prefix_, TokenDType::kU8);
   const std::vector<int32_t> bad = {3, 256};
