@@ -90,12 +90,48 @@ void GradSync::LayerReady(int bi) {
   b.work =
       comm_.StartReduceScatter(flat, shard_grad_.data() + b.shard_offset, b.shard, DType::kF32);
   b.started = true;
+  Progress();
 }
 
-double GradSync::Step(float lr, float max_norm) {
+void GradSync::ForEachMomentPiece(
+    const std::function<void(size_t, int64_t, const float*, const float*, int64_t)>& fn) const {
+  for (const Bucket& b : buckets_)
+    ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
+      const int64_t o = b.shard_offset + in_shard;
+      fn(t, in_tensor, m_.data() + o, v_.data() + o, len);
+    });
+}
+
+void GradSync::LoadMoments(const std::vector<const float*>& m, const std::vector<const float*>& v,
+                           int64_t step) {
+  SM_CHECK(m.size() == params_.size() && v.size() == params_.size())
+      << "GradSync::LoadMoments: " << m.size() << " and " << v.size() << " moment tensors for "
+      << params_.size() << " parameters";
+  SM_CHECK(step >= 0) << "GradSync::LoadMoments: negative optimizer step " << step;
+  std::fill(m_.begin(), m_.end(), 0.0f);
+  std::fill(v_.begin(), v_.end(), 0.0f);
+  for (const Bucket& b : buckets_)
+    ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
+      const int64_t o = b.shard_offset + in_shard;
+      std::memcpy(m_.data() + o, m[t] + in_tensor, len * sizeof(float));
+      std::memcpy(v_.data() + o, v[t] + in_tensor, len * sizeof(float));
+    });
+  step_ = step;
+}
+
+void GradSync::Progress() {
+  for (Bucket& b : buckets_)
+    if (b.started && b.work.pending()) comm_.Test(b.work);
+}
+
+void GradSync::FinishReductions() {
   for (int bi = 0; bi < num_buckets(); ++bi)
     if (!buckets_[bi].started) LayerReady(bi);
   for (Bucket& b : buckets_) comm_.Wait(b.work);
+}
+
+double GradSync::Step(float lr, float max_norm) {
+  FinishReductions();
 
   // Global norm: this rank's shards hold disjoint parts of the summed gradient (padding is 0).
   double local = 0.0;

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "parallel/communicator.h"
@@ -47,11 +48,24 @@ class GradSync {
   void LayerReady(int b);
   // Polls the buckets in flight once, without waiting.
   void Progress();
+  // Starts the buckets not started yet and completes every reduction (Step begins with this;
+  // callable before it to time the reduction left exposed after backward).
+  void FinishReductions();
   // Completes the reductions and updates the parameters on all ranks; returns the global
   // gradient norm before clipping (max_norm <= 0: no clipping).
   double Step(float lr, float max_norm);
 
   int64_t step() const { return step_; }
+
+  // Checkpoints: this rank's moments, as pieces of the parameter tensors (the shard layout
+  // depends on the rank count; the pieces do not, so any rank count can load them).
+  // fn(tensor index, offset in the tensor, m, v, length).
+  void ForEachMomentPiece(const std::function<void(size_t tensor, int64_t offset, const float* m,
+                                                   const float* v, int64_t length)>& fn) const;
+  // Loads this rank's moments from whole-tensor moments (m[t], v[t]: numel floats of tensor t)
+  // and the optimizer step count.
+  void LoadMoments(const std::vector<const float*>& m, const std::vector<const float*>& v,
+                   int64_t step);
   int64_t shard_elements() const { return shard_total_; }  // moments held by this rank
 
  private:

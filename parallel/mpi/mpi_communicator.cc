@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -69,17 +70,29 @@ int CountArg(int64_t count, const char* op) {
 class MpiWork : public detail::CommWorkState {
  public:
   MpiWork(const char* op, mpi::Requests::Kind kind) : op(op), requests(kind) {}
+  // Released unfinished (after a timeout), a send may still be reading the scratch buffers:
+  // they are leaked rather than freed under it (the communicator is unusable by then anyway).
+  ~MpiWork() override {
+    if (!scratch) return;
+    for (int i = 0; i < requests.count(); ++i)
+      if (!requests.done(i)) {
+        new std::shared_ptr<void>(std::move(scratch));  // deliberately leaked
+        return;
+      }
+  }
   std::string Describe() const {
     std::ostringstream what;
     what << op;
     if (count < 0) return what.str();
     what << " (";
+    if (round >= 0 || requests.kind() == mpi::Requests::Kind::kCollective) {
+      what << DTypeName(dtype) << ", " << count << " elements";
+      if (root >= 0) what << ", root " << root;
+      if (round >= 0) what << ", ring round " << round << ": ";
+    }
     if (requests.kind() == mpi::Requests::Kind::kPointToPoint) {
       for (int i = 0; i < requests.count(); ++i)
         what << (i ? ", " : "") << (is_send[i] ? "send to " : "recv from ") << requests.peer(i);
-    } else {
-      what << DTypeName(dtype) << ", " << count << " elements";
-      if (root >= 0) what << ", root " << root;
     }
     what << ")";
     return what.str();
@@ -91,6 +104,66 @@ class MpiWork : public detail::CommWorkState {
   std::vector<bool> is_send;  // point-to-point: per request
   mpi::Requests requests;
   std::function<void()> on_done;  // runs once everything completed
+  // Multi-round operations (our ring collectives): runs when every request of the current round
+  // completed; posts the next round and returns true, or returns false when none is left.
+  std::function<bool()> next_round;
+  int round = -1;  // the current round of a multi-round operation, for error messages
+  std::shared_ptr<void> scratch;  // buffers the requests may use
+};
+
+// out[i] = in[i] + add[i] (bf16: each pair widened to f32, the sum rounded back).
+void SumInto(void* out, const void* in, const void* add, int64_t count, DType dtype) {
+  if (dtype == DType::kF32) {
+    auto* o = static_cast<float*>(out);
+    const auto* a = static_cast<const float*>(in);
+    const auto* b = static_cast<const float*>(add);
+    for (int64_t i = 0; i < count; ++i) o[i] = a[i] + b[i];
+  } else {
+    auto* o = static_cast<uint16_t*>(out);
+    const auto* a = static_cast<const uint16_t*>(in);
+    const auto* b = static_cast<const uint16_t*>(add);
+    for (int64_t i = 0; i < count; ++i) o[i] = FloatToBf16(Bf16ToFloat(a[i]) + Bf16ToFloat(b[i]));
+  }
+}
+
+// Ring reduce-scatter (Patarasuk & Yuan): n-1 rounds; in round k rank r sends its partial sum of
+// block (r-k-1) mod n to r+1 and receives the partial sum of block (r-k-2) mod n from r-1, adding
+// its own contribution. After round n-2 the received block is r: with r's own block it is the
+// full sum. Two staging blocks alternate: round k receives into stage[k%2] while sending
+// stage[(k-1)%2], and a round starts only after the previous one completed.
+struct RingReduceScatter {
+  const char* send;
+  char* recv;
+  int64_t count;  // elements per block
+  size_t bytes;   // per block
+  DType dtype;
+  MPI_Datatype type;
+  MPI_Comm comm;
+  int tag, rank, size;
+  std::vector<char> stage[2];
+
+  const char* Block(int b) const { return send + static_cast<size_t>(b) * bytes; }
+  int Mod(int x) const { return ((x % size) + size) % size; }
+
+  // Posts round k into `work`.
+  void Post(int k, MpiWork& work) {
+    const int next = Mod(rank + 1), prev = Mod(rank - 1);
+    const void* out = k == 0 ? Block(Mod(rank - 1)) : stage[(k - 1) % 2].data();
+    work.round = k;
+    work.is_send.assign({false, true});
+    SM_CHECK_MPI(MPI_Irecv(stage[k % 2].data(), static_cast<int>(count), type, prev, tag, comm,
+                           work.requests.Add(prev)))
+        << "ReduceScatter: posting a receive from rank " << prev;
+    SM_CHECK_MPI(
+        MPI_Isend(out, static_cast<int>(count), type, next, tag, comm, work.requests.Add(next)))
+        << "ReduceScatter: posting a send to rank " << next;
+  }
+  // Adds this rank's contribution to what round k received; the last round writes the result.
+  void Finish(int k) {
+    const int b = Mod(rank - k - 2);
+    void* dst = k == size - 2 ? static_cast<void*>(recv) : stage[k % 2].data();
+    SumInto(dst, stage[k % 2].data(), Block(b), count, dtype);
+  }
 };
 
 }  // namespace
@@ -171,24 +244,51 @@ void MpiCommunicator::AllReduce(void* data, int64_t count, DType dtype) {
   Wait(work);
 }
 
+// Our own ring rather than MPI_Ireduce_scatter_block: Open MPI's non-blocking reduce-scatter
+// (libnbc) reached only 0.59-0.84x of its blocking one at 1 MiB on 4 ranks
+// (docs/BENCHMARKS.md), and a ring of point-to-point rounds is progressed by every Test, so a
+// gradient bucket moves on while backward computes between polls.
 CommWork MpiCommunicator::StartReduceScatter(const void* send, void* recv, int64_t recv_count,
                                              DType dtype) {
-  CommWork work = Collective("ReduceScatter", dtype, recv_count, -1);
-  auto& rq = static_cast<MpiWork*>(work.state())->requests;
-  const size_t esize = DTypeSize(dtype);
-  const bool in_place =
-      send == static_cast<const char*>(recv) - static_cast<size_t>(rank_) * recv_count * esize;
-  // MPI's in-place reduce-scatter takes the whole input in recvbuf and leaves the result at its
-  // start; it is moved to this rank's block once complete (the other blocks are clobbered).
-  SM_CHECK_MPI(MPI_Ireduce_scatter_block(
-      in_place ? MPI_IN_PLACE : send, in_place ? const_cast<void*>(send) : recv,
-      CountArg(recv_count, "ReduceScatter"), Type(dtype, "ReduceScatter"), SumOp(dtype),
-      comm_.get(), rq.Add(-1)));
-  if (in_place && rank_ != 0)
-    static_cast<MpiWork*>(work.state())->on_done = [send, recv, bytes = recv_count * esize] {
-      std::memmove(recv, send, bytes);
-    };
-  return work;
+  const MPI_Datatype type = Type(dtype, "ReduceScatter");
+  CountArg(recv_count, "ReduceScatter");
+  const size_t bytes = static_cast<size_t>(recv_count) * DTypeSize(dtype);
+  auto work = std::make_unique<MpiWork>("ReduceScatter", mpi::Requests::Kind::kPointToPoint);
+  work->dtype = dtype;
+  work->count = recv_count;
+  const char* own = static_cast<const char*>(send) + static_cast<size_t>(rank_) * bytes;
+  if (size_ == 1 || recv_count == 0) {
+    if (own != recv && bytes > 0) std::memmove(recv, own, bytes);
+    return CommWork(std::move(work));  // no requests: Wait returns at once
+  }
+  auto ring = std::make_shared<RingReduceScatter>();
+  ring->send = static_cast<const char*>(send);
+  ring->recv = static_cast<char*>(recv);
+  ring->count = recv_count;
+  ring->bytes = bytes;
+  ring->dtype = dtype;
+  ring->type = type;
+  ring->comm = comm_.get();
+  // Every collective is started in the same order on all ranks, so the sequence number agrees;
+  // a tag per operation keeps rounds of concurrent reduce-scatters (buckets) from matching each
+  // other's messages. Tags below kRingTagBase belong to P2P groups.
+  ring->tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
+  ring->rank = rank_;
+  ring->size = size_;
+  ring->stage[0].resize(bytes);
+  ring->stage[1].resize(bytes);
+  ring->Post(0, *work);
+  work->scratch = ring;
+  MpiWork* w = work.get();
+  w->next_round = [ring = ring.get(), w] {
+    const int k = w->round;
+    ring->Finish(k);
+    w->requests.ClearCompleted();
+    if (k + 1 > ring->size - 2) return false;
+    ring->Post(k + 1, *w);
+    return true;
+  };
+  return CommWork(std::move(work));
 }
 
 void MpiCommunicator::ReduceScatter(const void* send, void* recv, int64_t recv_count, DType dtype) {
@@ -290,7 +390,12 @@ void MpiCommunicator::Wait(CommWork& work) {
         MPI_Testsome(rq.count(), rq.data(), &completed, indices.data(), MPI_STATUSES_IGNORE))
         << w->Describe() << " failed on rank " << rank_ << " at step " << step_;
     if (completed != MPI_UNDEFINED) remaining -= completed;
-    if (remaining == 0) break;
+    if (remaining == 0) {
+      if (!w->next_round || !w->next_round()) break;
+      remaining = rq.count();
+      indices.resize(rq.count());
+      continue;
+    }
     // The clock is read every few polls: MPI_Testsome is what progresses the transfer.
     if ((++polls & 15) == 0) {
       if (std::chrono::steady_clock::now() > deadline) {
@@ -334,10 +439,13 @@ bool MpiCommunicator::Test(CommWork& work) {
   if (!work.pending()) return true;
   auto* w = dynamic_cast<MpiWork*>(work.state());
   SM_CHECK(w != nullptr) << "MpiCommunicator::Test got work started by another backend";
-  int done = 0;
-  SM_CHECK_MPI(MPI_Testall(w->requests.count(), w->requests.data(), &done, MPI_STATUSES_IGNORE))
-      << w->Describe() << " failed on rank " << rank_ << " at step " << step_;
-  if (!done) return false;
+  while (true) {
+    int done = 0;
+    SM_CHECK_MPI(MPI_Testall(w->requests.count(), w->requests.data(), &done, MPI_STATUSES_IGNORE))
+        << w->Describe() << " failed on rank " << rank_ << " at step " << step_;
+    if (!done) return false;
+    if (!w->next_round || !w->next_round()) break;
+  }
   if (w->on_done) w->on_done();
   work.Reset();
   return true;

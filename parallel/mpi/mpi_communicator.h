@@ -60,6 +60,9 @@ class MpiCommunicator : public Communicator {
   int alive_ = 1;             // RollCall's send buffer (sends may drain after it returns)
   std::vector<int> heard_;    // RollCall's receive buffers
   mpi::Op bf16_sum_;
+  // Tags of our ring collectives: one per operation in flight, cycling.
+  static constexpr int kRingTagBase = 1024, kRingTags = 8192;
+  int64_t ring_sequence_ = 0;
   int rank_ = 0;
   int size_ = 1;
 };

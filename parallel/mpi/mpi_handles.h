@@ -82,6 +82,12 @@ class Requests {
   int peer(int i) const { return peers_[i]; }
   bool done(int i) const { return requests_[i] == MPI_REQUEST_NULL; }
   Kind kind() const { return kind_; }
+  // Forgets requests that all completed, so the slots can be reused by the next round of a
+  // multi-round operation.
+  void ClearCompleted() {
+    requests_.clear();
+    peers_.clear();
+  }
   void Release();
 
  private:

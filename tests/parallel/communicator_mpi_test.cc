@@ -235,6 +235,34 @@ TEST(PointToPoint, TestPollsAGroupAndACollectiveToCompletion) {
   c.Barrier();
 }
 
+// Gradient buckets: several reduce-scatters in flight at once (each a ring of rounds with a tag
+// of its own), progressed by Test in a different order on every rank and finished by Wait in
+// reverse order. Each must get its own sum: a round matched with another operation's message
+// would mix buckets.
+TEST(Communicator, ConcurrentReduceScattersPolledInRankDependentOrder) {
+  Communicator& c = *World();
+  const int n = c.size();
+  constexpr int kOps = 5;
+  std::vector<std::vector<float>> in(kOps), out(kOps);
+  std::vector<CommWork> work(kOps);
+  for (int k = 0; k < kOps; ++k) {
+    const int64_t count = 257 * (k + 1);
+    in[k].resize(count * n);
+    out[k].assign(count, -1.0f);
+    for (int64_t i = 0; i < count * n; ++i) in[k][i] = Input(c.rank(), i) + 100.0f * k;
+    work[k] = c.StartReduceScatter(in[k].data(), out[k].data(), count, DType::kF32);
+    for (int j = 0; j <= k; ++j) c.Test(work[(j + c.rank()) % (k + 1)]);
+  }
+  for (int k = kOps - 1; k >= 0; --k) c.Wait(work[k]);
+  for (int k = 0; k < kOps; ++k) {
+    const int64_t count = 257 * (k + 1);
+    for (int64_t i = 0; i < count; ++i)
+      ASSERT_EQ(out[k][i], Expected(n, c.rank() * count + i) + 100.0f * k * n)
+          << "operation " << k << " element " << i;
+  }
+  c.Barrier();
+}
+
 TEST(PointToPoint, ReceiveFromSilentPeerTimesOutNamingPeerAndStep) {
   Communicator& world = *World();
   if (world.rank() == 0) {
