@@ -21,5 +21,9 @@ int RunPrep(const Args& args);
 int RunTrain(const Args& args);
 int RunSynth(const Args& args);
 int RunPasskeyEval(const Args& args);
+int RunProfile(const Args& args);
+int RunCoordinator(const Args& args);
+int RunWorker(const Args& args);
+int RunLaunch(const Args& args);
 
 }  // namespace seqmesh::launch

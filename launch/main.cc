@@ -16,6 +16,12 @@ constexpr Command kCommands[] = {
     {"passkey-eval", "score a model's retrieval on synth documents", RunPasskeyEval},
     {"simulate", "plan simulated global batches with every planner and compare step times",
      RunSimulate},
+    {"profile", "time one layer of a model on this machine and write its cost file",
+     RunProfile},
+    {"coordinator", "plan and serve the steps of a multi-process job (gRPC)", RunCoordinator},
+    {"launch", "start an HDP training job: a coordinator and N workers (mpirun), with restarts",
+     RunLaunch},
+    {"worker", "one rank of a training job (started under MPI by launch)", RunWorker},
 };
 
 void Usage(std::ostream& os) {

@@ -1,7 +1,11 @@
 // `seqmesh prep`: text or JSONL files to a Megatron indexed dataset with the byte tokenizer.
 //
-//   seqmesh prep --output data/docs [--jsonl] [--no-eos] FILE...
+//   seqmesh prep --output data/docs [--jsonl] [--no-eos] [--max-length L] FILE...
 //
+// --max-length L cuts every document into consecutive pieces of at most L tokens (EOS included
+// in the last), each a document of its own, and reports how many were cut: an HDP job refuses a
+// sequence longer than its ranks can hold (ranks x capacity), so the cut is made, and counted,
+// here.
 // A text file is one document; a JSONL file holds one document per line in its "text" field. A
 // directory stands for every regular file below it (sorted, so the output is reproducible).
 // Each document gets an EOS token at its end (unless --no-eos), like Megatron's --append-eod.
@@ -10,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <span>
 #include <sstream>
 
 #include "launch/command.h"
@@ -23,10 +28,12 @@ namespace seqmesh::launch {
 int RunPrep(const Args& args) {
   std::string output;
   bool jsonl = false, eos = true;
+  int64_t max_length = 0;
   std::vector<std::string> inputs;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--help") {
-      std::cout << "usage: seqmesh prep --output PREFIX [--jsonl] [--no-eos] FILE...\n";
+      std::cout << "usage: seqmesh prep --output PREFIX [--jsonl] [--no-eos] [--max-length L] "
+                   "FILE...\n";
       return 0;
     }
     if (args[i] == "--output") {
@@ -36,6 +43,17 @@ int RunPrep(const Args& args) {
       jsonl = true;
     } else if (args[i] == "--no-eos") {
       eos = false;
+    } else if (args[i] == "--max-length") {
+      SM_CHECK(i + 1 < args.size()) << "--max-length needs a token count";
+      const std::string v = args[++i];
+      size_t used = 0;
+      try {
+        max_length = std::stoll(v, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      SM_CHECK(used == v.size() && max_length >= 2)
+          << "--max-length must be an integer >= 2, got '" << v << "'";
     } else {
       SM_CHECK(args[i].rfind("--", 0) != 0) << "unknown flag " << args[i];
       inputs.push_back(args[i]);
@@ -59,7 +77,7 @@ int RunPrep(const Args& args) {
   int64_t bytes = 0;
   ByteTokenizer tok;
   IndexedDatasetWriter writer(output, TokenDType::kU16);
-  int64_t docs = 0, tokens = 0;
+  int64_t docs = 0, tokens = 0, cut = 0;
   std::vector<int32_t> ids;
   auto add = [&](std::string_view text) {
     bytes += static_cast<int64_t>(text.size());
@@ -67,9 +85,14 @@ int RunPrep(const Args& args) {
     tok.Encode(text, ids);
     if (eos) ids.push_back(tok.eos());
     if (ids.empty()) return;
-    writer.Add(ids);
-    ++docs;
-    tokens += static_cast<int64_t>(ids.size());
+    const int64_t n = static_cast<int64_t>(ids.size());
+    const int64_t piece = max_length > 0 ? max_length : n;
+    if (n > piece) ++cut;
+    for (int64_t begin = 0; begin < n; begin += piece) {
+      writer.Add(std::span<const int32_t>(ids.data() + begin, std::min(piece, n - begin)));
+      ++docs;
+    }
+    tokens += n;
   };
   for (const std::string& path : files) {
     std::ifstream in(path, std::ios::binary);
@@ -94,7 +117,10 @@ int RunPrep(const Args& args) {
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << "prep: " << docs << " documents, " << tokens << " tokens -> " << output
-            << ".bin/.idx (byte tokenizer, vocab " << tok.vocab_size() << ")\n"
+            << ".bin/.idx (byte tokenizer, vocab " << tok.vocab_size() << ")";
+  if (max_length > 0)
+    std::cout << "; " << cut << " documents longer than " << max_length << " tokens were cut";
+  std::cout << "\n"
             << "prep_mb_per_s: " << bytes / 1e6 / secs << "  (" << bytes / 1e6 << " MB of text in "
             << secs << " s, reading, tokenizing and writing included)\n";
   return 0;

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <thread>
 
+#include "launch/training_data.h"
 #include "runtime/batch_sampler.h"
 #include "runtime/checkpoint.h"
 #include "runtime/cpu/peak.h"
@@ -160,27 +161,13 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   out << "# resolved configuration (saved to " << run_dir << "/config.toml)\n" << resolved;
   { std::ofstream(run_dir + "/config.toml") << resolved; }
 
-  // Datasets of the blend; the last validation_fraction of each one's sequences is held out.
-  std::vector<IndexedDataset> datasets;
-  std::vector<BlendSource> sources;
-  std::vector<BlendedId> validation;
-  int64_t train_sequences = 0, tokens_total = 0;
-  for (const auto& [weight, prefix] : ParseBlend(config.data.path)) {
-    datasets.push_back(IndexedDataset::Open(prefix));
-    const IndexedDataset& ds = datasets.back();
-    const int64_t n = ds.num_sequences();
-    const int64_t n_val = static_cast<int64_t>(std::llround(n * config.data.validation_fraction));
-    SM_CHECK(n - n_val >= 1) << "'" << prefix << "': no training sequences left after holding out "
-                             << n_val;
-    sources.push_back(
-        {weight, std::vector<int32_t>(ds.lengths().begin(), ds.lengths().end() - n_val)});
-    for (int64_t i = n - n_val; i < n; ++i)
-      validation.push_back({static_cast<int32_t>(datasets.size() - 1), i});
-    train_sequences += n - n_val;
-    tokens_total += ds.num_tokens();
-  }
-  const BlendedBatchSampler sampler(std::move(sources), static_cast<uint64_t>(config.training.seed),
-                                    config.training.global_batch_tokens);
+  // Datasets of the blend, held-out validation sequences and the sampler: opened as the
+  // coordinator opens them, so both draw the same global batches from the same config.
+  TrainingData data = OpenTrainingData(config);
+  const std::vector<IndexedDataset>& datasets = data.datasets;
+  const std::vector<BlendedId>& validation = data.validation;
+  const BlendedBatchSampler& sampler = data.sampler;
+  const int64_t train_sequences = data.train_sequences, tokens_total = data.tokens_total;
 
   ModelOptions mo;
   mo.max_tokens = config.training.micro_batch_tokens;

@@ -11,7 +11,7 @@ namespace seqmesh {
 
 GradSync::GradSync(Communicator& comm, const std::vector<Tensor>& params,
                    const std::vector<Tensor>& grads, const AdamWConfig& config,
-                   std::vector<size_t> bucket_ends)
+                   std::vector<size_t> bucket_ends, std::vector<int> start_order)
     : comm_(comm), params_(params), grads_(grads), config_(config) {
   config_.Validate();
   SM_CHECK(params.size() == grads.size() && !params.empty())
@@ -55,6 +55,24 @@ GradSync::GradSync(Communicator& comm, const std::vector<Tensor>& params,
   shard_grad_.assign(shard_total, 0.0f);
   m_.assign(shard_total, 0.0f);
   v_.assign(shard_total, 0.0f);
+  if (start_order.empty())
+    for (int b = num_buckets() - 1; b >= 0; --b) start_order.push_back(b);
+  std::vector<int> sorted = start_order;
+  std::sort(sorted.begin(), sorted.end());
+  for (int b = 0; b < num_buckets(); ++b)
+    SM_CHECK(static_cast<int>(sorted.size()) == num_buckets() && sorted[b] == b)
+        << "GradSync: start_order must list each of the " << num_buckets()
+        << " buckets exactly once";
+  start_order_ = std::move(start_order);
+}
+
+std::vector<int> GradSync::ModelStartOrder(int64_t layers, bool has_first, bool has_rest) {
+  const int first = has_first ? 1 : 0;
+  std::vector<int> order;
+  for (int64_t l = layers - 1; l >= 0; --l) order.push_back(static_cast<int>(first + l));
+  if (has_first) order.push_back(0);
+  if (has_rest) order.push_back(static_cast<int>(first + layers));
+  return order;
 }
 
 std::vector<size_t> GradSync::BucketsOf(size_t num_params, size_t first_layer_param,
@@ -83,14 +101,22 @@ void GradSync::LayerReady(int bi) {
   SM_CHECK(bi >= 0 && bi < num_buckets())
       << "GradSync::LayerReady: bucket " << bi << " of " << num_buckets();
   Bucket& b = buckets_[bi];
-  SM_CHECK(!b.started) << "GradSync::LayerReady: bucket " << bi << " already started this step";
-  float* flat = flat_grad_.data() + b.flat_offset;
-  for (size_t t = b.first; t < b.last; ++t)
-    std::memcpy(flat + tensor_offset_[t], grads_[t].f32(), grads_[t].bytes());
-  b.work =
-      comm_.StartReduceScatter(flat, shard_grad_.data() + b.shard_offset, b.shard, DType::kF32);
-  b.started = true;
+  SM_CHECK(!b.ready) << "GradSync::LayerReady: bucket " << bi << " already ready this step";
+  b.ready = true;
+  StartReady();
   Progress();
+}
+
+void GradSync::StartReady() {
+  while (next_start_ < start_order_.size() && buckets_[start_order_[next_start_]].ready) {
+    Bucket& b = buckets_[start_order_[next_start_++]];
+    float* flat = flat_grad_.data() + b.flat_offset;
+    for (size_t t = b.first; t < b.last; ++t)
+      std::memcpy(flat + tensor_offset_[t], grads_[t].f32(), grads_[t].bytes());
+    b.work =
+        comm_.StartReduceScatter(flat, shard_grad_.data() + b.shard_offset, b.shard, DType::kF32);
+    b.started = true;
+  }
 }
 
 void GradSync::ForEachMomentPiece(
@@ -125,8 +151,8 @@ void GradSync::Progress() {
 }
 
 void GradSync::FinishReductions() {
-  for (int bi = 0; bi < num_buckets(); ++bi)
-    if (!buckets_[bi].started) LayerReady(bi);
+  for (Bucket& b : buckets_) b.ready = true;
+  StartReady();
   for (Bucket& b : buckets_) comm_.Wait(b.work);
 }
 
@@ -161,7 +187,9 @@ double GradSync::Step(float lr, float max_norm) {
     for (size_t t = b.first; t < b.last; ++t)
       std::memcpy(params_[t].f32(), flat + tensor_offset_[t], params_[t].bytes());
     b.started = false;
+    b.ready = false;
   }
+  next_start_ = 0;
   return norm;
 }
 

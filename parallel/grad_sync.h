@@ -34,8 +34,15 @@ class GradSync {
   // `bucket_ends` are the exclusive end indices of the buckets in params (last = params.size());
   // empty means one bucket of everything. params and grads are f32 and matching; their memory
   // must stay valid.
+  //
+  // `start_order` lists every bucket once: the order in which reductions start on every rank.
+  // Collectives must be issued in the same order everywhere, but ranks finish backward at
+  // different times (a rank with no micro-batch calls no LayerReady at all), so LayerReady only
+  // marks a bucket ready and reductions start in this order as far as the ready buckets allow.
+  // Empty: descending bucket index (layers finish backward last to first).
   GradSync(Communicator& comm, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-           const AdamWConfig& config, std::vector<size_t> bucket_ends = {});
+           const AdamWConfig& config, std::vector<size_t> bucket_ends = {},
+           std::vector<int> start_order = {});
 
   // One bucket per transformer layer, plus one for the tensors before and after: the layout
   // for a model whose params() list [embed, layer 0 tensors..., layer L-1 tensors..., rest].
@@ -43,9 +50,13 @@ class GradSync {
                                        size_t params_per_layer, int64_t layers);
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
-  // Starts the reduction of bucket b's gradients (their backward is done). At most once a step.
-  // Also polls the buckets already in flight (MPI progresses them only inside MPI calls).
+  // Bucket b's gradients are final (its backward is done); at most once a step. Starts the
+  // reductions that start_order allows now and polls the ones in flight (MPI progresses them
+  // only inside MPI calls).
   void LayerReady(int b);
+  // The start order of a model's buckets as BucketsOf lays them out and its backward hook
+  // finishes them: layers last to first, then the embedding, then the tensors after the layers.
+  static std::vector<int> ModelStartOrder(int64_t layers, bool has_first, bool has_rest);
   // Polls the buckets in flight once, without waiting.
   void Progress();
   // Starts the buckets not started yet and completes every reduction (Step begins with this;
@@ -76,8 +87,10 @@ class GradSync {
     int64_t flat_offset;   // in flat_grad_ / flat_param_ (padded size n * shard)
     int64_t shard_offset;  // in shard_grad_, m_, v_
     CommWork work;
+    bool ready = false;
     bool started = false;
   };
+  void StartReady();  // starts buckets in start_order_ while the next one is ready
   // Calls fn(tensor index, offset in tensor, offset in shard, length) for the parts of this
   // rank's shard of bucket b that hold tensor elements (not padding).
   template <typename Fn>
@@ -87,6 +100,8 @@ class GradSync {
   std::vector<Tensor> params_, grads_;
   std::vector<int64_t> tensor_offset_;  // offset of each tensor inside its bucket
   std::vector<Bucket> buckets_;
+  std::vector<int> start_order_;
+  size_t next_start_ = 0;  // index into start_order_
   AdamWConfig config_;
   std::vector<float> flat_grad_, flat_param_, shard_grad_, m_, v_;
   int64_t shard_total_ = 0;

@@ -52,6 +52,11 @@ std::vector<Field> Schema(RunConfig& c) {
       {"checkpoint.dir", &c.checkpoint.dir},
       {"checkpoint.interval", &c.checkpoint.interval},
       {"checkpoint.keep", &c.checkpoint.keep},
+      {"distributed.planner", &c.distributed.planner},
+      {"distributed.cost", &c.distributed.cost},
+      {"distributed.context", &c.distributed.context},
+      {"distributed.heartbeat_timeout_s", &c.distributed.heartbeat_timeout_s},
+      {"distributed.comm_deadline_s", &c.distributed.comm_deadline_s},
       {"metrics.jsonl", &c.metrics.jsonl},
   };
 }
@@ -141,6 +146,15 @@ void Assign(const Field& f, const toml::node& n, const std::string& where) {
 }  // namespace
 
 RunConfig RunConfig::Load(const std::string& path, const std::vector<std::string>& overrides) {
+  return FromText(nullptr, path, overrides);
+}
+
+RunConfig RunConfig::Parse(const std::string& text, const std::string& source) {
+  return FromText(&text, source, {});
+}
+
+RunConfig RunConfig::FromText(const std::string* text, const std::string& path,
+                              const std::vector<std::string>& overrides) {
   RunConfig c;
   // Small defaults that train on one core in seconds (examples/ overrides them).
   c.model = {256, 64, 2, 4, 2, 128, 10000.0f, 1e-5f, false};
@@ -159,10 +173,10 @@ RunConfig RunConfig::Load(const std::string& path, const std::vector<std::string
     __builtin_unreachable();
   };
 
-  if (!path.empty()) {
+  if (text || !path.empty()) {
     toml::table file;
     try {
-      file = toml::parse_file(path);
+      file = text ? toml::parse(*text, path) : toml::parse_file(path);
     } catch (const toml::parse_error& e) {
       SM_CHECK(false) << "'" << path << "' line " << e.source().begin.line << ": "
                       << e.description();
@@ -239,6 +253,15 @@ void RunConfig::Validate() const {
   SM_CHECK(checkpoint.keep >= 1) << "checkpoint.keep must be >= 1, got " << checkpoint.keep;
   SM_CHECK(checkpoint.interval >= 0)
       << "checkpoint.interval must be >= 0, got " << checkpoint.interval;
+  const DistributedConfig& d = distributed;
+  SM_CHECK(d.planner == "balanced" || d.planner == "naive" || d.planner == "pow2" ||
+           d.planner == "static")
+      << "distributed.planner must be balanced, naive, pow2 or static, got \"" << d.planner << "\"";
+  SM_CHECK(d.context >= 0) << "distributed.context must be >= 0, got " << d.context;
+  SM_CHECK(d.heartbeat_timeout_s > 0)
+      << "distributed.heartbeat_timeout_s must be > 0, got " << d.heartbeat_timeout_s;
+  SM_CHECK(d.comm_deadline_s > 0)
+      << "distributed.comm_deadline_s must be > 0, got " << d.comm_deadline_s;
   SM_CHECK(optimizer.warmup_steps <= t.steps)
       << "optimizer.warmup_steps (" << optimizer.warmup_steps << ") exceeds training.steps ("
       << t.steps << ")";

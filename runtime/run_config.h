@@ -1,5 +1,5 @@
 // The configuration of a training run: one TOML file in sections
-//   [model] [training] [optimizer] [data] [checkpoint] [metrics]
+//   [model] [training] [optimizer] [data] [checkpoint] [distributed] [metrics]
 // plus dotted overrides from the command line (`--training.steps=100`), which win over the file,
 // which wins over the defaults. Unknown sections and keys are rejected with the closest valid
 // name suggested; a value of the wrong type names the key and both types. ToToml() prints the
@@ -48,6 +48,15 @@ struct CheckpointConfig {
   int64_t keep = 3;
 };
 
+// Multi-process runs (seqmesh launch / coordinator / worker).
+struct DistributedConfig {
+  std::string planner = "balanced";  // balanced, naive, pow2 or static
+  std::string cost;                  // cost file for the planner; empty: a built-in CPU model
+  int64_t context = 0;               // static planner's context L; 0: the global batch's longest
+  double heartbeat_timeout_s = 30;   // a worker silent this long is declared dead
+  double comm_deadline_s = 120;      // the longest a collective or ring exchange may wait
+};
+
 struct MetricsConfig {
   std::string jsonl;  // metrics file; empty: <checkpoint.dir>/metrics.jsonl
 };
@@ -58,15 +67,24 @@ struct RunConfig {
   OptimizerConfig optimizer;
   DataConfig data;
   CheckpointConfig checkpoint;
+  DistributedConfig distributed;
   MetricsConfig metrics;
 
   // Defaults, then `path` (if not empty), then each override "section.key=value" (a leading
   // "--" is allowed). Validates the result.
   static RunConfig Load(const std::string& path, const std::vector<std::string>& overrides = {});
+  // The same from TOML text (a resolved configuration sent by the coordinator); `source` names
+  // it in errors.
+  static RunConfig Parse(const std::string& text, const std::string& source);
   std::string ToToml() const;
   void Validate() const;
   AdamWConfig adamw() const;
   LrSchedule schedule() const;
+
+ private:
+  // `text` null: read `path` (none if empty).
+  static RunConfig FromText(const std::string* text, const std::string& path,
+                            const std::vector<std::string>& overrides);
 };
 
 }  // namespace seqmesh

@@ -1,58 +1,60 @@
 #include "scheduler/cost_model.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "runtime/check.h"
 
 namespace seqmesh::scheduler {
 namespace {
 
-// Solves the n x n system m * x = rhs by Gaussian elimination with partial pivoting.
-template <int n>
-std::array<double, n> Solve(std::array<std::array<double, n>, n> m, std::array<double, n> rhs) {
-  for (int col = 0; col < n; ++col) {
-    int pivot = col;
-    for (int r = col + 1; r < n; ++r)
-      if (std::fabs(m[r][col]) > std::fabs(m[pivot][col])) pivot = r;
-    SM_CHECK(std::fabs(m[pivot][col]) > 1e-300) << "least squares: singular system";
-    std::swap(m[col], m[pivot]);
-    std::swap(rhs[col], rhs[pivot]);
-    for (int r = 0; r < n; ++r) {
-      if (r == col) continue;
-      double f = m[r][col] / m[col][col];
-      for (int c = col; c < n; ++c) m[r][c] -= f * m[col][c];
-      rhs[r] -= f * rhs[col];
-    }
-  }
-  std::array<double, n> x;
-  for (int i = 0; i < n; ++i) x[i] = rhs[i] / m[i][i];
-  return x;
-}
-
-// Fits y = sum_k x_k * s^(n-1-k) with columns scaled by the largest s for conditioning.
-template <int n>
-std::array<double, n> FitPolynomial(const std::vector<ComputeSample>& samples) {
+// Least squares over the columns s^p for p in `powers`, each scaled by the largest s for
+// conditioning; with `relative`, each residual is divided by its sample's value (weighted least
+// squares with weights 1 / y). Returns the coefficients of s^2, s^1, s^0 (0 for a power not
+// fitted) and the minimized sum of squared (weighted) residuals.
+std::pair<std::array<double, 3>, double> FitPowers(const std::vector<ComputeSample>& samples,
+                                                   const std::vector<int>& powers, bool relative) {
   double scale = 0;
   for (const auto& p : samples) scale = std::max(scale, std::fabs(p.tokens));
   SM_CHECK(scale > 0) << "least squares: all sample lengths are zero";
-  std::array<std::array<double, n>, n> ata{};
-  std::array<double, n> aty{};
+  auto weight = [&](const ComputeSample& p) { return relative ? 1.0 / p.ms : 1.0; };
+  const size_t n = powers.size();
+  std::vector<std::vector<double>> m(n, std::vector<double>(n + 1, 0.0));  // [A^T A | A^T y]
   for (const auto& p : samples) {
-    std::array<double, n> row;
-    double u = p.tokens / scale;
-    for (int k = 0; k < n; ++k) row[k] = std::pow(u, n - 1 - k);
-    for (int i = 0; i < n; ++i) {
-      aty[i] += row[i] * p.ms;
-      for (int j = 0; j < n; ++j) ata[i][j] += row[i] * row[j];
+    const double u = p.tokens / scale, w = weight(p);
+    for (size_t i = 0; i < n; ++i) {
+      const double ai = w * std::pow(u, powers[i]);
+      m[i][n] += ai * w * p.ms;
+      for (size_t j = 0; j < n; ++j) m[i][j] += ai * w * std::pow(u, powers[j]);
     }
   }
-  auto x = Solve<n>(ata, aty);
-  for (int k = 0; k < n; ++k) x[k] /= std::pow(scale, n - 1 - k);
-  return x;
+  // Gaussian elimination with partial pivoting.
+  for (size_t col = 0; col < n; ++col) {
+    size_t pivot = col;
+    for (size_t r = col + 1; r < n; ++r)
+      if (std::fabs(m[r][col]) > std::fabs(m[pivot][col])) pivot = r;
+    SM_CHECK(std::fabs(m[pivot][col]) > 1e-300) << "least squares: singular system";
+    std::swap(m[col], m[pivot]);
+    for (size_t r = 0; r < n; ++r) {
+      if (r == col) continue;
+      const double f = m[r][col] / m[col][col];
+      for (size_t c = col; c <= n; ++c) m[r][c] -= f * m[col][c];
+    }
+  }
+  std::array<double, 3> x{};  // x[2 - p] is the coefficient of s^p
+  for (size_t i = 0; i < n; ++i) x[2 - powers[i]] = m[i][n] / m[i][i] / std::pow(scale, powers[i]);
+  double sse = 0;
+  for (const auto& p : samples) {
+    const double r = weight(p) * (x[0] * p.tokens * p.tokens + x[1] * p.tokens + x[2] - p.ms);
+    sse += r * r;
+  }
+  return {x, sse};
 }
 
 int DistinctLengths(const std::vector<ComputeSample>& samples) {
@@ -130,9 +132,28 @@ std::string FormatCostModel(const CostModel& m) {
   return os.str();
 }
 
-void FitCompute(const std::vector<ComputeSample>& samples, CostModel& model) {
+void FitCompute(const std::vector<ComputeSample>& samples, CostModel& model, FitError error) {
   SM_CHECK(DistinctLengths(samples) >= 3) << "FitCompute needs samples at >= 3 distinct lengths";
-  auto x = FitPolynomial<3>(samples);
+  const bool relative = error == FitError::kRelative;
+  for (const auto& p : samples) {
+    SM_CHECK(!relative || p.ms > 0) << "FitCompute: a relative fit needs times > 0, got " << p.ms
+                                    << " ms at " << p.tokens << " tokens";
+  }
+  std::array<double, 3> x = FitPowers(samples, {2, 1, 0}, relative).first;
+  if (x[0] < 0 || x[1] < 0 || x[2] < 0) {
+    // Measured times give a negative coefficient (noise on a small constant, or a quadratic term
+    // too small to see at the measured lengths), which cost files reject. The least-squares fit
+    // with all coefficients >= 0 is the unconstrained fit on one subset of {s^2, s, 1} (its
+    // support, by the KKT conditions), so the best feasible subset fit is that optimum.
+    double best = INFINITY;
+    for (const std::vector<int>& powers :
+         std::vector<std::vector<int>>{{2, 1}, {2, 0}, {1, 0}, {2}, {1}, {0}}) {
+      auto [y, sse] = FitPowers(samples, powers, relative);
+      if (y[0] >= 0 && y[1] >= 0 && y[2] >= 0 && sse < best) best = sse, x = y;
+    }
+    SM_CHECK(best < INFINITY && (x[0] > 0 || x[1] > 0))
+        << "FitCompute: the measured times do not grow with the length";
+  }
   model.a1 = x[0];
   model.b1 = x[1];
   model.g = x[2];
@@ -140,9 +161,9 @@ void FitCompute(const std::vector<ComputeSample>& samples, CostModel& model) {
 
 void FitActivation(const std::vector<ComputeSample>& samples, CostModel& model) {
   SM_CHECK(DistinctLengths(samples) >= 2) << "FitActivation needs >= 2 distinct lengths";
-  auto x = FitPolynomial<2>(samples);
-  model.a2 = x[0];
-  model.b2 = x[1];
+  const std::array<double, 3> x = FitPowers(samples, {1, 0}, /*relative=*/false).first;
+  model.a2 = x[1];
+  model.b2 = x[2];
 }
 
 double FitBandwidthGbps(const std::vector<ComputeSample>& samples) {

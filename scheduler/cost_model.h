@@ -41,8 +41,14 @@ struct ComputeSample {
   double tokens;
   double ms;
 };
-// Fits a1, b1, g of T(s); needs three distinct lengths.
-void FitCompute(const std::vector<ComputeSample>& samples, CostModel& model);
+// What FitCompute minimizes: the sum of squared errors in ms, or of squared relative errors
+// (each residual over its measured time), which weighs every length alike when the samples span
+// orders of magnitude (a profile from 1K to 16K tokens spans 150x; in ms, the longest decides).
+enum class FitError { kAbsolute, kRelative };
+// Fits a1, b1, g of T(s), all >= 0 (non-negative least squares: where the plain fit gives a
+// negative coefficient, the best fit with that term dropped); needs three distinct lengths.
+void FitCompute(const std::vector<ComputeSample>& samples, CostModel& model,
+                FitError error = FitError::kAbsolute);
 // Fits a2, b2 of Act(s) from (tokens, bytes) samples; needs two distinct lengths.
 void FitActivation(const std::vector<ComputeSample>& samples, CostModel& model);
 // Fits p2p_gbps from (bytes, ms) samples of one transfer (slope through the origin).

@@ -60,7 +60,9 @@ std::vector<std::pair<int64_t, int64_t>> ZigzagRanges(int64_t s, int d, int p, b
   const int64_t chunks = 2 * static_cast<int64_t>(d);
   auto bound = [&](int64_t k) -> int64_t {
     if (padded) return std::min(s, k * ((s + chunks - 1) / chunks));
-    return k * s / chunks;  // floor: chunk sizes differ by at most one
+    // The first s % 2D chunks hold one token more: exactly parallel's ZigzagLayout, which the
+    // workers run (they check the plan's ranges against it).
+    return k * (s / chunks) + std::min(k, s % chunks);
   };
   std::vector<std::pair<int64_t, int64_t>> out;
   for (int64_t k : {static_cast<int64_t>(p), chunks - 1 - p}) {
@@ -109,7 +111,10 @@ proto::StepPlan ToStepPlan(const CostModel& cost, const Plan& plan, uint64_t ste
       mb->set_estimated_start_ms(item.start_ms);
       mb->set_estimated_duration_ms(duration);
       for (int32_t s : item.sequences) {
-        auto ranges = ZigzagRanges(plan.lengths[s], d, p, item.padded);
+        // The wire plan always carries the unpadded zigzag chunks, which the workers' ring
+        // attention runs (it needs no padding); a padded item (static mesh) keeps its padded
+        // packing and cost, and each of its chunks is at most the padded one.
+        auto ranges = ZigzagRanges(plan.lengths[s], d, p, /*padded=*/false);
         if (ranges.empty()) continue;
         auto* seg = mb->add_segments();
         seg->set_sequence_id(s);

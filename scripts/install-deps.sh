@@ -10,6 +10,7 @@ packages=(
   libgtest-dev                       # tests
   openmpi-bin libopenmpi-dev         # CPU collectives and process launch (parallel/)
   protobuf-compiler libprotobuf-dev  # the wire format (proto/)
+  libgrpc++-dev protobuf-compiler-grpc  # the coordinator service (gRPC)
 )
 # The PyTorch reference is only needed to regenerate fixtures and for the peer benchmark.
 if [[ "${SEQMESH_WITH_TORCH:-0}" == 1 ]]; then

@@ -51,7 +51,10 @@ void FillGrads(Model& m, int rank, int step) {
       t.f32()[i] = std::ldexp(static_cast<float>(u(rng)), -12);
 }
 
-void RunBoth(float max_norm, std::vector<size_t> buckets, bool expect_bitwise) {
+// uneven_ready: ranks mark buckets ready in different orders, and some never (a rank with no
+// micro-batch this step); the reductions must still start in one order everywhere.
+void RunBoth(float max_norm, std::vector<size_t> buckets, bool expect_bitwise,
+             bool uneven_ready = false) {
   Communicator& c = *World();
   AdamWConfig config;
   config.weight_decay = 0.1f;
@@ -62,7 +65,11 @@ void RunBoth(float max_norm, std::vector<size_t> buckets, bool expect_bitwise) {
     const float lr = 1e-2f * step;
     FillGrads(sharded, c.rank(), step);
     // Buckets become ready in reverse order, as backward finishes layers.
-    for (int b = sync.num_buckets() - 1; b >= 0; --b) sync.LayerReady(b);
+    const int pattern = uneven_ready ? (c.rank() + step) % 3 : 0;
+    if (pattern == 0)
+      for (int b = sync.num_buckets() - 1; b >= 0; --b) sync.LayerReady(b);
+    else if (pattern == 2)
+      for (int b = 0; b < sync.num_buckets(); ++b) sync.LayerReady(b);
     const double norm = sync.Step(lr, max_norm);
 
     // The reference: every rank's gradient summed in rank order, unsharded AdamW.
@@ -103,8 +110,14 @@ TEST(GradSync, Zero1WithGlobalNormClippingMatchesUnsharded) {
   RunBoth(0.05f, {2, 6}, false);
 }
 
+TEST(GradSync, RanksMarkingBucketsReadyInDifferentOrdersOrNotAtAll) {
+  RunBoth(0.0f, {1, 3, 4, 6}, true, /*uneven_ready=*/true);
+}
+
 TEST(GradSync, RejectsMismatchedBuckets) {
   Model m;
+  EXPECT_THROW(GradSync(*World(), m.p, m.g, AdamWConfig{}, {3, 6}, {0, 0}), Error);
+  EXPECT_THROW(GradSync(*World(), m.p, m.g, AdamWConfig{}, {3, 6}, {1}), Error);
   EXPECT_THROW(GradSync(*World(), m.p, m.g, AdamWConfig{}, {2, 5}), Error);
   EXPECT_THROW(GradSync(*World(), m.p, m.g, AdamWConfig{}, {3, 2, 6}), Error);
 }

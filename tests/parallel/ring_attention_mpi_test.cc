@@ -124,7 +124,8 @@ TEST(RingAttentionMpi, MixedPlacementStepWithZero1EqualsSingleRankAdamW) {
     }
   });
   GradSync sync(comm, model.params(), model.grads(), adamw_config,
-                GradSync::BucketsOf(model.params().size(), 1, 9, layers));
+                GradSync::BucketsOf(model.params().size(), 1, 9, layers),
+                GradSync::ModelStartOrder(layers, true, true));
   sync_ptr = &sync;
   ASSERT_EQ(sync.num_buckets(), layers + 2);
   MpiRingLink link(MPI_COMM_WORLD, kDeadline);

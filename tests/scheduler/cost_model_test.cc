@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "runtime/check.h"
@@ -67,6 +68,79 @@ TEST(CostFit, ActivationAndBandwidthAreExactOnExactData) {
   // 1e9 bytes in 100 ms = 10 GB/s.
   EXPECT_NEAR(FitBandwidthGbps({{1e9, 100}, {2e9, 200}}), 10, 1e-9);
   EXPECT_THROW(FitCompute({{1, 1}, {2, 2}}, m), Error);  // too few lengths
+}
+
+// Non-negative least squares is convex, so the KKT conditions prove a fit optimal: at the fit,
+// the gradient of the squared error vanishes along every coefficient > 0 and does not point
+// into the feasible side (A_j^T residual <= 0) along every coefficient at 0.
+// With `relative`, the same for the errors divided by the measured times.
+void ExpectNonNegativeLeastSquaresOptimum(const std::vector<ComputeSample>& samples,
+                                          const CostModel& m, bool relative = false) {
+  EXPECT_GE(m.a1, 0);
+  EXPECT_GE(m.b1, 0);
+  EXPECT_GE(m.g, 0);
+  const double coef[3] = {m.a1, m.b1, m.g};
+  for (int p = 2, j = 0; p >= 0; --p, ++j) {
+    double grad = 0, scale = 0;  // A_j^T (y - A x), and the size of its terms
+    for (const auto& q : samples) {
+      const double w = relative ? 1 / q.ms : 1;
+      const double col = w * std::pow(q.tokens, p);
+      grad += col * w * (q.ms - m.LayerMs(q.tokens));
+      scale += std::fabs(col * w * q.ms);
+    }
+    if (coef[j] > 0)
+      EXPECT_NEAR(grad / scale, 0, 1e-9) << "power " << p;
+    else
+      EXPECT_LE(grad / scale, 1e-9) << "power " << p;
+  }
+}
+
+TEST(CostFit, NegativeConstantIsDroppedForTheBestNonNegativeFit) {
+  // Exactly linear with a negative intercept: the plain fit is a1 = 0, b1 = 2e-3, g = -1.
+  std::vector<ComputeSample> samples;
+  for (double s = 1000; s <= 4000; s += 1000) samples.push_back({s, 2e-3 * s - 1});
+  CostModel m;
+  FitCompute(samples, m);
+  EXPECT_EQ(m.g, 0);
+  EXPECT_GT(m.a1, 0);  // the curvature now stands in for the missing intercept
+  ExpectNonNegativeLeastSquaresOptimum(samples, m);
+}
+
+TEST(CostFit, NegativeQuadraticIsDroppedForTheBestNonNegativeFit) {
+  // Concave: the plain fit's a1 is -1e-7.
+  std::vector<ComputeSample> samples;
+  for (double s = 1024; s <= 16384; s *= 2) samples.push_back({s, 5 + 3e-3 * s - 1e-7 * s * s});
+  CostModel m;
+  FitCompute(samples, m);
+  EXPECT_EQ(m.a1, 0);
+  EXPECT_GT(m.b1, 0);
+  ExpectNonNegativeLeastSquaresOptimum(samples, m);
+  EXPECT_THROW(FitCompute({{1000, 9}, {2000, 8}, {3000, 7}}, m), Error);  // falls with s
+}
+
+TEST(CostFit, RelativeFitIsExactOnExactDataAndWeighsShortLengthsAlike) {
+  std::vector<ComputeSample> exact, bumped;
+  for (double s = 1024; s <= 16384; s *= 2) {
+    const double t = 8e-6 * s * s + 3e-3 * s + 0.5;
+    exact.push_back({s, t});
+    bumped.push_back({s, s == 8192 ? 1.05 * t : t});  // one length 5% slow
+  }
+  CostModel m;
+  FitCompute(exact, m, FitError::kRelative);
+  EXPECT_NEAR(m.a1, 8e-6, 1e-15);
+  EXPECT_NEAR(m.b1, 3e-3, 1e-11);
+  EXPECT_NEAR(m.g, 0.5, 1e-7);
+  // A 5% bump at 8K: the plain fit, dominated by the long lengths' milliseconds, moves the 1K
+  // prediction far more (relative to its time) than the relative fit does.
+  CostModel plain, relative;
+  FitCompute(bumped, plain);
+  FitCompute(bumped, relative, FitError::kRelative);
+  ExpectNonNegativeLeastSquaresOptimum(bumped, relative, /*relative=*/true);
+  auto error_at_1k = [&](const CostModel& c) {
+    return std::fabs(c.LayerMs(1024) - bumped[0].ms) / bumped[0].ms;
+  };
+  EXPECT_LT(error_at_1k(relative), 0.5 * error_at_1k(plain));
+  EXPECT_THROW(FitCompute({{1, 1}, {2, 0}, {3, 3}}, m, FitError::kRelative), Error);  // 0 ms
 }
 
 }  // namespace

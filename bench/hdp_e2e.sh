@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# bench/hdp_e2e: real 4-rank training jobs (seqmesh launch: coordinator + 4 workers under mpirun,
+# one thread each) on the same data and global batches with three planners: balanced HDP, naive
+# HDP and the static DP x CP mesh. Prints, per planner, tokens/s and bytes sent per step
+# (medians over the steps after the first), and the measured step against the planner's
+# prediction under this machine's profiled cost file.
+#
+#   bench/hdp_e2e.sh [build_dir] [steps]
+#
+# Data: passkey documents (seqmesh synth) with byted-like lengths scaled to the tiny capacity
+# (bench/byted-like-c1024.lengths: C = 1,024, documents up to 4 x C). Model: examples/text.toml's
+# (hidden 128, 4 layers), 16,384 tokens per step. "predicted" is the plan's estimated step time
+# (the simulator's replay of the plan under the cost file: forward + backward of the layers);
+# "compute" is the slowest rank's forward + backward, waits for ring partners included; "step"
+# adds the gradient reduction, AdamW and the plan fetch, which the prediction leaves out.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+steps=${2:-12}
+seqmesh=$build/launch/seqmesh
+cost=${COST:-$root/scheduler/costs/this-cpu.cost}
+work=$(mktemp -d)
+trap '[[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
+export OMP_NUM_THREADS=1
+
+"$seqmesh" synth --task passkey --lengths "$root/bench/byted-like-c1024.lengths" --count 2000 \
+  --max-length 4096 --min-length 96 --seed 7 --output "$work/data" > /dev/null
+cat > "$work/hdp.toml" <<TOML
+[model]
+vocab = 259
+hidden = 128
+layers = 4
+heads = 4
+kv_heads = 2
+ffn = 384
+[training]
+steps = $steps
+global_batch_tokens = 16384
+micro_batch_tokens = 1024
+log_interval = 1000
+threads = 1
+[optimizer]
+lr = 1e-3
+warmup_steps = 0
+[data]
+path = "$work/data"
+[checkpoint]
+interval = 0
+[distributed]
+cost = "$cost"
+TOML
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print v[int((NR + 1) / 2)] }'; }
+field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | tail -n +2; }  # all steps but the first
+
+printf "# %s; 4 ranks x 1 thread; %d steps of 16,384 tokens; medians over steps 2..%d\n" \
+  "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$steps" "$steps"
+printf "%-9s %9s %8s %13s %10s %10s %10s %8s %8s\n" planner tok/s vs_static "MiB_sent/step" \
+  predicted compute step comp/pred micro
+static_tps=""
+for planner in static naive balanced; do
+  dir=$work/run-$planner
+  "$seqmesh" launch -n 4 --config "$work/hdp.toml" --checkpoint.dir="$dir" \
+    --distributed.planner="$planner" > "$dir.out" 2> "$dir.err" \
+    || { tail -20 "$dir.err" >&2; echo "hdp_e2e: $planner run failed" >&2; exit 1; }
+  m=$dir/metrics.jsonl
+  tps=$(field "$m" tok_per_s | median)
+  sent=$(field "$m" bytes_sent | median)
+  pred=$(field "$m" estimated_step_ms | median)
+  comp=$(field "$m" compute_ms | median)
+  stepms=$(field "$m" step_ms | median)
+  ratio=$(paste <(field "$m" compute_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
+  micro=$(field "$m" micro_batches | median)
+  [[ -z $static_tps ]] && static_tps=$tps
+  awk -v p="$planner" -v t="$tps" -v s="$static_tps" -v b="$sent" -v pr="$pred" -v c="$comp" \
+      -v st="$stepms" -v r="$ratio" -v mb="$micro" 'BEGIN {
+    printf "%-9s %9.0f %7.2fx %13.2f %10.1f %10.1f %10.1f %8.2f %8d\n", p, t, t / s, b / 1048576,
+      pr, c, st, r, mb }'
+done

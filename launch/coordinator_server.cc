@@ -1,0 +1,135 @@
+// CoordinatorServer (launch/coordinator.h): the gRPC front of a Coordinator. This file owns the
+// transport's defences; the Coordinator owns the semantic checks of every field.
+//   - Auth: the job token in metadata `x-seqmesh-token`, checked before anything else.
+//   - Limits: 64 KiB per request (larger ones fail in the transport with RESOURCE_EXHAUSTED
+//     before any handler runs), a cap on concurrent streams per connection, and a thread quota.
+//   - Transport: TLS from PEM files, else plaintext, bound to an explicit interface.
+//   - Boundary: an exception in a handler becomes INTERNAL; the server keeps serving.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "launch/coordinator.h"
+#include "proto/coordinator.grpc.pb.h"
+#include "runtime/check.h"
+#include "runtime/files.h"
+
+namespace seqmesh::launch {
+namespace {
+
+std::string ReadPem(const std::string& path, const char* what) {
+  SM_CHECK(std::filesystem::exists(path)) << what << " '" << path << "' does not exist";
+  MappedFile f(path);
+  SM_CHECK(f.size() > 0) << what << " '" << path << "' is empty";
+  return std::string(reinterpret_cast<const char*>(f.data()), f.size());
+}
+
+std::string HostPort(const std::string& address, int port) {
+  const bool v6 = address.find(':') != std::string::npos && address.front() != '[';
+  return (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+class CoordinatorServer::Service final : public proto::Coordinator::Service {
+ public:
+  explicit Service(Coordinator& coordinator) : coordinator_(coordinator) {}
+
+  grpc::Status Register(grpc::ServerContext* context, const proto::RegisterRequest* request,
+                        proto::RegisterReply* reply) override {
+    return Guard(context, [&] { return coordinator_.Register(*request, reply); });
+  }
+  grpc::Status GetPlan(grpc::ServerContext* context, const proto::PlanRequest* request,
+                       proto::PlanReply* reply) override {
+    return Guard(context, [&] { return coordinator_.GetPlan(*request, reply); });
+  }
+  grpc::Status Heartbeat(grpc::ServerContext* context, const proto::HeartbeatRequest* request,
+                         proto::HeartbeatReply* reply) override {
+    return Guard(context, [&] { return coordinator_.Heartbeat(*request, reply); });
+  }
+  grpc::Status ReportMetrics(grpc::ServerContext* context, const proto::MetricsReport* request,
+                             proto::MetricsReply* reply) override {
+    return Guard(context, [&] { return coordinator_.ReportMetrics(*request, reply); });
+  }
+  grpc::Status CommitCheckpoint(grpc::ServerContext* context, const proto::CheckpointPart* request,
+                                proto::CommitReply* reply) override {
+    return Guard(context, [&] { return coordinator_.CommitCheckpoint(*request, reply); });
+  }
+
+ private:
+  // Exactly one token value, equal to the job's.
+  grpc::Status Authenticate(const grpc::ServerContext* context) const {
+    const auto& metadata = context->client_metadata();
+    const auto range = metadata.equal_range(kTokenMetadataKey);
+    if (range.first == range.second)
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          std::string("missing job token (metadata '") + kTokenMetadataKey + "')");
+    if (std::next(range.first) != range.second)
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "more than one job token");
+    const grpc::string_ref& value = range.first->second;
+    if (!ConstantTimeEquals(std::string(value.data(), value.size()), coordinator_.token()))
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong job token");
+    return grpc::Status::OK;
+  }
+
+  template <typename Handler>
+  grpc::Status Guard(grpc::ServerContext* context, Handler handler) {
+    if (grpc::Status s = Authenticate(context); !s.ok()) return s;
+    try {
+      return handler();
+    } catch (const std::exception& e) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+    }
+  }
+
+  Coordinator& coordinator_;
+};
+
+CoordinatorServer::CoordinatorServer(Coordinator& coordinator, const ServerOptions& options)
+    : service_(std::make_unique<Service>(coordinator)), address_(options.address) {
+  SM_CHECK(!options.address.empty()) << "the coordinator needs an address to bind to";
+  SM_CHECK(options.port >= 0 && options.port <= 65535)
+      << "port " << options.port << " is not in [0, 65535]";
+  SM_CHECK(options.tls_cert_file.empty() == options.tls_key_file.empty())
+      << "TLS needs both a certificate and a key file (got "
+      << (options.tls_cert_file.empty() ? "a key only" : "a certificate only") << ")";
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  if (!options.tls_cert_file.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({ReadPem(options.tls_key_file, "TLS key file"),
+                                      ReadPem(options.tls_cert_file, "TLS certificate file")});
+    credentials = grpc::SslServerCredentials(ssl);
+  } else {
+    credentials = grpc::InsecureServerCredentials();
+  }
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(HostPort(options.address, options.port), credentials, &port_);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
+  builder.SetMaxSendMessageSize(options.max_send_bytes);
+  // A worker holds at most a few calls at once (its step loop and its heartbeat thread).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, 16);
+  grpc::ResourceQuota quota("seqmesh-coordinator");
+  quota.SetMaxThreads(std::max(32, 4 * coordinator.world_size() + 8));
+  builder.SetResourceQuota(quota);
+  server_ = builder.BuildAndStart();
+  SM_CHECK(server_ != nullptr && port_ > 0)
+      << "cannot serve on " << HostPort(options.address, options.port)
+      << " (address in use, or not an address of this machine?)";
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+std::string CoordinatorServer::target() const { return HostPort(address_, port_); }
+
+void CoordinatorServer::Shutdown(std::chrono::milliseconds grace) {
+  if (!server_) return;
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Wait();
+  server_.reset();
+}
+
+}  // namespace seqmesh::launch

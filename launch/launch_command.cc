@@ -1,0 +1,499 @@
+// `seqmesh launch`: starts an HDP training job (docs/LAUNCH.md).
+//
+//   seqmesh launch -n 4 --config X [--max-restarts R] [--resume] [--tls-cert F --tls-key F]
+//                  [--section.key=value ...]
+//
+// Alone (no launcher variables), it makes a random job token, starts `seqmesh coordinator` and
+// N `seqmesh worker`s through mpirun on this machine, and watches both. When a worker dies (or
+// the coordinator declares one dead), it stops the rest, prints a root-cause line (rank, exit
+// code or signal, last step), and, up to R times, restarts everything from the last committed
+// checkpoint. Inside an allocation another launcher made (mpirun, srun; torchrun's variables
+// are read too), every process is one rank: rank 0 starts the coordinator, every rank runs its
+// worker in-process; restarts are then that launcher's job.
+#include <fcntl.h>
+#include <mpi.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "launch/command.h"
+#include "launch/launch_env.h"
+#include "launch/worker.h"
+#include "parallel/mpi/mpi_session.h"
+#include "runtime/check.h"
+#include "runtime/files.h"
+#include "runtime/json.h"
+#include "runtime/run_config.h"
+
+namespace seqmesh::launch {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct LaunchArgs {
+  int n = 0;
+  std::string config;
+  int max_restarts = 0;
+  bool resume = false;
+  std::string tls_cert, tls_key;
+  std::vector<std::string> overrides;
+};
+
+LaunchArgs ParseArgs(const Args& args) {
+  LaunchArgs a;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    auto value = [&]() -> const std::string& {
+      SM_CHECK(i + 1 < args.size()) << "launch: " << arg << " needs a value";
+      return args[++i];
+    };
+    auto integer = [&](const char* what) {
+      const std::string& v = value();
+      size_t used = 0;
+      int x = -1;
+      try {
+        x = std::stoi(v, &used);
+      } catch (const std::exception&) {
+      }
+      SM_CHECK(used == v.size() && x >= 0) << "launch: " << what << " must be a non-negative "
+                                           << "integer, got '" << v << "'";
+      return x;
+    };
+    if (arg == "-n" || arg == "--nproc")
+      a.n = integer(arg.c_str());
+    else if (arg == "--config")
+      a.config = value();
+    else if (arg == "--max-restarts")
+      a.max_restarts = integer("--max-restarts");
+    else if (arg == "--resume")
+      a.resume = true;
+    else if (arg == "--tls-cert")
+      a.tls_cert = value();
+    else if (arg == "--tls-key")
+      a.tls_key = value();
+    else if (arg.rfind("--", 0) == 0 && arg.find('.') != std::string::npos &&
+             arg.find('=') != std::string::npos)
+      a.overrides.push_back(arg);
+    else
+      SM_CHECK(false) << "launch: unknown argument '" << arg
+                      << "' (expected -n N, --config FILE, --max-restarts R, --resume, "
+                         "--tls-cert F, --tls-key F or --section.key=value)";
+  }
+  SM_CHECK(!a.config.empty()) << "launch: --config FILE is required";
+  SM_CHECK(a.tls_cert.empty() == a.tls_key.empty())
+      << "launch: --tls-cert and --tls-key go together";
+  return a;
+}
+
+std::string RandomToken() {
+  unsigned char bytes[32];
+  std::ifstream f("/dev/urandom", std::ios::binary);
+  SM_CHECK(f.read(reinterpret_cast<char*>(bytes), sizeof(bytes)).good())
+      << "launch: cannot read /dev/urandom for the job token";
+  static const char* kHex = "0123456789abcdef";
+  std::string token;
+  for (unsigned char b : bytes) {
+    token += kHex[b >> 4];
+    token += kHex[b & 15];
+  }
+  return token;
+}
+
+std::string SelfPath() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  SM_CHECK(!ec) << "launch: cannot find this program's path (/proc/self/exe): " << ec.message();
+  return p.string();
+}
+
+// A child process whose stderr is copied to ours and kept (its last 64 KiB) for the root cause.
+class Child {
+ public:
+  Child(const std::string& name, const std::vector<std::string>& argv) : name_(name) {
+    int fds[2];
+    SM_CHECK(pipe(fds) == 0) << "launch: pipe: " << std::strerror(errno);
+    pid_ = fork();
+    SM_CHECK(pid_ >= 0) << "launch: fork: " << std::strerror(errno);
+    if (pid_ == 0) {
+      // Its own process group, so the whole tree (mpirun and its ranks) can be signalled.
+      setpgid(0, 0);
+      sigset_t none;
+      sigemptyset(&none);
+      pthread_sigmask(SIG_SETMASK, &none, nullptr);
+      dup2(fds[1], 2);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> c;
+      for (const std::string& a : argv) c.push_back(const_cast<char*>(a.c_str()));
+      c.push_back(nullptr);
+      execvp(c[0], c.data());
+      std::fprintf(stderr, "launch: cannot run %s: %s\n", c[0], std::strerror(errno));
+      std::_Exit(127);
+    }
+    setpgid(pid_, pid_);
+    close(fds[1]);
+    reader_ = std::thread([this, fd = fds[0]] {
+      char buf[4096];
+      while (true) {
+        const ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0) break;
+        fwrite(buf, 1, n, stderr);
+        std::lock_guard<std::mutex> lock(mu_);
+        tail_.append(buf, n);
+        if (tail_.size() > 65536) tail_.erase(0, tail_.size() - 65536);
+      }
+      close(fd);
+    });
+  }
+  ~Child() {
+    if (running()) Kill(SIGKILL);
+    Reap(true);
+    if (reader_.joinable()) reader_.join();
+  }
+  bool running() const { return !exited_; }
+  // Non-blocking (block = false) or blocking wait; true once exited.
+  bool Reap(bool block) {
+    if (exited_) return true;
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, block ? 0 : WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      status_ = status;
+    }
+    return exited_;
+  }
+  void Kill(int sig) {
+    if (!exited_) kill(-pid_, sig);  // the process group
+  }
+  // SIGTERM, then SIGKILL after `grace`.
+  void Stop(std::chrono::milliseconds grace) {
+    Kill(SIGTERM);
+    const auto stop = Clock::now() + grace;
+    while (!Reap(false) && Clock::now() < stop)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!exited_) {
+      Kill(SIGKILL);
+      Reap(true);
+    }
+    if (reader_.joinable()) reader_.join();
+  }
+  void JoinOutput() {
+    if (reader_.joinable()) reader_.join();
+  }
+  int status() const { return status_; }
+  bool ok() const { return exited_ && WIFEXITED(status_) && WEXITSTATUS(status_) == 0; }
+  std::string Outcome() const {
+    if (!exited_) return "still running";
+    if (WIFEXITED(status_)) return "exit code " + std::to_string(WEXITSTATUS(status_));
+    if (WIFSIGNALED(status_)) {
+      const int sig = WTERMSIG(status_);
+      return "signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+    }
+    return "status " + std::to_string(status_);
+  }
+  std::string tail() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return tail_;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+  std::thread reader_;
+  std::mutex mu_;
+  std::string tail_;
+};
+
+std::atomic<int> g_signal{0};
+
+// SIGINT/SIGTERM are taken by a sigwait thread (as the trainer does) and stop the job.
+class SignalWatch {
+ public:
+  SignalWatch() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    waiter_ = std::thread([this] {
+      while (true) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (done_.load()) return;
+        g_signal.store(sig);
+      }
+    });
+  }
+  ~SignalWatch() {
+    done_.store(true);
+    pthread_kill(waiter_.native_handle(), SIGTERM);
+    waiter_.join();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t set_, old_;
+  std::atomic<bool> done_{false};
+  std::thread waiter_;
+};
+
+// The last step the coordinator logged (metrics JSONL), or -1.
+int64_t LastLoggedStep(const std::string& jsonl) {
+  std::ifstream f(jsonl);
+  std::string line, last;
+  while (std::getline(f, line))
+    if (!line.empty()) last = line;
+  std::smatch m;
+  static const std::regex step(R"re("step"\s*:\s*(\d+))re");
+  if (std::regex_search(last, m, step)) return std::stoll(m[1].str());
+  return -1;
+}
+
+// What mpirun and the coordinator said about the first failure.
+std::string RootCause(const std::string& mpirun_err, const std::string& coordinator_err) {
+  std::smatch m;
+  static const std::regex dead(R"(coordinator: (rank \d+ .*declared dead[^\n]*))");
+  static const std::regex signaled(
+      R"(process rank (\d+) with PID (\d+) on node (\S+) exited on signal (\d+) \(([^)]*)\))");
+  static const std::regex nonzero(
+      R"(Process name: \[\[\d+,\d+\],(\d+)\][\s\S]*?Exit code:\s*(\d+))");
+  if (std::regex_search(mpirun_err, m, signaled))
+    // mpirun prints PID 0 when it no longer knows the pid.
+    return "worker rank " + m[1].str() +
+           (m[2].str() == "0" ? " (on " : " (pid " + m[2].str() + " on ") + m[3].str() +
+           ") was killed by signal " + m[4].str() + " (" + m[5].str() + ")";
+  if (std::regex_search(mpirun_err, m, nonzero))
+    return "worker rank " + m[1].str() + " exited with code " + m[2].str();
+  if (std::regex_search(coordinator_err, m, dead)) return m[1].str();
+  return "";
+}
+
+bool WaitForPortFile(const std::string& path, Child& coordinator, int* port) {
+  const auto stop = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < stop && g_signal.load() == 0) {
+    std::ifstream f(path);
+    if (f >> *port && *port > 0) return true;
+    if (coordinator.Reap(false)) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+std::vector<std::string> CoordinatorArgv(const std::string& self, const LaunchArgs& a, int n,
+                                         const std::string& address, int port,
+                                         const std::string& port_file,
+                                         const std::string& token_file, bool resume) {
+  std::vector<std::string> argv = {self,           "coordinator",
+                                   "--config",     a.config,
+                                   "--world-size", std::to_string(n),
+                                   "--address",    address,
+                                   "--port",       std::to_string(port),
+                                   "--port-file",  port_file,
+                                   "--token-file", token_file};
+  if (resume) argv.push_back("--resume");
+  if (!a.tls_cert.empty()) {
+    argv.insert(argv.end(), {"--tls-cert", a.tls_cert, "--tls-key", a.tls_key});
+  }
+  for (const std::string& o : a.overrides) argv.push_back(o);
+  return argv;
+}
+
+int RunLocal(const LaunchArgs& a, const RunConfig& config) {
+  SM_CHECK(a.n >= 1) << "launch: -n N (the number of workers, >= 1) is required";
+  const std::string self = SelfPath();
+  const fs::path job_dir = fs::path(config.checkpoint.dir) / ".launch";
+  fs::create_directories(job_dir);
+  const std::string token_file = (job_dir / "token").string();
+  {
+    const std::string token = RandomToken() + "\n";
+    const int fd = open(token_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    SM_CHECK(fd >= 0) << "launch: cannot write the job token to '" << token_file
+                      << "': " << std::strerror(errno);
+    fchmod(fd, 0600);
+    const bool ok = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
+    close(fd);
+    SM_CHECK(ok) << "launch: cannot write the job token to '" << token_file << "'";
+  }
+  const std::string jsonl = config.metrics.jsonl.empty()
+                                ? (fs::path(config.checkpoint.dir) / "metrics.jsonl").string()
+                                : config.metrics.jsonl;
+  SignalWatch signals;
+  for (int attempt = 0;; ++attempt) {
+    const bool resume = a.resume || attempt > 0;
+    const std::string port_file = (job_dir / "port").string();
+    fs::remove(port_file);
+    Child coordinator("coordinator",
+                      CoordinatorArgv(self, a, a.n, "127.0.0.1", 0, port_file, token_file, resume));
+    int port = 0;
+    if (!WaitForPortFile(port_file, coordinator, &port)) {
+      coordinator.Stop(std::chrono::seconds(5));
+      if (g_signal.load()) return 128 + g_signal.load();
+      std::fprintf(stderr, "launch: the coordinator did not start (%s)\n",
+                   coordinator.Outcome().c_str());
+      return 1;
+    }
+    std::vector<std::string> mpirun = {"mpirun"};
+    if (geteuid() == 0) mpirun.push_back("--allow-run-as-root");
+    // One machine: shared memory between the ranks; more ranks than cores is allowed.
+    mpirun.insert(mpirun.end(), {"--oversubscribe", "--mca", "btl", "self,vader", "-n",
+                                 std::to_string(a.n), self, "worker", "--coordinator",
+                                 "127.0.0.1:" + std::to_string(port), "--token-file", token_file});
+    if (!a.tls_cert.empty()) mpirun.insert(mpirun.end(), {"--tls-root", a.tls_cert});
+    std::fprintf(stderr, "launch: attempt %d: coordinator on 127.0.0.1:%d, %d workers%s\n",
+                 attempt + 1, port, a.n, resume ? ", resuming from the last checkpoint" : "");
+    Child workers("mpirun", mpirun);
+
+    // Watch both until the job ends or one side fails.
+    std::string failure;
+    while (true) {
+      if (g_signal.load()) {
+        workers.Stop(std::chrono::seconds(10));
+        coordinator.Stop(std::chrono::seconds(5));
+        std::fprintf(stderr, "launch: stopped by signal %d\n", g_signal.load());
+        return 128 + g_signal.load();
+      }
+      if (workers.Reap(false)) {
+        if (workers.ok()) {
+          // The coordinator finishes once the last checkpoint is committed.
+          const auto stop = Clock::now() + std::chrono::seconds(60);
+          while (!coordinator.Reap(false) && Clock::now() < stop)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          if (!coordinator.running() && coordinator.ok()) {
+            coordinator.JoinOutput();
+            workers.JoinOutput();
+            std::fprintf(stderr, "launch: job finished after %d attempt(s)\n", attempt + 1);
+            return 0;
+          }
+          failure = "the workers finished but the coordinator " + coordinator.Outcome();
+        } else {
+          failure = "mpirun ended with " + workers.Outcome();
+        }
+        break;
+      }
+      if (coordinator.Reap(false)) {
+        if (coordinator.ok()) {
+          // Done: give the workers time to leave.
+          const auto stop = Clock::now() + std::chrono::seconds(60);
+          while (!workers.Reap(false) && Clock::now() < stop)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          if (workers.ok()) continue;  // handled above on the next turn
+        }
+        failure = "the coordinator ended with " + coordinator.Outcome();
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    workers.Stop(std::chrono::seconds(10));
+    coordinator.Stop(std::chrono::seconds(5));
+    std::string cause = RootCause(workers.tail(), coordinator.tail());
+    if (cause.empty()) cause = failure;
+    const int64_t last = LastLoggedStep(jsonl);
+    std::fprintf(stderr, "launch: root cause: %s; last completed step %lld (attempt %d)\n",
+                 cause.c_str(), static_cast<long long>(last), attempt + 1);
+    if (attempt >= a.max_restarts) {
+      std::fprintf(stderr, "launch: giving up after %d restart(s) (--max-restarts %d)\n", attempt,
+                   a.max_restarts);
+      return 1;
+    }
+    std::fprintf(stderr,
+                 "launch: restarting all %d workers from the last committed checkpoint "
+                 "(restart %d of %d)\n",
+                 a.n, attempt + 1, a.max_restarts);
+  }
+}
+
+// Inside another launcher's allocation: this process is one rank.
+int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env) {
+  SM_CHECK(a.n == 0 || a.n == env.world_size)
+      << "launch: -n " << a.n << " disagrees with the " << env.source << " world of "
+      << env.world_size << " ranks";
+  SM_CHECK(a.max_restarts == 0)
+      << "launch: --max-restarts needs a local job; inside " << env.source
+      << " restarts are that launcher's (e.g. srun --requeue, torchrun --max-restarts)";
+  mpi::Session session(nullptr, nullptr);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  SM_CHECK(size == env.world_size && rank == env.rank)
+      << "launch: " << env.source << " says rank " << env.rank << " of " << env.world_size
+      << " but the MPI world is rank " << rank << " of " << size
+      << ": seqmesh workers need one MPI world (start them with mpirun or srun; torchrun's "
+         "processes do not form one)";
+  const std::string self = SelfPath();
+  std::unique_ptr<Child> coordinator;
+  // Rank 0 starts the coordinator and tells the others where it is and the job token, over
+  // MPI (the allocation's own channel).
+  char token[65] = {0};
+  char address[256] = {0};
+  int port = 0;
+  if (rank == 0) {
+    const std::string t = RandomToken();
+    std::snprintf(token, sizeof(token), "%s", t.c_str());
+    std::string host = env.master_addr;
+    if (host.empty()) {
+      char name[256] = {0};
+      gethostname(name, sizeof(name) - 1);
+      host = size == 1 ? "127.0.0.1" : name;
+    }
+    std::snprintf(address, sizeof(address), "%s", host.c_str());
+    const fs::path job_dir = fs::path(config.checkpoint.dir) / ".launch";
+    fs::create_directories(job_dir);
+    const std::string token_file = (job_dir / "token").string();
+    const std::string text = t + "\n";
+    WriteFileAtomically(token_file, text.data(), text.size());
+    fs::permissions(token_file, fs::perms::owner_read | fs::perms::owner_write);
+    const std::string port_file = (job_dir / "port").string();
+    fs::remove(port_file);
+    coordinator = std::make_unique<Child>(
+        "coordinator",
+        CoordinatorArgv(self, a, size, host, env.master_port, port_file, token_file, a.resume));
+    SM_CHECK(WaitForPortFile(port_file, *coordinator, &port))
+        << "launch: the coordinator did not start (" << coordinator->Outcome() << ")";
+  }
+  MPI_Bcast(token, sizeof(token), MPI_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Bcast(address, sizeof(address), MPI_CHAR, 0, MPI_COMM_WORLD);
+  MPI_Bcast(&port, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  WorkerArgs w;
+  w.coordinator = std::string(address) + ":" + std::to_string(port);
+  w.token = token;
+  w.tls_root = a.tls_cert;
+  const int status = RunWorkerRank(w);
+  if (coordinator) {
+    const auto stop = Clock::now() + std::chrono::seconds(60);
+    while (!coordinator->Reap(false) && Clock::now() < stop)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    coordinator->JoinOutput();
+    if (!coordinator->ok()) return 1;
+  }
+  return status;
+}
+
+}  // namespace
+
+int RunLaunch(const Args& args) {
+  const LaunchArgs a = ParseArgs(args);
+  // A bad configuration fails here, before anything starts.
+  const RunConfig config = RunConfig::Load(a.config, a.overrides);
+  const LaunchEnv env = DetectLaunchEnv();
+  std::fprintf(stderr, "launch: %s\n", env.Describe().c_str());
+  return env.joined() ? RunJoined(a, config, env) : RunLocal(a, config);
+}
+
+}  // namespace seqmesh::launch

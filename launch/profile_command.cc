@@ -1,0 +1,571 @@
+// `seqmesh profile`: measures this machine's cost model (DESIGN.md section 4) with our own
+// kernels and communicator, and writes it as a cost file (docs/PLANNER.md) for the planner.
+//
+//   seqmesh profile --config examples/text.toml --out scheduler/costs/this-cpu.cost
+//       [--lengths 1K,2K,4K,8K,16K] [--reps 5] [--threads T] [--check] [--holdout LIST|none]
+//       [--name NAME] [--section.key=value ...]
+//
+// What is measured, and how:
+// - T(s), one layer's forward + backward of one sequence of s tokens. The model has no entry
+//   point for a single layer (its layers are private, and timing them from outside would need
+//   hooks inside Forward), so each rep runs the config's model with 1 layer and with 2 layers,
+//   everything else the same, and takes the difference: the embedding, final norm, lm_head and
+//   loss are the same work in both and cancel, and what is left is one whole layer, forward and
+//   backward, as the trainer runs it. The two runs are paired within a rep (their order flips
+//   every rep) and the median of the per-rep differences is kept, so load drift on a shared
+//   machine hits both sides of a difference alike; reps go in rounds over all lengths, so a
+//   burst of other work spoils one rep of a few lengths rather than every rep of one.
+// - Act(s): the model's own activation arena planned for exactly s tokens; a 2-layer model's
+//   bytes minus a 1-layer model's are what one layer keeps for its backward (its input in the
+//   residual stream and its saved tensors; with training.checkpoint_activations only its input).
+//   This is exact accounting, not a measurement.
+// - p2p_gbps: under mpirun with >= 2 ranks, ranks 0 and 1 ping-pong buffers of 1..64 MiB
+//   through MpiCommunicator; alone, the process sends to itself through the same Communicator
+//   (a same-process figure, said so in the file). No process is spawned.
+// - d2h_gbps, h2d_gbps: CPU ranks have no device memory; one thread's memcpy of a buffer much
+//   larger than the caches stands in for the copies offload would make (said so in the file).
+// - kv_bytes_per_token: from the model's shape (f32 K and V, forward and backward).
+//
+// Only rank 0 profiles compute and writes the file; MPI is finalized before that, so the other
+// ranks exit and leave the cores to it.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "launch/command.h"
+#include "parallel/mpi/mpi_communicator.h"
+#include "parallel/mpi/mpi_session.h"
+#include "runtime/check.h"
+#include "runtime/model.h"
+#include "runtime/run_config.h"
+#include "runtime/threads.h"
+#include "scheduler/cost_model.h"
+
+namespace seqmesh::launch {
+namespace {
+
+constexpr char kHelp[] =
+    "usage: seqmesh profile --config FILE [--out FILE] [--lengths 1K,2K,4K,8K,16K] [--reps 5]\n"
+    "           [--threads T] [--check] [--holdout LIST|none] [--name NAME]\n"
+    "           [--section.key=value ...]\n"
+    "  Times one layer (forward + backward) of the config's [model] at each length, fits\n"
+    "  T(s) = a1*s^2 + b1*s + g and Act(s) = a2*s + b2, measures point-to-point and copy\n"
+    "  bandwidth, and writes a cost file (to --out, else to stdout; the report then goes to\n"
+    "  stderr). Under mpirun with >= 2 ranks, ranks 0 and 1 measure point-to-point bandwidth.\n"
+    "  --threads   kernel threads (default: the config's training.threads)\n"
+    "  --check     print measured vs fitted ms at the fitted lengths and at held-out ones\n"
+    "              (default 1.5x each fitted length below the largest); exit 3 if any error\n"
+    "              exceeds 15%\n"
+    "  lengths accept a K (1024) suffix; at most 128K\n";
+
+constexpr int64_t kMaxLength = 128 * 1024;
+constexpr double kCheckTolerance = 0.15;
+constexpr int kCheckFailed = 3;
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double Median(std::vector<double> v) {
+  SM_CHECK(!v.empty()) << "median of no samples";
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int64_t ParseCount(const std::string& flag, const std::string& v, int64_t lo, int64_t hi) {
+  char* end = nullptr;
+  const long long n = std::strtoll(v.c_str(), &end, 10);
+  SM_CHECK(!v.empty() && *end == '\0') << flag << ": '" << v << "' is not an integer";
+  SM_CHECK(n >= lo && n <= hi) << flag << " must be in [" << lo << ", " << hi << "], got " << v;
+  return n;
+}
+
+// "1K,2K,3000": lengths in tokens, each in [1, kMaxLength], no repeats.
+std::vector<int64_t> ParseLengths(const std::string& flag, const std::string& list) {
+  std::vector<int64_t> out;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    SM_CHECK(!item.empty()) << flag << ": empty entry in '" << list << "'";
+    int64_t mult = 1;
+    std::string digits = item;
+    if (digits.back() == 'K' || digits.back() == 'k') mult = 1024, digits.pop_back();
+    if (digits.back() == 'M' || digits.back() == 'm') mult = 1024 * 1024, digits.pop_back();
+    char* end = nullptr;
+    const long long n = std::strtoll(digits.c_str(), &end, 10);
+    SM_CHECK(!digits.empty() && *end == '\0')
+        << flag << ": '" << item << "' is not a length (tokens, optionally with a K suffix)";
+    SM_CHECK(n >= 1) << flag << ": length " << item << " must be >= 1";
+    SM_CHECK(n <= kMaxLength / mult)
+        << flag << ": length " << item << " is above the maximum " << kMaxLength
+        << " tokens (one layer at that length takes minutes and gigabytes)";
+    SM_CHECK(std::find(out.begin(), out.end(), n * mult) == out.end())
+        << flag << ": length " << item << " is given twice";
+    out.push_back(n * mult);
+  }
+  SM_CHECK(!out.empty()) << flag << " lists no lengths";
+  return out;
+}
+
+// --- compute and activations ---------------------------------------------------------------
+
+struct LengthSample {
+  int64_t tokens = 0;
+  double one_layer_ms = 0, two_layer_ms = 0;  // medians of whole forward + backward
+  double layer_ms = 0;                        // median of the per-rep differences
+  double spread = 0;                          // (max - min) / median of the differences
+  double act_bytes = 0;                       // one layer's activations (arena accounting)
+};
+
+// One layer's forward + backward at s tokens, by the difference of a 2-layer and a 1-layer model
+// (see the file comment). Owns both models, planned for exactly s tokens, and one document of s
+// random tokens. Move-free: the batch points into its own vectors.
+class LengthBench {
+ public:
+  LengthBench(const ModelConfig& config, bool checkpoint, int64_t s) : s_(s) {
+    models_.reserve(2);
+    for (int layers : {1, 2}) {
+      ModelConfig c = config;
+      c.layers = layers;
+      ModelOptions o;
+      o.max_tokens = s;
+      o.checkpoint_layers.assign(layers, checkpoint);
+      models_.emplace_back(c, o);
+      models_.back().InitRandom(/*seed=*/1);
+    }
+    // Every target valid: the loss covers every row, as in training on packed documents.
+    std::mt19937 rng(static_cast<uint32_t>(s));
+    std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab) - 1);
+    tokens_.resize(s);
+    targets_.resize(s);
+    for (int32_t& t : tokens_) t = token(rng);
+    for (int64_t i = 0; i < s; ++i) targets_[i] = tokens_[(i + 1) % s];
+    cu_seqlens_ = {0, static_cast<int32_t>(s)};
+    batch_.tokens = tokens_.data();
+    batch_.targets = targets_.data();
+    batch_.cu_seqlens = cu_seqlens_.data();
+    batch_.num_docs = 1;
+    batch_.num_tokens = s;
+    // Warm-up: first touch of the arenas' pages, oneDNN's primitives for these shapes.
+    for (Model& m : models_) Step(m);
+  }
+  LengthBench(const LengthBench&) = delete;
+  LengthBench& operator=(const LengthBench&) = delete;
+
+  // One paired rep; `flip` runs the 2-layer model first (alternated so that neither model
+  // always runs right after the other).
+  void Rep(bool flip) {
+    double t1, t2;
+    if (flip) {
+      t2 = Step(models_[1]);
+      t1 = Step(models_[0]);
+    } else {
+      t1 = Step(models_[0]);
+      t2 = Step(models_[1]);
+    }
+    one_.push_back(t1);
+    two_.push_back(t2);
+  }
+
+  LengthSample Result() const {
+    std::vector<double> diff;
+    for (size_t i = 0; i < one_.size(); ++i) diff.push_back(two_[i] - one_[i]);
+    LengthSample out;
+    out.tokens = s_;
+    out.one_layer_ms = Median(one_);
+    out.two_layer_ms = Median(two_);
+    out.layer_ms = Median(diff);
+    const auto [lo, hi] = std::minmax_element(diff.begin(), diff.end());
+    out.spread = (*hi - *lo) / std::fabs(out.layer_ms);
+    out.act_bytes = static_cast<double>(models_[1].activation_bytes()) -
+                    static_cast<double>(models_[0].activation_bytes());
+    return out;
+  }
+
+  size_t bytes() const {
+    size_t b = 0;
+    for (const Model& m : models_) b += 2 * m.param_bytes() + m.activation_bytes();
+    return b;
+  }
+
+ private:
+  double Step(Model& m) {
+    m.ZeroGrad();  // outside the timed region: the trainer zeroes once per step, not per layer
+    const auto t0 = Clock::now();
+    m.Forward(batch_, static_cast<float>(s_));
+    m.Backward();
+    return MsSince(t0);
+  }
+
+  int64_t s_;
+  std::vector<Model> models_;  // 1 layer, 2 layers
+  std::vector<int32_t> tokens_, targets_, cu_seqlens_;
+  Batch batch_;
+  std::vector<double> one_, two_;  // ms per rep
+};
+
+// --- bandwidth -------------------------------------------------------------------------------
+
+struct LinkProfile {
+  std::string how;                                  // for the file's comments
+  int ranks = 1;                                    // in the MPI world
+  std::vector<scheduler::ComputeSample> transfers;  // (bytes, one-way ms)
+  double gbps = 0;
+};
+
+// Collective over the world: every rank calls it. Rank 0's result is the one written.
+LinkProfile MeasureP2p(Communicator& comm, int reps) {
+  const std::vector<int64_t> sizes = {1 << 20, 4 << 20, 16 << 20, 64 << 20};
+  const int64_t max_count = sizes.back() / static_cast<int64_t>(sizeof(float));
+  std::vector<float> a(max_count, 1.0f), b(max_count, 0.0f);  // touched: no page faults timed
+  LinkProfile link;
+  const int me = comm.rank();
+  link.ranks = comm.size();
+  if (comm.size() == 1) {
+    link.how =
+        "one process sending to itself through MpiCommunicator (a send to self and a receive\n"
+        "#   from self in one Start): a same-process copy figure, not a network; run under\n"
+        "#   mpirun with >= 2 ranks to measure a link";
+  } else {
+    link.how = "ping-pong of ranks 0 and 1 of " + std::to_string(comm.size()) +
+               " MPI ranks through MpiCommunicator;\n#   one-way time = round trip / 2";
+  }
+  for (int64_t bytes : sizes) {
+    const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
+    std::vector<double> ms;
+    for (int r = -1; r < reps; ++r) {  // r = -1: warm-up (connection setup, registration)
+      const auto t0 = Clock::now();
+      if (comm.size() == 1) {
+        const P2POp ops[] = {P2POp::Send(0, a.data(), n, DType::kF32),
+                             P2POp::Recv(0, b.data(), n, DType::kF32)};
+        P2PGroup g = comm.Start(ops);
+        comm.Wait(g);
+      } else if (me <= 1) {
+        const int peer = 1 - me;
+        const P2POp send = P2POp::Send(peer, a.data(), n, DType::kF32);
+        const P2POp recv = P2POp::Recv(peer, b.data(), n, DType::kF32);
+        for (const P2POp* op : {me == 0 ? &send : &recv, me == 0 ? &recv : &send}) {
+          P2PGroup g = comm.Start(std::span<const P2POp>(op, 1));
+          comm.Wait(g);
+        }
+      }
+      const double t = MsSince(t0);
+      if (r >= 0) ms.push_back(comm.size() == 1 ? t : t / 2);
+    }
+    link.transfers.push_back({static_cast<double>(bytes), Median(ms)});
+  }
+  comm.Barrier();
+  link.gbps = scheduler::FitBandwidthGbps(link.transfers);
+  return link;
+}
+
+// GB/s of one thread's memcpy of a 256 MiB buffer (far beyond the last-level cache).
+double MeasureCopyGbps(int reps) {
+  const size_t bytes = size_t{256} << 20;
+  std::vector<char> src(bytes, 1), dst(bytes, 0);
+  std::vector<double> ms;
+  for (int r = -1; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    std::memcpy(dst.data(), src.data(), bytes);
+    const double t = MsSince(t0);
+    if (r >= 0) ms.push_back(t);
+  }
+  SM_CHECK(dst[bytes - 1] == 1) << "memcpy bandwidth: the copy did not happen";
+  return static_cast<double>(bytes) / (Median(ms) * 1e6);
+}
+
+// --- the machine ---------------------------------------------------------------------------
+
+std::string CpuModelName() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+  }
+  return "unknown CPU";
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string one;
+  return in >> one ? one : "?";
+}
+
+std::string Now() {
+  const std::time_t t = std::time(nullptr);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M %Z", std::localtime(&t));
+  return buf;
+}
+
+std::string Fixed(double v, int precision) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", precision, v);
+  return buf;
+}
+
+// One row of the measured-vs-fitted tables.
+struct CheckRow {
+  int64_t tokens;
+  double measured, predicted;
+  double error() const { return (predicted - measured) / measured; }
+};
+
+// "# T s one two layer fitted error" rows of the cost file.
+std::string SampleTable(const char* tag, const std::vector<LengthSample>& samples,
+                        const scheduler::CostModel& model) {
+  std::ostringstream os;
+  char buf[200];
+  for (const LengthSample& m : samples) {
+    const double fitted = model.LayerMs(static_cast<double>(m.tokens));
+    std::snprintf(buf, sizeof buf, "# %s %7lld %12.3f %12.3f %10.3f %12.3f %+8.2f%% %7.1f%%\n",
+                  tag, static_cast<long long>(m.tokens), m.one_layer_ms, m.two_layer_ms,
+                  m.layer_ms, fitted, 100 * (fitted - m.layer_ms) / m.layer_ms, 100 * m.spread);
+    os << buf;
+  }
+  return os.str();
+}
+
+std::string CheckTable(const char* tag, const std::vector<CheckRow>& rows) {
+  std::ostringstream os;
+  char buf[160];
+  for (const CheckRow& r : rows) {
+    std::snprintf(buf, sizeof buf, "%s %7lld %12.3f %12.3f %+8.2f%%\n", tag,
+                  static_cast<long long>(r.tokens), r.measured, r.predicted, 100 * r.error());
+    os << buf;
+  }
+  return os.str();
+}
+
+}  // namespace
+
+int RunProfile(const Args& args) {
+  std::string config_path, out_path, name;
+  std::string lengths_arg = "1K,2K,4K,8K,16K", holdout_arg;
+  int reps = 5, threads = 0;
+  bool check = false;
+  std::vector<std::string> overrides;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << kHelp;
+      return 0;
+    }
+    if (a == "--check") {
+      check = true;
+      continue;
+    }
+    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
+      overrides.push_back(a);  // --section.key=value; RunConfig names unknown keys
+      continue;
+    }
+    static const char* kValued[] = {"--config",  "--out",     "--lengths", "--reps",
+                                    "--threads", "--holdout", "--name"};
+    bool known = false;
+    for (const char* k : kValued) known |= a == k;
+    SM_CHECK(known) << "unknown flag '" << a << "'\n" << kHelp;
+    SM_CHECK(i + 1 < args.size()) << a << " needs a value";
+    const std::string& v = args[++i];
+    if (a == "--config") config_path = v;
+    if (a == "--out") out_path = v;
+    if (a == "--lengths") lengths_arg = v;
+    if (a == "--holdout") holdout_arg = v;
+    if (a == "--name") name = v;
+    if (a == "--reps") reps = static_cast<int>(ParseCount(a, v, 1, 1000));
+    if (a == "--threads") threads = static_cast<int>(ParseCount(a, v, 1, 1024));
+  }
+  SM_CHECK(!config_path.empty()) << "missing --config FILE (a TOML file with a [model] section)\n"
+                                 << kHelp;
+  SM_CHECK(std::filesystem::is_regular_file(config_path))
+      << "--config: '" << config_path << "' does not exist or is not a file";
+  const RunConfig config = RunConfig::Load(config_path, overrides);
+  std::vector<int64_t> lengths = ParseLengths("--lengths", lengths_arg);
+  std::sort(lengths.begin(), lengths.end());
+  SM_CHECK(lengths.size() >= 3) << "--lengths needs at least 3 lengths to fit a1, b1 and g, got "
+                                << lengths.size();
+  std::vector<int64_t> holdout;
+  if (check && holdout_arg.empty()) {
+    for (int64_t s : lengths)
+      if (s * 3 / 2 < lengths.back()) holdout.push_back(s * 3 / 2);
+  } else if (!holdout_arg.empty() && holdout_arg != "none") {
+    holdout = ParseLengths("--holdout", holdout_arg);
+    std::sort(holdout.begin(), holdout.end());
+  }
+  if (threads == 0) threads = static_cast<int>(config.training.threads);
+  if (name.empty())
+    name = out_path.empty() ? "profiled" : std::filesystem::path(out_path).stem().string();
+  SM_CHECK(!name.empty() && name.find_first_of(" \t#") == std::string::npos)
+      << "--name '" << name << "' must be one word without '#'";
+  std::ostream& report = out_path.empty() ? std::cerr : std::cout;
+
+  // Point-to-point first: every rank takes part, then MPI is finalized and only rank 0 goes on.
+  int rank = 0;
+  LinkProfile link;
+  {
+    mpi::Session session(nullptr, nullptr);
+    MpiCommunicator comm;
+    rank = comm.rank();
+    link = MeasureP2p(comm, reps);
+  }
+  if (rank != 0) return 0;
+  report << "p2p: " << Fixed(link.gbps, 2) << " GB/s ("
+         << (link.ranks == 1 ? "same process: a send to itself"
+                             : "ping-pong of ranks 0 and 1 under MPI")
+         << ")\n";
+  const double copy_gbps = MeasureCopyGbps(reps);
+  report << "memcpy (d2h/h2d stand-in): " << Fixed(copy_gbps, 2) << " GB/s\n";
+
+  SetNumThreads(threads);
+  const std::string load_before = LoadAverage();
+  const ModelConfig& mc = config.model;
+  const bool checkpoint = config.training.checkpoint_activations;
+  // All lengths are measured in rounds, one rep of each length per round, so that a burst of
+  // someone else's work on a shared machine lands on one rep of a few lengths (which the medians
+  // drop), not on every rep of one length. That keeps every length's models alive at once.
+  std::vector<int64_t> all = lengths;
+  all.insert(all.end(), holdout.begin(), holdout.end());
+  std::vector<std::unique_ptr<LengthBench>> benches;
+  size_t bytes = 0;
+  for (int64_t s : all) {
+    benches.push_back(std::make_unique<LengthBench>(mc, checkpoint, s));
+    bytes += benches.back()->bytes();
+  }
+  report << "models for " << all.size() << " lengths: " << Fixed(bytes / 1048576.0, 0)
+         << " MiB; " << reps << " rounds\n";
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = Clock::now();
+    for (auto& b : benches) b->Rep(/*flip=*/r % 2 == 1);
+    report << "round " << r + 1 << "/" << reps << ": " << Fixed(MsSince(t0) / 1000, 1) << " s\n";
+    report.flush();
+  }
+  std::vector<LengthSample> fit_samples, held_samples;
+  for (size_t i = 0; i < all.size(); ++i) {
+    const LengthSample m = benches[i]->Result();
+    (i < lengths.size() ? fit_samples : held_samples).push_back(m);
+    report << "s = " << m.tokens << ": 1 layer " << Fixed(m.one_layer_ms, 3) << " ms, 2 layers "
+           << Fixed(m.two_layer_ms, 3) << " ms, layer " << Fixed(m.layer_ms, 3) << " ms (spread "
+           << Fixed(100 * m.spread, 1) << "%)\n";
+  }
+  benches.clear();
+  const std::string load_after = LoadAverage();
+
+  scheduler::CostModel model;
+  model.name = name;
+  model.layers_per_rank = static_cast<int>(mc.layers);
+  std::vector<scheduler::ComputeSample> compute, activation;
+  for (const LengthSample& m : fit_samples) {
+    compute.push_back({static_cast<double>(m.tokens), m.layer_ms});
+    activation.push_back({static_cast<double>(m.tokens), m.act_bytes});
+  }
+  // Relative errors: the lengths span two orders of magnitude in time, and the planner (and
+  // --check) need each length's time right, not just the longest one's.
+  scheduler::FitCompute(compute, model, scheduler::FitError::kRelative);
+  scheduler::FitActivation(activation, model);
+  // The arena's per-tensor alignment padding is all of b2 (>= 0); rounding in the fit can leave
+  // -0 or a few ulps below zero, which cost files reject.
+  SM_CHECK(model.a2 > 0) << "activation bytes do not grow with the length (a2 = " << model.a2
+                         << ")";
+  model.b2 = std::max(0.0, model.b2) + 0.0;
+  // One ring step sends K and V forward and K, V, dK, dV backward, f32: 3 * 2 * kv_heads *
+  // head_dim * 4 bytes per token.
+  model.kv_bytes_per_token = 3.0 * 2 * mc.kv_heads * mc.head_dim() * sizeof(float);
+  model.p2p_gbps = link.gbps;
+  model.d2h_gbps = model.h2d_gbps = copy_gbps;
+
+  std::vector<CheckRow> fit_rows, held_rows;
+  for (const LengthSample& m : fit_samples)
+    fit_rows.push_back({m.tokens, m.layer_ms, model.LayerMs(static_cast<double>(m.tokens))});
+  for (const LengthSample& m : held_samples)
+    held_rows.push_back({m.tokens, m.layer_ms, model.LayerMs(static_cast<double>(m.tokens))});
+  auto worst = [](const std::vector<CheckRow>& rows) {
+    double w = 0;
+    for (const CheckRow& r : rows) w = std::max(w, std::fabs(r.error()));
+    return w;
+  };
+
+  // The file: provenance and every sample as comments, then the model.
+  std::ostringstream file;
+  char host[256] = "?";
+  gethostname(host, sizeof host - 1);
+  std::string command = "seqmesh profile";
+  for (const std::string& a : args) command += " " + a;
+  file << "# " << name << ": seqmesh profile of " << config_path << "\n"
+       << "# Times are one layer's forward + backward of one sequence on one rank, in ms.\n"
+       << "# machine: " << CpuModelName() << ", " << std::thread::hardware_concurrency()
+       << " logical CPUs, AVX-512 " << (__builtin_cpu_supports("avx512f") ? "yes" : "no")
+       << ", host " << host << "; " << threads << " kernel thread(s)\n"
+       << "# date: " << Now() << "; load average (1 min) " << load_before << " before, "
+       << load_after << " after the compute profile\n"
+       << "# command: " << command << "\n"
+       << "# model: vocab " << mc.vocab << ", hidden " << mc.hidden << ", layers " << mc.layers
+       << ", heads " << mc.heads << ", kv_heads " << mc.kv_heads << ", ffn " << mc.ffn
+       << ", f32, activation checkpointing " << (checkpoint ? "on" : "off") << "\n"
+       << "# T(s): (2-layer model) - (1-layer model), one sequence of s tokens; median of the\n"
+       << "#   differences of " << reps << " paired reps after a warm-up, in rounds over all\n"
+       << "#   lengths; spread: (max - min) / median of the differences.\n"
+       << "# Fitted to the T rows by least squares of the relative errors, coefficients >= 0;\n"
+       << "#   H rows are held out.\n"
+       << "#         s   1 layer ms  2 layers ms   layer ms    fitted ms    error   spread\n"
+       << SampleTable("T", fit_samples, model) << SampleTable("H", held_samples, model)
+       << "# worst |error|: " << Fixed(100 * worst(fit_rows), 2) << "% fitted";
+  if (!held_rows.empty()) file << ", " << Fixed(100 * worst(held_rows), 2) << "% held out";
+  file << "\n";
+  if (model.g == 0 || model.b1 == 0 || model.a1 == 0)
+    file << "# (a coefficient is 0: the plain fit made it negative, so it was dropped)\n";
+  file << "# Act(s): activation arena bytes of the 2-layer model minus the 1-layer one, both\n"
+       << "#   planned for s tokens (exact accounting, not a measurement)\n";
+  for (const LengthSample& m : fit_samples)
+    file << "# A " << m.tokens << " " << static_cast<int64_t>(m.act_bytes) << "\n";
+  file << "# p2p: " << link.how << "\n";
+  for (const auto& t : link.transfers)
+    file << "# P " << static_cast<int64_t>(t.tokens) << " bytes " << Fixed(t.ms, 4) << " ms\n";
+  file << "# d2h/h2d: one thread's memcpy of a 256 MiB buffer, median of " << reps << "; CPU\n"
+       << "#   ranks have no device, so the copy offload would make is a host copy\n"
+       << "# kv_bytes_per_token: 3 * 2 * kv_heads * head_dim * 4 bytes (f32)\n"
+       << "# layers_per_rank: the config's model.layers\n"
+       << scheduler::FormatCostModel(model);
+  const std::string text = file.str();
+  // The written text must be a cost file the planner accepts.
+  scheduler::ParseCostModel(text, "profile output");
+  if (out_path.empty()) {
+    std::cout << text;
+  } else {
+    std::ofstream out(out_path);
+    SM_CHECK(out.good()) << "--out: cannot write '" << out_path << "'";
+    out << text;
+    SM_CHECK(out.good()) << "--out: writing '" << out_path << "' failed";
+    report << "wrote " << out_path << "\n";
+  }
+  report << "T(s) = " << model.a1 << " s^2 + " << model.b1 << " s + " << model.g
+         << " ms; Act(s) = " << model.a2 << " s + " << model.b2 << " bytes\n";
+  if (!check) return 0;
+
+  report << "check (tolerance " << Fixed(100 * kCheckTolerance, 0) << "%):\n"
+         << "          s  measured ms    fitted ms    error\n"
+         << CheckTable("fit    ", fit_rows) << CheckTable("holdout", held_rows);
+  const double w = std::max(worst(fit_rows), worst(held_rows));
+  if (w > kCheckTolerance) {
+    report << "check FAILED: worst |error| " << Fixed(100 * w, 2) << "% > "
+           << Fixed(100 * kCheckTolerance, 0) << "%\n";
+    return kCheckFailed;
+  }
+  report << "check passed: worst |error| " << Fixed(100 * w, 2) << "%\n";
+  return 0;
+}
+
+}  // namespace seqmesh::launch

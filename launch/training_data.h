@@ -1,0 +1,32 @@
+// The training data of a run, opened one way for every process that draws global batches: the
+// single-process trainer, the coordinator (which needs only the lengths) and the workers. All of
+// them build the same BlendedBatchSampler from the same config (data.path, validation_fraction,
+// training.seed, training.global_batch_tokens), so a cursor names the same global batch in each.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/batch_sampler.h"
+#include "runtime/indexed_dataset.h"
+#include "runtime/run_config.h"
+
+namespace seqmesh::launch {
+
+struct TrainingData {
+  std::vector<std::string> prefixes;     // one per dataset of the blend, in blend order
+  std::vector<IndexedDataset> datasets;  // mapped; tokens are read on demand
+  // Held out for validation: the last validation_fraction of each dataset's sequences.
+  std::vector<BlendedId> validation;
+  int64_t train_sequences = 0;
+  int64_t tokens_total = 0;  // every token of every dataset, held-out ones included
+  // Draws global batches from the training sequences only.
+  BlendedBatchSampler sampler;
+};
+
+// Opens every dataset of config.data.path, holds out validation sequences and builds the sampler.
+// Errors name the dataset prefix (a missing file, or no training sequence left).
+TrainingData OpenTrainingData(const RunConfig& config);
+
+}  // namespace seqmesh::launch

@@ -1,0 +1,278 @@
+// `seqmesh worker`: one rank of an HDP training job (DESIGN.md section 3; docs/COORDINATOR.md).
+// Started under MPI (the world communicator), normally by `seqmesh launch`:
+//
+//   seqmesh worker --coordinator HOST:PORT [--token-file F] [--tls-root F]
+//
+// It registers with the coordinator (which sends the resolved config), loads the committed
+// checkpoint it names, then per step: fetches the plan, reads its own tokens from the dataset
+// files, runs its micro-batches (local varlen items and ring items), reduces gradients over all
+// ranks (ZeRO-1: each layer's bucket starts reducing while backward continues), reports
+// metrics, and at checkpoint steps writes its part and commits it. A heartbeat thread keeps the
+// coordinator informed; when the coordinator says the job is failing, or stops answering, the
+// worker exits at once (the process is the unit of recovery) and the launcher restarts the job.
+#include <mpi.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "launch/command.h"
+#include "launch/coordinator.h"
+#include "launch/coordinator_client.h"
+#include "launch/dist_checkpoint.h"
+#include "launch/worker.h"
+#include "parallel/grad_sync.h"
+#include "parallel/mpi/mpi_communicator.h"
+#include "parallel/mpi/mpi_handles.h"
+#include "parallel/mpi/mpi_session.h"
+#include "parallel/mpi_ring_link.h"
+#include "parallel/step_executor.h"
+#include "runtime/batch_sampler.h"
+#include "runtime/check.h"
+#include "runtime/checkpoint.h"
+#include "runtime/files.h"
+#include "runtime/indexed_dataset.h"
+#include "runtime/run_config.h"
+#include "runtime/threads.h"
+
+namespace seqmesh::launch {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadWholeFile(const std::string& path, const char* what) {
+  std::ifstream f(path, std::ios::binary);
+  SM_CHECK(f.good()) << "cannot read the " << what << " file '" << path << "'";
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string Hex64(uint64_t x) {
+  char text[17];
+  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(x));
+  return text;
+}
+
+// Exits the process now: a worker that cannot go on must not wait in MPI_Finalize for peers
+// that may be blocked; mpirun sees the exit status and the launcher restarts the job.
+[[noreturn]] void Die(int rank, const std::string& why) {
+  std::fprintf(stderr, "worker rank %d: %s\n", rank, why.c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  std::_Exit(1);
+}
+
+WorkerArgs ParseArgs(const Args& args) {
+  WorkerArgs w;
+  std::string token_file;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> const std::string& {
+      SM_CHECK(i + 1 < args.size()) << "worker: " << a << " needs a value";
+      return args[++i];
+    };
+    if (a == "--coordinator")
+      w.coordinator = value();
+    else if (a == "--token-file")
+      token_file = value();
+    else if (a == "--tls-root")
+      w.tls_root = value();
+    else
+      SM_CHECK(false) << "worker: unknown argument '" << a
+                      << "' (expected --coordinator, --token-file, --tls-root)";
+  }
+  SM_CHECK(!w.coordinator.empty()) << "worker: --coordinator HOST:PORT is required";
+  if (!token_file.empty()) {
+    w.token = ReadWholeFile(token_file, "job token");
+    while (!w.token.empty() && (w.token.back() == '\n' || w.token.back() == '\r'))
+      w.token.pop_back();
+  } else if (const char* env = std::getenv("SEQMESH_JOB_TOKEN")) {
+    w.token = env;
+  }
+  SM_CHECK(!w.token.empty()) << "worker: no job token (give --token-file or set SEQMESH_JOB_TOKEN)";
+  return w;
+}
+
+}  // namespace
+
+int RunWorkerRank(const WorkerArgs& args) {
+  MpiCommunicator probe(MPI_COMM_WORLD);
+  const int rank = probe.rank(), world = probe.size();
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+
+  ClientOptions client_options;
+  client_options.tls_root_cert_file = args.tls_root;
+  CoordinatorClient client(args.coordinator, args.token, client_options);
+  proto::RegisterRequest reg;
+  reg.set_rank(rank);
+  reg.set_world_size(world);
+  reg.set_hostname(host);
+  reg.set_pid(getpid());
+  const proto::RegisterReply job = client.Register(reg);
+  const RunConfig config = RunConfig::Parse(job.config_toml(), "the coordinator's configuration");
+  const uint64_t generation = job.generation();
+  SetNumThreads(static_cast<int>(config.training.threads));
+
+  // Heartbeats start at once: building the model may take longer than the timeout.
+  std::atomic<uint64_t> current_step{job.start_step()};
+  std::atomic<bool> finished{false};
+  std::thread heartbeat([&] {
+    const auto period = std::chrono::milliseconds(std::max<int64_t>(
+        50, static_cast<int64_t>(config.distributed.heartbeat_timeout_s * 1000 / 5)));
+    int failures = 0;
+    while (!finished.load()) {
+      proto::HeartbeatRequest hb;
+      hb.set_rank(rank);
+      hb.set_step(current_step.load());
+      hb.set_generation(generation);
+      try {
+        const proto::HeartbeatReply r = client.Heartbeat(hb);
+        failures = 0;
+        if (r.abort()) Die(rank, "the coordinator stops the job: " + r.reason());
+      } catch (const Error& e) {
+        // The coordinator is gone (or unreachable) for longer than a heartbeat timeout.
+        if (++failures * period.count() >= config.distributed.heartbeat_timeout_s * 1000)
+          Die(rank, std::string("lost the coordinator: ") + e.what());
+      }
+      for (int i = 0; i < 10 && !finished.load(); ++i) std::this_thread::sleep_for(period / 10);
+    }
+  });
+
+  // Any error from here on ends the process at once (Die), whatever MPI state it leaves.
+  try {
+    MpiCommunicator comm(MPI_COMM_WORLD, CommOptions{std::chrono::milliseconds(static_cast<int64_t>(
+                                             config.distributed.comm_deadline_s * 1000))});
+    // Ring exchanges get a communicator of their own, so their tags never meet the collectives'.
+    mpi::Comm ring_comm(MPI_COMM_WORLD);
+    MpiRingLink link(ring_comm.get(), comm.options().deadline);
+
+    std::vector<IndexedDataset> datasets;
+    for (const auto& [weight, prefix] : ParseBlend(config.data.path))
+      datasets.push_back(IndexedDataset::Open(prefix));
+
+    // The gradient-ready hook starts a layer's reduction once the rank's last backward made its
+    // gradients final.
+    bool last_backward = false;
+    GradSync* sync_ptr = nullptr;
+    const int64_t layers = config.model.layers;
+    ModelOptions mo;
+    // A ring position may hold one token more than capacity / 2 per zigzag chunk.
+    mo.max_tokens = config.training.micro_batch_tokens + 2;
+    mo.checkpoint_layers.assign(layers, config.training.checkpoint_activations);
+    mo.on_layer_grads_ready = [&](int64_t layer) {
+      if (!last_backward) return;
+      if (layer >= 0) {
+        sync_ptr->LayerReady(static_cast<int>(1 + layer));
+      } else {
+        sync_ptr->LayerReady(0);
+        sync_ptr->LayerReady(static_cast<int>(layers + 1));
+      }
+    };
+    Model model(config.model, mo);
+    model.InitRandom(static_cast<uint64_t>(config.training.seed));
+    GradSync sync(comm, model.params(), model.grads(), config.adamw(),
+                  GradSync::BucketsOf(model.params().size(), 1, 9, layers),
+                  GradSync::ModelStartOrder(layers, true, true));
+    sync_ptr = &sync;
+    if (!job.resume_checkpoint().empty()) LoadCheckpointParts(job.resume_checkpoint(), model, sync);
+    const LrSchedule schedule = config.schedule();
+    int64_t sync_bytes = 0;  // reduce-scatter + all-gather of every parameter, per step
+    for (const Tensor& p : model.params()) sync_bytes += p.bytes();
+    sync_bytes = sync_bytes * 2 * (world - 1) / world;
+
+    std::vector<int32_t> scratch;
+    StepExecutor executor(model, link, rank);
+    for (uint64_t step = job.start_step(); step < job.total_steps(); ++step) {
+      current_step.store(step);
+      comm.SetStep(static_cast<int64_t>(step));
+      const auto t0 = std::chrono::steady_clock::now();
+      proto::PlanRequest req;
+      req.set_rank(rank);
+      req.set_step(step);
+      req.set_generation(generation);
+      const proto::PlanReply reply = client.GetPlan(req);
+      SM_CHECK(reply.plan().step() == step)
+          << "asked for the plan of step " << step << ", got step " << reply.plan().step();
+      SM_CHECK(reply.batch_size() == reply.plan().sequences_size())
+          << "step " << step << ": " << reply.batch_size() << " batch entries for "
+          << reply.plan().sequences_size() << " plan sequences";
+      auto read = [&](uint64_t seq, int64_t begin, int64_t end, int32_t* out) {
+        const proto::BatchSequence& b = reply.batch(static_cast<int>(seq));
+        SM_CHECK(b.dataset() < datasets.size())
+            << "step " << step << ": batch entry " << seq << " names dataset " << b.dataset()
+            << " of " << datasets.size();
+        const IndexedDataset& ds = datasets[b.dataset()];
+        SM_CHECK(b.sequence() < static_cast<uint64_t>(ds.num_sequences()) &&
+                 static_cast<uint64_t>(ds.Length(b.sequence())) == b.length())
+            << "step " << step << ": sequence " << b.sequence() << " of dataset " << b.dataset()
+            << " does not have the planned length " << b.length()
+            << " (the coordinator and this worker read different data?)";
+        scratch.clear();  // ReadRange appends
+        ds.ReadRange(b.sequence(), begin, end - begin, scratch);
+        std::copy(scratch.begin(), scratch.end(), out);
+      };
+      model.ZeroGrad();
+      const StepResult r = executor.Run(reply.plan(), reply.target_tokens(), read, &last_backward);
+      const float lr = schedule.At(static_cast<int64_t>(step));
+      const double norm = sync.Step(lr, static_cast<float>(config.training.grad_clip));
+      const double step_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+      proto::MetricsReport m;
+      m.set_rank(rank);
+      m.set_step(step);
+      m.set_generation(generation);
+      m.set_loss(r.loss);
+      m.set_tokens(r.tokens);
+      m.set_grad_norm(norm);
+      m.set_lr(lr);
+      m.set_step_ms(step_ms);
+      m.set_compute_ms(r.compute_ms);
+      m.set_bytes_sent(r.ring_bytes_sent + sync_bytes);
+      m.set_micro_batches(r.micro_batches);
+      client.ReportMetrics(m);
+
+      if (reply.checkpoint_after()) {
+        const std::string dir = CheckpointStepDir(config, step + 1);
+        proto::CheckpointPart part;
+        part.set_rank(rank);
+        part.set_step(step + 1);
+        part.set_generation(generation);
+        for (const std::string& name : WriteCheckpointPart(dir, rank, world, model, sync)) {
+          MappedFile f(dir + "/" + name);
+          proto::FileDigest* d = part.add_files();
+          d->set_name(name);
+          d->set_bytes(f.size());
+          d->set_fnv1a64(Hex64(Fnv1a64(f.data(), f.size())));
+        }
+        client.CommitCheckpoint(part);
+      }
+    }
+    // Every rank's last commit is in before anyone leaves (the coordinator then finishes).
+    comm.Barrier();
+  } catch (const Error& e) {
+    Die(rank, e.what());
+  }
+  finished.store(true);
+  heartbeat.join();
+  return 0;
+}
+
+int RunWorker(const Args& args) {
+  const WorkerArgs parsed = ParseArgs(args);
+  mpi::Session session(nullptr, nullptr);
+  return RunWorkerRank(parsed);
+}
+
+}  // namespace seqmesh::launch

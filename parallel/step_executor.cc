@@ -1,0 +1,170 @@
+#include "parallel/step_executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <utility>
+
+#include "runtime/check.h"
+#include "runtime/layers.h"
+
+namespace seqmesh {
+namespace {
+
+// Counts the bytes this rank sends through another link.
+class CountingLink : public RingLink {
+ public:
+  explicit CountingLink(RingLink& inner) : inner_(inner) {}
+  void Post(int tag, const float* send, int64_t send_count, int to, float* recv, int64_t recv_count,
+            int from) override {
+    bytes_ += send_count * static_cast<int64_t>(sizeof(float));
+    inner_.Post(tag, send, send_count, to, recv, recv_count, from);
+  }
+  void Complete(int tag) override { inner_.Complete(tag); }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  RingLink& inner_;
+  int64_t bytes_ = 0;
+};
+
+// A micro-batch under construction: each document is some token ranges of one sequence, with
+// next-token targets and positions taken in the whole sequence.
+struct PackedBatch {
+  std::vector<int32_t> tokens, targets, positions, cu{0};
+  std::vector<int32_t> scratch;
+
+  void AddRange(const TokenReader& read, uint64_t sequence, int64_t length, int64_t begin,
+                int64_t end) {
+    const int64_t stop = std::min(end + 1, length);  // one more token for the last target
+    scratch.resize(stop - begin);
+    read(sequence, begin, stop, scratch.data());
+    for (int64_t g = begin; g < end; ++g) {
+      tokens.push_back(scratch[g - begin]);
+      targets.push_back(g + 1 < length ? scratch[g + 1 - begin] : kIgnoreIndex);
+      positions.push_back(static_cast<int32_t>(g));
+    }
+  }
+  void EndDocument() { cu.push_back(static_cast<int32_t>(tokens.size())); }
+  Batch View() const {
+    Batch b;
+    b.tokens = tokens.data();
+    b.targets = targets.data();
+    b.cu_seqlens = cu.data();
+    b.num_docs = static_cast<int64_t>(cu.size()) - 1;
+    b.num_tokens = static_cast<int64_t>(tokens.size());
+    b.positions = positions.data();
+    return b;
+  }
+};
+
+// One forward + backward: a whole local micro-batch, or one ring segment of a ring micro-batch.
+struct Pass {
+  int micro_batch;
+  int segment;  // -1: every segment (local)
+};
+
+}  // namespace
+
+StepExecutor::StepExecutor(Model& model, RingLink& link, int rank)
+    : model_(model), link_(link), rank_(rank) {}
+
+StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens,
+                             const TokenReader& read, bool* last_backward) {
+  SM_CHECK(rank_ >= 0 && rank_ < plan.num_ranks() && plan.ranks_size() == plan.num_ranks())
+      << "step " << plan.step() << ": the plan has " << plan.ranks_size() << " rank entries for "
+      << plan.num_ranks() << " ranks; this is rank " << rank_;
+  const proto::RankPlan& mine = plan.ranks(rank_);
+  SM_CHECK(mine.rank() == rank_) << "step " << plan.step() << ": plan entry " << rank_
+                                 << " is for rank " << mine.rank();
+  SM_CHECK(target_tokens > 0) << "step " << plan.step() << ": the global batch has no targets";
+  for (int i = 0; i < plan.sequences_size(); ++i)
+    SM_CHECK(plan.sequences(i).id() == static_cast<uint64_t>(i))
+        << "step " << plan.step() << ": sequence entry " << i << " has id "
+        << plan.sequences(i).id() << " (ids must be the batch indices)";
+  auto length_of = [&](uint64_t id) -> int64_t {
+    SM_CHECK(id < static_cast<uint64_t>(plan.sequences_size()))
+        << "step " << plan.step() << ": segment names sequence " << id << " of "
+        << plan.sequences_size();
+    return static_cast<int64_t>(plan.sequences(id).length());
+  };
+
+  std::vector<Pass> passes;
+  for (int m = 0; m < mine.micro_batches_size(); ++m) {
+    const proto::MicroBatch& mb = mine.micro_batches(m);
+    if (mb.ring_size() <= 1) {
+      passes.push_back({m, -1});
+    } else {
+      SM_CHECK(mb.segments_size() > 0)
+          << "step " << plan.step() << ": rank " << rank_ << "'s ring micro-batch " << m
+          << " holds no tokens of its ring";
+      for (int s = 0; s < mb.segments_size(); ++s) passes.push_back({m, s});
+    }
+  }
+
+  CountingLink link(link_);
+  StepResult result;
+  const float normalizer = static_cast<float>(target_tokens);
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t p = 0; p < passes.size(); ++p) {
+    const proto::MicroBatch& mb = mine.micro_batches(passes[p].micro_batch);
+    PackedBatch packed;
+    std::unique_ptr<RingAttention> ring_attention;
+    if (passes[p].segment < 0) {
+      for (const proto::Segment& seg : mb.segments()) {
+        const int64_t len = length_of(seg.sequence_id());
+        for (const proto::TokenRange& r : seg.ranges()) {
+          SM_CHECK(r.begin() < r.end() && r.end() <= static_cast<uint64_t>(len))
+              << "step " << plan.step() << ": range [" << r.begin() << ", " << r.end()
+              << ") of sequence " << seg.sequence_id() << " (length " << len << ")";
+          packed.AddRange(read, seg.sequence_id(), len, r.begin(), r.end());
+        }
+        packed.EndDocument();
+      }
+    } else {
+      const proto::Segment& seg = mb.segments(passes[p].segment);
+      const int64_t len = length_of(seg.sequence_id());
+      const int d = mb.ring_size(), pos = mb.ring_position();
+      SM_CHECK(pos >= 0 && pos < d && mb.ring(pos) == rank_)
+          << "step " << plan.step() << ": rank " << rank_ << " is not at position " << pos
+          << " of its ring";
+      const ZigzagLayout layout(len, d);
+      std::vector<std::pair<uint64_t, uint64_t>> expected, got;
+      for (int which = 0; which < 2; ++which) {
+        const int c = layout.LocalChunk(pos, which);
+        if (layout.ChunkEnd(c) > layout.ChunkBegin(c))
+          expected.emplace_back(layout.ChunkBegin(c), layout.ChunkEnd(c));
+      }
+      for (const proto::TokenRange& r : seg.ranges()) got.emplace_back(r.begin(), r.end());
+      SM_CHECK(got == expected)
+          << "step " << plan.step() << ": sequence " << seg.sequence_id() << " (length " << len
+          << ") at ring position " << pos << " of " << d
+          << ": the plan's token ranges are not the zigzag chunks this worker runs";
+      for (auto [b, e] : expected) packed.AddRange(read, seg.sequence_id(), len, b, e);
+      packed.EndDocument();
+      const ModelConfig& c = model_.config();
+      ring_attention = std::make_unique<RingAttention>(
+          AttentionDims{static_cast<int>(c.heads), static_cast<int>(c.kv_heads),
+                        static_cast<int>(c.head_dim())},
+          layout, pos, std::vector<int>(mb.ring().begin(), mb.ring().end()), link);
+    }
+    Batch batch = packed.View();
+    if (ring_attention) {
+      batch.split_doc = 0;
+      batch.split_attention = ring_attention.get();
+    }
+    result.loss += model_.Forward(batch, normalizer);
+    const bool last = p + 1 == passes.size();
+    if (last && last_backward) *last_backward = true;
+    model_.Backward();
+    if (last_backward) *last_backward = false;
+    result.tokens += batch.num_tokens;
+    ++result.micro_batches;
+  }
+  result.compute_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  result.ring_bytes_sent = link.bytes();
+  return result;
+}
+
+}  // namespace seqmesh

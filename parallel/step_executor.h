@@ -1,0 +1,54 @@
+// StepExecutor: runs one rank's part of a StepPlan (DESIGN.md section 3, step 3) on a Model.
+//
+// The rank's micro-batches run in plan order. A local micro-batch (ring of one) packs its
+// segments as documents of one varlen batch. A ring micro-batch runs each of its segments as
+// its own forward + backward with ring attention over the plan's ring (every member does the
+// same, in the same order, so the plan's global ring order holds). The plan's token ranges are
+// checked against parallel's ZigzagLayout, which the ring attention runs.
+//
+// Loss is token-level: every micro-batch divides by the step's global target count, so the
+// ranks' returned shares add up to the global loss and the gradients accumulated in the model
+// add up (over ranks) to the whole batch's. The caller zeroes gradients before and reduces
+// them after (GradSync).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "parallel/ring_attention.h"
+#include "proto/step_plan.pb.h"
+#include "runtime/model.h"
+
+namespace seqmesh {
+
+// Copies tokens [begin, end) of the plan's sequence `sequence` (its index in the global batch)
+// into `out`.
+using TokenReader =
+    std::function<void(uint64_t sequence, int64_t begin, int64_t end, int32_t* out)>;
+
+struct StepResult {
+  double loss = 0;        // this rank's share: its tokens' loss sum / target_tokens
+  int64_t tokens = 0;     // tokens this rank ran
+  int micro_batches = 0;  // forward + backward passes
+  int64_t ring_bytes_sent = 0;
+  double compute_ms = 0;
+};
+
+class StepExecutor {
+ public:
+  // `link` carries ring exchanges between world ranks; `rank` is this rank's world rank.
+  StepExecutor(Model& model, RingLink& link, int rank);
+
+  // Runs `plan`'s micro-batches for this rank. `last_backward` (may be null) is set true while
+  // the rank's last backward runs, so a gradient-ready hook knows when gradients are final.
+  StepResult Run(const proto::StepPlan& plan, uint64_t target_tokens, const TokenReader& read,
+                 bool* last_backward = nullptr);
+
+ private:
+  Model& model_;
+  RingLink& link_;
+  int rank_;
+};
+
+}  // namespace seqmesh
