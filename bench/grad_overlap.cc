@@ -88,6 +88,9 @@ int main(int argc, char** argv) {
         sync_ptr->LayerReady(static_cast<int>(layers + 1));
       }
     };
+    options.on_backward_progress = [&] {
+      if (hook_on) sync_ptr->Progress();
+    };
     Model model(config, options);
     model.InitRandom(7, 0.02f);
     GradSync sync(comm, model.params(), model.grads(), AdamWConfig{},

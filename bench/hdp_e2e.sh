@@ -17,14 +17,15 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 steps=${2:-12}
+ranks=${RANKS:-4}
 seqmesh=$build/launch/seqmesh
-cost=${COST:-$root/scheduler/costs/this-cpu.cost}
+cost=${COST:-$root/scheduler/costs/this-cpu-4ranks.cost}
 work=$(mktemp -d)
 trap '[[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 
 "$seqmesh" synth --task passkey --lengths "$root/bench/byted-like-c1024.lengths" --count 2000 \
-  --max-length 4096 --min-length 96 --seed 7 --output "$work/data" > /dev/null
+  --max-length $((ranks * 1024)) --min-length 96 --seed 7 --output "$work/data" > /dev/null
 cat > "$work/hdp.toml" <<TOML
 [model]
 vocab = 259
@@ -53,14 +54,15 @@ TOML
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print v[int((NR + 1) / 2)] }'; }
 field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | tail -n +2; }  # all steps but the first
 
-printf "# %s; 4 ranks x 1 thread; %d steps of 16,384 tokens; medians over steps 2..%d\n" \
-  "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$steps" "$steps"
+printf "# %s; %d ranks x 1 thread; %d steps of 16,384 tokens; medians over steps 2..%d; cost %s\n" \
+  "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$ranks" "$steps" "$steps" \
+  "$(basename "$cost")"
 printf "%-9s %9s %8s %13s %10s %10s %10s %8s %8s\n" planner tok/s vs_static "MiB_sent/step" \
   predicted compute step comp/pred micro
 static_tps=""
 for planner in static naive balanced; do
   dir=$work/run-$planner
-  "$seqmesh" launch -n 4 --config "$work/hdp.toml" --checkpoint.dir="$dir" \
+  "$seqmesh" launch -n "$ranks" --config "$work/hdp.toml" --checkpoint.dir="$dir" \
     --distributed.planner="$planner" > "$dir.out" 2> "$dir.err" \
     || { tail -20 "$dir.err" >&2; echo "hdp_e2e: $planner run failed" >&2; exit 1; }
   m=$dir/metrics.jsonl

@@ -12,9 +12,10 @@
 //   everything else the same, and takes the difference: the embedding, final norm, lm_head and
 //   loss are the same work in both and cancel, and what is left is one whole layer, forward and
 //   backward, as the trainer runs it. The two runs are paired within a rep (their order flips
-//   every rep) and the median of the per-rep differences is kept, so load drift on a shared
-//   machine hits both sides of a difference alike; reps go in rounds over all lengths, so a
-//   burst of other work spoils one rep of a few lengths rather than every rep of one.
+//   every rep), so load drift on a shared machine hits both sides of a difference alike; the
+//   medians of the differences of each order are averaged; every rep allocates its models
+//   afresh and runs each once untimed; reps go in rounds over all lengths, so a burst of other
+//   work spoils one rep of a few lengths rather than every rep of one (LengthTimes says why).
 // - Act(s): the model's own activation arena planned for exactly s tokens; a 2-layer model's
 //   bytes minus a 1-layer model's are what one layer keeps for its backward (its input in the
 //   residual stream and its saved tensors; with training.checkpoint_activations only its input).
@@ -27,7 +28,10 @@
 // - kv_bytes_per_token: from the model's shape (f32 K and V, forward and backward).
 //
 // Only rank 0 profiles compute and writes the file; MPI is finalized before that, so the other
-// ranks exit and leave the cores to it.
+// ranks exit and leave the cores to it. With --concurrent every rank times the compute at the
+// same time (rank 0's figures are written): the per-rank speed of a job whose N ranks share
+// this machine's cores, which is what the planner must predict for such a job (4 ranks on this
+// 2-core VM run each layer about twice as slowly as one rank alone).
 #include <unistd.h>
 
 #include <algorithm>
@@ -58,7 +62,7 @@ namespace {
 
 constexpr char kHelp[] =
     "usage: seqmesh profile --config FILE [--out FILE] [--lengths 1K,2K,4K,8K,16K] [--reps 5]\n"
-    "           [--threads T] [--check] [--holdout LIST|none] [--name NAME]\n"
+    "           [--threads T] [--check] [--holdout LIST|none] [--name NAME] [--concurrent]\n"
     "           [--section.key=value ...]\n"
     "  Times one layer (forward + backward) of the config's [model] at each length, fits\n"
     "  T(s) = a1*s^2 + b1*s + g and Act(s) = a2*s + b2, measures point-to-point and copy\n"
@@ -68,7 +72,10 @@ constexpr char kHelp[] =
     "  --check     print measured vs fitted ms at the fitted lengths and at held-out ones\n"
     "              (default 1.5x each fitted length below the largest); exit 3 if any error\n"
     "              exceeds 15%\n"
-    "  lengths accept a K (1024) suffix; at most 128K\n";
+    "  --concurrent under mpirun -n N, every rank times the compute at once (rank 0's figures\n"
+    "              are written): the per-rank speed of a job whose N ranks share this machine\n"
+    "  lengths accept a K (1024) suffix; at most 128K. Timings need a quiet machine: run it\n"
+    "  with the load average below 1 (the file records it).\n";
 
 constexpr int64_t kMaxLength = 128 * 1024;
 constexpr double kCheckTolerance = 0.15;
@@ -125,97 +132,122 @@ std::vector<int64_t> ParseLengths(const std::string& flag, const std::string& li
 
 struct LengthSample {
   int64_t tokens = 0;
-  double one_layer_ms = 0, two_layer_ms = 0;  // medians of whole forward + backward
-  double layer_ms = 0;                        // median of the per-rep differences
-  double spread = 0;                          // (max - min) / median of the differences
-  double act_bytes = 0;                       // one layer's activations (arena accounting)
+  double one_layer_ms = 0, two_layer_ms = 0;  // whole forward + backward (see OrderBalancedMedian)
+  double layer_ms = 0;                        // the same of the per-rep differences
+  double spread = 0;     // (max - min) of the differences of one order, over layer_ms
+  double act_bytes = 0;  // one layer's activations (arena accounting)
 };
 
-// One layer's forward + backward at s tokens, by the difference of a 2-layer and a 1-layer model
-// (see the file comment). Owns both models, planned for exactly s tokens, and one document of s
-// random tokens. Move-free: the batch points into its own vectors.
-class LengthBench {
+// The timings of one length over all rounds.
+class LengthTimes {
  public:
-  LengthBench(const ModelConfig& config, bool checkpoint, int64_t s) : s_(s) {
-    models_.reserve(2);
+  explicit LengthTimes(int64_t s) : s_(s) {}
+
+  // One paired rep: the 1-layer and the 2-layer model (see the file comment), allocated afresh
+  // for exactly s tokens, one document of s random tokens. `flip` runs the 2-layer model first
+  // (alternated so that neither model always runs right after the other).
+  //
+  // Fresh models every rep, because where the arenas land matters: on the development VM one
+  // model instance at 1,536 tokens ran 1.8x slower than its twin for a whole run (62.9 ms for
+  // 1 layer, 69.1 ms for 2; no page faults; a different instance in the next run was normal).
+  // A training run's placement is one draw of the same kind; the median over fresh draws is
+  // the typical one. Each model's first step is untimed: it touches the arenas' pages, and the
+  // first step after another length can be slower by itself (+17 ms of 40 at 1,536 tokens
+  // after 16K), a cost of switching shapes that training pays per micro-batch, not per layer.
+  void Rep(const ModelConfig& config, bool checkpoint, bool flip) {
+    std::vector<Model> models;
+    models.reserve(2);
     for (int layers : {1, 2}) {
       ModelConfig c = config;
       c.layers = layers;
       ModelOptions o;
-      o.max_tokens = s;
+      o.max_tokens = s_;
       o.checkpoint_layers.assign(layers, checkpoint);
-      models_.emplace_back(c, o);
-      models_.back().InitRandom(/*seed=*/1);
+      models.emplace_back(c, o);
+      models.back().InitRandom(/*seed=*/1);
     }
     // Every target valid: the loss covers every row, as in training on packed documents.
-    std::mt19937 rng(static_cast<uint32_t>(s));
+    std::mt19937 rng(static_cast<uint32_t>(s_));
     std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab) - 1);
-    tokens_.resize(s);
-    targets_.resize(s);
-    for (int32_t& t : tokens_) t = token(rng);
-    for (int64_t i = 0; i < s; ++i) targets_[i] = tokens_[(i + 1) % s];
-    cu_seqlens_ = {0, static_cast<int32_t>(s)};
-    batch_.tokens = tokens_.data();
-    batch_.targets = targets_.data();
-    batch_.cu_seqlens = cu_seqlens_.data();
-    batch_.num_docs = 1;
-    batch_.num_tokens = s;
-    // Warm-up: first touch of the arenas' pages, oneDNN's primitives for these shapes.
-    for (Model& m : models_) Step(m);
-  }
-  LengthBench(const LengthBench&) = delete;
-  LengthBench& operator=(const LengthBench&) = delete;
-
-  // One paired rep; `flip` runs the 2-layer model first (alternated so that neither model
-  // always runs right after the other).
-  void Rep(bool flip) {
+    std::vector<int32_t> tokens(s_), targets(s_);
+    for (int32_t& t : tokens) t = token(rng);
+    for (int64_t i = 0; i < s_; ++i) targets[i] = tokens[(i + 1) % s_];
+    const int32_t cu_seqlens[2] = {0, static_cast<int32_t>(s_)};
+    Batch batch;
+    batch.tokens = tokens.data();
+    batch.targets = targets.data();
+    batch.cu_seqlens = cu_seqlens;
+    batch.num_docs = 1;
+    batch.num_tokens = s_;
+    auto step = [&](Model& m) {
+      m.ZeroGrad();  // outside the timed region: the trainer zeroes once per step, not per layer
+      const auto t0 = Clock::now();
+      m.Forward(batch, static_cast<float>(s_));
+      m.Backward();
+      return MsSince(t0);
+    };
+    for (Model& m : models) step(m);  // untimed, see above
     double t1, t2;
     if (flip) {
-      t2 = Step(models_[1]);
-      t1 = Step(models_[0]);
+      t2 = step(models[1]);
+      t1 = step(models[0]);
     } else {
-      t1 = Step(models_[0]);
-      t2 = Step(models_[1]);
+      t1 = step(models[0]);
+      t2 = step(models[1]);
     }
     one_.push_back(t1);
     two_.push_back(t2);
+    flipped_.push_back(flip);
+    act_bytes_ = static_cast<double>(models[1].activation_bytes()) -
+                 static_cast<double>(models[0].activation_bytes());
+    bytes_ = 0;
+    for (const Model& m : models) bytes_ += 2 * m.param_bytes() + m.activation_bytes();
   }
+
+  // Memory of the last rep's two models.
+  size_t bytes() const { return bytes_; }
 
   LengthSample Result() const {
     std::vector<double> diff;
     for (size_t i = 0; i < one_.size(); ++i) diff.push_back(two_[i] - one_[i]);
     LengthSample out;
     out.tokens = s_;
-    out.one_layer_ms = Median(one_);
-    out.two_layer_ms = Median(two_);
-    out.layer_ms = Median(diff);
-    const auto [lo, hi] = std::minmax_element(diff.begin(), diff.end());
-    out.spread = (*hi - *lo) / std::fabs(out.layer_ms);
-    out.act_bytes = static_cast<double>(models_[1].activation_bytes()) -
-                    static_cast<double>(models_[0].activation_bytes());
+    out.one_layer_ms = OrderBalancedMedian(one_);
+    out.two_layer_ms = OrderBalancedMedian(two_);
+    out.layer_ms = OrderBalancedMedian(diff);
+    for (bool flip : {false, true}) {
+      const std::vector<double> d = OfOrder(diff, flip);
+      if (d.empty()) continue;
+      const auto [lo, hi] = std::minmax_element(d.begin(), d.end());
+      out.spread = std::max(out.spread, (*hi - *lo) / std::fabs(out.layer_ms));
+    }
+    out.act_bytes = act_bytes_;
     return out;
   }
 
-  size_t bytes() const {
-    size_t b = 0;
-    for (const Model& m : models_) b += 2 * m.param_bytes() + m.activation_bytes();
-    return b;
+ private:
+  // The reps run in one order.
+  std::vector<double> OfOrder(const std::vector<double>& v, bool flip) const {
+    std::vector<double> out;
+    for (size_t i = 0; i < v.size(); ++i)
+      if (flipped_[i] == flip) out.push_back(v[i]);
+    return out;
   }
 
- private:
-  double Step(Model& m) {
-    m.ZeroGrad();  // outside the timed region: the trainer zeroes once per step, not per layer
-    const auto t0 = Clock::now();
-    m.Forward(batch_, static_cast<float>(s_));
-    m.Backward();
-    return MsSince(t0);
+  // The median over the reps of each order, averaged over the two orders: what is left of an
+  // order effect (the model that runs second runs warmer) cancels in a difference only if both
+  // orders weigh the same, which a plain median over an odd number of reps does not give.
+  double OrderBalancedMedian(const std::vector<double>& v) const {
+    const std::vector<double> a = OfOrder(v, false), b = OfOrder(v, true);
+    if (a.empty() || b.empty()) return Median(v);
+    return 0.5 * (Median(a) + Median(b));
   }
 
   int64_t s_;
-  std::vector<Model> models_;  // 1 layer, 2 layers
-  std::vector<int32_t> tokens_, targets_, cu_seqlens_;
-  Batch batch_;
   std::vector<double> one_, two_;  // ms per rep
+  std::vector<bool> flipped_;      // per rep: the 2-layer model ran first
+  double act_bytes_ = 0;
+  size_t bytes_ = 0;
 };
 
 // --- bandwidth -------------------------------------------------------------------------------
@@ -333,9 +365,9 @@ std::string SampleTable(const char* tag, const std::vector<LengthSample>& sample
   char buf[200];
   for (const LengthSample& m : samples) {
     const double fitted = model.LayerMs(static_cast<double>(m.tokens));
-    std::snprintf(buf, sizeof buf, "# %s %7lld %12.3f %12.3f %10.3f %12.3f %+8.2f%% %7.1f%%\n",
-                  tag, static_cast<long long>(m.tokens), m.one_layer_ms, m.two_layer_ms,
-                  m.layer_ms, fitted, 100 * (fitted - m.layer_ms) / m.layer_ms, 100 * m.spread);
+    std::snprintf(buf, sizeof buf, "# %s %7lld %12.3f %12.3f %10.3f %12.3f %+8.2f%% %7.1f%%\n", tag,
+                  static_cast<long long>(m.tokens), m.one_layer_ms, m.two_layer_ms, m.layer_ms,
+                  fitted, 100 * (fitted - m.layer_ms) / m.layer_ms, 100 * m.spread);
     os << buf;
   }
   return os.str();
@@ -358,7 +390,7 @@ int RunProfile(const Args& args) {
   std::string config_path, out_path, name;
   std::string lengths_arg = "1K,2K,4K,8K,16K", holdout_arg;
   int reps = 5, threads = 0;
-  bool check = false;
+  bool check = false, concurrent = false;
   std::vector<std::string> overrides;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -368,6 +400,10 @@ int RunProfile(const Args& args) {
     }
     if (a == "--check") {
       check = true;
+      continue;
+    }
+    if (a == "--concurrent") {
+      concurrent = true;
       continue;
     }
     if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
@@ -406,12 +442,18 @@ int RunProfile(const Args& args) {
     holdout = ParseLengths("--holdout", holdout_arg);
     std::sort(holdout.begin(), holdout.end());
   }
+  if (!out_path.empty()) {
+    // Found now rather than after minutes of profiling.
+    const std::filesystem::path dir = std::filesystem::path(out_path).parent_path();
+    SM_CHECK(dir.empty() || std::filesystem::is_directory(dir))
+        << "--out: directory '" << dir.string() << "' does not exist";
+  }
   if (threads == 0) threads = static_cast<int>(config.training.threads);
   if (name.empty())
     name = out_path.empty() ? "profiled" : std::filesystem::path(out_path).stem().string();
   SM_CHECK(!name.empty() && name.find_first_of(" \t#") == std::string::npos)
       << "--name '" << name << "' must be one word without '#'";
-  std::ostream& report = out_path.empty() ? std::cerr : std::cout;
+  std::ostream& report0 = out_path.empty() ? std::cerr : std::cout;
 
   // Point-to-point first: every rank takes part, then MPI is finalized and only rank 0 goes on.
   int rank = 0;
@@ -422,12 +464,14 @@ int RunProfile(const Args& args) {
     rank = comm.rank();
     link = MeasureP2p(comm, reps);
   }
-  if (rank != 0) return 0;
+  if (rank != 0 && !concurrent) return 0;
+  std::ostringstream discarded;  // the other ranks of --concurrent time, rank 0 reports
+  std::ostream& report = rank == 0 ? report0 : discarded;
   report << "p2p: " << Fixed(link.gbps, 2) << " GB/s ("
          << (link.ranks == 1 ? "same process: a send to itself"
                              : "ping-pong of ranks 0 and 1 under MPI")
          << ")\n";
-  const double copy_gbps = MeasureCopyGbps(reps);
+  const double copy_gbps = rank == 0 ? MeasureCopyGbps(reps) : 0.0;
   report << "memcpy (d2h/h2d stand-in): " << Fixed(copy_gbps, 2) << " GB/s\n";
 
   SetNumThreads(threads);
@@ -436,37 +480,44 @@ int RunProfile(const Args& args) {
   const bool checkpoint = config.training.checkpoint_activations;
   // All lengths are measured in rounds, one rep of each length per round, so that a burst of
   // someone else's work on a shared machine lands on one rep of a few lengths (which the medians
-  // drop), not on every rep of one length. That keeps every length's models alive at once.
+  // drop), not on every rep of one length.
   std::vector<int64_t> all = lengths;
   all.insert(all.end(), holdout.begin(), holdout.end());
-  std::vector<std::unique_ptr<LengthBench>> benches;
-  size_t bytes = 0;
-  for (int64_t s : all) {
-    benches.push_back(std::make_unique<LengthBench>(mc, checkpoint, s));
-    bytes += benches.back()->bytes();
-  }
-  report << "models for " << all.size() << " lengths: " << Fixed(bytes / 1048576.0, 0)
-         << " MiB; " << reps << " rounds\n";
+  std::vector<LengthTimes> times(all.begin(), all.end());
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
-    for (auto& b : benches) b->Rep(/*flip=*/r % 2 == 1);
-    report << "round " << r + 1 << "/" << reps << ": " << Fixed(MsSince(t0) / 1000, 1) << " s\n";
+    for (LengthTimes& t : times) t.Rep(mc, checkpoint, /*flip=*/r % 2 == 1);
+    report << "round " << r + 1 << "/" << reps << ": " << Fixed(MsSince(t0) / 1000, 1) << " s";
+    if (r == 0) {
+      size_t bytes = 0;
+      for (const LengthTimes& t : times) bytes = std::max(bytes, t.bytes());
+      report << " (the largest models: " << Fixed(bytes / 1048576.0, 0) << " MiB)";
+    }
+    report << "\n";
     report.flush();
   }
+  if (rank != 0) return 0;  // --concurrent: only rank 0's figures are written
   std::vector<LengthSample> fit_samples, held_samples;
   for (size_t i = 0; i < all.size(); ++i) {
-    const LengthSample m = benches[i]->Result();
+    const LengthSample m = times[i].Result();
     (i < lengths.size() ? fit_samples : held_samples).push_back(m);
     report << "s = " << m.tokens << ": 1 layer " << Fixed(m.one_layer_ms, 3) << " ms, 2 layers "
            << Fixed(m.two_layer_ms, 3) << " ms, layer " << Fixed(m.layer_ms, 3) << " ms (spread "
            << Fixed(100 * m.spread, 1) << "%)\n";
   }
-  benches.clear();
   const std::string load_after = LoadAverage();
 
   scheduler::CostModel model;
   model.name = name;
   model.layers_per_rank = static_cast<int>(mc.layers);
+  for (const auto* set : {&fit_samples, &held_samples}) {
+    for (const LengthSample& m : *set) {
+      SM_CHECK(m.layer_ms > 0)
+          << "at " << m.tokens << " tokens the 2-layer model was not slower than the 1-layer one ("
+          << Fixed(m.two_layer_ms, 3) << " vs " << Fixed(m.one_layer_ms, 3)
+          << " ms): too short to time one layer here; use longer --lengths or more --reps";
+    }
+  }
   std::vector<scheduler::ComputeSample> compute, activation;
   for (const LengthSample& m : fit_samples) {
     compute.push_back({static_cast<double>(m.tokens), m.layer_ms});
@@ -506,6 +557,10 @@ int RunProfile(const Args& args) {
   for (const std::string& a : args) command += " " + a;
   file << "# " << name << ": seqmesh profile of " << config_path << "\n"
        << "# Times are one layer's forward + backward of one sequence on one rank, in ms.\n"
+       << (concurrent ? "# concurrent: all " + std::to_string(link.ranks) +
+                            " MPI ranks timed the compute at once (per-rank speed of a job of " +
+                            std::to_string(link.ranks) + " ranks sharing this machine)\n"
+                      : std::string())
        << "# machine: " << CpuModelName() << ", " << std::thread::hardware_concurrency()
        << " logical CPUs, AVX-512 " << (__builtin_cpu_supports("avx512f") ? "yes" : "no")
        << ", host " << host << "; " << threads << " kernel thread(s)\n"
@@ -515,9 +570,12 @@ int RunProfile(const Args& args) {
        << "# model: vocab " << mc.vocab << ", hidden " << mc.hidden << ", layers " << mc.layers
        << ", heads " << mc.heads << ", kv_heads " << mc.kv_heads << ", ffn " << mc.ffn
        << ", f32, activation checkpointing " << (checkpoint ? "on" : "off") << "\n"
-       << "# T(s): (2-layer model) - (1-layer model), one sequence of s tokens; median of the\n"
-       << "#   differences of " << reps << " paired reps after a warm-up, in rounds over all\n"
-       << "#   lengths; spread: (max - min) / median of the differences.\n"
+       << "# T(s): (2-layer model) - (1-layer model), one sequence of s tokens, " << reps
+       << " paired reps\n"
+       << "#   in rounds over all lengths, fresh models each rep, each model's first step\n"
+       << "#   untimed, the two models' order alternating; the medians of each order's\n"
+       << "#   differences averaged.\n"
+       << "#   spread: (max - min) of one order's differences over the layer's ms.\n"
        << "# Fitted to the T rows by least squares of the relative errors, coefficients >= 0;\n"
        << "#   H rows are held out.\n"
        << "#         s   1 layer ms  2 layers ms   layer ms    fitted ms    error   spread\n"

@@ -179,7 +179,10 @@ int RunWorkerRank(const WorkerArgs& args) {
         sync_ptr->LayerReady(static_cast<int>(layers + 1));
       }
     };
-    Model model(config.model, mo);
+    mo.on_backward_progress = [&] {
+    if (last_backward) sync_ptr->Progress();
+  };
+  Model model(config.model, mo);
     model.InitRandom(static_cast<uint64_t>(config.training.seed));
     GradSync sync(comm, model.params(), model.grads(), config.adamw(),
                   GradSync::BucketsOf(model.params().size(), 1, 9, layers),

@@ -280,17 +280,23 @@ void Model::LayerBackward(int l, const LayerActs& a, const Tensor& x) {
   const LayerParams& dw = dw_[l];
   const Tensor dres = Live(d_resid_);
   // out = x2 + h Wd^T
+  auto poll = [&] {
+    if (options_.on_backward_progress) options_.on_backward_progress();
+  };
   LinearBackwardWeight(dres, Live(a.h), dw.down);
   LinearBackwardInput(dres, w.down, Live(d_h_), false);
+  poll();
   SwiGluBackward(a.gate_up.f32(), d_h_.f32(), d_gate_up_.f32(), t, c.ffn);
   LinearBackwardWeight(Live(d_gate_up_), Live(a.xn2), dw.gate_up);
   LinearBackwardInput(Live(d_gate_up_), w.gate_up, Live(d_xn_), false);
+  poll();
   // dres becomes d x2: the residual path plus the norm's input gradient.
   RmsNormBackward(d_xn_.f32(), a.x2.f32(), w.post_norm.f32(), a.rstd2.f32(), d_resid_.f32(),
                   dw.post_norm.f32(), t, c.hidden, true);
   // x2 = x + attn Wo^T
   LinearBackwardWeight(dres, Live(a.attn), dw.o);
   LinearBackwardInput(dres, w.o, Live(d_attn_), false);
+  poll();
   std::memset(d_qkv_.f32(), 0, t * ld * sizeof(float));
   float* qkv = a.qkv.f32();
   float* dqkv = d_qkv_.f32();
@@ -298,6 +304,7 @@ void Model::LayerBackward(int l, const LayerActs& a, const Tensor& x) {
                  {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
   AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
                     {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
+  poll();
   if (split_attention_) {
     const int64_t r = split_.q_begin;
     split_attention_->Backward({qkv + r * ld, ld}, {qkv + r * ld + qw, ld},

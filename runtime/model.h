@@ -65,6 +65,9 @@ struct ModelOptions {
   // lm_head (whose gradients are complete only after the embedding's backward). Gradient sync
   // starts reducing a finished layer's bucket here while backward continues.
   std::function<void(int64_t layer)> on_layer_grads_ready;
+  // Called a few times within each layer's backward (between its large operations): gradient
+  // sync polls its reductions in flight here, since MPI moves data only inside MPI calls.
+  std::function<void()> on_backward_progress;
 };
 
 class Model {

@@ -117,6 +117,9 @@ void SumInto(void* out, const void* in, const void* add, int64_t count, DType dt
     auto* o = static_cast<float*>(out);
     const auto* a = static_cast<const float*>(in);
     const auto* b = static_cast<const float*>(add);
+    // Vectorized (the pointers may alias only element for element, which simd keeps correct):
+    // a scalar loop cost as much as the transfer at 1 MiB.
+#pragma omp simd
     for (int64_t i = 0; i < count; ++i) o[i] = a[i] + b[i];
   } else {
     auto* o = static_cast<uint16_t*>(out);
@@ -126,43 +129,146 @@ void SumInto(void* out, const void* in, const void* add, int64_t count, DType dt
   }
 }
 
-// Ring reduce-scatter (Patarasuk & Yuan): n-1 rounds; in round k rank r sends its partial sum of
-// block (r-k-1) mod n to r+1 and receives the partial sum of block (r-k-2) mod n from r-1, adding
-// its own contribution. After round n-2 the received block is r: with r's own block it is the
-// full sum. Two staging blocks alternate: round k receives into stage[k%2] while sending
-// stage[(k-1)%2], and a round starts only after the previous one completed.
-struct RingReduceScatter {
+// A reduce-scatter in rounds of point-to-point exchanges, progressed by Test/Wait: Post(k)
+// posts round k; Finish(k) adds what it received and says whether a round k+1 follows. A round
+// starts only after the previous one completed, so two staging buffers suffice.
+struct ReduceScatterRounds {
   const char* send;
   char* recv;
-  int64_t count;  // elements per block
+  int64_t count;  // elements per block (the result)
   size_t bytes;   // per block
   DType dtype;
   MPI_Datatype type;
   MPI_Comm comm;
   int tag, rank, size;
-  std::vector<char> stage[2];
+  mpi::ScratchPool::Buffer stage[2];
+  mpi::ScratchPool* pool = nullptr;
+
+  virtual ~ReduceScatterRounds() {
+    for (auto& b : stage) pool->Release(std::move(b));
+  }
+  virtual size_t StageBytes() const = 0;
+  virtual void Post(int k, MpiWork& work) = 0;
+  virtual bool Finish(int k) = 0;
 
   const char* Block(int b) const { return send + static_cast<size_t>(b) * bytes; }
-  int Mod(int x) const { return ((x % size) + size) % size; }
-
-  // Posts round k into `work`.
-  void Post(int k, MpiWork& work) {
-    const int next = Mod(rank + 1), prev = Mod(rank - 1);
-    const void* out = k == 0 ? Block(Mod(rank - 1)) : stage[(k - 1) % 2].data();
+  void Exchange(MpiWork& work, int k, const void* out, int64_t out_count, int to, void* in,
+                int64_t in_count, int from) {
     work.round = k;
     work.is_send.assign({false, true});
-    SM_CHECK_MPI(MPI_Irecv(stage[k % 2].data(), static_cast<int>(count), type, prev, tag, comm,
-                           work.requests.Add(prev)))
-        << "ReduceScatter: posting a receive from rank " << prev;
-    SM_CHECK_MPI(
-        MPI_Isend(out, static_cast<int>(count), type, next, tag, comm, work.requests.Add(next)))
-        << "ReduceScatter: posting a send to rank " << next;
+    SM_CHECK_MPI(MPI_Irecv(in, CountArg(in_count, "ReduceScatter"), type, from, tag, comm,
+                           work.requests.Add(from)))
+        << "ReduceScatter: posting a receive from rank " << from;
+    SM_CHECK_MPI(MPI_Isend(out, CountArg(out_count, "ReduceScatter"), type, to, tag, comm,
+                           work.requests.Add(to)))
+        << "ReduceScatter: posting a send to rank " << to;
   }
-  // Adds this rank's contribution to what round k received; the last round writes the result.
-  void Finish(int k) {
+};
+
+// Ring (Patarasuk & Yuan), any rank count: n-1 rounds; in round k rank r sends its partial sum
+// of block (r-k-1) mod n to r+1 and receives the partial sum of block (r-k-2) mod n from r-1,
+// adding its own contribution. After round n-2 the received block is r: with r's own block it
+// is the full sum. Round k receives into stage[k%2] while sending stage[(k-1)%2].
+struct RingReduceScatter : ReduceScatterRounds {
+  int Mod(int x) const { return ((x % size) + size) % size; }
+  size_t StageBytes() const override { return bytes; }
+  void Post(int k, MpiWork& work) override {
+    const void* out = k == 0 ? Block(Mod(rank - 1)) : stage[(k - 1) % 2].get();
+    Exchange(work, k, out, count, Mod(rank + 1), stage[k % 2].get(), count, Mod(rank - 1));
+  }
+  bool Finish(int k) override {
     const int b = Mod(rank - k - 2);
-    void* dst = k == size - 2 ? static_cast<void*>(recv) : stage[k % 2].data();
-    SumInto(dst, stage[k % 2].data(), Block(b), count, dtype);
+    void* dst = k == size - 2 ? static_cast<void*>(recv) : stage[k % 2].get();
+    SumInto(dst, stage[k % 2].get(), Block(b), count, dtype);
+    return k + 1 <= size - 2;
+  }
+};
+
+// Recursive halving (Thakur, Rabenseifner & Gropp), power-of-two rank counts: log2(n) rounds
+// instead of n-1, the same bytes. In the round at distance d (n/2, n/4, ..., 1) rank r keeps the
+// upper half of its current block range if r & d, else the lower half, sends the other half's
+// partial sums to r ^ d and adds what r ^ d sends for the half it keeps; the last range is
+// block r. Fewer rounds matter when ranks share cores: every round waits for the slowest rank
+// to be scheduled. acc (stage[0]) holds the kept range's partial sums from round 0 on; stage[1]
+// receives.
+struct HalvingReduceScatter : ReduceScatterRounds {
+  int lo = 0, hi = 0;  // the current block range
+  int acc_base = 0;    // block index of acc's first block
+  int keep_lo = 0, keep_hi = 0;
+  int Distance(int k) const { return size >> (k + 1); }
+  size_t StageBytes() const override { return bytes * (size / 2); }
+  char* Acc(int block) { return stage[0].get() + static_cast<size_t>(block - acc_base) * bytes; }
+  void Post(int k, MpiWork& work) override {
+    if (k == 0) lo = 0, hi = size;
+    const int d = Distance(k), mid = (lo + hi) / 2;
+    const bool upper = rank & d;
+    keep_lo = upper ? mid : lo;
+    keep_hi = upper ? hi : mid;
+    const int give_lo = upper ? lo : mid;
+    const int blocks = keep_hi - keep_lo;
+    const void* out = k == 0 ? Block(give_lo) : Acc(give_lo);
+    Exchange(work, k, out, blocks * count, rank ^ d, stage[1].get(), blocks * count, rank ^ d);
+  }
+  bool Finish(int k) override {
+    const int blocks = keep_hi - keep_lo;
+    const bool last = Distance(k) == 1;
+    if (k == 0) acc_base = keep_lo;
+    // Round 0 adds to this rank's own data; later rounds to the partial sums in acc.
+    const char* mine = k == 0 ? Block(keep_lo) : Acc(keep_lo);
+    void* dst = last ? static_cast<void*>(recv) : Acc(keep_lo);
+    SumInto(dst, stage[1].get(), mine, blocks * count, dtype);
+    lo = keep_lo;
+    hi = keep_hi;
+    return !last;
+  }
+};
+
+// All-gather in rounds, in the receive buffer itself (no staging, no reduction): recursive
+// doubling for power-of-two rank counts (in the round at distance d a rank swaps the d blocks it
+// holds with rank ^ d), a ring otherwise (in round k rank r forwards block (r-k) mod n to r+1 and
+// receives block (r-k-1) mod n from r-1).
+struct AllGatherRounds {
+  char* recv;
+  const char* send;  // this rank's block, sent from here in round 0 (copied into recv meanwhile)
+  int64_t count;  // elements per block
+  size_t bytes;   // per block
+  MPI_Datatype type;
+  MPI_Comm comm;
+  int tag, rank, size;
+  bool doubling;
+
+  char* Block(int b) const { return recv + static_cast<size_t>(b) * bytes; }
+  int Mod(int x) const { return ((x % size) + size) % size; }
+  int Rounds() const {
+    if (!doubling) return size - 1;
+    int r = 0;
+    while ((1 << r) < size) ++r;
+    return r;
+  }
+  void Post(int k, MpiWork& work) {
+    int to, from, out_block, in_block, blocks;
+    if (doubling) {
+      const int d = 1 << k;
+      to = from = rank ^ d;
+      out_block = rank & ~(d - 1);
+      in_block = (rank ^ d) & ~(d - 1);
+      blocks = d;
+    } else {
+      to = Mod(rank + 1);
+      from = Mod(rank - 1);
+      out_block = Mod(rank - k);
+      in_block = Mod(rank - k - 1);
+      blocks = 1;
+    }
+    work.round = k;
+    work.is_send.assign({false, true});
+    SM_CHECK_MPI(MPI_Irecv(Block(in_block), CountArg(blocks * count, "AllGather"), type, from, tag,
+                           comm, work.requests.Add(from)))
+        << "AllGather: posting a receive from rank " << from;
+    const char* out = k == 0 ? send : Block(out_block);  // round 0 sends this rank's block
+    SM_CHECK_MPI(MPI_Isend(out, CountArg(blocks * count, "AllGather"), type, to, tag, comm,
+                           work.requests.Add(to)))
+        << "AllGather: posting a send to rank " << to;
   }
 };
 
@@ -244,7 +350,8 @@ void MpiCommunicator::AllReduce(void* data, int64_t count, DType dtype) {
   Wait(work);
 }
 
-// Our own ring rather than MPI_Ireduce_scatter_block: Open MPI's non-blocking reduce-scatter
+// Our own rounds (recursive halving for power-of-two rank counts, a ring otherwise) rather than
+// MPI_Ireduce_scatter_block: Open MPI's non-blocking reduce-scatter
 // (libnbc) reached only 0.59-0.84x of its blocking one at 1 MiB on 4 ranks
 // (docs/BENCHMARKS.md), and a ring of point-to-point rounds is progressed by every Test, so a
 // gradient bucket moves on while backward computes between polls.
@@ -261,31 +368,38 @@ CommWork MpiCommunicator::StartReduceScatter(const void* send, void* recv, int64
     if (own != recv && bytes > 0) std::memmove(recv, own, bytes);
     return CommWork(std::move(work));  // no requests: Wait returns at once
   }
-  auto ring = std::make_shared<RingReduceScatter>();
-  ring->send = static_cast<const char*>(send);
-  ring->recv = static_cast<char*>(recv);
-  ring->count = recv_count;
-  ring->bytes = bytes;
-  ring->dtype = dtype;
-  ring->type = type;
-  ring->comm = comm_.get();
+  std::shared_ptr<ReduceScatterRounds> rounds;
+  if ((size_ & (size_ - 1)) == 0)
+    rounds = std::make_shared<HalvingReduceScatter>();
+  else
+    rounds = std::make_shared<RingReduceScatter>();
+  rounds->send = static_cast<const char*>(send);
+  rounds->recv = static_cast<char*>(recv);
+  rounds->count = recv_count;
+  rounds->bytes = bytes;
+  rounds->dtype = dtype;
+  rounds->type = type;
+  rounds->comm = comm_.get();
   // Every collective is started in the same order on all ranks, so the sequence number agrees;
   // a tag per operation keeps rounds of concurrent reduce-scatters (buckets) from matching each
   // other's messages. Tags below kRingTagBase belong to P2P groups.
-  ring->tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
-  ring->rank = rank_;
-  ring->size = size_;
-  ring->stage[0].resize(bytes);
-  ring->stage[1].resize(bytes);
-  ring->Post(0, *work);
-  work->scratch = ring;
+  rounds->tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
+  rounds->rank = rank_;
+  rounds->size = size_;
+  // Reused across calls: fresh memory for every call cost more than the transfer (a page fault
+  // per 4 KiB; 1 MiB reduce-scatters ran at a tenth of the bandwidth).
+  rounds->pool = &scratch_pool_;
+  rounds->stage[0] = scratch_pool_.Acquire(rounds->StageBytes());
+  rounds->stage[1] = scratch_pool_.Acquire(rounds->StageBytes());
+  rounds->Post(0, *work);
+  work->scratch = rounds;
   MpiWork* w = work.get();
-  w->next_round = [ring = ring.get(), w] {
+  w->next_round = [r = rounds.get(), w] {
     const int k = w->round;
-    ring->Finish(k);
+    const bool more = r->Finish(k);
     w->requests.ClearCompleted();
-    if (k + 1 > ring->size - 2) return false;
-    ring->Post(k + 1, *w);
+    if (!more) return false;
+    r->Post(k + 1, *w);
     return true;
   };
   return CommWork(std::move(work));
@@ -296,17 +410,45 @@ void MpiCommunicator::ReduceScatter(const void* send, void* recv, int64_t recv_c
   Wait(work);
 }
 
+// Our own rounds, as for reduce-scatter: libnbc's MPI_Iallgather reached 0.7-0.8x of the
+// blocking MPI_Allgather at 1-4 MiB on 2 ranks.
 CommWork MpiCommunicator::StartAllGather(const void* send, void* recv, int64_t send_count,
                                          DType dtype) {
-  CommWork work = Collective("AllGather", dtype, send_count, -1);
-  auto& rq = static_cast<MpiWork*>(work.state())->requests;
   const MPI_Datatype type = Type(dtype, "AllGather");
-  const int n = CountArg(send_count, "AllGather");
-  const bool in_place = send == static_cast<const char*>(recv) +
-                                    static_cast<size_t>(rank_) * send_count * DTypeSize(dtype);
-  SM_CHECK_MPI(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, n, type, recv, n, type, comm_.get(),
-                              rq.Add(-1)));
-  return work;
+  CountArg(send_count, "AllGather");
+  const size_t bytes = static_cast<size_t>(send_count) * DTypeSize(dtype);
+  auto work = std::make_unique<MpiWork>("AllGather", mpi::Requests::Kind::kPointToPoint);
+  work->dtype = dtype;
+  work->count = send_count;
+  char* own = static_cast<char*>(recv) + static_cast<size_t>(rank_) * bytes;
+  if (size_ == 1 || send_count == 0) {
+    if (own != send && bytes > 0) std::memmove(own, send, bytes);
+    return CommWork(std::move(work));
+  }
+  auto rounds = std::make_shared<AllGatherRounds>();
+  rounds->recv = static_cast<char*>(recv);
+  rounds->count = send_count;
+  rounds->bytes = bytes;
+  rounds->type = type;
+  rounds->comm = comm_.get();
+  rounds->tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
+  rounds->rank = rank_;
+  rounds->size = size_;
+  rounds->doubling = (size_ & (size_ - 1)) == 0;
+  rounds->send = static_cast<const char*>(send);
+  rounds->Post(0, *work);
+  // The local copy overlaps round 0 (which sends from `send`); later rounds send from recv.
+  if (own != send && bytes > 0) std::memcpy(own, send, bytes);
+  work->scratch = rounds;
+  MpiWork* w = work.get();
+  w->next_round = [r = rounds.get(), w] {
+    const int k = w->round;
+    w->requests.ClearCompleted();
+    if (k + 1 >= r->Rounds()) return false;
+    r->Post(k + 1, *w);
+    return true;
+  };
+  return CommWork(std::move(work));
 }
 
 void MpiCommunicator::AllGather(const void* send, void* recv, int64_t send_count, DType dtype) {

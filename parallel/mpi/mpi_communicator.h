@@ -63,6 +63,7 @@ class MpiCommunicator : public Communicator {
   // Tags of our ring collectives: one per operation in flight, cycling.
   static constexpr int kRingTagBase = 1024, kRingTags = 8192;
   int64_t ring_sequence_ = 0;
+  mpi::ScratchPool scratch_pool_;  // staging blocks of the ring collectives
   int rank_ = 0;
   int size_ = 1;
 };

@@ -4,6 +4,8 @@
 
 #include <mpi.h>
 
+#include <map>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -94,6 +96,44 @@ class Requests {
   std::vector<MPI_Request> requests_;
   std::vector<int> peers_;
   Kind kind_;
+};
+
+// Staging buffers reused across operations (a buffer in use by an operation in flight is owned
+// by it and comes back when the operation completes). Not thread-safe: one communicator is used
+// from one thread.
+class ScratchPool {
+ public:
+  using Buffer = std::unique_ptr<char[]>;
+  // A buffer of at least `bytes` (contents undefined).
+  Buffer Acquire(size_t bytes) {
+    for (size_t i = 0; i < free_.size(); ++i) {
+      if (sizes_[i] < bytes) continue;
+      Buffer b = std::move(free_[i]);
+      in_use_[b.get()] = sizes_[i];
+      free_.erase(free_.begin() + i);
+      sizes_.erase(sizes_.begin() + i);
+      return b;
+    }
+    Buffer b(new char[bytes > 0 ? bytes : 1]);
+    in_use_[b.get()] = bytes;
+    return b;
+  }
+  void Release(Buffer b) {
+    if (!b) return;
+    auto it = in_use_.find(b.get());
+    const size_t size = it == in_use_.end() ? 0 : it->second;
+    if (it != in_use_.end()) in_use_.erase(it);
+    // Keep a few; a pool that grew for one large call must not hold its memory forever.
+    if (free_.size() >= kKeep) return;
+    free_.push_back(std::move(b));
+    sizes_.push_back(size);
+  }
+
+ private:
+  static constexpr size_t kKeep = 16;
+  std::vector<Buffer> free_;
+  std::vector<size_t> sizes_;
+  std::map<const char*, size_t> in_use_;
 };
 
 }  // namespace seqmesh::mpi

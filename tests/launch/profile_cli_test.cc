@@ -2,10 +2,9 @@
 // the planner loads; what is exact is checked exactly (activation bytes from the model's shape,
 // KV bytes per token, the fit of its own recorded samples); times are only checked for sign
 // (no timed assertions, STYLE.md rule 9). Bad arguments fail with a message naming the problem.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -86,8 +85,8 @@ std::vector<Row> Rows(const std::string& text, const std::string& tag) {
 
 TEST_F(ProfileCli, WritesACostFileThePlannerLoadsAndThatFitsItsOwnSamples) {
   const std::string out = (dir_ / "tiny-cpu.cost").string();
-  Result r = RunShell(Profile("--out " + out + " --lengths 512,1K,2K --reps 5 --check --holdout 768") +
-                 " 2>&1");
+  Result r = RunShell(
+      Profile("--out " + out + " --lengths 512,1K,2K --reps 3 --check --holdout 768") + " 2>&1");
   // --check exits 3 when an error is above 15%; on a loaded machine the held-out point may be,
   // and that is a figure, not a bug. Anything else is.
   ASSERT_TRUE(r.status == 0 || r.status == 3) << r.output;
@@ -98,10 +97,13 @@ TEST_F(ProfileCli, WritesACostFileThePlannerLoadsAndThatFitsItsOwnSamples) {
   const CostModel m = LoadCostModel(out);
   EXPECT_EQ(m.name, "tiny-cpu");  // from --out
   EXPECT_EQ(m.layers_per_rank, kLayers);
-  // Attention makes the quadratic term visible even at these lengths, and every layer has
-  // projections: both terms must be there.
+  // Attention is most of this model's layer at 2K tokens, so the quadratic term is there under
+  // any load. The projections' linear term is not asserted > 0: at these lengths it is within
+  // the noise of a shared machine (b1 = 0, the constant taking its place, was seen at load 2.5),
+  // and asserting it would be a timed assertion.
   EXPECT_GT(m.a1, 0);
-  EXPECT_GT(m.b1, 0);
+  EXPECT_GE(m.b1, 0);
+  EXPECT_GT(m.LayerMs(2048), m.LayerMs(512));
   const int head_dim = kHidden / kHeads;
   EXPECT_EQ(m.kv_bytes_per_token, 3.0 * 2 * kKvHeads * head_dim * 4);
   // What one layer keeps per token (f32): its input in the residual stream, xn1, rstd1, qkv,
@@ -142,7 +144,7 @@ TEST_F(ProfileCli, WritesACostFileThePlannerLoadsAndThatFitsItsOwnSamples) {
 TEST_F(ProfileCli, UnderMpirunRanksZeroAndOnePingPongAndTheFileGoesToStdout) {
   // Only rank 0 writes; without --out the cost file is stdout and the report stderr.
   Result r = RunShell(std::string(SEQMESH_MPIRUN) + " " +
-                 Profile("--lengths 64,128,256 --reps 1 --name two-ranks") + " 2>/dev/null");
+                      Profile("--lengths 256,512,1K --reps 1 --name two-ranks") + " 2>/dev/null");
   ASSERT_EQ(r.status, 0) << r.output;
   const CostModel m = ParseCostModel(r.output, "stdout");
   EXPECT_EQ(m.name, "two-ranks");
@@ -164,6 +166,7 @@ TEST_F(ProfileCli, BadArgumentsFailNamingTheProblem) {
       {Profile("--reps 0"), "--reps must be in [1, 1000]"},
       {Profile("--threads"), "--threads needs a value"},
       {Profile("--model.hiden=32"), "did you mean 'model.hidden'"},
+      {Profile("--out /nonexistent/dir/x.cost"), "directory '/nonexistent/dir' does not exist"},
   };
   for (const auto& [command, message] : cases) {
     Result r = RunShell(command + " 2>&1");

@@ -18,6 +18,20 @@ TEST(CostModel, ShippedH100LikeMatchesItsPaperAnchors) {
   EXPECT_NEAR(m.KvTransferMs(1) / m.a1, 4389, 1);  // hiding threshold gamma / a1
 }
 
+TEST(CostModel, ShippedThisCpuMatchesItsModelShape) {
+  // scheduler/costs/this-cpu.cost: `seqmesh profile` of examples/text.toml (hidden 128, 4 layers,
+  // 4 heads, 2 KV heads, ffn 384). Its times are this VM's; its shape-derived numbers are exact.
+  CostModel m = LoadCostModel(SEQMESH_SOURCE_DIR "/scheduler/costs/this-cpu.cost");
+  EXPECT_EQ(m.name, "this-cpu");
+  EXPECT_EQ(m.layers_per_rank, 4);
+  EXPECT_EQ(m.kv_bytes_per_token, 3 * 2 * 2 * 32 * 4);  // K, V, dK, dV of 2 KV heads, f32
+  // f32 per token: residual input, xn1, rstd1, qkv (128 + 2 * 64), attn, lse (4 heads), x2, xn2,
+  // rstd2, gate_up (768), h (384).
+  EXPECT_EQ(m.a2, 4 * (128 + 128 + 1 + 256 + 128 + 4 + 128 + 128 + 1 + 768 + 384));
+  EXPECT_GT(m.a1, 0);
+  EXPECT_GT(m.b1, 0);
+}
+
 TEST(CostModel, FormatThenParseRoundTrips) {
   CostModel m;
   m.name = "x";
