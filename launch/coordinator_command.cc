@@ -17,6 +17,7 @@
 
 #include "launch/command.h"
 #include "launch/coordinator.h"
+#include "launch/stop_signals.h"
 #include "runtime/check.h"
 #include "runtime/files.h"
 
@@ -37,40 +38,6 @@ constexpr char kHelp[] =
     "  1 any other error\n";
 
 constexpr int kExitWorkerDead = 3;
-
-std::atomic<int> g_stop_signal{0};
-
-// SIGINT and SIGTERM are blocked in every thread (gRPC's included, which start after this) and
-// taken by one thread in sigwait(), which only records the signal; the main loop acts on it.
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal.store(0);
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    waiter_ = std::thread([this] {
-      while (true) {
-        int sig = 0;
-        if (sigwait(&set_, &sig) != 0) continue;
-        if (done_.load()) return;
-        g_stop_signal.store(sig);
-      }
-    });
-  }
-  ~StopSignals() {
-    done_.store(true);
-    pthread_kill(waiter_.native_handle(), SIGTERM);
-    waiter_.join();
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t set_, old_;
-  std::atomic<bool> done_{false};
-  std::thread waiter_;
-};
 
 std::string ReadToken(const std::string& token_file) {
   std::string token;
@@ -188,7 +155,7 @@ int RunCoordinator(const Args& args) {
             << coordinator.start_step() << ".." << coordinator.total_steps() << std::endl;
 
   while (!coordinator.WaitForOutcome(std::chrono::milliseconds(100))) {
-    if (const int sig = g_stop_signal.load()) {
+    if (const int sig = StopSignals::Received()) {
       std::cout << "coordinator: stopping on signal " << sig << " after step "
                 << coordinator.completed_steps() << std::endl;
       server.Shutdown(std::chrono::milliseconds(1000));

@@ -32,6 +32,7 @@
 
 #include "launch/command.h"
 #include "launch/launch_env.h"
+#include "launch/stop_signals.h"
 #include "launch/worker.h"
 #include "parallel/mpi/mpi_session.h"
 #include "runtime/check.h"
@@ -222,38 +223,6 @@ class Child {
   std::string tail_;
 };
 
-std::atomic<int> g_signal{0};
-
-// SIGINT/SIGTERM are taken by a sigwait thread (as the trainer does) and stop the job.
-class SignalWatch {
- public:
-  SignalWatch() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    waiter_ = std::thread([this] {
-      while (true) {
-        int sig = 0;
-        if (sigwait(&set_, &sig) != 0) continue;
-        if (done_.load()) return;
-        g_signal.store(sig);
-      }
-    });
-  }
-  ~SignalWatch() {
-    done_.store(true);
-    pthread_kill(waiter_.native_handle(), SIGTERM);
-    waiter_.join();
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t set_, old_;
-  std::atomic<bool> done_{false};
-  std::thread waiter_;
-};
-
 // The last step the coordinator logged (metrics JSONL), or -1.
 int64_t LastLoggedStep(const std::string& jsonl) {
   std::ifstream f(jsonl);
@@ -287,7 +256,7 @@ std::string RootCause(const std::string& mpirun_err, const std::string& coordina
 
 bool WaitForPortFile(const std::string& path, Child& coordinator, int* port) {
   const auto stop = Clock::now() + std::chrono::seconds(120);
-  while (Clock::now() < stop && g_signal.load() == 0) {
+  while (Clock::now() < stop && StopSignals::Received() == 0) {
     std::ifstream f(path);
     if (f >> *port && *port > 0) return true;
     if (coordinator.Reap(false)) return false;
@@ -334,7 +303,7 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
   const std::string jsonl = config.metrics.jsonl.empty()
                                 ? (fs::path(config.checkpoint.dir) / "metrics.jsonl").string()
                                 : config.metrics.jsonl;
-  SignalWatch signals;
+  StopSignals signals;
   for (int attempt = 0;; ++attempt) {
     const bool resume = a.resume || attempt > 0;
     const std::string port_file = (job_dir / "port").string();
@@ -344,7 +313,7 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     int port = 0;
     if (!WaitForPortFile(port_file, coordinator, &port)) {
       coordinator.Stop(std::chrono::seconds(5));
-      if (g_signal.load()) return 128 + g_signal.load();
+      if (StopSignals::Received()) return 128 + StopSignals::Received();
       std::fprintf(stderr, "launch: the coordinator did not start (%s)\n",
                    coordinator.Outcome().c_str());
       return 1;
@@ -363,11 +332,11 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     // Watch both until the job ends or one side fails.
     std::string failure;
     while (true) {
-      if (g_signal.load()) {
+      if (StopSignals::Received()) {
         workers.Stop(std::chrono::seconds(10));
         coordinator.Stop(std::chrono::seconds(5));
-        std::fprintf(stderr, "launch: stopped by signal %d\n", g_signal.load());
-        return 128 + g_signal.load();
+        std::fprintf(stderr, "launch: stopped by signal %d\n", StopSignals::Received());
+        return 128 + StopSignals::Received();
       }
       if (workers.Reap(false)) {
         if (workers.ok()) {

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <thread>
 
+#include "launch/stop_signals.h"
 #include "launch/training_data.h"
 #include "runtime/batch_sampler.h"
 #include "runtime/checkpoint.h"
@@ -27,43 +28,6 @@ namespace seqmesh::launch {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::atomic<int> g_stop_signal{0};
-
-// SIGINT and SIGTERM are blocked in this thread (and so in every thread started after it, the
-// OpenMP and oneDNN workers included) and taken by one thread waiting in sigwait(), which only
-// sets g_stop_signal. A handler must not run on a compute thread: oneDNN's JIT kernels keep data
-// below the stack pointer, and a signal frame pushed there corrupts it (seen as heap corruption
-// after a SIGINT mid-step). Must be constructed before the process's first parallel region.
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop_signal.store(0);
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set_, &old_);
-    waiter_ = std::thread([this] {
-      while (true) {
-        int sig = 0;
-        if (sigwait(&set_, &sig) != 0) continue;
-        if (done_.load()) return;
-        g_stop_signal.store(sig);
-      }
-    });
-  }
-  ~StopSignals() {
-    done_.store(true);
-    pthread_kill(waiter_.native_handle(), SIGTERM);
-    waiter_.join();
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t set_, old_;
-  std::atomic<bool> done_{false};
-  std::thread waiter_;
-};
 
 double ResidentMiB() {
   std::ifstream f("/proc/self/status");
@@ -284,7 +248,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
     if (config.checkpoint.interval > 0 && state.step % config.checkpoint.interval == 0 &&
         state.step < config.training.steps)
       save();
-    if (const int sig = g_stop_signal.load()) {
+    if (const int sig = StopSignals::Received()) {
       out << "\nstopping on signal " << sig << " at step " << state.step << "\n";
       save();
       return 0;

@@ -223,55 +223,6 @@ struct HalvingReduceScatter : ReduceScatterRounds {
   }
 };
 
-// All-gather in rounds, in the receive buffer itself (no staging, no reduction): recursive
-// doubling for power-of-two rank counts (in the round at distance d a rank swaps the d blocks it
-// holds with rank ^ d), a ring otherwise (in round k rank r forwards block (r-k) mod n to r+1 and
-// receives block (r-k-1) mod n from r-1).
-struct AllGatherRounds {
-  char* recv;
-  const char* send;  // this rank's block, sent from here in round 0 (copied into recv meanwhile)
-  int64_t count;  // elements per block
-  size_t bytes;   // per block
-  MPI_Datatype type;
-  MPI_Comm comm;
-  int tag, rank, size;
-  bool doubling;
-
-  char* Block(int b) const { return recv + static_cast<size_t>(b) * bytes; }
-  int Mod(int x) const { return ((x % size) + size) % size; }
-  int Rounds() const {
-    if (!doubling) return size - 1;
-    int r = 0;
-    while ((1 << r) < size) ++r;
-    return r;
-  }
-  void Post(int k, MpiWork& work) {
-    int to, from, out_block, in_block, blocks;
-    if (doubling) {
-      const int d = 1 << k;
-      to = from = rank ^ d;
-      out_block = rank & ~(d - 1);
-      in_block = (rank ^ d) & ~(d - 1);
-      blocks = d;
-    } else {
-      to = Mod(rank + 1);
-      from = Mod(rank - 1);
-      out_block = Mod(rank - k);
-      in_block = Mod(rank - k - 1);
-      blocks = 1;
-    }
-    work.round = k;
-    work.is_send.assign({false, true});
-    SM_CHECK_MPI(MPI_Irecv(Block(in_block), CountArg(blocks * count, "AllGather"), type, from, tag,
-                           comm, work.requests.Add(from)))
-        << "AllGather: posting a receive from rank " << from;
-    const char* out = k == 0 ? send : Block(out_block);  // round 0 sends this rank's block
-    SM_CHECK_MPI(MPI_Isend(out, CountArg(blocks * count, "AllGather"), type, to, tag, comm,
-                           work.requests.Add(to)))
-        << "AllGather: posting a send to rank " << to;
-  }
-};
-
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(MPI_Comm parent, const CommOptions& options)
@@ -410,45 +361,20 @@ void MpiCommunicator::ReduceScatter(const void* send, void* recv, int64_t recv_c
   Wait(work);
 }
 
-// Our own rounds, as for reduce-scatter: libnbc's MPI_Iallgather reached 0.7-0.8x of the
-// blocking MPI_Allgather at 1-4 MiB on 2 ranks.
+// MPI's own non-blocking all-gather: rounds of our own (recursive doubling, ring; tried
+// 2026-11-26) measured 0.77-0.84x of the blocking call on 4 ranks at 4-64 MiB and no better on
+// 2, where libnbc's reached 0.93-1.27x on 4 ranks (docs/BENCHMARKS.md).
 CommWork MpiCommunicator::StartAllGather(const void* send, void* recv, int64_t send_count,
                                          DType dtype) {
+  CommWork work = Collective("AllGather", dtype, send_count, -1);
+  auto& rq = static_cast<MpiWork*>(work.state())->requests;
   const MPI_Datatype type = Type(dtype, "AllGather");
-  CountArg(send_count, "AllGather");
-  const size_t bytes = static_cast<size_t>(send_count) * DTypeSize(dtype);
-  auto work = std::make_unique<MpiWork>("AllGather", mpi::Requests::Kind::kPointToPoint);
-  work->dtype = dtype;
-  work->count = send_count;
-  char* own = static_cast<char*>(recv) + static_cast<size_t>(rank_) * bytes;
-  if (size_ == 1 || send_count == 0) {
-    if (own != send && bytes > 0) std::memmove(own, send, bytes);
-    return CommWork(std::move(work));
-  }
-  auto rounds = std::make_shared<AllGatherRounds>();
-  rounds->recv = static_cast<char*>(recv);
-  rounds->count = send_count;
-  rounds->bytes = bytes;
-  rounds->type = type;
-  rounds->comm = comm_.get();
-  rounds->tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
-  rounds->rank = rank_;
-  rounds->size = size_;
-  rounds->doubling = (size_ & (size_ - 1)) == 0;
-  rounds->send = static_cast<const char*>(send);
-  rounds->Post(0, *work);
-  // The local copy overlaps round 0 (which sends from `send`); later rounds send from recv.
-  if (own != send && bytes > 0) std::memcpy(own, send, bytes);
-  work->scratch = rounds;
-  MpiWork* w = work.get();
-  w->next_round = [r = rounds.get(), w] {
-    const int k = w->round;
-    w->requests.ClearCompleted();
-    if (k + 1 >= r->Rounds()) return false;
-    r->Post(k + 1, *w);
-    return true;
-  };
-  return CommWork(std::move(work));
+  const int n = CountArg(send_count, "AllGather");
+  const bool in_place = send == static_cast<const char*>(recv) +
+                                    static_cast<size_t>(rank_) * send_count * DTypeSize(dtype);
+  SM_CHECK_MPI(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, n, type, recv, n, type, comm_.get(),
+                              rq.Add(-1)));
+  return work;
 }
 
 void MpiCommunicator::AllGather(const void* send, void* recv, int64_t send_count, DType dtype) {

@@ -1,0 +1,54 @@
+// SIGINT and SIGTERM for the long-running commands (train, coordinator, launch): blocked in
+// every thread started after a StopSignals is made (OpenMP, oneDNN and gRPC workers included)
+// and taken by one thread waiting in sigwait(), which only records the signal; the main loop
+// polls StopSignals::Received() and acts. A handler must not run on a compute thread: oneDNN's
+// JIT kernels keep data below the stack pointer, and a signal frame pushed there corrupts it
+// (seen as heap corruption after a SIGINT mid-step). Make one before the first thread starts;
+// one at a time per process.
+#pragma once
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+namespace seqmesh::launch {
+
+class StopSignals {
+ public:
+  StopSignals() {
+    received_.store(0);
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+    waiter_ = std::thread([this] {
+      while (true) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (done_.load()) return;
+        received_.store(sig);
+      }
+    });
+  }
+  ~StopSignals() {
+    done_.store(true);
+    pthread_kill(waiter_.native_handle(), SIGTERM);
+    waiter_.join();
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  // The last signal taken (0: none).
+  static int Received() { return received_.load(); }
+
+ private:
+  static inline std::atomic<int> received_{0};
+  sigset_t set_, old_;
+  std::atomic<bool> done_{false};
+  std::thread waiter_;
+};
+
+}  // namespace seqmesh::launch
