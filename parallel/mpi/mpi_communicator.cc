@@ -496,7 +496,11 @@ void MpiCommunicator::Wait(CommWork& work) {
                         << peer_text << "; silent in a roll call after the timeout: ["
                         << silent.str() << "]; the communicator is unusable now";
       }
-      std::this_thread::yield();
+      // Spin for the first millisecond (a handshake round trip costs microseconds, and a
+      // yield is a system call); then give the core away between polls, for ranks that share
+      // cores with their peers.
+      if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
+        std::this_thread::yield();
     }
   }
   if (w->on_done) w->on_done();
