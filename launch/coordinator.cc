@@ -116,41 +116,6 @@ std::string Hex16(uint64_t v) {
   return buf;
 }
 
-Json CursorJson(const BlendCursor& c) {
-  Json epoch = Json::Array(), position = Json::Array(), drawn = Json::Array();
-  for (size_t d = 0; d < c.datasets.size(); ++d) {
-    epoch.Push(Json::Integer(static_cast<int64_t>(c.datasets[d].epoch)));
-    position.Push(Json::Integer(c.datasets[d].position));
-    drawn.Push(Json::Integer(c.drawn[d]));
-  }
-  Json j = Json::Object();
-  j.Set("epoch", std::move(epoch));
-  j.Set("position", std::move(position));
-  j.Set("drawn", std::move(drawn));
-  return j;
-}
-
-BlendCursor ParseCursor(const Json& j, const std::string& what) {
-  const Json* e = j.Find("epoch");
-  const Json* p = j.Find("position");
-  const Json* n = j.Find("drawn");
-  SM_CHECK(e && p && n) << what << " needs epoch, position and drawn";
-  const auto& ea = e->AsArray(what + ".epoch");
-  const auto& pa = p->AsArray(what + ".position");
-  const auto& na = n->AsArray(what + ".drawn");
-  SM_CHECK(ea.size() == pa.size() && pa.size() == na.size())
-      << what << ": epoch, position and drawn differ in length";
-  BlendCursor c;
-  for (size_t d = 0; d < ea.size(); ++d) {
-    const int64_t epoch = ea[d].AsInt(what + ".epoch");
-    SM_CHECK(epoch >= 0 && pa[d].AsInt(what) >= 0 && na[d].AsInt(what) >= 0)
-        << what << ": negative entry for dataset " << d;
-    c.datasets.push_back({static_cast<uint64_t>(epoch), pa[d].AsInt(what + ".position")});
-    c.drawn.push_back(na[d].AsInt(what + ".drawn"));
-  }
-  return c;
-}
-
 const Json& Member(const Json& object, const char* key, const std::string& what) {
   const Json* m = object.Find(key);
   SM_CHECK(m != nullptr) << what << " lacks \"" << key << "\"";
@@ -249,7 +214,7 @@ CommittedCheckpoint ReadCommittedCheckpoint(const std::string& dir) {
   out.step = static_cast<uint64_t>(step);
   SM_CHECK(Member(manifest, "step", manifest_path).AsInt(manifest_path + " step") == step)
       << "'" << manifest_path << "' and '" << cj_path << "' name different steps";
-  out.cursor = ParseCursor(Member(cj, "cursor", cj_path), cj_path + " cursor");
+  out.cursor = CursorFromJson(Member(cj, "cursor", cj_path), cj_path + " cursor");
   out.generation =
       static_cast<uint64_t>(Member(cj, "generation", cj_path).AsInt(cj_path + " generation"));
   out.world_size =
@@ -812,7 +777,7 @@ void Coordinator::WriteCommit(uint64_t step, const PendingCheckpoint& pending) {
   const std::string dir = CheckpointStepDir(config_, step);
   Json cj = Json::Object();
   cj.Set("step", Json::Integer(static_cast<int64_t>(step)));
-  cj.Set("cursor", CursorJson(pending.cursor));
+  cj.Set("cursor", CursorToJson(pending.cursor));
   cj.Set("generation", Json::Integer(static_cast<int64_t>(generation_)));
   cj.Set("world_size", Json::Integer(options_.world_size));
   cj.Set("job_id", Json::String(options_.job_id));

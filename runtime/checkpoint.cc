@@ -28,41 +28,13 @@ int64_t ParseU64(const std::map<std::string, std::string>& meta, const std::stri
   return Json::Parse(it->second, "'" + file + "' metadata " + key).AsInt(key);
 }
 
-// {"epoch": [...], "position": [...], "drawn": [...]}, one entry per dataset of the blend.
-std::string CursorJson(const BlendCursor& c) {
-  Json epoch = Json::Array(), position = Json::Array(), drawn = Json::Array();
-  for (size_t d = 0; d < c.datasets.size(); ++d) {
-    epoch.Push(Json::Integer(static_cast<int64_t>(c.datasets[d].epoch)));
-    position.Push(Json::Integer(c.datasets[d].position));
-    drawn.Push(Json::Integer(c.drawn[d]));
-  }
-  Json j = Json::Object();
-  j.Set("epoch", std::move(epoch));
-  j.Set("position", std::move(position));
-  j.Set("drawn", std::move(drawn));
-  return j.Dump();
-}
+std::string CursorJson(const BlendCursor& c) { return CursorToJson(c).Dump(); }
 
 BlendCursor ParseCursor(const std::map<std::string, std::string>& meta, const std::string& file) {
   auto it = meta.find("cursor");
   SM_CHECK(it != meta.end()) << "'" << file << "' lacks metadata \"cursor\"";
   const std::string what = "'" + file + "' cursor";
-  const Json j = Json::Parse(it->second, what);
-  const Json* e = j.Find("epoch");
-  const Json* p = j.Find("position");
-  const Json* n = j.Find("drawn");
-  SM_CHECK(e && p && n) << what << " needs epoch, position and drawn";
-  const auto& ea = e->AsArray(what + ".epoch");
-  const auto& pa = p->AsArray(what + ".position");
-  const auto& na = n->AsArray(what + ".drawn");
-  SM_CHECK(ea.size() == pa.size() && pa.size() == na.size())
-      << what << ": epoch, position and drawn differ in length";
-  BlendCursor c;
-  for (size_t d = 0; d < ea.size(); ++d) {
-    c.datasets.push_back({static_cast<uint64_t>(ea[d].AsInt(what)), pa[d].AsInt(what)});
-    c.drawn.push_back(na[d].AsInt(what));
-  }
-  return c;
+  return CursorFromJson(Json::Parse(it->second, what), what);
 }
 
 }  // namespace
@@ -169,6 +141,41 @@ TrainState CheckpointManager::Load(const std::string& checkpoint, Model& model, 
   SM_CHECK(rng != st.metadata().end()) << "'" << state_path << "' lacks metadata \"rng\"";
   s.rng = std::strtoull(rng->second.c_str(), nullptr, 10);
   return s;
+}
+
+Json CursorToJson(const BlendCursor& c) {
+  Json epoch = Json::Array(), position = Json::Array(), drawn = Json::Array();
+  for (size_t d = 0; d < c.datasets.size(); ++d) {
+    epoch.Push(Json::Integer(static_cast<int64_t>(c.datasets[d].epoch)));
+    position.Push(Json::Integer(c.datasets[d].position));
+    drawn.Push(Json::Integer(c.drawn[d]));
+  }
+  Json j = Json::Object();
+  j.Set("epoch", std::move(epoch));
+  j.Set("position", std::move(position));
+  j.Set("drawn", std::move(drawn));
+  return j;
+}
+
+BlendCursor CursorFromJson(const Json& j, const std::string& what) {
+  const Json* e = j.Find("epoch");
+  const Json* p = j.Find("position");
+  const Json* n = j.Find("drawn");
+  SM_CHECK(e && p && n) << what << " needs epoch, position and drawn";
+  const auto& ea = e->AsArray(what + ".epoch");
+  const auto& pa = p->AsArray(what + ".position");
+  const auto& na = n->AsArray(what + ".drawn");
+  SM_CHECK(ea.size() == pa.size() && pa.size() == na.size())
+      << what << ": epoch, position and drawn differ in length";
+  BlendCursor c;
+  for (size_t d = 0; d < ea.size(); ++d) {
+    const int64_t epoch = ea[d].AsInt(what + ".epoch");
+    SM_CHECK(epoch >= 0 && pa[d].AsInt(what) >= 0 && na[d].AsInt(what) >= 0)
+        << what << ": negative entry for dataset " << d;
+    c.datasets.push_back({static_cast<uint64_t>(epoch), pa[d].AsInt(what + ".position")});
+    c.drawn.push_back(na[d].AsInt(what + ".drawn"));
+  }
+  return c;
 }
 
 }  // namespace seqmesh

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "runtime/batch_sampler.h"
+#include "runtime/json.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
 
@@ -46,6 +47,11 @@ class CheckpointManager {
   std::string dir_;
   int keep_;
 };
+
+// The data cursor as JSON, {"epoch": [...], "position": [...], "drawn": [...]} (one entry per
+// dataset of the blend), and back; errors name `what`.
+Json CursorToJson(const BlendCursor& cursor);
+BlendCursor CursorFromJson(const Json& json, const std::string& what);
 
 // FNV-1a 64 of a byte range (the manifest's checksum).
 uint64_t Fnv1a64(const void* data, size_t bytes);
