@@ -56,7 +56,15 @@ void MpiRingLink::Complete(int tag) {
                       << my_rank << " sending to rank " << ex.to << " and receiving from rank "
                       << ex.from << " (tag " << tag << "); a ring member stopped answering";
     }
-    if (++spins > 1000) std::this_thread::yield();
+    // Spin briefly, then yield, and after a millisecond sleep between polls: ranks may share
+    // cores (4 ranks on this 2-core VM), and a waiting rank that keeps its core (sched_yield
+    // hardly gives it up under CFS) slows the ring member it waits for.
+    if (++spins > 1000) {
+      if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      else
+        std::this_thread::yield();
+    }
   }
   pending_.erase(it);
 }

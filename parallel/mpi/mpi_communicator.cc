@@ -497,10 +497,10 @@ void MpiCommunicator::Wait(CommWork& work) {
                         << silent.str() << "]; the communicator is unusable now";
       }
       // Spin for the first millisecond (a handshake round trip costs microseconds, and a
-      // yield is a system call); then give the core away between polls, for ranks that share
-      // cores with their peers.
+      // yield is a system call); then sleep briefly between polls, for ranks that share cores
+      // with their peers (sched_yield hardly gives a core up under CFS).
       if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
-        std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
   if (w->on_done) w->on_done();
