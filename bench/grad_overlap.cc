@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
     model.InitRandom(7, 0.02f);
     GradSync sync(comm, model.params(), model.grads(), AdamWConfig{},
                   GradSync::BucketsOf(model.params().size(), 1, 9, layers),
-                GradSync::ModelStartOrder(layers, true, true));
+                  GradSync::ModelStartOrder(layers, true, true));
     sync_ptr = &sync;
 
     std::mt19937 rng(100 + rank);

@@ -3,14 +3,17 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include "launch/format.h"
 #include "runtime/check.h"
 #include "runtime/checkpoint.h"
 #include "runtime/files.h"
@@ -29,18 +32,6 @@ constexpr char kCoordinatorJson[] = "coordinator.json";
 constexpr size_t kMaxHostname = 255;
 constexpr size_t kMaxFileName = 255;
 constexpr int kMaxFilesPerPart = 1024;
-
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-std::string Sci(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2e", v);
-  return buf;
-}
 
 std::string Bytes(double b) {
   if (b < 1024) return Fixed(b, 0) + "B";
@@ -108,12 +99,6 @@ bool IsHex16(const std::string& s) {
   return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
-}
-
-std::string Hex16(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return buf;
 }
 
 const Json& Member(const Json& object, const char* key, const std::string& what) {
@@ -221,6 +206,34 @@ CommittedCheckpoint ReadCommittedCheckpoint(const std::string& dir) {
       static_cast<int>(Member(cj, "world_size", cj_path).AsInt(cj_path + " world_size"));
   out.job_id = Member(cj, "job_id", cj_path).AsString(cj_path + " job_id");
   return out;
+}
+
+std::string Hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return buf;
+}
+
+std::string ReadJobToken(const std::string& token_file) {
+  std::string token;
+  if (!token_file.empty()) {
+    SM_CHECK(std::filesystem::exists(token_file))
+        << "--token-file '" << token_file << "' does not exist";
+    struct stat st;
+    if (::stat(token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      std::cerr << "warning: the job token file '" << token_file
+                << "' is readable by other users (chmod 600 it)\n";
+    MappedFile f(token_file);
+    token.assign(reinterpret_cast<const char*>(f.data()), f.size());
+  } else if (const char* env = std::getenv("SEQMESH_JOB_TOKEN")) {
+    token = env;
+  }
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  SM_CHECK(!token.empty())
+      << "no job token: pass --token-file F or set SEQMESH_JOB_TOKEN (the launcher makes one)";
+  SM_CHECK(token.size() >= 16) << "the job token has " << token.size()
+                               << " characters; use at least 16 random ones";
+  return token;
 }
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {

@@ -246,4 +246,11 @@ class CoordinatorServer {
 // True when `a` equals `b`; the time taken depends on the lengths only, not on where they differ.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
 
+// 16 lowercase hex digits: the wire form of a checkpoint file's FNV-1a 64 (FileDigest).
+std::string Hex16(uint64_t v);
+
+// The job token from `token_file`, or else from SEQMESH_JOB_TOKEN; trailing whitespace dropped.
+// Missing, empty or shorter than 16 characters is an error; a file others can read is warned of.
+std::string ReadJobToken(const std::string& token_file);
+
 }  // namespace seqmesh::launch

@@ -39,28 +39,6 @@ constexpr char kHelp[] =
 
 constexpr int kExitWorkerDead = 3;
 
-std::string ReadToken(const std::string& token_file) {
-  std::string token;
-  if (!token_file.empty()) {
-    SM_CHECK(std::filesystem::exists(token_file))
-        << "--token-file '" << token_file << "' does not exist";
-    struct stat st;
-    if (::stat(token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
-      std::cerr << "coordinator: warning: the token file '" << token_file
-                << "' is readable by other users (chmod 600 it)\n";
-    MappedFile f(token_file);
-    token.assign(reinterpret_cast<const char*>(f.data()), f.size());
-  } else if (const char* env = std::getenv("SEQMESH_JOB_TOKEN")) {
-    token = env;
-  }
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  SM_CHECK(!token.empty())
-      << "no job token: pass --token-file F or set SEQMESH_JOB_TOKEN (the launcher makes one)";
-  SM_CHECK(token.size() >= 16) << "the job token has " << token.size()
-                               << " characters; use at least 16 random ones";
-  return token;
-}
-
 bool IsLoopback(const std::string& address) {
   return address == "localhost" || address == "::1" || address == "[::1]" ||
          address.rfind("127.", 0) == 0;
@@ -132,7 +110,7 @@ int RunCoordinator(const Args& args) {
               << " without TLS: the job token crosses the network in clear text\n";
   CoordinatorOptions options;
   options.world_size = world_size;
-  options.token = ReadToken(token_file);
+  options.token = ReadJobToken(token_file);
   options.resume = resume;
   if (job_id.empty()) {
     char host[256] = {};

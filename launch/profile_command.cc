@@ -49,6 +49,7 @@
 #include <thread>
 
 #include "launch/command.h"
+#include "launch/format.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/mpi/mpi_session.h"
 #include "runtime/check.h"
@@ -342,12 +343,6 @@ std::string Now() {
   const std::time_t t = std::time(nullptr);
   char buf[64];
   std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M %Z", std::localtime(&t));
-  return buf;
-}
-
-std::string Fixed(double v, int precision) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", precision, v);
   return buf;
 }
 

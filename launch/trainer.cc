@@ -13,6 +13,7 @@
 #include <iostream>
 #include <thread>
 
+#include "launch/format.h"
 #include "launch/stop_signals.h"
 #include "launch/training_data.h"
 #include "runtime/batch_sampler.h"
@@ -94,18 +95,6 @@ Batch View(const MicroBatch& mb) {
   b.num_docs = static_cast<int64_t>(mb.cu.size()) - 1;
   b.num_tokens = static_cast<int64_t>(mb.tokens.size());
   return b;
-}
-
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
-std::string Sci(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2e", v);
-  return buf;
 }
 
 }  // namespace

@@ -17,12 +17,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
-#include <sstream>
 #include <thread>
 
 #include "launch/command.h"
@@ -46,22 +43,6 @@
 
 namespace seqmesh::launch {
 namespace {
-
-namespace fs = std::filesystem;
-
-std::string ReadWholeFile(const std::string& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  SM_CHECK(f.good()) << "cannot read the " << what << " file '" << path << "'";
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-std::string Hex64(uint64_t x) {
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(x));
-  return text;
-}
 
 // Exits the process now: a worker that cannot go on must not wait in MPI_Finalize for peers
 // that may be blocked; mpirun sees the exit status and the launcher restarts the job.
@@ -92,14 +73,7 @@ WorkerArgs ParseArgs(const Args& args) {
                       << "' (expected --coordinator, --token-file, --tls-root)";
   }
   SM_CHECK(!w.coordinator.empty()) << "worker: --coordinator HOST:PORT is required";
-  if (!token_file.empty()) {
-    w.token = ReadWholeFile(token_file, "job token");
-    while (!w.token.empty() && (w.token.back() == '\n' || w.token.back() == '\r'))
-      w.token.pop_back();
-  } else if (const char* env = std::getenv("SEQMESH_JOB_TOKEN")) {
-    w.token = env;
-  }
-  SM_CHECK(!w.token.empty()) << "worker: no job token (give --token-file or set SEQMESH_JOB_TOKEN)";
+  w.token = ReadJobToken(token_file);
   return w;
 }
 
@@ -180,9 +154,9 @@ int RunWorkerRank(const WorkerArgs& args) {
       }
     };
     mo.on_backward_progress = [&] {
-    if (last_backward) sync_ptr->Progress();
-  };
-  Model model(config.model, mo);
+      if (last_backward) sync_ptr->Progress();
+    };
+    Model model(config.model, mo);
     model.InitRandom(static_cast<uint64_t>(config.training.seed));
     GradSync sync(comm, model.params(), model.grads(), config.adamw(),
                   GradSync::BucketsOf(model.params().size(), 1, 9, layers),
@@ -194,7 +168,6 @@ int RunWorkerRank(const WorkerArgs& args) {
     for (const Tensor& p : model.params()) sync_bytes += p.bytes();
     sync_bytes = sync_bytes * 2 * (world - 1) / world;
 
-    std::vector<int32_t> scratch;
     StepExecutor executor(model, link, rank);
     for (uint64_t step = job.start_step(); step < job.total_steps(); ++step) {
       current_step.store(step);
@@ -210,7 +183,7 @@ int RunWorkerRank(const WorkerArgs& args) {
       SM_CHECK(reply.batch_size() == reply.plan().sequences_size())
           << "step " << step << ": " << reply.batch_size() << " batch entries for "
           << reply.plan().sequences_size() << " plan sequences";
-      auto read = [&](uint64_t seq, int64_t begin, int64_t end, int32_t* out) {
+      auto read = [&](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
         const proto::BatchSequence& b = reply.batch(static_cast<int>(seq));
         SM_CHECK(b.dataset() < datasets.size())
             << "step " << step << ": batch entry " << seq << " names dataset " << b.dataset()
@@ -221,9 +194,7 @@ int RunWorkerRank(const WorkerArgs& args) {
             << "step " << step << ": sequence " << b.sequence() << " of dataset " << b.dataset()
             << " does not have the planned length " << b.length()
             << " (the coordinator and this worker read different data?)";
-        scratch.clear();  // ReadRange appends
-        ds.ReadRange(b.sequence(), begin, end - begin, scratch);
-        std::copy(scratch.begin(), scratch.end(), out);
+        ds.ReadRange(b.sequence(), begin, end - begin, out);
       };
       model.ZeroGrad();
       const StepResult r = executor.Run(reply.plan(), reply.target_tokens(), read, &last_backward);
@@ -257,7 +228,7 @@ int RunWorkerRank(const WorkerArgs& args) {
           proto::FileDigest* d = part.add_files();
           d->set_name(name);
           d->set_bytes(f.size());
-          d->set_fnv1a64(Hex64(Fnv1a64(f.data(), f.size())));
+          d->set_fnv1a64(Hex16(Fnv1a64(f.data(), f.size())));
         }
         client.CommitCheckpoint(part);
       }

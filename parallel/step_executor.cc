@@ -37,8 +37,11 @@ struct PackedBatch {
   void AddRange(const TokenReader& read, uint64_t sequence, int64_t length, int64_t begin,
                 int64_t end) {
     const int64_t stop = std::min(end + 1, length);  // one more token for the last target
-    scratch.resize(stop - begin);
-    read(sequence, begin, stop, scratch.data());
+    scratch.clear();
+    read(sequence, begin, stop, scratch);
+    SM_CHECK(static_cast<int64_t>(scratch.size()) == stop - begin)
+        << "sequence " << sequence << ": read " << scratch.size() << " tokens of [" << begin << ", "
+        << stop << ")";
     for (int64_t g = begin; g < end; ++g) {
       tokens.push_back(scratch[g - begin]);
       targets.push_back(g + 1 < length ? scratch[g + 1 - begin] : kIgnoreIndex);

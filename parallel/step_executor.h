@@ -22,10 +22,10 @@
 
 namespace seqmesh {
 
-// Copies tokens [begin, end) of the plan's sequence `sequence` (its index in the global batch)
-// into `out`.
+// Appends tokens [begin, end) of the plan's sequence `sequence` (its index in the global batch)
+// to `out` (as IndexedDataset::ReadRange does).
 using TokenReader =
-    std::function<void(uint64_t sequence, int64_t begin, int64_t end, int32_t* out)>;
+    std::function<void(uint64_t sequence, int64_t begin, int64_t end, std::vector<int32_t>& out)>;
 
 struct StepResult {
   double loss = 0;        // this rank's share: its tokens' loss sum / target_tokens

@@ -260,8 +260,8 @@ void RunConfig::Validate() const {
   SM_CHECK(d.context >= 0) << "distributed.context must be >= 0, got " << d.context;
   SM_CHECK(d.heartbeat_timeout_s > 0)
       << "distributed.heartbeat_timeout_s must be > 0, got " << d.heartbeat_timeout_s;
-  SM_CHECK(d.comm_deadline_s > 0)
-      << "distributed.comm_deadline_s must be > 0, got " << d.comm_deadline_s;
+  SM_CHECK(d.comm_deadline_s > 0) << "distributed.comm_deadline_s must be > 0, got "
+                                  << d.comm_deadline_s;
   SM_CHECK(optimizer.warmup_steps <= t.steps)
       << "optimizer.warmup_steps (" << optimizer.warmup_steps << ") exceeds training.steps ("
       << t.steps << ")";

@@ -4,7 +4,6 @@
 
 #include <mpi.h>
 
-#include <map>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -103,37 +102,29 @@ class Requests {
 // from one thread.
 class ScratchPool {
  public:
-  using Buffer = std::unique_ptr<char[]>;
+  struct Buffer {
+    std::unique_ptr<char[]> data;
+    size_t size = 0;
+    char* get() const { return data.get(); }
+  };
   // A buffer of at least `bytes` (contents undefined).
   Buffer Acquire(size_t bytes) {
     for (size_t i = 0; i < free_.size(); ++i) {
-      if (sizes_[i] < bytes) continue;
+      if (free_[i].size < bytes) continue;
       Buffer b = std::move(free_[i]);
-      in_use_[b.get()] = sizes_[i];
       free_.erase(free_.begin() + i);
-      sizes_.erase(sizes_.begin() + i);
       return b;
     }
-    Buffer b(new char[bytes > 0 ? bytes : 1]);
-    in_use_[b.get()] = bytes;
-    return b;
+    return {std::unique_ptr<char[]>(new char[bytes > 0 ? bytes : 1]), bytes};
   }
   void Release(Buffer b) {
-    if (!b) return;
-    auto it = in_use_.find(b.get());
-    const size_t size = it == in_use_.end() ? 0 : it->second;
-    if (it != in_use_.end()) in_use_.erase(it);
     // Keep a few; a pool that grew for one large call must not hold its memory forever.
-    if (free_.size() >= kKeep) return;
-    free_.push_back(std::move(b));
-    sizes_.push_back(size);
+    if (b.data && free_.size() < kKeep) free_.push_back(std::move(b));
   }
 
  private:
   static constexpr size_t kKeep = 16;
   std::vector<Buffer> free_;
-  std::vector<size_t> sizes_;
-  std::map<const char*, size_t> in_use_;
 };
 
 }  // namespace seqmesh::mpi
