@@ -168,6 +168,14 @@ int RunWorkerRank(const WorkerArgs& args) {
     for (const Tensor& p : model.params()) sync_bytes += p.bytes();
     sync_bytes = sync_bytes * 2 * (world - 1) / world;
 
+    // SEQMESH_TRACE=DIR: each rank writes DIR/rank<R>.jsonl, a line per step with its phases
+    // and every forward + backward pass against the plan's estimate (bench/hdp_e2e.sh reads it).
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> trace(nullptr, &std::fclose);
+    if (const char* dir = std::getenv("SEQMESH_TRACE"); dir && *dir) {
+      const std::string path = std::string(dir) + "/rank" + std::to_string(rank) + ".jsonl";
+      trace.reset(std::fopen(path.c_str(), "w"));
+      SM_CHECK(trace) << "SEQMESH_TRACE: cannot write " << path;
+    }
     StepExecutor executor(model, link, rank);
     for (uint64_t step = job.start_step(); step < job.total_steps(); ++step) {
       current_step.store(step);
@@ -178,6 +186,7 @@ int RunWorkerRank(const WorkerArgs& args) {
       req.set_step(step);
       req.set_generation(generation);
       const proto::PlanReply reply = client.GetPlan(req);
+      const auto t_plan = std::chrono::steady_clock::now();
       SM_CHECK(reply.plan().step() == step)
           << "asked for the plan of step " << step << ", got step " << reply.plan().step();
       SM_CHECK(reply.batch_size() == reply.plan().sequences_size())
@@ -202,6 +211,25 @@ int RunWorkerRank(const WorkerArgs& args) {
       const double norm = sync.Step(lr, static_cast<float>(config.training.grad_clip));
       const double step_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (trace) {
+        const double fetch_ms = std::chrono::duration<double, std::milli>(t_plan - t0).count();
+        std::fprintf(trace.get(),
+                     "{\"step\":%llu,\"rank\":%d,\"fetch_ms\":%.3f,\"compute_ms\":%.3f,"
+                     "\"step_ms\":%.3f,\"estimated_step_ms\":%.3f,\"passes\":[",
+                     static_cast<unsigned long long>(step), rank, fetch_ms, r.compute_ms, step_ms,
+                     reply.plan().estimated_step_ms());
+        const proto::RankPlan& mine = reply.plan().ranks(rank);
+        for (size_t i = 0; i < r.passes.size(); ++i) {
+          const PassTiming& p = r.passes[i];
+          const proto::MicroBatch& mb = mine.micro_batches(p.micro_batch);
+          // [micro-batch, segment, ring size, tokens, start, end, estimated start, duration]
+          std::fprintf(trace.get(), "%s[%d,%d,%d,%lld,%.3f,%.3f,%.3f,%.3f]", i ? "," : "",
+                       p.micro_batch, p.segment, p.ring_size, static_cast<long long>(p.tokens),
+                       p.start_ms, p.end_ms, mb.estimated_start_ms(), mb.estimated_duration_ms());
+        }
+        std::fprintf(trace.get(), "]}\n");
+        std::fflush(trace.get());
+      }
 
       proto::MetricsReport m;
       m.set_rank(rank);

@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "parallel/mpi/mpi_session.h"
 #include "runtime/check.h"
 
 namespace seqmesh {
@@ -41,6 +42,7 @@ void MpiRingLink::Complete(int tag) {
   const auto start = std::chrono::steady_clock::now();
   int done = 0;
   int spins = 0;
+  const bool shared_cores = mpi::CoresShared();
   while (true) {
     const int rc = MPI_Testall(2, ex.requests, &done, MPI_STATUSES_IGNORE);
     SM_CHECK(rc == MPI_SUCCESS) << "ring exchange (tag " << tag << ", send to rank " << ex.to
@@ -56,10 +58,10 @@ void MpiRingLink::Complete(int tag) {
                       << my_rank << " sending to rank " << ex.to << " and receiving from rank "
                       << ex.from << " (tag " << tag << "); a ring member stopped answering";
     }
-    // Spin briefly, then yield, and after a millisecond sleep between polls: ranks may share
-    // cores (4 ranks on this 2-core VM), and a waiting rank that keeps its core (sched_yield
-    // hardly gives it up under CFS) slows the ring member it waits for.
-    if (++spins > 1000) {
+    // Where ranks share cores (mpi::CoresShared: 4 ranks on this 2-core VM), spin briefly,
+    // then yield, and after a millisecond sleep between polls: a waiting rank that keeps its
+    // core (sched_yield hardly gives it up under CFS) slows the ring member it waits for.
+    if (shared_cores && ++spins > 1000) {
       if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
         std::this_thread::sleep_for(std::chrono::microseconds(50));
       else

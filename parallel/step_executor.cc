@@ -61,6 +61,10 @@ struct PackedBatch {
   }
 };
 
+double MsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
 // One forward + backward: a whole local micro-batch, or one ring segment of a ring micro-batch.
 struct Pass {
   int micro_batch;
@@ -156,16 +160,19 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
       batch.split_doc = 0;
       batch.split_attention = ring_attention.get();
     }
+    PassTiming timing{passes[p].micro_batch, passes[p].segment, std::max(1, mb.ring_size()),
+                      batch.num_tokens, MsSince(start), 0};
     result.loss += model_.Forward(batch, normalizer);
     const bool last = p + 1 == passes.size();
     if (last && last_backward) *last_backward = true;
     model_.Backward();
     if (last_backward) *last_backward = false;
+    timing.end_ms = MsSince(start);
+    result.passes.push_back(timing);
     result.tokens += batch.num_tokens;
     ++result.micro_batches;
   }
-  result.compute_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  result.compute_ms = MsSince(start);
   result.ring_bytes_sent = link.bytes();
   return result;
 }

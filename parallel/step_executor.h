@@ -27,12 +27,22 @@ namespace seqmesh {
 using TokenReader =
     std::function<void(uint64_t sequence, int64_t begin, int64_t end, std::vector<int32_t>& out)>;
 
+// One forward + backward as it ran: times from the start of Run, ms.
+struct PassTiming {
+  int micro_batch = 0;
+  int segment = -1;  // -1: the whole local micro-batch
+  int ring_size = 1;
+  int64_t tokens = 0;
+  double start_ms = 0, end_ms = 0;
+};
+
 struct StepResult {
   double loss = 0;        // this rank's share: its tokens' loss sum / target_tokens
   int64_t tokens = 0;     // tokens this rank ran
   int micro_batches = 0;  // forward + backward passes
   int64_t ring_bytes_sent = 0;
   double compute_ms = 0;
+  std::vector<PassTiming> passes;
 };
 
 class StepExecutor {

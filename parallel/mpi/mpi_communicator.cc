@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "parallel/mpi/mpi_check.h"
+#include "parallel/mpi/mpi_session.h"
 
 namespace seqmesh {
 namespace mpi {
@@ -366,12 +367,28 @@ void MpiCommunicator::ReduceScatter(const void* send, void* recv, int64_t recv_c
 // 2, where libnbc's reached 0.93-1.27x on 4 ranks (docs/BENCHMARKS.md).
 CommWork MpiCommunicator::StartAllGather(const void* send, void* recv, int64_t send_count,
                                          DType dtype) {
-  CommWork work = Collective("AllGather", dtype, send_count, -1);
-  auto& rq = static_cast<MpiWork*>(work.state())->requests;
   const MPI_Datatype type = Type(dtype, "AllGather");
   const int n = CountArg(send_count, "AllGather");
-  const bool in_place = send == static_cast<const char*>(recv) +
-                                    static_cast<size_t>(rank_) * send_count * DTypeSize(dtype);
+  const size_t bytes = static_cast<size_t>(send_count) * DTypeSize(dtype);
+  const bool in_place = send == static_cast<const char*>(recv) + static_cast<size_t>(rank_) * bytes;
+  if (size_ == 2) {
+    auto work = std::make_unique<MpiWork>("AllGather", mpi::Requests::Kind::kPointToPoint);
+    work->dtype = dtype;
+    work->count = send_count;
+    const int peer = 1 - rank_;
+    const int tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
+    char* out = static_cast<char*>(recv);
+    SM_CHECK_MPI(MPI_Irecv(out + static_cast<size_t>(peer) * bytes, n, type, peer, tag,
+                           comm_.get(), work->requests.Add(peer)));
+    SM_CHECK_MPI(MPI_Isend(send, n, type, peer, tag, comm_.get(), work->requests.Add(peer)));
+    if (!in_place && bytes > 0)
+      work->on_done = [dst = out + static_cast<size_t>(rank_) * bytes, send, bytes] {
+        std::memcpy(dst, send, bytes);
+      };
+    return CommWork(std::move(work));
+  }
+  CommWork work = Collective("AllGather", dtype, send_count, -1);
+  auto& rq = static_cast<MpiWork*>(work.state())->requests;
   SM_CHECK_MPI(MPI_Iallgather(in_place ? MPI_IN_PLACE : send, n, type, recv, n, type, comm_.get(),
                               rq.Add(-1)));
   return work;
@@ -452,6 +469,7 @@ void MpiCommunicator::Wait(CommWork& work) {
   int remaining = 0;
   for (int i = 0; i < rq.count(); ++i) remaining += !rq.done(i);
   int polls = 0;
+  const bool shared_cores = mpi::CoresShared();
   while (remaining > 0) {
     int completed = 0;
     SM_CHECK_MPI(
@@ -497,9 +515,10 @@ void MpiCommunicator::Wait(CommWork& work) {
                         << silent.str() << "]; the communicator is unusable now";
       }
       // Spin for the first millisecond (a handshake round trip costs microseconds, and a
-      // yield is a system call); then sleep briefly between polls, for ranks that share cores
-      // with their peers (sched_yield hardly gives a core up under CFS).
-      if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
+      // yield is a system call); then, where ranks share cores, sleep briefly between polls
+      // (mpi::CoresShared).
+      if (shared_cores &&
+          std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
         std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }

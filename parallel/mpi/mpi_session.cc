@@ -1,12 +1,42 @@
 #include "parallel/mpi/mpi_session.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <utility>
 
 #include "parallel/mpi/mpi_check.h"
 #include "parallel/mpi/mpi_handles.h"
 
 namespace seqmesh::mpi {
+namespace {
+
+std::atomic<bool> cores_shared{true};
+
+// Collective over MPI_COMM_WORLD (every rank constructs its Session at start).
+bool DetectCoresShared() {
+  MPI_Comm node = MPI_COMM_NULL;
+  SM_CHECK_MPI(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int local_ranks = 1;
+  MPI_Comm_size(node, &local_ranks);
+  MPI_Comm_free(&node);
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  bool shared = cpus > 0 && local_ranks > cpus;
+  if (const char* v = std::getenv("SEQMESH_POLL")) {
+    const std::string mode = v;
+    SM_CHECK(mode == "spin" || mode == "sleep")
+        << "SEQMESH_POLL=" << mode << ": expected spin or sleep";
+    shared = mode == "sleep";
+  }
+  return shared;
+}
+
+}  // namespace
+
+bool CoresShared() { return cores_shared.load(std::memory_order_relaxed); }
 
 Session::Session(int* argc, char*** argv, int required) {
   setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", /*overwrite=*/0);
@@ -14,6 +44,7 @@ Session::Session(int* argc, char*** argv, int required) {
   owns_ = true;
   SM_CHECK(provided_ >= required) << "MPI provides thread level " << provided_ << ", need "
                                   << required;
+  cores_shared.store(DetectCoresShared(), std::memory_order_relaxed);
 }
 
 Session::~Session() {

@@ -5,11 +5,21 @@
 //     libnbc's default choice for 2 ranks is recursive doubling, which moves the whole buffer
 //     at every step and reached about 0.5x of MPI_Allreduce's busBW at 256 KiB..64 MiB here;
 //     Rabenseifner reaches 0.93..1.05x for 2 and 4 ranks (docs/PARALLEL.md).
+// After MPI starts it finds whether this node runs more ranks than it has cores (CoresShared),
+// which decides how our waits poll.
 #pragma once
 
 #include <mpi.h>
 
 namespace seqmesh::mpi {
+
+// Whether ranks of this job share cores on this node (more ranks on the node than online CPUs).
+// Waits then sleep between polls once past their first millisecond, so that a waiting rank gives
+// its core to the peer it waits for (sched_yield hardly gives a core up under CFS); otherwise
+// they spin, as MPI's blocking calls do: on 2 ranks with a core each, a 50 us sleep per poll cost
+// a 16 MiB all-gather 5-12% (docs/BENCHMARKS.md). SEQMESH_POLL=spin or =sleep overrides the
+// detection. True until a Session has looked (the safe choice when cores may be shared).
+bool CoresShared();
 
 class Session {
  public:
