@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
     if (rank == 0)
       std::printf(
           "# ranks %d; size = whole buffer; GB/s = 1e9 B/s; ratio = ours/MPI busBW\n"
-          "# *_alg, *_bus: medians; ratio = ours/MPI busBW of the medians, mean_ratio of the means\n"
+          "# *_alg, *_bus: medians; ratio = ours/MPI busBW of the medians, mean_ratio of the "
+          "means\n"
           "%-15s %11s %10s %10s %10s %10s %7s %10s\n",
           n, "collective", "bytes", "ours_alg", "ours_bus", "mpi_alg", "mpi_bus", "ratio",
           "mean_ratio");

@@ -10,9 +10,12 @@
 # Data: passkey documents (seqmesh synth) with byted-like lengths scaled to the tiny capacity
 # (bench/byted-like-c1024.lengths: C = 1,024, documents up to 4 x C). Model: examples/text.toml's
 # (hidden 128, 4 layers), 16,384 tokens per step. "predicted" is the plan's estimated step time
-# (the simulator's replay of the plan under the cost file: forward + backward of the layers);
-# "compute" is the slowest rank's forward + backward, waits for ring partners included; "step"
-# adds the gradient reduction, AdamW and the plan fetch, which the prediction leaves out.
+# (the simulator's replay of the plan under the cost file: every pass, calibrated by the file's
+# pass_factor/pass_ms when profiled with --rings, exposed ring transfer, and step_fixed_ms for
+# gradient sync + AdamW); "compute" is the slowest rank's forward + backward, waits for ring
+# partners included; "step" adds the gradient reduction, AdamW and the plan fetch. step/pred and
+# comp/pred are medians over the steps of each step's ratio. Each rank's per-pass trace
+# (SEQMESH_TRACE) is kept in the run's directory (KEEP=1 keeps the work directory).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -57,12 +60,13 @@ field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | tail -n +2; }  # all
 printf "# %s; %d ranks x 1 thread; %d steps of 16,384 tokens; medians over steps 2..%d; cost %s\n" \
   "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$ranks" "$steps" "$steps" \
   "$(basename "$cost")"
-printf "%-9s %9s %8s %13s %10s %10s %10s %8s %8s\n" planner tok/s vs_static "MiB_sent/step" \
-  predicted compute step comp/pred micro
+printf "%-9s %9s %8s %13s %10s %10s %10s %9s %9s %6s\n" planner tok/s vs_static "MiB_sent/step" \
+  predicted compute step step/pred comp/pred micro
 static_tps=""
-for planner in static naive balanced; do
+for planner in ${PLANNERS:-static naive balanced}; do
   dir=$work/run-$planner
-  "$seqmesh" launch -n "$ranks" --config "$work/hdp.toml" --checkpoint.dir="$dir" \
+  mkdir -p "$dir/trace"
+  SEQMESH_TRACE=$dir/trace "$seqmesh" launch -n "$ranks" --config "$work/hdp.toml" --checkpoint.dir="$dir" \
     --distributed.planner="$planner" > "$dir.out" 2> "$dir.err" \
     || { tail -20 "$dir.err" >&2; echo "hdp_e2e: $planner run failed" >&2; exit 1; }
   m=$dir/metrics.jsonl
@@ -71,11 +75,12 @@ for planner in static naive balanced; do
   pred=$(field "$m" estimated_step_ms | median)
   comp=$(field "$m" compute_ms | median)
   stepms=$(field "$m" step_ms | median)
-  ratio=$(paste <(field "$m" compute_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
+  ratio=$(paste <(field "$m" step_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
+  cratio=$(paste <(field "$m" compute_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
   micro=$(field "$m" micro_batches | median)
   [[ -z $static_tps ]] && static_tps=$tps
   awk -v p="$planner" -v t="$tps" -v s="$static_tps" -v b="$sent" -v pr="$pred" -v c="$comp" \
-      -v st="$stepms" -v r="$ratio" -v mb="$micro" 'BEGIN {
-    printf "%-9s %9.0f %7.2fx %13.2f %10.1f %10.1f %10.1f %8.2f %8d\n", p, t, t / s, b / 1048576,
-      pr, c, st, r, mb }'
+      -v st="$stepms" -v r="$ratio" -v cr="$cratio" -v mb="$micro" 'BEGIN {
+    printf "%-9s %9.0f %7.2fx %13.2f %10.1f %10.1f %10.1f %9.2f %9.2f %6d\n", p, t, t / s,
+      b / 1048576, pr, c, st, r, cr, mb }'
 done

@@ -2,7 +2,7 @@
 // of the job (run under mpirun, one thread per rank), against the same compute with no
 // communication, and the bytes each rank sends.
 //
-//   OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -n 2 \
+//   OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -n 2
 //       build/bench/ring_attention [--tokens-per-rank 8192] [--reps 3]
 //
 // "compute only" runs the same RingAttention with a link that moves nothing (each step computes

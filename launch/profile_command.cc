@@ -50,6 +50,7 @@
 
 #include "launch/command.h"
 #include "launch/format.h"
+#include "launch/ring_profile.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/mpi/mpi_session.h"
 #include "runtime/check.h"
@@ -64,7 +65,7 @@ namespace {
 constexpr char kHelp[] =
     "usage: seqmesh profile --config FILE [--out FILE] [--lengths 1K,2K,4K,8K,16K] [--reps 5]\n"
     "           [--threads T] [--check] [--holdout LIST|none] [--name NAME] [--concurrent]\n"
-    "           [--section.key=value ...]\n"
+    "           [--rings] [--ring-tokens LIST] [--section.key=value ...]\n"
     "  Times one layer (forward + backward) of the config's [model] at each length, fits\n"
     "  T(s) = a1*s^2 + b1*s + g and Act(s) = a2*s + b2, measures point-to-point and copy\n"
     "  bandwidth, and writes a cost file (to --out, else to stdout; the report then goes to\n"
@@ -75,6 +76,11 @@ constexpr char kHelp[] =
     "              exceeds 15%\n"
     "  --concurrent under mpirun -n N, every rank times the compute at once (rank 0's figures\n"
     "              are written): the per-rank speed of a job whose N ranks share this machine\n"
+    "  --rings     under mpirun -n N (N >= 2), time passes on rings of D = 1..N ranks (all ranks\n"
+    "              busy; D = 1: local passes) and a gradient sync + AdamW step; writes\n"
+    "              pass_factor_<D>, pass_ms_<D> and step_fixed_ms. Use with --concurrent.\n"
+    "  --ring-tokens per-rank tokens of the ring passes (default: half and all of the config's\n"
+    "              training.micro_batch_tokens)\n"
     "  lengths accept a K (1024) suffix; at most 128K. Timings need a quiet machine: run it\n"
     "  with the load average below 1 (the file records it).\n";
 
@@ -385,7 +391,8 @@ int RunProfile(const Args& args) {
   std::string config_path, out_path, name;
   std::string lengths_arg = "1K,2K,4K,8K,16K", holdout_arg;
   int reps = 5, threads = 0;
-  bool check = false, concurrent = false;
+  bool check = false, concurrent = false, rings = false;
+  std::string ring_tokens_arg;
   std::vector<std::string> overrides;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -401,12 +408,16 @@ int RunProfile(const Args& args) {
       concurrent = true;
       continue;
     }
+    if (a == "--rings") {
+      rings = true;
+      continue;
+    }
     if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
       overrides.push_back(a);  // --section.key=value; RunConfig names unknown keys
       continue;
     }
     static const char* kValued[] = {"--config",  "--out",     "--lengths", "--reps",
-                                    "--threads", "--holdout", "--name"};
+                                    "--threads", "--holdout", "--name",    "--ring-tokens"};
     bool known = false;
     for (const char* k : kValued) known |= a == k;
     SM_CHECK(known) << "unknown flag '" << a << "'\n" << kHelp;
@@ -417,6 +428,7 @@ int RunProfile(const Args& args) {
     if (a == "--lengths") lengths_arg = v;
     if (a == "--holdout") holdout_arg = v;
     if (a == "--name") name = v;
+    if (a == "--ring-tokens") ring_tokens_arg = v;
     if (a == "--reps") reps = static_cast<int>(ParseCount(a, v, 1, 1000));
     if (a == "--threads") threads = static_cast<int>(ParseCount(a, v, 1, 1024));
   }
@@ -444,6 +456,15 @@ int RunProfile(const Args& args) {
         << "--out: directory '" << dir.string() << "' does not exist";
   }
   if (threads == 0) threads = static_cast<int>(config.training.threads);
+  std::vector<int64_t> ring_tokens;
+  if (!ring_tokens_arg.empty()) {
+    SM_CHECK(rings) << "--ring-tokens needs --rings";
+    ring_tokens = ParseLengths("--ring-tokens", ring_tokens_arg);
+  } else {
+    const int64_t c = config.training.micro_batch_tokens;
+    if (c / 2 > 0) ring_tokens.push_back(c / 2);
+    ring_tokens.push_back(c);
+  }
   if (name.empty())
     name = out_path.empty() ? "profiled" : std::filesystem::path(out_path).stem().string();
   SM_CHECK(!name.empty() && name.find_first_of(" \t#") == std::string::npos)
@@ -453,11 +474,20 @@ int RunProfile(const Args& args) {
   // Point-to-point first: every rank takes part, then MPI is finalized and only rank 0 goes on.
   int rank = 0;
   LinkProfile link;
+  std::vector<RingSample> ring_samples;
   {
     mpi::Session session(nullptr, nullptr);
     MpiCommunicator comm;
     rank = comm.rank();
     link = MeasureP2p(comm, reps);
+    if (rings) {
+      SetNumThreads(threads);
+      const auto t0 = Clock::now();
+      ring_samples = MeasureRings(comm, config, ring_tokens, reps);
+      if (rank == 0)
+        report0 << "ring passes (" << comm.size() << " ranks): " << Fixed(MsSince(t0) / 1000, 1)
+                << " s\n";
+    }
   }
   if (rank != 0 && !concurrent) return 0;
   std::ostringstream discarded;  // the other ranks of --concurrent time, rank 0 reports
@@ -532,6 +562,51 @@ int RunProfile(const Args& args) {
   model.kv_bytes_per_token = 3.0 * 2 * mc.kv_heads * mc.head_dim() * sizeof(float);
   model.p2p_gbps = link.gbps;
   model.d2h_gbps = model.h2d_gbps = copy_gbps;
+  // The head (embedding, final norm, lm_head, loss) is what the 1-layer model runs beside its
+  // layer: per token, the median over the fitted lengths (a concurrent profile's single
+  // differences are noisy; a slope fit would follow the longest length's).
+  {
+    std::vector<double> per_token;
+    for (const LengthSample& m : fit_samples)
+      per_token.push_back(std::max(0.0, m.one_layer_ms - m.layer_ms) / m.tokens);
+    model.head_ms_per_token = Median(per_token);
+  }
+  // Pass calibration of D: least squares of (pass - head) = factor x model + ms over the
+  // per-rank token counts, model = layers x T(c D)/D (through the origin when the intercept
+  // comes out negative); step_fixed_ms: the median sync + AdamW step.
+  auto model_ms = [&](const RingSample& r) {
+    return model.layers_per_rank *
+           model.LayerMs(static_cast<double>(r.tokens_per_rank * r.ring_size)) / r.ring_size;
+  };
+  auto measured_ms = [&](const RingSample& r) {
+    return r.pass_ms - model.head_ms_per_token * static_cast<double>(r.tokens_per_rank);
+  };
+  for (int k = 0; !ring_samples.empty() && k < 2 * link.ranks; ++k) {
+    const int d = k / 2 + 1;
+    const bool busy = k % 2 == 1;  // the contended calibration (1 < D < N only)
+    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (const RingSample& r : ring_samples) {
+      if (r.ring_size != d || r.others_busy != busy) continue;
+      const double x = model_ms(r), y = measured_ms(r);
+      n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
+    }
+    if (n == 0) continue;
+    scheduler::CostModel::PassCalibration c;
+    const double det = n * sxx - sx * sx;
+    if (n >= 2 && det > 0) {
+      c.factor = (n * sxy - sx * sy) / det;
+      c.ms = (sy - c.factor * sx) / n;
+    }
+    if (n < 2 || det <= 0 || c.ms < 0 || c.factor <= 0) c = {sxy / sxx, 0.0};
+    SM_CHECK(c.factor > 0) << "ring passes of " << d << " ranks: no positive fit";
+    (busy ? model.contended_pass : model.pass)[d] = c;
+  }
+  std::vector<double> syncs;
+  // Only where every rank ran the same pass: beside a ring, the sync also waits for the end of
+  // the local pass the other ranks were in.
+  for (const RingSample& r : ring_samples)
+    if (r.ring_size == 1 || r.ring_size == link.ranks) syncs.push_back(r.sync_ms);
+  if (!syncs.empty()) model.step_fixed_ms = Median(syncs);
 
   std::vector<CheckRow> fit_rows, held_rows;
   for (const LengthSample& m : fit_samples)
@@ -591,7 +666,36 @@ int RunProfile(const Args& args) {
        << "#   ranks have no device, so the copy offload would make is a host copy\n"
        << "# kv_bytes_per_token: 3 * 2 * kv_heads * head_dim * 4 bytes (f32)\n"
        << "# layers_per_rank: the config's model.layers\n"
-       << scheduler::FormatCostModel(model);
+       << "# head_ms_per_token: (1-layer model - layer) / s, median over the T rows\n";
+  if (!ring_samples.empty()) {
+    file << "# Rings (--rings): a ring of ranks 0..D-1 of " << link.ranks
+         << " (the others run local passes until it is\n"
+         << "#   done), one forward + backward of the model per rep through StepExecutor and\n"
+         << "#   MpiRingLink, then a\n"
+         << "#   GradSync step (reduce-scatter, AdamW, all-gather); rank 0's medians of " << reps
+         << " reps.\n"
+         << "#   model ms: layers x T(c D)/D; fitted: pass_factor_<D> x model ms + pass_ms_<D>\n"
+         << "#   + head (least squares over c); step_fixed_ms: the median sync.\n"
+         << "#   wait ms: of the pass, waiting for ring partners. R rows: the other ranks wait;\n"
+         << "#   B rows: they run local passes until the ring is done (contended_*).\n"
+         << "#     D        c    pass ms   model ms  fitted ms    error    wait ms    sync ms   "
+            "spread\n";
+    for (size_t i = 0; i < ring_samples.size(); ++i) {
+      const RingSample& r = ring_samples[i];
+      char row[192];
+      const scheduler::CostModel::PassCalibration c =
+          r.others_busy ? model.contended_pass.at(r.ring_size) : model.Pass(r.ring_size);
+      const double fitted = c.factor * model_ms(r) + c.ms +
+                            model.head_ms_per_token * static_cast<double>(r.tokens_per_rank);
+      std::snprintf(row, sizeof row,
+                    "# %c %3d %8lld %10.3f %10.3f %10.3f %+7.2f%% %10.3f %10.3f %7.1f%%\n",
+                    r.others_busy ? 'B' : 'R', r.ring_size,
+                    static_cast<long long>(r.tokens_per_rank), r.pass_ms, model_ms(r), fitted,
+                    100 * (fitted - r.pass_ms) / r.pass_ms, r.wait_ms, r.sync_ms, 100 * r.spread);
+      file << row;
+    }
+  }
+  file << scheduler::FormatCostModel(model);
   const std::string text = file.str();
   // The written text must be a cost file the planner accepts.
   scheduler::ParseCostModel(text, "profile output");
@@ -605,7 +709,16 @@ int RunProfile(const Args& args) {
     report << "wrote " << out_path << "\n";
   }
   report << "T(s) = " << model.a1 << " s^2 + " << model.b1 << " s + " << model.g
-         << " ms; Act(s) = " << model.a2 << " s + " << model.b2 << " bytes\n";
+         << " ms; Act(s) = " << model.a2 << " s + " << model.b2 << " bytes; head "
+         << model.head_ms_per_token * 1e3 << " us/token\n";
+  for (const auto& [d, c] : model.pass)
+    report << "passes on " << d << " rank(s): factor " << Fixed(c.factor, 3) << " + "
+           << Fixed(c.ms, 2) << " ms per pass\n";
+  for (const auto& [d, c] : model.contended_pass)
+    report << "passes on " << d << " ranks beside local passes: factor " << Fixed(c.factor, 3)
+           << " + " << Fixed(c.ms, 2) << " ms per pass\n";
+  if (!ring_samples.empty())
+    report << "gradient sync + AdamW: " << Fixed(model.step_fixed_ms, 2) << " ms\n";
   if (!check) return 0;
 
   report << "check (tolerance " << Fixed(100 * kCheckTolerance, 0) << "%):\n"

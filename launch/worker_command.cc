@@ -206,18 +206,21 @@ int RunWorkerRank(const WorkerArgs& args) {
         ds.ReadRange(b.sequence(), begin, end - begin, out);
       };
       model.ZeroGrad();
+      const double wait_before = link.wait_ms();
       const StepResult r = executor.Run(reply.plan(), reply.target_tokens(), read, &last_backward);
+      const double ring_wait_ms = link.wait_ms() - wait_before;
       const float lr = schedule.At(static_cast<int64_t>(step));
       const double norm = sync.Step(lr, static_cast<float>(config.training.grad_clip));
       const double step_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (trace) {
         const double fetch_ms = std::chrono::duration<double, std::milli>(t_plan - t0).count();
-        std::fprintf(trace.get(),
-                     "{\"step\":%llu,\"rank\":%d,\"fetch_ms\":%.3f,\"compute_ms\":%.3f,"
-                     "\"step_ms\":%.3f,\"estimated_step_ms\":%.3f,\"passes\":[",
-                     static_cast<unsigned long long>(step), rank, fetch_ms, r.compute_ms, step_ms,
-                     reply.plan().estimated_step_ms());
+        std::fprintf(
+            trace.get(),
+            "{\"step\":%llu,\"rank\":%d,\"fetch_ms\":%.3f,\"compute_ms\":%.3f,"
+            "\"step_ms\":%.3f,\"estimated_step_ms\":%.3f,\"ring_wait_ms\":%.3f,\"passes\":[",
+            static_cast<unsigned long long>(step), rank, fetch_ms, r.compute_ms, step_ms,
+            reply.plan().estimated_step_ms(), ring_wait_ms);
         const proto::RankPlan& mine = reply.plan().ranks(rank);
         for (size_t i = 0; i < r.passes.size(); ++i) {
           const PassTiming& p = r.passes[i];

@@ -43,6 +43,9 @@ void MpiRingLink::Complete(int tag) {
   int done = 0;
   int spins = 0;
   const bool shared_cores = mpi::CoresShared();
+  // No spin window: a ring member waited for is mostly one the OS has descheduled, and ring
+  // passes of 4 ranks on 2 cores ran 7-9% faster without (docs/BENCHMARKS.md).
+  const auto spin = mpi::SpinWindow(std::chrono::microseconds(0));
   while (true) {
     const int rc = MPI_Testall(2, ex.requests, &done, MPI_STATUSES_IGNORE);
     SM_CHECK(rc == MPI_SUCCESS) << "ring exchange (tag " << tag << ", send to rank " << ex.to
@@ -58,17 +61,15 @@ void MpiRingLink::Complete(int tag) {
                       << my_rank << " sending to rank " << ex.to << " and receiving from rank "
                       << ex.from << " (tag " << tag << "); a ring member stopped answering";
     }
-    // Where ranks share cores (mpi::CoresShared: 4 ranks on this 2-core VM), spin briefly,
-    // then yield, and after a millisecond sleep between polls: a waiting rank that keeps its
-    // core (sched_yield hardly gives it up under CFS) slows the ring member it waits for.
-    if (shared_cores && ++spins > 1000) {
-      if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-      else
-        std::this_thread::yield();
-    }
+    // Where ranks share cores (mpi::CoresShared: 4 ranks on this 2-core VM), sleep between
+    // polls once past the spin window: a waiting rank that keeps its core (sched_yield hardly
+    // gives it up under CFS) slows the ring member it waits for.
+    if (shared_cores && (++spins & 15) == 0 && std::chrono::steady_clock::now() - start > spin)
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
   pending_.erase(it);
+  wait_ms_ +=
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
 }  // namespace seqmesh

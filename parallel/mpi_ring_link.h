@@ -22,6 +22,8 @@ class MpiRingLink : public RingLink {
   void Post(int tag, const float* send, int64_t send_count, int to, float* recv, int64_t recv_count,
             int from) override;
   void Complete(int tag) override;
+  // Total time spent inside Complete (waiting for ring partners), ms.
+  double wait_ms() const { return wait_ms_; }
 
  private:
   struct Exchange {
@@ -31,6 +33,7 @@ class MpiRingLink : public RingLink {
   MPI_Comm comm_;
   std::chrono::milliseconds deadline_;
   std::map<int, Exchange> pending_;
+  double wait_ms_ = 0;
 };
 
 }  // namespace seqmesh

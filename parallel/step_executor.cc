@@ -161,7 +161,7 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
       batch.split_attention = ring_attention.get();
     }
     PassTiming timing{passes[p].micro_batch, passes[p].segment, std::max(1, mb.ring_size()),
-                      batch.num_tokens, MsSince(start), 0};
+                      batch.num_tokens,      MsSince(start),    0};
     result.loss += model_.Forward(batch, normalizer);
     const bool last = p + 1 == passes.size();
     if (last && last_backward) *last_backward = true;

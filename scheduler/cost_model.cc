@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -75,10 +76,13 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
                                             {"kv_bytes_per_token", &m.kv_bytes_per_token},
                                             {"p2p_gbps", &m.p2p_gbps},
                                             {"d2h_gbps", &m.d2h_gbps},
-                                            {"h2d_gbps", &m.h2d_gbps}};
+                                            {"h2d_gbps", &m.h2d_gbps},
+                                            {"head_ms_per_token", &m.head_ms_per_token},
+                                            {"step_fixed_ms", &m.step_fixed_ms}};
   std::istringstream in(text);
   std::string line;
   int line_no = 0;
+  std::set<std::string> seen_pass;
   while (std::getline(in, line)) {
     ++line_no;
     if (auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
@@ -101,6 +105,25 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
       m.layers_per_rank = static_cast<int>(v);
       continue;
     }
+    const bool contended = key.rfind("contended_", 0) == 0;
+    if (key.rfind("pass_factor_", 0) == 0 || key.rfind("pass_ms_", 0) == 0 ||
+        key.rfind("contended_factor_", 0) == 0 || key.rfind("contended_ms_", 0) == 0) {
+      const size_t prefix = contended ? 10 : 5;  // "contended_" or "pass_"
+      const bool factor = key[prefix] == 'f';
+      const std::string d = key.substr(prefix + (factor ? 7 : 3));
+      SM_CHECK(!d.empty() && d.size() < 6 &&
+               d.find_first_not_of("0123456789") == std::string::npos && std::stoi(d) >= 1)
+          << source << ":" << line_no << ": '" << key
+          << "': expected {pass,contended}_factor_<D> or {pass,contended}_ms_<D>, D >= 1";
+      SM_CHECK(factor ? v > 0 : v >= 0)
+          << source << ":" << line_no << ": " << key << (factor ? " must be > 0" : " must be >= 0");
+      CostModel::PassCalibration& c = (contended ? m.contended_pass : m.pass)[std::stoi(d)];
+      double& field = factor ? c.factor : c.ms;
+      SM_CHECK(!seen_pass.count(key)) << source << ":" << line_no << ": " << key << " given twice";
+      seen_pass.insert(key);
+      field = v;
+      continue;
+    }
     auto it = numbers.find(key);
     SM_CHECK(it != numbers.end()) << source << ":" << line_no << ": unknown key '" << key << "'";
     *it->second = v;
@@ -111,6 +134,8 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
       << source << ": bandwidths must be > 0";
   SM_CHECK(m.kv_bytes_per_token >= 0 && m.a2 >= 0 && m.b2 >= 0)
       << source << ": byte counts must be >= 0";
+  SM_CHECK(m.head_ms_per_token >= 0 && m.step_fixed_ms >= 0)
+      << source << ": head_ms_per_token and step_fixed_ms must be >= 0";
   return m;
 }
 
@@ -129,6 +154,14 @@ std::string FormatCostModel(const CostModel& m) {
      << m.b1 << "\ng " << m.g << "\na2 " << m.a2 << "\nb2 " << m.b2 << "\nkv_bytes_per_token "
      << m.kv_bytes_per_token << "\np2p_gbps " << m.p2p_gbps << "\nd2h_gbps " << m.d2h_gbps
      << "\nh2d_gbps " << m.h2d_gbps << "\n";
+  // Written only when profiled, so cost files without them read back unchanged.
+  if (m.head_ms_per_token > 0) os << "head_ms_per_token " << m.head_ms_per_token << "\n";
+  if (m.step_fixed_ms > 0) os << "step_fixed_ms " << m.step_fixed_ms << "\n";
+  for (const auto& [d, c] : m.pass)
+    os << "pass_factor_" << d << " " << c.factor << "\npass_ms_" << d << " " << c.ms << "\n";
+  for (const auto& [d, c] : m.contended_pass)
+    os << "contended_factor_" << d << " " << c.factor << "\ncontended_ms_" << d << " " << c.ms
+       << "\n";
   return os.str();
 }
 

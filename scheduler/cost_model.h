@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <iterator>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,9 +24,41 @@ struct CostModel {
   // KV bytes one token sends per layer in one ring step (forward and backward together).
   double kv_bytes_per_token = 0;
   double p2p_gbps = 1, d2h_gbps = 1, h2d_gbps = 1;  // 1e9 bytes per second
+  // What a forward + backward pass costs beside its layers (embedding, final norm, lm_head,
+  // loss), per token of the pass, ms. 0 when not profiled.
+  double head_ms_per_token = 0;
+  // Per step beside the passes: gradient reduce-scatter, AdamW on the shard, parameter
+  // all-gather. 0 when not profiled.
+  double step_fixed_ms = 0;
+  // A pass (one forward + backward) on a ring of D ranks (D = 1: a local micro-batch), as
+  // measured in the job's own setting (seqmesh profile --rings: every rank busy): its layers
+  // take pass_factor_<D> times the model's layers x sum T(s)/D, plus pass_ms_<D> per pass.
+  // They carry what T(s) of one sequence alone leaves out: blockwise ring attention with its
+  // merges, the ring's lock step and, where ranks share cores, waits for descheduled members
+  // (docs/PLANNER.md). A size not profiled takes the largest profiled size below it; factor 1
+  // and 0 ms without any.
+  struct PassCalibration {
+    double factor = 1;
+    double ms = 0;
+  };
+  std::map<int, PassCalibration> pass;
+  // contended_factor_<D>, contended_ms_<D>: the same for a ring of D while the job's other
+  // ranks run local passes (competitors for shared cores that never wait; on this 2-core VM
+  // a ring of 2 beside two busy ranks runs far slower than beside idle ones). Simulate weighs
+  // the two by how much local work on other ranks overlaps the ring. Without these, `pass`.
+  std::map<int, PassCalibration> contended_pass;
 
   double LayerMs(double s) const { return a1 * s * s + b1 * s + g; }
   double ActBytes(double s) const { return a2 * s + b2; }
+  PassCalibration Pass(int ring_size) const { return Lookup(pass, ring_size); }
+  PassCalibration ContendedPass(int ring_size) const {
+    auto it = contended_pass.find(ring_size);
+    return it == contended_pass.end() ? Pass(ring_size) : it->second;
+  }
+  static PassCalibration Lookup(const std::map<int, PassCalibration>& m, int ring_size) {
+    auto it = m.upper_bound(ring_size);
+    return it == m.begin() ? PassCalibration{} : std::prev(it)->second;
+  }
   // Time to send `tokens` tokens of KV to the next rank of a ring, ms.
   double KvTransferMs(double tokens) const {
     return tokens * kv_bytes_per_token / (p2p_gbps * 1e6);

@@ -14,7 +14,9 @@ std::string GanttSvg(const CostModel& cost, const Plan& plan) {
   for (const WorkItem& item : plan.items) {
     lengths.clear();
     for (int32_t s : item.sequences) lengths.push_back(plan.lengths[s]);
-    durations.push_back(RingCost(cost, lengths, static_cast<int>(item.ring.size())).total());
+    durations.push_back(item.duration_ms > 0
+                            ? item.duration_ms
+                            : RingCost(cost, lengths, static_cast<int>(item.ring.size())).total());
     step = std::max(step, item.start_ms + durations.back());
   }
   const double scale = step > 0 ? (width - left - 10) / step : 1;

@@ -6,7 +6,8 @@
 
 namespace seqmesh::scheduler {
 
-ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size) {
+ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size,
+                  double contention) {
   const double d = ring_size;
   double compute = 0, step_attention = 0, tokens_per_rank = 0;
   for (int64_t s : lengths) {
@@ -20,37 +21,103 @@ ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, in
     exposed = (d - 1) * std::max(0.0, cost.KvTransferMs(tokens_per_rank) - step_attention);
   }
   const double l = cost.layers_per_rank;
-  return {compute * l, exposed * l};
+  // One pass per sequence on a ring; a local micro-batch is one pass of all its sequences.
+  const CostModel::PassCalibration plain = cost.Pass(ring_size);
+  const CostModel::PassCalibration busy = cost.ContendedPass(ring_size);
+  const double w = ring_size > 1 ? std::clamp(contention, 0.0, 1.0) : 0.0;
+  const double factor = (1 - w) * plain.factor + w * busy.factor;
+  const double pass_ms = (1 - w) * plain.ms + w * busy.ms;
+  const double passes = ring_size > 1 ? static_cast<double>(lengths.size()) : 1.0;
+  return {compute * l * factor + pass_ms * passes + cost.head_ms_per_token * tokens_per_rank,
+          exposed * l};
 }
 
 ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size) {
   const double d = ring_size, c = length / d;
   ItemCost r;
-  r.compute_ms = cost.LayerMs(static_cast<double>(length)) / d * cost.layers_per_rank;
+  const CostModel::PassCalibration pass = cost.Pass(ring_size);
+  r.compute_ms =
+      cost.LayerMs(static_cast<double>(length)) / d * cost.layers_per_rank * pass.factor + pass.ms +
+      cost.head_ms_per_token * c;
   if (ring_size > 1)
     r.exposed_ms =
         (d - 1) * std::max(0.0, cost.KvTransferMs(c) - cost.a1 * c * c) * cost.layers_per_rank;
   return r;
 }
 
+namespace {
+
+// Per ring item, the share of the other ranks' time within the item's interval that their local
+// items take (items' start_ms and duration_ms from a replay). A ring's members run no local item
+// while it runs, so that is the integral over the interval of how many ranks are in a local
+// item: a step function over the local items' sorted starts and ends, with prefix integrals.
+std::vector<double> Contention(const Plan& plan) {
+  std::vector<std::pair<double, int>> events;  // (time, +1 start / -1 end)
+  for (const WorkItem& o : plan.items) {
+    if (o.ring.size() != 1 || o.duration_ms <= 0) continue;
+    events.push_back({o.start_ms, +1});
+    events.push_back({o.start_ms + o.duration_ms, -1});
+  }
+  std::sort(events.begin(), events.end());
+  std::vector<double> times, integral;  // integral of the count from 0 up to times[k]
+  std::vector<int> count;               // the count from times[k] on
+  int now = 0;
+  double area = 0;
+  for (const auto& [t, delta] : events) {
+    if (!times.empty()) area += now * (t - times.back());
+    now += delta;
+    times.push_back(t);
+    integral.push_back(area);
+    count.push_back(now);
+  }
+  auto area_to = [&](double t) {  // integral of the count over [0, t]
+    auto it = std::upper_bound(times.begin(), times.end(), t);
+    if (it == times.begin()) return 0.0;
+    const size_t k = static_cast<size_t>(it - times.begin()) - 1;
+    return integral[k] + count[k] * (t - times[k]);
+  };
+  std::vector<double> out(plan.items.size(), 0.0);
+  for (size_t i = 0; i < plan.items.size(); ++i) {
+    const WorkItem& a = plan.items[i];
+    const int d = static_cast<int>(a.ring.size());
+    if (d <= 1 || d >= plan.num_ranks || a.duration_ms <= 0) continue;
+    const double overlap = area_to(a.start_ms + a.duration_ms) - area_to(a.start_ms);
+    out[i] = std::clamp(overlap / ((plan.num_ranks - d) * a.duration_ms), 0.0, 1.0);
+  }
+  return out;
+}
+
+}  // namespace
+
 StepMetrics Simulate(const CostModel& cost, Plan& plan) {
-  std::vector<double> ready(plan.num_ranks, 0.0);
+  std::vector<double> ready;
   double busy = 0, exposed = 0;
   std::vector<int64_t> lengths;
-  for (WorkItem& item : plan.items) {
-    lengths.clear();
-    for (int32_t s : item.sequences) lengths.push_back(plan.lengths[s]);
-    ItemCost c = RingCost(cost, lengths, static_cast<int>(item.ring.size()));
-    double start = 0;
-    for (int32_t r : item.ring) start = std::max(start, ready[r]);
-    for (int32_t r : item.ring) ready[r] = start + c.total();
-    item.start_ms = start;
-    busy += c.total() * item.ring.size();
-    exposed += c.exposed_ms * item.ring.size();
+  std::vector<double> contention(plan.items.size(), 0.0);
+  const int replays = cost.contended_pass.empty() ? 1 : 2;
+  for (int replay = 0; replay < replays; ++replay) {
+    if (replay > 0) contention = Contention(plan);
+    ready.assign(plan.num_ranks, 0.0);
+    busy = exposed = 0;
+    for (size_t i = 0; i < plan.items.size(); ++i) {
+      WorkItem& item = plan.items[i];
+      lengths.clear();
+      for (int32_t s : item.sequences) lengths.push_back(plan.lengths[s]);
+      ItemCost c = RingCost(cost, lengths, static_cast<int>(item.ring.size()), contention[i]);
+      double start = 0;
+      for (int32_t r : item.ring) start = std::max(start, ready[r]);
+      for (int32_t r : item.ring) ready[r] = start + c.total();
+      item.start_ms = start;
+      item.duration_ms = c.total();
+      busy += c.total() * item.ring.size();
+      exposed += c.exposed_ms * item.ring.size();
+    }
   }
   StepMetrics m;
   m.step_ms = plan.num_ranks ? *std::max_element(ready.begin(), ready.end()) : 0;
-  if (m.step_ms > 0) m.busy_fraction = busy / (m.step_ms * plan.num_ranks);
+  const double passes_ms = m.step_ms;
+  m.step_ms += cost.step_fixed_ms;
+  if (passes_ms > 0) m.busy_fraction = busy / (passes_ms * plan.num_ranks);
   if (busy > 0) m.exposed_comm_fraction = exposed / busy;
   return m;
 }
@@ -93,7 +160,8 @@ proto::StepPlan ToStepPlan(const CostModel& cost, const Plan& plan, uint64_t ste
     const int d = static_cast<int>(item.ring.size());
     lengths.clear();
     for (int32_t s : item.sequences) lengths.push_back(plan.lengths[s]);
-    double duration = RingCost(cost, lengths, d).total();
+    // Simulate's duration (with contention) where the plan was replayed.
+    double duration = item.duration_ms > 0 ? item.duration_ms : RingCost(cost, lengths, d).total();
     step_ms = std::max(step_ms, item.start_ms + duration);
     if (d > 1) {
       auto* op = out.add_ring_order();
@@ -127,7 +195,7 @@ proto::StepPlan ToStepPlan(const CostModel& cost, const Plan& plan, uint64_t ste
     }
     if (d > 1) ++ring_id;
   }
-  out.set_estimated_step_ms(step_ms);
+  out.set_estimated_step_ms(step_ms + cost.step_fixed_ms);
   return out;
 }
 

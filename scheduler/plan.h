@@ -3,8 +3,8 @@
 //
 // Model of a step: every rank runs its micro-batch list in order; a micro-batch whose ring has D
 // members occupies all D ranks at once and starts when the last of them is free; the step ends
-// at gradient sync, i.e. when the last rank finishes. Gradient sync itself is the same for every
-// plan and is left out.
+// at gradient sync, i.e. when the last rank finishes, plus the cost file's step_fixed_ms
+// (gradient sync and AdamW: the same for every plan).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,7 @@ struct WorkItem {
   bool padded = false;
   double offload_ratio = 0;
   double start_ms = 0;
+  double duration_ms = 0;  // set by Simulate (with contention); 0 before
 };
 
 struct ItemCost {
@@ -34,9 +35,14 @@ struct ItemCost {
 };
 
 // Per-member cost of running `lengths` zigzag-sharded over a ring of `ring_size` ranks, all
-// layers: compute sum T(s)/D; each of the D-1 ring steps exposes max(0, kv transfer of the
-// rank's tokens - that step's attention sum a1 (s/D)^2).
-ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size);
+// layers: compute sum T(s)/D times the cost file's pass factor of D, plus its per-pass ms for
+// each pass (a sequence on a ring; the whole micro-batch when local) and the head's per-token
+// cost of the member's tokens; each of the D-1 ring steps exposes max(0, kv transfer of the rank's
+// tokens - that step's attention sum a1 (s/D)^2). `contention` in [0, 1]: the share of the other
+// ranks' time that local passes take while the ring runs; the cost is that mix of the cost file's
+// contended and plain pass calibrations.
+ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size,
+                  double contention = 0);
 ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size);
 
 struct Plan {
@@ -54,8 +60,10 @@ struct StepMetrics {
   double exposed_comm_fraction = 0;  // exposed ring transfer / busy time, all ranks
 };
 
-// Replays the plan in its global order under `cost`, sets every item's start_ms, and returns the
-// step's metrics.
+// Replays the plan in its global order under `cost`, sets every item's start_ms and
+// duration_ms, and returns the step's metrics. Where the cost file has contended calibrations,
+// a first replay finds how much local work on other ranks overlaps each ring item, and a second
+// replay costs each ring item with that contention.
 StepMetrics Simulate(const CostModel& cost, Plan& plan);
 
 // Token ranges [begin, end) held by ring position `position` of `ring_size` (two zigzag chunks;

@@ -16,7 +16,9 @@ void CheckOptions(const PlannerOptions& o, const std::vector<int64_t>& lengths) 
   SM_CHECK(o.capacity > 0) << "capacity must be > 0, got " << o.capacity;
   for (size_t i = 0; i < lengths.size(); ++i) {
     SM_CHECK(lengths[i] > 0) << "sequence " << i << " has length " << lengths[i];
-    int64_t d = ShardSequence(CostModel{.a1 = 1}, lengths[i], o.capacity, false).ring_size;
+    CostModel quadratic;
+    quadratic.a1 = 1;
+    int64_t d = ShardSequence(quadratic, lengths[i], o.capacity, false).ring_size;
     SM_CHECK(d <= o.num_ranks) << "sequence " << i << " of " << lengths[i] << " tokens needs " << d
                                << " ranks of capacity " << o.capacity << "; only " << o.num_ranks
                                << " ranks";

@@ -378,8 +378,8 @@ CommWork MpiCommunicator::StartAllGather(const void* send, void* recv, int64_t s
     const int peer = 1 - rank_;
     const int tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
     char* out = static_cast<char*>(recv);
-    SM_CHECK_MPI(MPI_Irecv(out + static_cast<size_t>(peer) * bytes, n, type, peer, tag,
-                           comm_.get(), work->requests.Add(peer)));
+    SM_CHECK_MPI(MPI_Irecv(out + static_cast<size_t>(peer) * bytes, n, type, peer, tag, comm_.get(),
+                           work->requests.Add(peer)));
     SM_CHECK_MPI(MPI_Isend(send, n, type, peer, tag, comm_.get(), work->requests.Add(peer)));
     if (!in_place && bytes > 0)
       work->on_done = [dst = out + static_cast<size_t>(rank_) * bytes, send, bytes] {
@@ -470,6 +470,7 @@ void MpiCommunicator::Wait(CommWork& work) {
   for (int i = 0; i < rq.count(); ++i) remaining += !rq.done(i);
   int polls = 0;
   const bool shared_cores = mpi::CoresShared();
+  const auto spin = mpi::SpinWindow(std::chrono::microseconds(1000));
   while (remaining > 0) {
     int completed = 0;
     SM_CHECK_MPI(
@@ -517,8 +518,7 @@ void MpiCommunicator::Wait(CommWork& work) {
       // Spin for the first millisecond (a handshake round trip costs microseconds, and a
       // yield is a system call); then, where ranks share cores, sleep briefly between polls
       // (mpi::CoresShared).
-      if (shared_cores &&
-          std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1))
+      if (shared_cores && std::chrono::steady_clock::now() - start > spin)
         std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }

@@ -38,6 +38,19 @@ bool DetectCoresShared() {
 
 bool CoresShared() { return cores_shared.load(std::memory_order_relaxed); }
 
+std::chrono::microseconds SpinWindow(std::chrono::microseconds fallback) {
+  static const long long env = [] {
+    const char* v = std::getenv("SEQMESH_SPIN_US");
+    if (!v) return -1LL;
+    char* end = nullptr;
+    const long long us = std::strtoll(v, &end, 10);
+    SM_CHECK(end && *end == '\0' && us >= 0)
+        << "SEQMESH_SPIN_US=" << v << ": expected microseconds >= 0";
+    return us;
+  }();
+  return env >= 0 ? std::chrono::microseconds(env) : fallback;
+}
+
 Session::Session(int* argc, char*** argv, int required) {
   setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "3", /*overwrite=*/0);
   SM_CHECK_MPI(MPI_Init_thread(argc, argv, required, &provided_));

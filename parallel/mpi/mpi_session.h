@@ -11,6 +11,8 @@
 
 #include <mpi.h>
 
+#include <chrono>
+
 namespace seqmesh::mpi {
 
 // Whether ranks of this job share cores on this node (more ranks on the node than online CPUs).
@@ -20,6 +22,9 @@ namespace seqmesh::mpi {
 // a 16 MiB all-gather 5-12% (docs/BENCHMARKS.md). SEQMESH_POLL=spin or =sleep overrides the
 // detection. True until a Session has looked (the safe choice when cores may be shared).
 bool CoresShared();
+// How long a wait spins before it starts sleeping between polls, where cores are shared:
+// SEQMESH_SPIN_US when set, else `fallback` (the caller's measured choice).
+std::chrono::microseconds SpinWindow(std::chrono::microseconds fallback);
 
 class Session {
  public:

@@ -672,7 +672,7 @@ std::vector<ModelRun> ModelStepOnOneAndTwoThreads() {
   std::vector<ModelRun> runs;
   for (int threads : {1, 2}) {
     ThreadCount set(threads);
-    Model model(c, {t, {false, true}, {}});
+    Model model(c, {t, {false, true}, {}, {}});
     model.InitRandom(5, 0.2f);  // wider than the default 0.02 so activations are far from zero
     model.ZeroGrad();
     ModelRun run;

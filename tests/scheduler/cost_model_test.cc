@@ -48,6 +48,34 @@ TEST(CostModel, FormatThenParseRoundTrips) {
   EXPECT_DOUBLE_EQ(back.p2p_gbps, 3);
 }
 
+TEST(CostModel, PassCalibrationsRoundTripAndFallBack) {
+  CostModel m = ParseCostModel(
+      "a1 1e-8\nhead_ms_per_token 0.002\nstep_fixed_ms 5.5\npass_factor_1 1.1\npass_ms_1 0\n"
+      "pass_factor_2 1.25\npass_ms_2 3\ncontended_factor_2 1.5\ncontended_ms_2 20\n");
+  EXPECT_DOUBLE_EQ(m.Pass(1).factor, 1.1);
+  EXPECT_DOUBLE_EQ(m.Pass(2).ms, 3);
+  // A size not given takes the largest given below it; below every given size, 1 and 0 ms.
+  EXPECT_DOUBLE_EQ(m.Pass(4).factor, 1.25);
+  EXPECT_DOUBLE_EQ(CostModel{}.Pass(3).factor, 1.0);
+  EXPECT_DOUBLE_EQ(m.ContendedPass(2).ms, 20);
+  EXPECT_DOUBLE_EQ(m.ContendedPass(3).factor, 1.25);  // no contended 3: the plain one
+  CostModel back = ParseCostModel(FormatCostModel(m));
+  EXPECT_DOUBLE_EQ(back.head_ms_per_token, 0.002);
+  EXPECT_DOUBLE_EQ(back.step_fixed_ms, 5.5);
+  EXPECT_DOUBLE_EQ(back.Pass(2).factor, 1.25);
+  EXPECT_DOUBLE_EQ(back.ContendedPass(2).factor, 1.5);
+  EXPECT_EQ(back.pass.size(), 2u);
+  EXPECT_EQ(back.contended_pass.size(), 1u);
+  // A file without them formats without them.
+  EXPECT_EQ(FormatCostModel(CostModel{}).find("pass_"), std::string::npos);
+  EXPECT_THROW(ParseCostModel("a1 1\npass_factor_0 1\n"), Error);           // D >= 1
+  EXPECT_THROW(ParseCostModel("a1 1\npass_factor_x 1\n"), Error);           // not a size
+  EXPECT_THROW(ParseCostModel("a1 1\ncontended_factor_2 0\n"), Error);      // factor > 0
+  EXPECT_THROW(ParseCostModel("a1 1\npass_ms_2 -1\n"), Error);              // ms >= 0
+  EXPECT_THROW(ParseCostModel("a1 1\npass_ms_2 1\npass_ms_2 2\n"), Error);  // twice
+  EXPECT_THROW(ParseCostModel("a1 1\nstep_fixed_ms -1\n"), Error);
+}
+
 TEST(CostModel, ParseErrorsNameTheLine) {
   try {
     ParseCostModel("a1 1e-8\nb1 x\n", "f.cost");

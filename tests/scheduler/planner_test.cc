@@ -65,6 +65,66 @@ TEST(HandSolved, FourEqualPacksOnFourRanksRunInParallel) {
   EXPECT_NEAR(m.busy_fraction, 1.0, 1e-12);
 }
 
+// The replay with pass calibrations, by hand: ranks 0-1 run a ring of 2 over one 200-token
+// sequence while rank 2 runs a local 100-token item for all of it (contention 1), or for half
+// of the ring's time, or nothing (contention 0).
+TEST(HandSolved, ContendedRingCostsFollowTheOverlappingLocalWork) {
+  CostModel c = TestCost();
+  c.kv_bytes_per_token = 0;  // no exposed transfer: compute only
+  c.head_ms_per_token = 0.001;
+  c.step_fixed_ms = 7;
+  c.pass[1] = {1.0, 0.0};
+  c.pass[2] = {1.2, 0.2};
+  c.contended_pass[2] = {2.0, 1.0};
+  const double l = c.layers_per_rank;
+  const double ring_model = c.LayerMs(200) / 2 * l;  // a member's share of the layers
+  const double plain = 1.2 * ring_model + 0.2 + 0.001 * 100;
+  const double busy = 2.0 * ring_model + 1.0 + 0.001 * 100;
+  auto local_ms = [&](int64_t s) { return c.LayerMs(s) * l + 0.001 * s; };
+  auto plan_with = [&](std::vector<int64_t> locals) {
+    Plan p;
+    p.planner = "hand";
+    p.capacity = 1000;
+    p.num_ranks = 3;
+    p.lengths = {200};
+    WorkItem ring;
+    ring.sequences = {0};
+    ring.ring = {0, 1};
+    p.items.push_back(ring);
+    for (int64_t s : locals) {
+      WorkItem local;
+      local.sequences = {static_cast<int32_t>(p.lengths.size())};
+      local.ring = {2};
+      p.items.push_back(local);
+      p.lengths.push_back(s);
+    }
+    return p;
+  };
+  // Nothing beside the ring: the plain calibration.
+  Plan alone = plan_with({});
+  EXPECT_NEAR(Simulate(c, alone).step_ms, plain + 7, 1e-9);
+  EXPECT_NEAR(alone.items[0].duration_ms, plain, 1e-9);
+  // A local item on rank 2 longer than the ring overlaps all of it: the contended calibration.
+  ASSERT_GT(local_ms(900), busy);
+  Plan covered = plan_with({900});
+  auto m = Simulate(c, covered);
+  EXPECT_NEAR(covered.items[0].duration_ms, busy, 1e-9);
+  EXPECT_NEAR(m.step_ms, local_ms(900) + 7, 1e-9);
+  // The contention the first replay saw is the weight: a local item that ends at a known share
+  // of the plain ring's time gives that mix.
+  const int64_t s_half = 60;
+  Plan part = plan_with({s_half});
+  Simulate(c, part);
+  const double w = std::min(1.0, local_ms(s_half) / plain);
+  ASSERT_GT(w, 0.1);
+  ASSERT_LT(w, 0.9);
+  EXPECT_NEAR(part.items[0].duration_ms, (1 - w) * plain + w * busy, 1e-9);
+  // The wire plan carries the replayed durations and the step with the fixed part.
+  proto::StepPlan wire = ToStepPlan(c, covered, 0);
+  EXPECT_NEAR(wire.ranks(0).micro_batches(0).estimated_duration_ms(), busy, 1e-9);
+  EXPECT_NEAR(wire.estimated_step_ms(), local_ms(900) + 7, 1e-9);
+}
+
 TEST(HandSolved, LongSequenceTakesARingAndShortsFillTheRest) {
   CostModel c = TestCost();
   PlannerOptions o{4, 100, 400, false, false};
