@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "scheduler/cost_model.h"
+#include "scheduler/plan.h"
 
 namespace seqmesh::scheduler {
 namespace {
@@ -153,6 +154,47 @@ TEST_F(ProfileCli, UnderMpirunRanksZeroAndOnePingPongAndTheFileGoesToStdout) {
       << r.output;
 }
 
+TEST_F(ProfileCli, RingsCalibratePassesThatTheFileRecordsAndReproduces) {
+  Result r = RunShell(std::string(SEQMESH_MPIRUN) + " " +
+                      Profile("--lengths 256,512,1K --reps 1 --concurrent --rings "
+                              "--ring-tokens 64,128,256 --name rings") +
+                      " 2>/dev/null");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const CostModel m = ParseCostModel(r.output, "stdout");
+  // Two ranks: local passes (D = 1) and a ring of both (D = 2); no rank is left beside a ring,
+  // so there is no contended calibration.
+  ASSERT_EQ(m.pass.size(), 2u) << r.output;
+  EXPECT_EQ(m.pass.count(1), 1u);
+  EXPECT_EQ(m.pass.count(2), 1u);
+  EXPECT_TRUE(m.contended_pass.empty());
+  EXPECT_GT(m.step_fixed_ms, 0);
+  EXPECT_GE(m.head_ms_per_token, 0);
+  // Each recorded row: "# R D c pass model fitted error wait sync spread". Its model column is
+  // layers x T(c D)/D of the file's own coefficients and its fitted column the file's
+  // calibration of that D (both printed to 3 decimals).
+  int rows = 0;
+  std::istringstream in(r.output);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("# R ", 0) != 0) continue;
+    std::istringstream f(line.substr(4));
+    int d;
+    double c, pass, model, fitted;
+    f >> d >> c >> pass >> model >> fitted;
+    ASSERT_FALSE(f.fail()) << line;
+    EXPECT_GT(pass, 0) << line;
+    EXPECT_NEAR(model, m.layers_per_rank * m.LayerMs(c * d) / d, 1.5e-3) << line;
+    const CostModel::PassCalibration cal = m.Pass(d);
+    EXPECT_NEAR(fitted, cal.factor * model + cal.ms + m.head_ms_per_token * c, 2e-3) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 6) << r.output;  // D = 1, 2 at 3 token counts
+  // A plan's replay uses them: a ring of 2 over 512 tokens costs its calibrated pass.
+  EXPECT_NEAR(SequenceRingCost(m, 512, 2).compute_ms,
+              m.Pass(2).factor * m.layers_per_rank * m.LayerMs(512) / 2 + m.Pass(2).ms +
+                  m.head_ms_per_token * 256,
+              1e-9);
+}
+
 TEST_F(ProfileCli, BadArgumentsFailNamingTheProblem) {
   const std::string binary = SEQMESH_BINARY;
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -167,6 +209,8 @@ TEST_F(ProfileCli, BadArgumentsFailNamingTheProblem) {
       {Profile("--threads"), "--threads needs a value"},
       {Profile("--model.hiden=32"), "did you mean 'model.hidden'"},
       {Profile("--out /nonexistent/dir/x.cost"), "directory '/nonexistent/dir' does not exist"},
+      {Profile("--ring-tokens 512"), "--ring-tokens needs --rings"},
+      {Profile("--rings --lengths 256,512,1K --reps 1"), "--rings needs >= 2 MPI ranks"},
   };
   for (const auto& [command, message] : cases) {
     Result r = RunShell(command + " 2>&1");
