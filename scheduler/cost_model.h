@@ -43,9 +43,10 @@ struct CostModel {
   };
   std::map<int, PassCalibration> pass;
   // contended_factor_<D>, contended_ms_<D>: the same for a ring of D while the job's other
-  // ranks run local passes (competitors for shared cores that never wait; on this 2-core VM
-  // a ring of 2 beside two busy ranks runs far slower than beside idle ones). Simulate weighs
-  // the two by how much local work on other ranks overlaps the ring. Without these, `pass`.
+  // ranks are busy (profiled beside local passes: competitors for shared cores; on this 2-core
+  // VM a ring of 2 beside two busy ranks runs far slower than beside idle ones). Simulate weighs
+  // the two by how much of the other ranks' time their own items (local or rings) take while
+  // the ring runs. Without these, `pass`.
   std::map<int, PassCalibration> contended_pass;
 
   double LayerMs(double s) const { return a1 * s * s + b1 * s + g; }

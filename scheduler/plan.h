@@ -39,8 +39,8 @@ struct ItemCost {
 // each pass (a sequence on a ring; the whole micro-batch when local) and the head's per-token
 // cost of the member's tokens; each of the D-1 ring steps exposes max(0, kv transfer of the rank's
 // tokens - that step's attention sum a1 (s/D)^2). `contention` in [0, 1]: the share of the other
-// ranks' time that local passes take while the ring runs; the cost is that mix of the cost file's
-// contended and plain pass calibrations.
+// ranks' time that their own items (local passes or other rings) take while the ring runs; the cost
+// is that mix of the cost file's contended and plain pass calibrations.
 ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size,
                   double contention = 0);
 ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size);
@@ -62,7 +62,7 @@ struct StepMetrics {
 
 // Replays the plan in its global order under `cost`, sets every item's start_ms and
 // duration_ms, and returns the step's metrics. Where the cost file has contended calibrations,
-// a first replay finds how much local work on other ranks overlaps each ring item, and a second
+// a first replay finds how much work on other ranks overlaps each ring item, and a second
 // replay costs each ring item with that contention.
 StepMetrics Simulate(const CostModel& cost, Plan& plan);
 

@@ -68,7 +68,7 @@ TEST(HandSolved, FourEqualPacksOnFourRanksRunInParallel) {
 // The replay with pass calibrations, by hand: ranks 0-1 run a ring of 2 over one 200-token
 // sequence while rank 2 runs a local 100-token item for all of it (contention 1), or for half
 // of the ring's time, or nothing (contention 0).
-TEST(HandSolved, ContendedRingCostsFollowTheOverlappingLocalWork) {
+TEST(HandSolved, ContendedRingCostsFollowTheOverlappingWork) {
   CostModel c = TestCost();
   c.kv_bytes_per_token = 0;  // no exposed transfer: compute only
   c.head_ms_per_token = 0.001;
@@ -119,6 +119,22 @@ TEST(HandSolved, ContendedRingCostsFollowTheOverlappingLocalWork) {
   ASSERT_GT(w, 0.1);
   ASSERT_LT(w, 0.9);
   EXPECT_NEAR(part.items[0].duration_ms, (1 - w) * plain + w * busy, 1e-9);
+  // Another ring beside it competes as local work does: two rings of 2 on 4 ranks, side by side,
+  // are each costed contended.
+  Plan two;
+  two.planner = "hand";
+  two.capacity = 1000;
+  two.num_ranks = 4;
+  two.lengths = {200, 200};
+  for (int k = 0; k < 2; ++k) {
+    WorkItem ring;
+    ring.sequences = {k};
+    ring.ring = {2 * k, 2 * k + 1};
+    two.items.push_back(ring);
+  }
+  EXPECT_NEAR(Simulate(c, two).step_ms, busy + 7, 1e-9);
+  EXPECT_NEAR(two.items[0].duration_ms, busy, 1e-9);
+  EXPECT_NEAR(two.items[1].duration_ms, busy, 1e-9);
   // The wire plan carries the replayed durations and the step with the fixed part.
   proto::StepPlan wire = ToStepPlan(c, covered, 0);
   EXPECT_NEAR(wire.ranks(0).micro_batches(0).estimated_duration_ms(), busy, 1e-9);
