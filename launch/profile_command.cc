@@ -94,13 +94,6 @@ double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-double Median(std::vector<double> v) {
-  SM_CHECK(!v.empty()) << "median of no samples";
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 int64_t ParseCount(const std::string& flag, const std::string& v, int64_t lo, int64_t hi) {
   char* end = nullptr;
   const long long n = std::strtoll(v.c_str(), &end, 10);

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <utility>
 
+#include "launch/format.h"
 #include "parallel/grad_sync.h"
 #include "parallel/mpi/mpi_handles.h"
 #include "parallel/mpi_ring_link.h"
@@ -16,12 +17,6 @@
 
 namespace seqmesh::launch {
 namespace {
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // The step plan of one ring size: a ring of ranks 0..d-1 over one sequence of d * c tokens
 // (d = 1: every rank), and, with `others_local`, one local sequence of c tokens on every other

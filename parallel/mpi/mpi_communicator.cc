@@ -332,10 +332,8 @@ CommWork MpiCommunicator::StartReduceScatter(const void* send, void* recv, int64
   rounds->dtype = dtype;
   rounds->type = type;
   rounds->comm = comm_.get();
-  // Every collective is started in the same order on all ranks, so the sequence number agrees;
-  // a tag per operation keeps rounds of concurrent reduce-scatters (buckets) from matching each
-  // other's messages. Tags below kRingTagBase belong to P2P groups.
-  rounds->tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
+  // Tags below kRingTagBase belong to P2P groups.
+  rounds->tag = NextRoundsTag();
   rounds->rank = rank_;
   rounds->size = size_;
   // Reused across calls: fresh memory for every call cost more than the transfer (a page fault
@@ -362,9 +360,12 @@ void MpiCommunicator::ReduceScatter(const void* send, void* recv, int64_t recv_c
   Wait(work);
 }
 
-// MPI's own non-blocking all-gather: rounds of our own (recursive doubling, ring; tried
-// 2026-11-26) measured 0.77-0.84x of the blocking call on 4 ranks at 4-64 MiB and no better on
-// 2, where libnbc's reached 0.93-1.27x on 4 ranks (docs/BENCHMARKS.md).
+// On 2 ranks, one receive from the peer and one send to it, the local copy when both are done:
+// Open MPI's own two-process algorithm (sendrecv, then the copy); libnbc's MPI_Iallgather had
+// reached only 0.62-0.85x of the blocking call at 1-4 MiB there. Otherwise MPI's own
+// non-blocking all-gather: rounds of our own (recursive doubling, ring; tried 2026-11-26)
+// measured 0.77-0.84x of the blocking call on 4 ranks at 4-64 MiB, where libnbc's reached
+// 0.93-1.27x (docs/BENCHMARKS.md).
 CommWork MpiCommunicator::StartAllGather(const void* send, void* recv, int64_t send_count,
                                          DType dtype) {
   const MPI_Datatype type = Type(dtype, "AllGather");
@@ -376,7 +377,7 @@ CommWork MpiCommunicator::StartAllGather(const void* send, void* recv, int64_t s
     work->dtype = dtype;
     work->count = send_count;
     const int peer = 1 - rank_;
-    const int tag = kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags);
+    const int tag = NextRoundsTag();
     char* out = static_cast<char*>(recv);
     SM_CHECK_MPI(MPI_Irecv(out + static_cast<size_t>(peer) * bytes, n, type, peer, tag, comm_.get(),
                            work->requests.Add(peer)));

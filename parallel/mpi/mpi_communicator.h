@@ -63,6 +63,10 @@ class MpiCommunicator : public Communicator {
   // Tags of our ring collectives: one per operation in flight, cycling.
   static constexpr int kRingTagBase = 1024, kRingTags = 8192;
   int64_t ring_sequence_ = 0;
+  // The tag of the next operation run as rounds of point-to-point messages (reduce-scatter,
+  // 2-rank all-gather): every rank starts collectives in the same order, so the sequence agrees,
+  // and a tag per operation keeps concurrent operations' messages apart.
+  int NextRoundsTag() { return kRingTagBase + static_cast<int>(ring_sequence_++ % kRingTags); }
   mpi::ScratchPool scratch_pool_;  // staging blocks of the ring collectives
   int rank_ = 0;
   int size_ = 1;
