@@ -68,6 +68,10 @@ NcclCommunicator::NcclCommunicator(Communicator& bootstrap, int device, const Co
   SM_CHECK_CUDA(cudaMalloc(&scratch_, sizeof(double)));
 }
 
+NcclCommunicator::~NcclCommunicator() {
+  if (scratch_) cudaFree(scratch_);  // errors ignored: destructors never throw
+}
+
 CommWork NcclCommunicator::Enqueued(std::string what, std::vector<int> peers) {
   auto w = std::make_unique<NcclWork>();
   w->what = std::move(what);
@@ -181,8 +185,10 @@ void NcclCommunicator::Wait(CommWork& work) {
       SM_CHECK(false) << what << (late ? " timed out after " : " failed (NCCL async error ")
                       << (late ? std::to_string(options_.deadline.count()) + " ms"
                                : std::string(ncclGetErrorString(async)) + ")")
-                      << " at step " << step_ << " on rank " << rank_ << ", waiting for ranks ["
-                      << peers.str() << "]; the communicator is unusable now";
+                      << " at step " << step_ << " on rank " << rank_
+                      << (size_ == 1 ? std::string(" (a world of one rank)")
+                                     : ", waiting for ranks [" + peers.str() + "]")
+                      << "; the communicator is unusable now";
     }
     std::this_thread::yield();
   }

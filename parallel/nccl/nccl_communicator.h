@@ -6,7 +6,8 @@
 // step. Point-to-point groups are ncclGroupStart / ncclSend|ncclRecv... / ncclGroupEnd on world
 // ranks. The NCCL unique id is broadcast over a bootstrap Communicator (MPI).
 //
-// Not yet run on a GPU (no GPU on the development machine): the test skips without one.
+// Run on one H100 with one rank (tests/parallel/nccl_communicator_test.cc, NCCL 2.28.3); several
+// ranks need several GPUs and have not run yet. The test skips without a GPU.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -85,6 +86,9 @@ class NcclCommunicator : public Communicator {
  public:
   // Collective over `bootstrap`'s ranks; uses CUDA device `device` (set current here).
   NcclCommunicator(Communicator& bootstrap, int device, const CommOptions& options = {});
+  ~NcclCommunicator() override;
+  NcclCommunicator(const NcclCommunicator&) = delete;
+  NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
