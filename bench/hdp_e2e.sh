@@ -14,8 +14,12 @@
 # pass_factor/pass_ms when profiled with --rings, exposed ring transfer, and step_fixed_ms for
 # gradient sync + AdamW); "compute" is the slowest rank's forward + backward, waits for ring
 # partners included; "step" adds the gradient reduction, AdamW and the plan fetch. step/pred and
-# comp/pred are medians over the steps of each step's ratio. Each rank's per-pass trace
-# (SEQMESH_TRACE) is kept in the run's directory (KEEP=1 keeps the work directory).
+# comp/pred are medians over the steps of each step's ratio. "step/refit" is the step against
+# the coordinator's online prediction (distributed.refit, scheduler/refit.h): the same replay
+# with each ring size's measured/estimated factor and the measured time beside the passes, both
+# learned from the steps finished before the step was planned. REFIT=plan|predict|off sets
+# distributed.refit (default predict: plans from the cost file alone). Each rank's per-pass
+# trace (SEQMESH_TRACE) is kept in the run's directory (KEEP=1 keeps the work directory).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -60,14 +64,14 @@ field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | tail -n +2; }  # all
 printf "# %s; %d ranks x 1 thread; %d steps of 16,384 tokens; medians over steps 2..%d; cost %s\n" \
   "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$ranks" "$steps" "$steps" \
   "$(basename "$cost")"
-printf "%-9s %9s %8s %13s %10s %10s %10s %9s %9s %6s\n" planner tok/s vs_static "MiB_sent/step" \
-  predicted compute step step/pred comp/pred micro
+printf "%-9s %9s %8s %13s %10s %10s %10s %9s %9s %10s %6s\n" planner tok/s vs_static \
+  "MiB_sent/step" predicted compute step step/pred comp/pred step/refit micro
 static_tps=""
 for planner in ${PLANNERS:-static naive balanced}; do
   dir=$work/run-$planner
   mkdir -p "$dir/trace"
   SEQMESH_TRACE=$dir/trace "$seqmesh" launch -n "$ranks" --config "$work/hdp.toml" --checkpoint.dir="$dir" \
-    --distributed.planner="$planner" > "$dir.out" 2> "$dir.err" \
+    --distributed.planner="$planner" --distributed.refit="${REFIT:-predict}" > "$dir.out" 2> "$dir.err" \
     || { tail -20 "$dir.err" >&2; echo "hdp_e2e: $planner run failed" >&2; exit 1; }
   m=$dir/metrics.jsonl
   tps=$(field "$m" tok_per_s | median)
@@ -77,10 +81,11 @@ for planner in ${PLANNERS:-static naive balanced}; do
   stepms=$(field "$m" step_ms | median)
   ratio=$(paste <(field "$m" step_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
   cratio=$(paste <(field "$m" compute_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
+  rratio=$(paste <(field "$m" step_ms) <(field "$m" predicted_step_ms) | awk '{ print $1 / $2 }' | median)
   micro=$(field "$m" micro_batches | median)
   [[ -z $static_tps ]] && static_tps=$tps
   awk -v p="$planner" -v t="$tps" -v s="$static_tps" -v b="$sent" -v pr="$pred" -v c="$comp" \
-      -v st="$stepms" -v r="$ratio" -v cr="$cratio" -v mb="$micro" 'BEGIN {
-    printf "%-9s %9.0f %7.2fx %13.2f %10.1f %10.1f %10.1f %9.2f %9.2f %6d\n", p, t, t / s,
-      b / 1048576, pr, c, st, r, cr, mb }'
+      -v st="$stepms" -v r="$ratio" -v cr="$cratio" -v rr="$rratio" -v mb="$micro" 'BEGIN {
+    printf "%-9s %9.0f %7.2fx %13.2f %10.1f %10.1f %10.1f %9.2f %9.2f %10.2f %6d\n", p, t, t / s,
+      b / 1048576, pr, c, st, r, cr, rr, mb }'
 done

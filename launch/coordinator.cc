@@ -502,7 +502,7 @@ void Coordinator::PlanThrough(uint64_t step) {
     const uint64_t k = next_draw_;
     const std::vector<BlendedId> ids = data_.sampler.Next(cursor_);
     StepRecord record;
-    record.reply = PlanStep(k, ids, &record.tokens);
+    PlanStep(k, ids, record);
     record.reports.resize(options_.world_size);
     if (record.reply.checkpoint_after()) {
       PendingCheckpoint pending;
@@ -518,14 +518,13 @@ void Coordinator::PlanThrough(uint64_t step) {
   }
 }
 
-proto::PlanReply Coordinator::PlanStep(uint64_t step, const std::vector<BlendedId>& ids,
-                                       int64_t* tokens) {
+void Coordinator::PlanStep(uint64_t step, const std::vector<BlendedId>& ids, StepRecord& record) {
   const int n = options_.world_size;
   const int64_t capacity = config_.training.micro_batch_tokens;
   std::vector<int64_t> lengths;
   uint64_t targets = 0;
   int64_t longest = 0;
-  *tokens = 0;
+  record.tokens = 0;
   for (const BlendedId& id : ids) {
     const int64_t len = data_.datasets[id.dataset].Length(id.sequence);
     const int d = scheduler::ShardSequence(cost_, len, capacity, false).ring_size;
@@ -537,17 +536,28 @@ proto::PlanReply Coordinator::PlanStep(uint64_t step, const std::vector<BlendedI
     lengths.push_back(len);
     targets += static_cast<uint64_t>(std::max<int64_t>(0, len - 1));
     longest = std::max(longest, len);
-    *tokens += len;
+    record.tokens += len;
   }
   scheduler::PlannerOptions po;
   po.num_ranks = n;
   po.capacity = capacity;
   po.context =
       config_.distributed.context > 0 ? config_.distributed.context : std::max(capacity, longest);
-  scheduler::Plan plan = scheduler::PlanByName(config_.distributed.planner, cost_, lengths, po);
-  scheduler::Simulate(cost_, plan);
-  proto::PlanReply reply;
-  *reply.mutable_plan() = scheduler::ToStepPlan(cost_, plan, step);
+  // The refit model holds what the steps finished so far measured (scheduler/refit.h). With
+  // refit = "plan" the planner uses it; otherwise it only predicts, and plans depend on the
+  // cost file alone (a restarted job plans the same steps the same way).
+  const std::string& mode = config_.distributed.refit;
+  const scheduler::CostModel fitted = mode == "off" ? cost_ : refit_.Apply(cost_);
+  const scheduler::CostModel& planning = mode == "plan" ? fitted : cost_;
+  scheduler::Plan plan = scheduler::PlanByName(config_.distributed.planner, planning, lengths, po);
+  scheduler::Simulate(planning, plan);
+  proto::PlanReply& reply = record.reply;
+  reply.Clear();
+  *reply.mutable_plan() = scheduler::ToStepPlan(planning, plan, step);
+  record.plan = plan;
+  if (&planning != &cost_) scheduler::Simulate(cost_, record.plan);
+  scheduler::Plan predicted = plan;
+  record.predicted_ms = scheduler::Simulate(fitted, predicted).step_ms;
   const std::vector<std::string> errors = scheduler::ValidateStepPlan(reply.plan());
   if (!errors.empty()) {
     std::ostringstream all;
@@ -565,7 +575,6 @@ proto::PlanReply Coordinator::PlanStep(uint64_t step, const std::vector<BlendedI
   const int64_t interval = config_.checkpoint.interval;
   reply.set_checkpoint_after((interval > 0 && (step + 1) % interval == 0) ||
                              step + 1 == total_steps_);
-  return reply;
 }
 
 grpc::Status Coordinator::Heartbeat(const proto::HeartbeatRequest& request,
@@ -612,6 +621,26 @@ grpc::Status Coordinator::ReportMetrics(const proto::MetricsReport& request,
   if (request.tokens() > static_cast<uint64_t>(record.tokens))
     return Invalid("ReportMetrics: tokens: " + std::to_string(request.tokens()) +
                    " exceeds the step's global batch of " + std::to_string(record.tokens));
+  const int planned = record.reply.plan().ranks(rank).micro_batches_size();
+  if (request.micro_batch_times_size() > planned)
+    return Invalid("ReportMetrics: micro_batch_times: " +
+                   std::to_string(request.micro_batch_times_size()) + " entries for rank " +
+                   std::to_string(rank) + "'s " + std::to_string(planned) + " micro-batches");
+  std::vector<bool> timed(planned, false);
+  for (const proto::MicroBatchTiming& t : request.micro_batch_times()) {
+    if (t.micro_batch() >= static_cast<uint32_t>(planned) || timed[t.micro_batch()])
+      return Invalid("ReportMetrics: micro_batch_times: micro_batch " +
+                     std::to_string(t.micro_batch()) + " is not one of rank " +
+                     std::to_string(rank) + "'s " + std::to_string(planned) +
+                     " micro-batches, or is listed twice");
+    if (!std::isfinite(t.start_ms()) || !std::isfinite(t.end_ms()) || t.start_ms() < 0 ||
+        t.end_ms() < t.start_ms())
+      return Invalid("ReportMetrics: micro_batch_times: micro_batch " +
+                     std::to_string(t.micro_batch()) + " has start_ms " +
+                     std::to_string(t.start_ms()) + " and end_ms " + std::to_string(t.end_ms()) +
+                     " (must be finite, 0 <= start_ms <= end_ms)");
+    timed[t.micro_batch()] = true;
+  }
   record.reports[rank] = request;
   ++record.reported;
   Touch(rank, step);
@@ -643,6 +672,19 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     rank_bytes.Push(Json::Integer(static_cast<int64_t>(r->bytes_sent())));
     rank_mb.Push(Json::Integer(r->micro_batches()));
   }
+  // The online refit learns from this step: every item's measured time against the cost
+  // file's estimate, and the time beside the passes (the slowest rank's step less the slowest
+  // rank's passes).
+  if (config_.distributed.refit != "off") {
+    std::vector<std::vector<std::optional<scheduler::MicroBatchTime>>> times(record.reports.size());
+    for (size_t r = 0; r < record.reports.size(); ++r) {
+      times[r].resize(record.reply.plan().ranks(static_cast<int>(r)).micro_batches_size());
+      for (const proto::MicroBatchTiming& t : record.reports[r]->micro_batch_times())
+        times[r][t.micro_batch()] = scheduler::MicroBatchTime{t.start_ms(), t.end_ms()};
+    }
+    refit_.AddStep(record.plan, times);
+    refit_.AddFixed(step_ms - compute_ms);
+  }
   // After gradient sync every rank holds the same norm and learning rate; rank 0's are logged.
   const proto::MetricsReport& first = *record.reports[0];
   const double tok_s = step_ms > 0 ? record.tokens / (step_ms / 1e3) : 0.0;
@@ -660,6 +702,10 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
   line.Set("micro_batches", Json::Integer(static_cast<int64_t>(micro_batches)));
   line.Set("planner", Json::String(record.reply.plan().planner()));
   line.Set("estimated_step_ms", NumberOrNull(record.reply.plan().estimated_step_ms()));
+  line.Set("predicted_step_ms", NumberOrNull(record.predicted_ms));
+  Json scales = Json::Object();
+  for (const auto& [d, k] : refit_.Scales()) scales.Set(std::to_string(d), NumberOrNull(k));
+  line.Set("refit_scale", std::move(scales));
   line.Set("generation", Json::Integer(static_cast<int64_t>(generation_)));
   line.Set("rank_loss", std::move(rank_loss));
   line.Set("rank_step_ms", std::move(rank_ms));

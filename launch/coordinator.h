@@ -37,6 +37,8 @@
 #include "runtime/batch_sampler.h"
 #include "runtime/run_config.h"
 #include "scheduler/cost_model.h"
+#include "scheduler/plan.h"
+#include "scheduler/refit.h"
 
 namespace grpc {
 class Server;
@@ -156,6 +158,10 @@ class Coordinator {
   struct StepRecord {
     proto::PlanReply reply;
     int64_t tokens = 0;
+    // The plan with its items' durations under the cost file alone (what the refit measures
+    // against), and the step time predicted with the refit as it was when the step was planned.
+    scheduler::Plan plan;
+    double predicted_ms = 0;
     std::vector<std::optional<proto::MetricsReport>> reports;
     int reported = 0;
   };
@@ -171,7 +177,9 @@ class Coordinator {
   void Touch(int rank, uint64_t step);
   // Draws and plans steps up to `step` (under mu_). Throws seqmesh::Error on a fatal error.
   void PlanThrough(uint64_t step);
-  proto::PlanReply PlanStep(uint64_t step, const std::vector<BlendedId>& ids, int64_t* tokens);
+  // Plans step `step` of the batch `ids` into record.reply, record.tokens, record.plan and
+  // record.predicted_ms.
+  void PlanStep(uint64_t step, const std::vector<BlendedId>& ids, StepRecord& record);
   void FinishStep(uint64_t step, StepRecord& record);
   void WriteCommit(uint64_t step, const PendingCheckpoint& pending);
   void Fail(JobFailure failure);
@@ -184,6 +192,7 @@ class Coordinator {
   std::ostream& out_;
   TrainingData data_;
   scheduler::CostModel cost_;
+  scheduler::Refit refit_;  // learned from the steps reported so far (under mu_)
   uint64_t generation_ = 0;
   uint64_t start_step_ = 0;
   uint64_t total_steps_ = 0;

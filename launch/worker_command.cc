@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -246,6 +247,17 @@ int RunWorkerRank(const WorkerArgs& args) {
       m.set_compute_ms(r.compute_ms);
       m.set_bytes_sent(r.ring_bytes_sent + sync_bytes);
       m.set_micro_batches(r.micro_batches);
+      // Per micro-batch: its first pass's start to its last pass's end (the coordinator's refit).
+      std::map<int, proto::MicroBatchTiming*> timing;
+      for (const PassTiming& p : r.passes) {
+        auto [it, fresh] = timing.try_emplace(p.micro_batch, nullptr);
+        if (fresh) {
+          it->second = m.add_micro_batch_times();
+          it->second->set_micro_batch(static_cast<uint32_t>(p.micro_batch));
+          it->second->set_start_ms(p.start_ms);
+        }
+        it->second->set_end_ms(std::max(it->second->end_ms(), p.end_ms));
+      }
       client.ReportMetrics(m);
 
       if (reply.checkpoint_after()) {

@@ -55,6 +55,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"distributed.planner", &c.distributed.planner},
       {"distributed.cost", &c.distributed.cost},
       {"distributed.context", &c.distributed.context},
+      {"distributed.refit", &c.distributed.refit},
       {"distributed.heartbeat_timeout_s", &c.distributed.heartbeat_timeout_s},
       {"distributed.comm_deadline_s", &c.distributed.comm_deadline_s},
       {"metrics.jsonl", &c.metrics.jsonl},
@@ -258,6 +259,8 @@ void RunConfig::Validate() const {
            d.planner == "static")
       << "distributed.planner must be balanced, naive, pow2 or static, got \"" << d.planner << "\"";
   SM_CHECK(d.context >= 0) << "distributed.context must be >= 0, got " << d.context;
+  SM_CHECK(d.refit == "predict" || d.refit == "plan" || d.refit == "off")
+      << "distributed.refit must be predict, plan or off, got \"" << d.refit << "\"";
   SM_CHECK(d.heartbeat_timeout_s > 0)
       << "distributed.heartbeat_timeout_s must be > 0, got " << d.heartbeat_timeout_s;
   SM_CHECK(d.comm_deadline_s > 0) << "distributed.comm_deadline_s must be > 0, got "

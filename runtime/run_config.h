@@ -53,8 +53,12 @@ struct DistributedConfig {
   std::string planner = "balanced";  // balanced, naive, pow2 or static
   std::string cost;                  // cost file for the planner; empty: a built-in CPU model
   int64_t context = 0;               // static planner's context L; 0: the global batch's longest
-  double heartbeat_timeout_s = 30;   // a worker silent this long is declared dead
-  double comm_deadline_s = 120;      // the longest a collective or ring exchange may wait
+  // Online refit of the cost file from measured passes (scheduler/refit.h): "predict" (the
+  // default) predicts each step with it and plans with the file alone (plans stay reproducible),
+  // "plan" plans with it too (plans then depend on timings), "off" ignores measurements.
+  std::string refit = "predict";
+  double heartbeat_timeout_s = 30;  // a worker silent this long is declared dead
+  double comm_deadline_s = 120;     // the longest a collective or ring exchange may wait
 };
 
 struct MetricsConfig {

@@ -48,6 +48,10 @@ struct CostModel {
   // the two by how much of the other ranks' time their own items (local or rings) take while
   // the ring runs. Without these, `pass`.
   std::map<int, PassCalibration> contended_pass;
+  // Online refit factors per ring size (scheduler/refit.h): an item of ring size D takes
+  // scale[D] times the time the above give. Learned by the coordinator from the job's measured
+  // passes; not part of the cost file. A size without a factor takes 1.
+  std::map<int, double> scale;
 
   double LayerMs(double s) const { return a1 * s * s + b1 * s + g; }
   double ActBytes(double s) const { return a2 * s + b2; }
@@ -55,6 +59,10 @@ struct CostModel {
   PassCalibration ContendedPass(int ring_size) const {
     auto it = contended_pass.find(ring_size);
     return it == contended_pass.end() ? Pass(ring_size) : it->second;
+  }
+  double Scale(int ring_size) const {
+    auto it = scale.find(ring_size);
+    return it == scale.end() ? 1.0 : it->second;
   }
   static PassCalibration Lookup(const std::map<int, PassCalibration>& m, int ring_size) {
     auto it = m.upper_bound(ring_size);

@@ -28,20 +28,22 @@ ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, in
   const double factor = (1 - w) * plain.factor + w * busy.factor;
   const double pass_ms = (1 - w) * plain.ms + w * busy.ms;
   const double passes = ring_size > 1 ? static_cast<double>(lengths.size()) : 1.0;
-  return {compute * l * factor + pass_ms * passes + cost.head_ms_per_token * tokens_per_rank,
-          exposed * l};
+  const double k = cost.Scale(ring_size);
+  return {k * (compute * l * factor + pass_ms * passes + cost.head_ms_per_token * tokens_per_rank),
+          k * exposed * l};
 }
 
 ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size) {
   const double d = ring_size, c = length / d;
   ItemCost r;
   const CostModel::PassCalibration pass = cost.Pass(ring_size);
+  const double k = cost.Scale(ring_size);
   r.compute_ms =
-      cost.LayerMs(static_cast<double>(length)) / d * cost.layers_per_rank * pass.factor + pass.ms +
-      cost.head_ms_per_token * c;
+      k * (cost.LayerMs(static_cast<double>(length)) / d * cost.layers_per_rank * pass.factor +
+           pass.ms + cost.head_ms_per_token * c);
   if (ring_size > 1)
     r.exposed_ms =
-        (d - 1) * std::max(0.0, cost.KvTransferMs(c) - cost.a1 * c * c) * cost.layers_per_rank;
+        k * (d - 1) * std::max(0.0, cost.KvTransferMs(c) - cost.a1 * c * c) * cost.layers_per_rank;
   return r;
 }
 

@@ -40,7 +40,8 @@ struct ItemCost {
 // cost of the member's tokens; each of the D-1 ring steps exposes max(0, kv transfer of the rank's
 // tokens - that step's attention sum a1 (s/D)^2). `contention` in [0, 1]: the share of the other
 // ranks' time that their own items (local passes or other rings) take while the ring runs; the cost
-// is that mix of the cost file's contended and plain pass calibrations.
+// is that mix of the cost file's contended and plain pass calibrations. Both parts are then
+// times the model's online refit factor of the ring size (CostModel::scale, 1 without one).
 ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size,
                   double contention = 0);
 ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size);

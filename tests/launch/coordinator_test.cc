@@ -16,11 +16,13 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "launch/coordinator_client.h"
@@ -395,6 +397,113 @@ TEST_F(CoordinatorTest, MetricsLinesCarryTheSummedLossAtFullPrecision) {
   EXPECT_NE(log.find("step: 6  loss: "), std::string::npos) << log;
   EXPECT_EQ(log.find("step: 1  loss: "), std::string::npos) << log;
   EXPECT_NE(log.find("micro-batches: 4"), std::string::npos) << log;
+}
+
+// Workers that run every micro-batch in `slowdown` times the plan's estimate and spend 7 ms
+// beside their passes: the online refit (scheduler/refit.h) learns the factor, and from the
+// fourth step (three steps of samples) the coordinator predicts the measured step exactly.
+struct RefitRun {
+  std::vector<double> estimated, predicted, measured;
+  std::vector<std::string> planners;
+};
+RefitRun RunWithSlowWorkers(const std::string& data, const std::string& dir,
+                            const std::string& mode, double slowdown) {
+  Job job(data, dir, 2, false, [&](RunConfig& c) { c.distributed.refit = mode; });
+  job.RegisterAll();
+  for (uint64_t k = 0; k < 6; ++k) {
+    proto::PlanReply plan;
+    for (int r = 0; r < 2; ++r) EXPECT_TRUE(job.c().GetPlan(PlanReq(r, k, job.gen()), &plan).ok());
+    // The plan's replay at `slowdown` times every item: starts and durations scale alike.
+    double passes = 0;
+    for (const auto& rank : plan.plan().ranks())
+      for (const auto& mb : rank.micro_batches())
+        passes = std::max(passes, mb.estimated_start_ms() + mb.estimated_duration_ms());
+    for (int r = 0; r < 2; ++r) {
+      proto::MetricsReport m = Metrics(r, k, job.gen());
+      const auto& mine = plan.plan().ranks(r);
+      for (int i = 0; i < mine.micro_batches_size(); ++i) {
+        proto::MicroBatchTiming* t = m.add_micro_batch_times();
+        t->set_micro_batch(i);
+        t->set_start_ms(slowdown * mine.micro_batches(i).estimated_start_ms());
+        t->set_end_ms(t->start_ms() + slowdown * mine.micro_batches(i).estimated_duration_ms());
+      }
+      m.set_compute_ms(slowdown * passes);
+      m.set_step_ms(slowdown * passes + 7);
+      proto::MetricsReply reply;
+      const grpc::Status s = job.c().ReportMetrics(m, &reply);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+    if ((k + 1) % 2 == 0) job.Checkpoint(k + 1);
+  }
+  job.StopAndLog();
+  RefitRun out;
+  std::ifstream f(MetricsPath(job.config()));
+  for (std::string line; std::getline(f, line);) {
+    const Json j = Json::Parse(line);
+    out.estimated.push_back(j.Find("estimated_step_ms")->AsDouble("estimated"));
+    out.predicted.push_back(j.Find("predicted_step_ms")->AsDouble("predicted"));
+    out.measured.push_back(j.Find("step_ms")->AsDouble("step"));
+  }
+  return out;
+}
+
+TEST_F(CoordinatorTest, OnlineRefitPredictsWhatTheWorkersMeasure) {
+  // The built-in cost model has no step_fixed_ms: the file's estimate is the passes alone.
+  const RefitRun run = RunWithSlowWorkers(data_, RunDir("predict"), "predict", 2.5);
+  ASSERT_EQ(run.measured.size(), 6u);
+  EXPECT_EQ(run.predicted[0], run.estimated[0]) << "nothing measured before the first step";
+  for (size_t k = 3; k < 6; ++k) {
+    EXPECT_NEAR(run.predicted[k] / run.measured[k], 1.0, 1e-9) << "step " << k;
+    EXPECT_NEAR(run.measured[k], 2.5 * run.estimated[k] + 7, 1e-9) << "the file's estimate is off";
+  }
+  // "plan": the planner plans with the refit too, so the plan's own estimate is the prediction.
+  // (These simulated workers scale the estimates they are given, which under "plan" already
+  // carry the refit, so their times compound and are not compared here.)
+  const RefitRun planned = RunWithSlowWorkers(data_, RunDir("plan"), "plan", 2.5);
+  for (size_t k = 0; k < 6; ++k)
+    EXPECT_EQ(planned.estimated[k], planned.predicted[k]) << "step " << k;
+  EXPECT_GT(planned.estimated[5], 2 * run.estimated[5]) << "the plan's estimate has the factor";
+  // "off": the prediction is the file's estimate.
+  const RefitRun off = RunWithSlowWorkers(data_, RunDir("off"), "off", 2.5);
+  for (size_t k = 0; k < 6; ++k) EXPECT_EQ(off.predicted[k], off.estimated[k]) << "step " << k;
+}
+
+TEST_F(CoordinatorTest, RefusesBadMicroBatchTimes) {
+  Job job(data_, RunDir("run"), 2);
+  job.RegisterAll();
+  proto::PlanReply plan;
+  ASSERT_TRUE(job.c().GetPlan(PlanReq(0, 0, job.gen()), &plan).ok());
+  const int mbs = plan.plan().ranks(0).micro_batches_size();
+  auto report = [&](std::vector<std::tuple<uint32_t, double, double>> times) {
+    proto::MetricsReport m = Metrics(0, 0, job.gen());
+    for (auto [i, b, e] : times) {
+      proto::MicroBatchTiming* t = m.add_micro_batch_times();
+      t->set_micro_batch(i);
+      t->set_start_ms(b);
+      t->set_end_ms(e);
+    }
+    proto::MetricsReply reply;
+    return job.c().ReportMetrics(m, &reply);
+  };
+  grpc::Status s = report({{static_cast<uint32_t>(mbs), 0, 1}});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("micro_batch " + std::to_string(mbs) + " is not one of"),
+            std::string::npos)
+      << s.error_message();
+  s = report({{0, 0, 1}, {0, 1, 2}});
+  EXPECT_NE(s.error_message().find("listed twice"), std::string::npos) << s.error_message();
+  s = report({{0, 5, 4}});
+  EXPECT_NE(s.error_message().find("0 <= start_ms <= end_ms"), std::string::npos)
+      << s.error_message();
+  s = report({{0, 0, std::numeric_limits<double>::infinity()}});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  std::vector<std::tuple<uint32_t, double, double>> too_many;
+  for (int i = 0; i <= mbs; ++i) too_many.push_back({static_cast<uint32_t>(i), 0, 1});
+  s = report(too_many);
+  EXPECT_NE(s.error_message().find(std::to_string(mbs + 1) + " entries"), std::string::npos)
+      << s.error_message();
+  // None of them was recorded: a good report is still accepted.
+  EXPECT_TRUE(report({{0, 0, 1}}).ok());
 }
 
 TEST_F(CoordinatorTest, ASilentRankIsDeclaredDeadAndHeartbeatsAbort) {

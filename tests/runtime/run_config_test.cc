@@ -104,6 +104,9 @@ TEST_F(RunConfigTest, TypeAndValueErrorsNameTheKey) {
   EXPECT_TRUE(ThrowsWith(
       [&] { RunConfig::Load("", {"training.global_batch_tokens=100"}); },
       "training.global_batch_tokens (100) must be at least training.micro_batch_tokens (2048)"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"distributed.refit=sometimes"}); },
+                         "distributed.refit must be predict, plan or off, got \"sometimes\""));
+  EXPECT_EQ(RunConfig::Load("", {"distributed.refit=plan"}).distributed.refit, "plan");
   Write("[training\nsteps = 1\n");
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); }, "line 1"));
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("/nonexistent/x.toml"); }, "x.toml"));
