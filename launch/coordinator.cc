@@ -337,6 +337,24 @@ void Coordinator::CheckLiveness() {
   if (failure_ || FinishedLocked()) return;
   const auto now = Clock::now();
   const double timeout = config_.distributed.heartbeat_timeout_s;
+  // A rank that never registers while its peers did (it hung or died before its first RPC).
+  if (first_registered_) {
+    const double waited = std::chrono::duration<double>(now - *first_registered_).count();
+    for (int r = 0; r < options_.world_size && waited > timeout; ++r) {
+      if (ranks_[r].registered) continue;
+      ranks_[r].dead = true;
+      JobFailure f;
+      f.kind = JobFailure::Kind::kDeadRank;
+      f.rank = r;
+      f.last_step = start_step_;
+      f.silent_s = waited;
+      f.message = "rank " + std::to_string(r) + " never registered: " + Fixed(waited, 1) +
+                  " s after the first rank did (distributed.heartbeat_timeout_s = " +
+                  Fixed(timeout, 1) + ")";
+      Fail(std::move(f));
+      return;
+    }
+  }
   for (int r = 0; r < options_.world_size; ++r) {
     RankState& s = ranks_[r];
     if (!s.registered || s.dead || s.done) continue;
@@ -453,6 +471,7 @@ grpc::Status Coordinator::Register(const proto::RegisterRequest& request,
                             s.host + " in generation " + std::to_string(generation_));
   const bool first = !s.registered;
   s.registered = true;
+  if (!first_registered_) first_registered_ = Clock::now();
   s.pid = request.pid();
   s.host = host;
   s.last_step = start_step_;

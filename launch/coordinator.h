@@ -118,8 +118,9 @@ class Coordinator {
   grpc::Status ReportMetrics(const proto::MetricsReport& request, proto::MetricsReply* reply);
   grpc::Status CommitCheckpoint(const proto::CheckpointPart& request, proto::CommitReply* reply);
 
-  // Declares dead every registered rank silent for longer than heartbeat_timeout_s (the
-  // watchdog thread calls it a few times per timeout; tests may call it directly).
+  // Declares dead a registered rank silent for longer than heartbeat_timeout_s, or a rank that
+  // has not registered heartbeat_timeout_s after the first rank did (the watchdog thread calls
+  // it a few times per timeout; tests may call it directly).
   void CheckLiveness();
 
   // The last step has been reported by every rank and its checkpoint committed.
@@ -207,6 +208,7 @@ class Coordinator {
   uint64_t committed_ = 0;  // newest committed checkpoint step this run
   bool final_committed_ = false;
   std::vector<RankState> ranks_;
+  std::optional<Clock::time_point> first_registered_;  // when the first rank registered
   std::map<uint64_t, StepRecord> steps_;
   std::map<uint64_t, PendingCheckpoint> pending_;  // by steps completed at the checkpoint
   std::optional<JobFailure> failure_;

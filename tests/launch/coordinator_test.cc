@@ -542,6 +542,40 @@ TEST_F(CoordinatorTest, ASilentRankIsDeclaredDeadAndHeartbeatsAbort) {
             grpc::StatusCode::ABORTED);
 }
 
+TEST_F(CoordinatorTest, ARankThatNeverRegistersIsNamed) {
+  Job job(data_, RunDir("run"), 3, false,
+          [](RunConfig& c) { c.distributed.heartbeat_timeout_s = 0.5; });
+  proto::RegisterReply rr;
+  ASSERT_TRUE(job.c().Register(Reg(0, 3), &rr).ok());
+  ASSERT_TRUE(job.c().Register(Reg(2, 3), &rr).ok());
+  job.c().CheckLiveness();
+  EXPECT_FALSE(job.c().Failure().has_value()) << "within the timeout a late rank is fine";
+  proto::HeartbeatRequest hb;
+  hb.set_step(0);
+  hb.set_generation(job.gen());
+  proto::HeartbeatReply reply;
+  const auto start = std::chrono::steady_clock::now();
+  while (!job.c().FailedRank() &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    for (int r : {0, 2}) {
+      hb.set_rank(r);
+      ASSERT_TRUE(job.c().Heartbeat(hb, &reply).ok());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto failed = job.c().FailedRank();
+  ASSERT_TRUE(failed.has_value()) << "the missing rank was not named within 5 s";
+  EXPECT_EQ(failed->rank, 1);
+  EXPECT_GE(failed->silent_s, 0.5);
+  EXPECT_NE(failed->message.find("rank 1 never registered"), std::string::npos)
+      << failed->message;
+  // The peers learn of it through their heartbeats, and rank 1 arriving late is refused.
+  hb.set_rank(0);
+  ASSERT_TRUE(job.c().Heartbeat(hb, &reply).ok());
+  EXPECT_TRUE(reply.abort());
+  EXPECT_EQ(job.c().Register(Reg(1, 3), &rr).error_code(), grpc::StatusCode::ABORTED);
+}
+
 TEST_F(CoordinatorTest, CheckpointsCommitOnlyWithEveryPartAndResumeWhereTheyLeftOff) {
   const std::string run = RunDir("run");
   // The uninterrupted job's plans, for comparison.
