@@ -18,7 +18,9 @@
 # the coordinator's online prediction (distributed.refit, scheduler/refit.h): the same replay
 # with each ring size's measured/estimated factor and the measured time beside the passes, both
 # learned from the steps finished before the step was planned. REFIT=plan|predict|off sets
-# distributed.refit (default predict: plans from the cost file alone). Each rank's per-pass
+# distributed.refit (default predict: plans from the cost file alone); each run leaves the cost
+# file refit on it in run-<planner>/refit.cost, and SEED=N draws other documents (default 7), so
+# a refit file can be checked on data it was not fitted on. Each rank's per-pass
 # trace (SEQMESH_TRACE) is kept in the run's directory (KEEP=1 keeps the work directory).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +34,7 @@ trap '[[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 
 "$seqmesh" synth --task passkey --lengths "$root/bench/byted-like-c1024.lengths" --count 2000 \
-  --max-length $((ranks * 1024)) --min-length 96 --seed 7 --output "$work/data" > /dev/null
+  --max-length $((ranks * 1024)) --min-length 96 --seed "${SEED:-7}" --output "$work/data" > /dev/null
 cat > "$work/hdp.toml" <<TOML
 [model]
 vocab = 259

@@ -348,9 +348,10 @@ void Coordinator::CheckLiveness() {
       f.rank = r;
       f.last_step = start_step_;
       f.silent_s = waited;
-      f.message = "rank " + std::to_string(r) + " never registered: " + Fixed(waited, 1) +
-                  " s after the first rank did (distributed.heartbeat_timeout_s = " +
-                  Fixed(timeout, 1) + ")";
+      f.message =
+          "rank " + std::to_string(r) + " never registered: " + Fixed(waited, 1) +
+          " s after the first rank did (distributed.heartbeat_timeout_s = " + Fixed(timeout, 1) +
+          ")";
       Fail(std::move(f));
       return;
     }
@@ -703,6 +704,28 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     }
     refit_.AddStep(record.plan, times);
     refit_.AddFixed(step_ms - compute_ms);
+    // At each checkpoint, the cost file with what this job measured: later jobs and
+    // `seqmesh simulate` can start from it (docs/PLANNER.md, "Online refit").
+    if (record.reply.checkpoint_after()) {
+      scheduler::CostModel fitted = refit_.Apply(cost_);
+      fitted.name = cost_.name + "-refit";
+      std::ostringstream text;
+      text << "# Refit by the seqmesh coordinator (job " << options_.job_id << ", generation "
+           << generation_ << ") after step " << step + 1 << " of " << config_.distributed.planner
+           << " plans on " << options_.world_size << " ranks, from "
+           << (config_.distributed.cost.empty() ? std::string("the built-in model")
+                                                : "'" + config_.distributed.cost + "'")
+           << ".\n# scale_<D>: measured / estimated time of this job's items on rings of D "
+              "(median over the last 64);\n# step_fixed_ms: the median time beside the passes.\n"
+           << scheduler::FormatCostModel(fitted);
+      const std::string path = CheckpointRoot(config_) + "/refit.cost";
+      const std::string body = text.str();
+      try {
+        WriteFileAtomically(path, body.data(), body.size());
+      } catch (const std::exception& e) {
+        out_ << "coordinator: warning: cannot write " << path << ": " << e.what() << std::endl;
+      }
+    }
   }
   // After gradient sync every rank holds the same norm and learning rate; rank 0's are logged.
   const proto::MetricsReport& first = *record.reports[0];

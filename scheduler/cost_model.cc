@@ -124,6 +124,17 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
       field = v;
       continue;
     }
+    if (key.rfind("scale_", 0) == 0) {
+      const std::string d = key.substr(6);
+      SM_CHECK(!d.empty() && d.size() < 6 &&
+               d.find_first_not_of("0123456789") == std::string::npos && std::stoi(d) >= 1)
+          << source << ":" << line_no << ": '" << key << "': expected scale_<D>, D >= 1";
+      SM_CHECK(v > 0) << source << ":" << line_no << ": " << key << " must be > 0";
+      SM_CHECK(!seen_pass.count(key)) << source << ":" << line_no << ": " << key << " given twice";
+      seen_pass.insert(key);
+      m.scale[std::stoi(d)] = v;
+      continue;
+    }
     auto it = numbers.find(key);
     SM_CHECK(it != numbers.end()) << source << ":" << line_no << ": unknown key '" << key << "'";
     *it->second = v;
@@ -162,6 +173,7 @@ std::string FormatCostModel(const CostModel& m) {
   for (const auto& [d, c] : m.contended_pass)
     os << "contended_factor_" << d << " " << c.factor << "\ncontended_ms_" << d << " " << c.ms
        << "\n";
+  for (const auto& [d, k] : m.scale) os << "scale_" << d << " " << k << "\n";
   return os.str();
 }
 

@@ -48,9 +48,10 @@ struct CostModel {
   // the two by how much of the other ranks' time their own items (local or rings) take while
   // the ring runs. Without these, `pass`.
   std::map<int, PassCalibration> contended_pass;
-  // Online refit factors per ring size (scheduler/refit.h): an item of ring size D takes
-  // scale[D] times the time the above give. Learned by the coordinator from the job's measured
-  // passes; not part of the cost file. A size without a factor takes 1.
+  // Refit factors per ring size (scheduler/refit.h): an item of ring size D takes scale[D]
+  // times the time the above give; a size without a factor takes 1. Learned by the coordinator
+  // from a job's measured passes, and written as scale_<D> into the refit cost file it leaves
+  // (<checkpoint.dir>/refit.cost), which later jobs and `seqmesh simulate` can use.
   std::map<int, double> scale;
 
   double LayerMs(double s) const { return a1 * s * s + b1 * s + g; }

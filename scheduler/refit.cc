@@ -81,7 +81,8 @@ std::optional<double> Refit::FixedMs() const {
 
 CostModel Refit::Apply(const CostModel& base) const {
   CostModel out = base;
-  out.scale = Scales();
+  // Measurements are against the base model, scale included: the factors multiply.
+  for (const auto& [d, k] : Scales()) out.scale[d] = base.Scale(d) * k;
   if (std::optional<double> f = FixedMs()) out.step_fixed_ms = *f;
   return out;
 }

@@ -51,7 +51,8 @@ class Refit {
   double Scale(int ring_size) const;
   std::map<int, double> Scales() const;  // every ring size with enough samples
   std::optional<double> FixedMs() const;
-  // `base` with CostModel::scale set from Scales() and step_fixed_ms from FixedMs().
+  // `base` (the model the estimates came from) with each CostModel::scale multiplied by
+  // Scales()'s factor and step_fixed_ms replaced by FixedMs().
   CostModel Apply(const CostModel& base) const;
 
  private:

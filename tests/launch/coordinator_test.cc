@@ -456,6 +456,15 @@ TEST_F(CoordinatorTest, OnlineRefitPredictsWhatTheWorkersMeasure) {
     EXPECT_NEAR(run.predicted[k] / run.measured[k], 1.0, 1e-9) << "step " << k;
     EXPECT_NEAR(run.measured[k], 2.5 * run.estimated[k] + 7, 1e-9) << "the file's estimate is off";
   }
+  // The refit cost file left at each checkpoint: the factor on every ring size seen, the fixed
+  // time measured; the file's own settings unchanged.
+  const scheduler::CostModel fitted = scheduler::LoadCostModel(RunDir("predict") + "/refit.cost");
+  ASSERT_FALSE(fitted.scale.empty());
+  for (const auto& [d, k] : fitted.scale) EXPECT_NEAR(k, 2.5, 1e-9) << "ring size " << d;
+  EXPECT_NEAR(fitted.step_fixed_ms, 7, 1e-9);
+  const scheduler::CostModel base = PlannerCostModel(TinyConfig(data_, RunDir("predict")));
+  EXPECT_EQ(fitted.a1, base.a1);
+  EXPECT_EQ(fitted.layers_per_rank, base.layers_per_rank);
   // "plan": the planner plans with the refit too, so the plan's own estimate is the prediction.
   // (These simulated workers scale the estimates they are given, which under "plan" already
   // carry the refit, so their times compound and are not compared here.)
@@ -466,6 +475,7 @@ TEST_F(CoordinatorTest, OnlineRefitPredictsWhatTheWorkersMeasure) {
   // "off": the prediction is the file's estimate.
   const RefitRun off = RunWithSlowWorkers(data_, RunDir("off"), "off", 2.5);
   for (size_t k = 0; k < 6; ++k) EXPECT_EQ(off.predicted[k], off.estimated[k]) << "step " << k;
+  EXPECT_FALSE(fs::exists(RunDir("off") + "/refit.cost"));
 }
 
 TEST_F(CoordinatorTest, RefusesBadMicroBatchTimes) {
@@ -567,8 +577,7 @@ TEST_F(CoordinatorTest, ARankThatNeverRegistersIsNamed) {
   ASSERT_TRUE(failed.has_value()) << "the missing rank was not named within 5 s";
   EXPECT_EQ(failed->rank, 1);
   EXPECT_GE(failed->silent_s, 0.5);
-  EXPECT_NE(failed->message.find("rank 1 never registered"), std::string::npos)
-      << failed->message;
+  EXPECT_NE(failed->message.find("rank 1 never registered"), std::string::npos) << failed->message;
   // The peers learn of it through their heartbeats, and rank 1 arriving late is refused.
   hb.set_rank(0);
   ASSERT_TRUE(job.c().Heartbeat(hb, &reply).ok());

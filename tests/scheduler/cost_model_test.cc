@@ -76,6 +76,20 @@ TEST(CostModel, PassCalibrationsRoundTripAndFallBack) {
   EXPECT_THROW(ParseCostModel("a1 1\nstep_fixed_ms -1\n"), Error);
 }
 
+TEST(CostModel, RefitScalesRoundTripAndAreChecked) {
+  CostModel m = ParseCostModel("a1 1e-8\nscale_1 0.9\nscale_3 1.5\n");
+  EXPECT_DOUBLE_EQ(m.Scale(1), 0.9);
+  EXPECT_DOUBLE_EQ(m.Scale(2), 1.0);  // none given: 1 (no fallback to a smaller size)
+  EXPECT_DOUBLE_EQ(m.Scale(3), 1.5);
+  const CostModel back = ParseCostModel(FormatCostModel(m));
+  EXPECT_EQ(back.scale, m.scale);
+  EXPECT_EQ(FormatCostModel(CostModel{}).find("scale_"), std::string::npos);
+  EXPECT_THROW(ParseCostModel("a1 1\nscale_0 1\n"), Error);
+  EXPECT_THROW(ParseCostModel("a1 1\nscale_2 0\n"), Error);
+  EXPECT_THROW(ParseCostModel("a1 1\nscale_2 1\nscale_2 1.1\n"), Error);
+  EXPECT_THROW(ParseCostModel("a1 1\nscale_ 1\n"), Error);
+}
+
 TEST(CostModel, ParseErrorsNameTheLine) {
   try {
     ParseCostModel("a1 1e-8\nb1 x\n", "f.cost");

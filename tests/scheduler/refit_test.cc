@@ -138,6 +138,13 @@ TEST(Refit, AppliedModelScalesItemsAndReplacesTheFixedTime) {
   EXPECT_NEAR(SequenceRingCost(k, 900, 2).total(), 1.5 * SequenceRingCost(c, 900, 2).total(),
               1e-12);
   EXPECT_EQ(RingCost(k, {900}, 3).total(), RingCost(c, {900}, 3).total()) << "no factor for 3";
+  // Against a base that already has factors (a refit file), the new factors multiply.
+  CostModel refitted = c;
+  refitted.scale = {{2, 1.2}, {4, 1.1}};
+  const CostModel again = r.Apply(refitted);
+  EXPECT_NEAR(again.Scale(2), 1.8, 1e-12);
+  EXPECT_NEAR(again.Scale(1), 2.0, 1e-12);
+  EXPECT_NEAR(again.Scale(4), 1.1, 1e-12);
 
   // The replay under the refit model: ring {1, 2} and local items run scaled, the ring {3, 0}
   // starts when the later of ranks 0 and 3 is free, and the step adds the measured fixed time.
