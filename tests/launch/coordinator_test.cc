@@ -516,6 +516,30 @@ TEST_F(CoordinatorTest, RefusesBadMicroBatchTimes) {
   EXPECT_TRUE(report({{0, 0, 1}}).ok());
 }
 
+// A heartbeat of `rank` at step 0.
+proto::HeartbeatRequest Beat(int rank, uint64_t generation) {
+  proto::HeartbeatRequest hb;
+  hb.set_rank(rank);
+  hb.set_step(0);
+  hb.set_generation(generation);
+  return hb;
+}
+
+// The `beating` ranks send heartbeats every 50 ms (none answered with abort) until the
+// coordinator declares some rank dead, or for at most 5 s.
+void BeatUntilARankDies(Job& job, std::vector<int> beating) {
+  proto::HeartbeatReply reply;
+  const auto start = std::chrono::steady_clock::now();
+  while (!job.c().FailedRank() &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
+    for (int r : beating) {
+      ASSERT_TRUE(job.c().Heartbeat(Beat(r, job.gen()), &reply).ok());
+      ASSERT_FALSE(reply.abort()) << reply.reason();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 TEST_F(CoordinatorTest, ASilentRankIsDeclaredDeadAndHeartbeatsAbort) {
   Job job(data_, RunDir("run"), 2, false,
           [](RunConfig& c) { c.distributed.heartbeat_timeout_s = 0.5; });
@@ -523,18 +547,9 @@ TEST_F(CoordinatorTest, ASilentRankIsDeclaredDeadAndHeartbeatsAbort) {
   // Rank 0 keeps beating; rank 1 falls silent after step 0's plan.
   proto::PlanReply plan;
   ASSERT_TRUE(job.c().GetPlan(PlanReq(1, 0, job.gen()), &plan).ok());
-  proto::HeartbeatRequest hb;
-  hb.set_rank(0);
-  hb.set_step(0);
-  hb.set_generation(job.gen());
+  BeatUntilARankDies(job, {0});
+  proto::HeartbeatRequest hb = Beat(0, job.gen());
   proto::HeartbeatReply reply;
-  const auto start = std::chrono::steady_clock::now();
-  while (!job.c().FailedRank() &&
-         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
-    ASSERT_TRUE(job.c().Heartbeat(hb, &reply).ok());
-    ASSERT_FALSE(reply.abort()) << reply.reason();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
   const auto failed = job.c().FailedRank();
   ASSERT_TRUE(failed.has_value()) << "no rank declared dead within 5 s";
   EXPECT_EQ(failed->rank, 1);
@@ -560,26 +575,15 @@ TEST_F(CoordinatorTest, ARankThatNeverRegistersIsNamed) {
   ASSERT_TRUE(job.c().Register(Reg(2, 3), &rr).ok());
   job.c().CheckLiveness();
   EXPECT_FALSE(job.c().Failure().has_value()) << "within the timeout a late rank is fine";
-  proto::HeartbeatRequest hb;
-  hb.set_step(0);
-  hb.set_generation(job.gen());
-  proto::HeartbeatReply reply;
-  const auto start = std::chrono::steady_clock::now();
-  while (!job.c().FailedRank() &&
-         std::chrono::steady_clock::now() - start < std::chrono::seconds(5)) {
-    for (int r : {0, 2}) {
-      hb.set_rank(r);
-      ASSERT_TRUE(job.c().Heartbeat(hb, &reply).ok());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  BeatUntilARankDies(job, {0, 2});
   const auto failed = job.c().FailedRank();
   ASSERT_TRUE(failed.has_value()) << "the missing rank was not named within 5 s";
   EXPECT_EQ(failed->rank, 1);
   EXPECT_GE(failed->silent_s, 0.5);
   EXPECT_NE(failed->message.find("rank 1 never registered"), std::string::npos) << failed->message;
   // The peers learn of it through their heartbeats, and rank 1 arriving late is refused.
-  hb.set_rank(0);
+  proto::HeartbeatRequest hb = Beat(0, job.gen());
+  proto::HeartbeatReply reply;
   ASSERT_TRUE(job.c().Heartbeat(hb, &reply).ok());
   EXPECT_TRUE(reply.abort());
   EXPECT_EQ(job.c().Register(Reg(1, 3), &rr).error_code(), grpc::StatusCode::ABORTED);

@@ -7,22 +7,10 @@
 
 #include "runtime/check.h"
 #include "scheduler/plan_validator.h"
+#include "tests/scheduler/test_cost.h"
 
 namespace seqmesh::scheduler {
 namespace {
-
-CostModel TestCost() {
-  CostModel m;
-  m.layers_per_rank = 4;
-  m.a1 = 4e-8;
-  m.b1 = 1.5e-3;
-  m.g = 0.01;
-  m.a2 = 100;
-  m.kv_bytes_per_token = 12288;
-  m.p2p_gbps = 67;
-  m.d2h_gbps = m.h2d_gbps = 25;
-  return m;
-}
 
 TEST(Sharding, MinimalRingHoldsAtMostCapacity) {
   CostModel c = TestCost();

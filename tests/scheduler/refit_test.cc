@@ -9,21 +9,10 @@
 
 #include "runtime/check.h"
 #include "scheduler/planner.h"
+#include "tests/scheduler/test_cost.h"
 
 namespace seqmesh::scheduler {
 namespace {
-
-CostModel TestCost() {
-  CostModel m;
-  m.layers_per_rank = 4;
-  m.a1 = 4e-8;
-  m.b1 = 1.5e-3;
-  m.g = 0.01;
-  m.kv_bytes_per_token = 12288;
-  m.p2p_gbps = 67;
-  m.step_fixed_ms = 5;
-  return m;
-}
 
 TEST(Refit, FactorIsTheMedianRatioOverTheWindow) {
   Refit r(/*window=*/4, /*min_samples=*/3);
@@ -126,6 +115,7 @@ TEST(Refit, StepMeasurementsGiveFactorsPerRingSize) {
 
 TEST(Refit, AppliedModelScalesItemsAndReplacesTheFixedTime) {
   CostModel c = TestCost();
+  c.step_fixed_ms = 5;
   Refit r(8, 1);
   r.AddItem(1, 20, 10);  // locals 2x
   r.AddItem(2, 15, 10);  // rings of 2 1.5x
