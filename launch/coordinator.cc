@@ -383,7 +383,13 @@ void Coordinator::Fail(JobFailure failure) {
   changed_.notify_all();
 }
 
-bool Coordinator::FinishedLocked() const { return final_committed_ && completed_ >= total_steps_; }
+// Every rank has registered too: a job restarted after its last checkpoint was committed (a
+// worker killed while the others were leaving) has nothing to run, but its workers must still
+// learn that from Register, so the coordinator waits for them before it finishes.
+bool Coordinator::FinishedLocked() const {
+  return final_committed_ && completed_ >= total_steps_ &&
+         std::all_of(ranks_.begin(), ranks_.end(), [](const RankState& r) { return r.registered; });
+}
 
 bool Coordinator::Finished() const {
   std::lock_guard<std::mutex> lock(mu_);

@@ -131,6 +131,10 @@ int RunCoordinator(const Args& args) {
             << coordinator.generation() << ": serving " << world_size << " ranks on "
             << server.target() << (tls ? " (TLS)" : " (plaintext)") << ", steps "
             << coordinator.start_step() << ".." << coordinator.total_steps() << std::endl;
+  if (coordinator.start_step() >= coordinator.total_steps())
+    std::cout << "coordinator: the run is complete (step " << coordinator.total_steps()
+              << " committed): nothing to train; waiting for the workers to register and leave"
+              << std::endl;
 
   while (!coordinator.WaitForOutcome(std::chrono::milliseconds(100))) {
     if (const int sig = StopSignals::Received()) {

@@ -683,6 +683,32 @@ TEST_F(CoordinatorTest, CheckpointsCommitOnlyWithEveryPartAndResumeWhereTheyLeft
   EXPECT_TRUE(fs::exists(CheckpointStepDir(resumed.config(), 6) + "/manifest.json"));
 }
 
+TEST_F(CoordinatorTest, ResumingACompleteRunFinishesOnceEveryRankRegistered) {
+  const std::string run = RunDir("run");
+  {
+    Job job(data_, run, 2);
+    job.RegisterAll();
+    for (uint64_t k = 0; k < 6; ++k) {
+      job.RunStep(k);
+      if ((k + 1) % 2 == 0) job.Checkpoint(k + 1);
+    }
+    ASSERT_TRUE(job.c().Finished());
+  }
+  Job resumed(data_, run, 2, /*resume=*/true);
+  EXPECT_EQ(resumed.c().start_step(), 6u);
+  EXPECT_FALSE(resumed.c().Finished()) << "its workers have not learned that there is no work";
+  proto::RegisterReply rr;
+  ASSERT_TRUE(resumed.c().Register(Reg(0, 2), &rr).ok());
+  EXPECT_EQ(rr.start_step(), rr.total_steps());
+  EXPECT_FALSE(resumed.c().Finished());
+  ASSERT_TRUE(resumed.c().Register(Reg(1, 2), &rr).ok());
+  EXPECT_TRUE(resumed.c().Finished());
+  EXPECT_FALSE(resumed.c().Failure().has_value());
+  proto::PlanReply plan;
+  EXPECT_EQ(resumed.c().GetPlan(PlanReq(0, 6, resumed.gen()), &plan).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(CoordinatorTest, ACorruptNewestCheckpointIsSkippedForThePreviousOne) {
   const std::string run = RunDir("run");
   {
