@@ -226,6 +226,9 @@ struct ServerOptions {
   // TLS: both PEM files, or neither (insecure; then keep to loopback).
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Mutual TLS: PEM of the CA that signs the workers' certificates. Set, the server requires
+  // every client to present a certificate that this CA signed (needs tls_cert/key_file).
+  std::string tls_client_ca_file;
   int max_receive_bytes = 64 * 1024;      // requests are small; anything bigger is refused
   int max_send_bytes = 64 * 1024 * 1024;  // plans of large batches
 };

@@ -31,14 +31,23 @@ CoordinatorClient::CoordinatorClient(const std::string& target, std::string toke
   SM_CHECK(!token_.empty()) << "the job token is empty";
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options_.max_receive_bytes);
+  SM_CHECK(options_.tls_cert_file.empty() == options_.tls_key_file.empty())
+      << "a TLS client certificate needs its key, and the key its certificate";
+  SM_CHECK(options_.tls_cert_file.empty() || !options_.tls_root_cert_file.empty())
+      << "a TLS client certificate needs the coordinator's root certificate too";
+  auto read = [](const std::string& path, const char* what) {
+    SM_CHECK(std::filesystem::exists(path)) << what << " '" << path << "' does not exist";
+    MappedFile pem(path);
+    return std::string(reinterpret_cast<const char*>(pem.data()), pem.size());
+  };
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (!options_.tls_root_cert_file.empty()) {
-    const std::string& path = options_.tls_root_cert_file;
-    SM_CHECK(std::filesystem::exists(path))
-        << "TLS root certificate '" << path << "' does not exist";
-    MappedFile pem(path);
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs.assign(reinterpret_cast<const char*>(pem.data()), pem.size());
+    ssl.pem_root_certs = read(options_.tls_root_cert_file, "TLS root certificate");
+    if (!options_.tls_cert_file.empty()) {
+      ssl.pem_cert_chain = read(options_.tls_cert_file, "TLS client certificate");
+      ssl.pem_private_key = read(options_.tls_key_file, "TLS client key");
+    }
     credentials = grpc::SslCredentials(ssl);
     if (!options_.tls_target_name.empty()) args.SetSslTargetNameOverride(options_.tls_target_name);
   } else {

@@ -33,6 +33,10 @@ struct ClientOptions {
   // The name to check the coordinator's certificate against, when it is not the target's host
   // (e.g. "localhost" for a certificate made for it while connecting to 127.0.0.1).
   std::string tls_target_name;
+  // Mutual TLS: this client's certificate and key (PEM, both or neither; needs
+  // tls_root_cert_file), for a coordinator that requires client certificates.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   std::chrono::milliseconds deadline{30000};  // per call
   int max_receive_bytes = 64 * 1024 * 1024;   // plans of large batches
 };

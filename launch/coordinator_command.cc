@@ -26,13 +26,15 @@ namespace {
 
 constexpr char kHelp[] =
     "usage: seqmesh coordinator --config FILE --world-size N [--address 127.0.0.1] [--port 0]\n"
-    "           [--port-file F] [--token-file F] [--job-id ID] [--tls-cert F --tls-key F]\n"
+    "           [--port-file F] [--token-file F] [--job-id ID] [--tls-cert F --tls-key F\n"
+    "           [--tls-client-ca F]]\n"
     "           [--resume] [--section.key=value ...]\n"
     "  Plans every step of the job for N worker ranks and serves the plans over gRPC.\n"
     "  --port 0        pick a free port; --port-file F receives it (written atomically)\n"
     "  --token-file F  the job token (else the environment variable SEQMESH_JOB_TOKEN);\n"
     "                  every worker call must carry it\n"
     "  --tls-cert/key  PEM files: serve over TLS (workers need the certificate as root)\n"
+    "  --tls-client-ca F  mutual TLS: refuse clients without a certificate this CA signed\n"
     "  --resume        continue from the newest committed checkpoint in <checkpoint.dir>\n"
     "  exit status: 0 finished, 3 a worker was declared dead, 128+S stopped by signal S,\n"
     "  1 any other error\n";
@@ -93,6 +95,8 @@ int RunCoordinator(const Args& args) {
       server_options.tls_cert_file = value();
     } else if (a == "--tls-key") {
       server_options.tls_key_file = value();
+    } else if (a == "--tls-client-ca") {
+      server_options.tls_client_ca_file = value();
     } else if (a == "--resume") {
       resume = true;
     } else {
@@ -129,8 +133,12 @@ int RunCoordinator(const Args& args) {
   }
   std::cout << "coordinator: job " << coordinator.job_id() << " generation "
             << coordinator.generation() << ": serving " << world_size << " ranks on "
-            << server.target() << (tls ? " (TLS)" : " (plaintext)") << ", steps "
-            << coordinator.start_step() << ".." << coordinator.total_steps() << std::endl;
+            << server.target()
+            << (!tls                                        ? " (plaintext)"
+                : server_options.tls_client_ca_file.empty() ? " (TLS)"
+                                                            : " (mutual TLS)")
+            << ", steps " << coordinator.start_step() << ".." << coordinator.total_steps()
+            << std::endl;
   if (coordinator.start_step() >= coordinator.total_steps())
     std::cout << "coordinator: the run is complete (step " << coordinator.total_steps()
               << " committed): nothing to train; waiting for the workers to register and leave"

@@ -96,9 +96,16 @@ CoordinatorServer::CoordinatorServer(Coordinator& coordinator, const ServerOptio
   SM_CHECK(options.tls_cert_file.empty() == options.tls_key_file.empty())
       << "TLS needs both a certificate and a key file (got "
       << (options.tls_cert_file.empty() ? "a key only" : "a certificate only") << ")";
+  SM_CHECK(options.tls_client_ca_file.empty() || !options.tls_cert_file.empty())
+      << "mutual TLS (a client CA) needs the server's own TLS certificate and key";
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (!options.tls_cert_file.empty()) {
-    grpc::SslServerCredentialsOptions ssl;
+    grpc::SslServerCredentialsOptions ssl(
+        options.tls_client_ca_file.empty()
+            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    if (!options.tls_client_ca_file.empty())
+      ssl.pem_root_certs = ReadPem(options.tls_client_ca_file, "TLS client CA file");
     ssl.pem_key_cert_pairs.push_back({ReadPem(options.tls_key_file, "TLS key file"),
                                       ReadPem(options.tls_cert_file, "TLS certificate file")});
     credentials = grpc::SslServerCredentials(ssl);

@@ -1,6 +1,7 @@
 // `seqmesh launch`: starts an HDP training job (docs/LAUNCH.md).
 //
-//   seqmesh launch -n 4 --config X [--max-restarts R] [--resume] [--tls-cert F --tls-key F]
+//   seqmesh launch -n 4 --config X [--max-restarts R] [--resume] [--tls-cert F --tls-key F
+//                  [--tls-root F] [--tls-client-ca F --tls-client-cert F --tls-client-key F]]
 //                  [--section.key=value ...]
 //
 // Alone (no launcher variables), it makes a random job token, starts `seqmesh coordinator` and
@@ -52,7 +53,10 @@ struct LaunchArgs {
   int max_restarts = 0;
   bool resume = false;
   std::string tls_cert, tls_key;
+  std::string tls_root;  // what workers check the coordinator against; empty: tls_cert
+  std::string tls_client_ca, tls_client_cert, tls_client_key;  // mutual TLS
   std::vector<std::string> overrides;
+  const std::string& root() const { return tls_root.empty() ? tls_cert : tls_root; }
 };
 
 LaunchArgs ParseArgs(const Args& args) {
@@ -87,17 +91,31 @@ LaunchArgs ParseArgs(const Args& args) {
       a.tls_cert = value();
     else if (arg == "--tls-key")
       a.tls_key = value();
+    else if (arg == "--tls-root")
+      a.tls_root = value();
+    else if (arg == "--tls-client-ca")
+      a.tls_client_ca = value();
+    else if (arg == "--tls-client-cert")
+      a.tls_client_cert = value();
+    else if (arg == "--tls-client-key")
+      a.tls_client_key = value();
     else if (arg.rfind("--", 0) == 0 && arg.find('.') != std::string::npos &&
              arg.find('=') != std::string::npos)
       a.overrides.push_back(arg);
     else
       SM_CHECK(false) << "launch: unknown argument '" << arg
                       << "' (expected -n N, --config FILE, --max-restarts R, --resume, "
-                         "--tls-cert F, --tls-key F or --section.key=value)";
+                         "--tls-cert F, --tls-key F, --tls-root F, --tls-client-ca F, "
+                         "--tls-client-cert F, --tls-client-key F or --section.key=value)";
   }
   SM_CHECK(!a.config.empty()) << "launch: --config FILE is required";
   SM_CHECK(a.tls_cert.empty() == a.tls_key.empty())
       << "launch: --tls-cert and --tls-key go together";
+  const bool mutual = !a.tls_client_ca.empty();
+  SM_CHECK(mutual == !a.tls_client_cert.empty() && mutual == !a.tls_client_key.empty())
+      << "launch: --tls-client-ca, --tls-client-cert and --tls-client-key go together";
+  SM_CHECK((!mutual && a.tls_root.empty()) || !a.tls_cert.empty())
+      << "launch: --tls-root and mutual TLS need the coordinator's --tls-cert and --tls-key";
   return a;
 }
 
@@ -280,6 +298,7 @@ std::vector<std::string> CoordinatorArgv(const std::string& self, const LaunchAr
   if (!a.tls_cert.empty()) {
     argv.insert(argv.end(), {"--tls-cert", a.tls_cert, "--tls-key", a.tls_key});
   }
+  if (!a.tls_client_ca.empty()) argv.insert(argv.end(), {"--tls-client-ca", a.tls_client_ca});
   for (const std::string& o : a.overrides) argv.push_back(o);
   return argv;
 }
@@ -324,7 +343,9 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     mpirun.insert(mpirun.end(), {"--oversubscribe", "--mca", "btl", "self,vader", "-n",
                                  std::to_string(a.n), self, "worker", "--coordinator",
                                  "127.0.0.1:" + std::to_string(port), "--token-file", token_file});
-    if (!a.tls_cert.empty()) mpirun.insert(mpirun.end(), {"--tls-root", a.tls_cert});
+    if (!a.tls_cert.empty()) mpirun.insert(mpirun.end(), {"--tls-root", a.root()});
+    if (!a.tls_client_cert.empty())
+      mpirun.insert(mpirun.end(), {"--tls-cert", a.tls_client_cert, "--tls-key", a.tls_client_key});
     std::fprintf(stderr, "launch: attempt %d: coordinator on 127.0.0.1:%d, %d workers%s\n",
                  attempt + 1, port, a.n, resume ? ", resuming from the last checkpoint" : "");
     Child workers("mpirun", mpirun);
@@ -442,7 +463,9 @@ int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env
   WorkerArgs w;
   w.coordinator = std::string(address) + ":" + std::to_string(port);
   w.token = token;
-  w.tls_root = a.tls_cert;
+  w.tls_root = a.tls_cert.empty() ? "" : a.root();
+  w.tls_cert = a.tls_client_cert;
+  w.tls_key = a.tls_client_key;
   const int status = RunWorkerRank(w);
   if (coordinator) {
     const auto stop = Clock::now() + std::chrono::seconds(60);

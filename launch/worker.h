@@ -10,6 +10,8 @@ struct WorkerArgs {
   std::string coordinator;  // HOST:PORT
   std::string token;
   std::string tls_root;  // PEM of the coordinator's certificate; empty: plaintext
+  // Mutual TLS: this worker's certificate and key (PEM), when the coordinator requires them.
+  std::string tls_cert, tls_key;
 };
 
 // Runs this process's rank to the end of the job; MPI must be initialized. Errors end the

@@ -1,7 +1,8 @@
 // `seqmesh worker`: one rank of an HDP training job (DESIGN.md section 3; docs/COORDINATOR.md).
 // Started under MPI (the world communicator), normally by `seqmesh launch`:
 //
-//   seqmesh worker --coordinator HOST:PORT [--token-file F] [--tls-root F]
+//   seqmesh worker --coordinator HOST:PORT [--token-file F] [--tls-root F
+//                  [--tls-cert F --tls-key F]]
 //
 // It registers with the coordinator (which sends the resolved config), loads the committed
 // checkpoint it names, then per step: fetches the plan, reads its own tokens from the dataset
@@ -69,9 +70,14 @@ WorkerArgs ParseArgs(const Args& args) {
       token_file = value();
     else if (a == "--tls-root")
       w.tls_root = value();
+    else if (a == "--tls-cert")
+      w.tls_cert = value();
+    else if (a == "--tls-key")
+      w.tls_key = value();
     else
       SM_CHECK(false) << "worker: unknown argument '" << a
-                      << "' (expected --coordinator, --token-file, --tls-root)";
+                      << "' (expected --coordinator, --token-file, --tls-root, --tls-cert, "
+                         "--tls-key)";
   }
   SM_CHECK(!w.coordinator.empty()) << "worker: --coordinator HOST:PORT is required";
   w.token = ReadJobToken(token_file);
@@ -88,6 +94,8 @@ int RunWorkerRank(const WorkerArgs& args) {
 
   ClientOptions client_options;
   client_options.tls_root_cert_file = args.tls_root;
+  client_options.tls_cert_file = args.tls_cert;
+  client_options.tls_key_file = args.tls_key;
   CoordinatorClient client(args.coordinator, args.token, client_options);
   proto::RegisterRequest reg;
   reg.set_rank(rank);

@@ -881,6 +881,71 @@ TEST_F(CoordinatorServerTest, ServesOverTlsAndRefusesPlaintextClients) {
             grpc::StatusCode::UNAVAILABLE);
 }
 
+// Mutual TLS: a CA signs the coordinator's and a worker's certificates; a client without a
+// certificate, or with one another CA signed, fails its handshake (UNAVAILABLE) before any RPC.
+TEST_F(CoordinatorServerTest, MutualTlsRefusesClientsWithoutACertificateOfTheCa) {
+  const std::string d = tmp_.path();
+  std::ofstream(d + "/make.sh") << R"(set -e
+cd "$1"
+key() { echo "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"; }
+for ca in ca rogue; do
+  openssl req -x509 $(key) -days 1 -subj /CN=$ca -keyout $ca.key -out $ca.pem
+done
+printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' > leaf.ext
+sign() {  # name, ca
+  openssl req $(key) -subj /CN=$1 -keyout $1.key -out $1.csr
+  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -days 1 \
+    -extfile leaf.ext -out $1.pem
+}
+sign server ca; sign worker ca; sign intruder rogue
+)";
+  if (std::system(("sh " + d + "/make.sh " + d + " >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "openssl cannot make the test certificates";
+  ServerOptions options;
+  options.tls_cert_file = d + "/server.pem";
+  options.tls_key_file = d + "/server.key";
+  options.tls_client_ca_file = d + "/ca.pem";
+  Start(2, options);
+  auto tls = [&](const std::string& name) {
+    ClientOptions o;
+    o.tls_root_cert_file = d + "/ca.pem";
+    o.tls_target_name = "localhost";
+    o.deadline = std::chrono::milliseconds(3000);
+    if (!name.empty()) {
+      o.tls_cert_file = d + "/" + name + ".pem";
+      o.tls_key_file = d + "/" + name + ".key";
+    }
+    return o;
+  };
+  EXPECT_EQ(CodeOf([&] { Client(kToken, tls("worker"))->Register(Reg(0, 2)); }),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(CodeOf([&] { Client(kToken, tls(""))->Register(Reg(1, 2)); }),
+            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(CodeOf([&] { Client(kToken, tls("intruder"))->Register(Reg(1, 2)); }),
+            grpc::StatusCode::UNAVAILABLE);
+  // The certificate is no substitute for the token.
+  EXPECT_EQ(CodeOf([&] {
+              Client("0123456789abcdef0123456789abcdeX", tls("worker"))->Register(Reg(1, 2));
+            }),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(CodeOf([&] { Client(kToken, tls("worker"))->Register(Reg(1, 2)); }),
+            grpc::StatusCode::OK);
+  // Options that cannot work are refused up front, naming what is missing.
+  ServerOptions no_cert;
+  no_cert.tls_client_ca_file = d + "/ca.pem";
+  std::string message;
+  EXPECT_THROW(
+      try { CoordinatorServer refused(job_->c(), no_cert); } catch (const Error& e) {
+        message = e.what();
+        throw;
+      },
+      Error);
+  EXPECT_NE(message.find("mutual TLS"), std::string::npos) << message;
+  ClientOptions key_only = tls("worker");
+  key_only.tls_cert_file.clear();
+  EXPECT_THROW(Client(kToken, key_only), Error);
+}
+
 TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));

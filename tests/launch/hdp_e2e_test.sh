@@ -9,6 +9,7 @@
 #      checkpoint, prints a root-cause line, and the final parameters and moments are bitwise
 #      equal to the uninterrupted run's.
 #   c) a checkpoint written by 4 ranks resumes on 2 ranks and the loss goes on as on 4 ranks.
+#   tls) 2 workers train over mutual TLS (a job CA signs the coordinator's and workers' certs).
 # The learning rate is constant (warmup 0, min_lr = lr) so a run stopped early and resumed with
 # more steps follows the same schedule.
 set -euo pipefail
@@ -149,4 +150,32 @@ grep -q '"step": *5' "$work/c/metrics.jsonl" || fail "(c) the 2-rank run did not
 # Same parameters, moments and batches; only the packing and the reduction order differ.
 same_losses "$work/c/metrics.jsonl" "$work/a/metrics.jsonl" 2e-5 "(c) 4 -> 2 ranks vs 4 ranks"
 echo "(c) ok"
+[[ $which == c ]] && exit 0
+
+# Mutual TLS: a CA of the job signs the coordinator's and the workers' certificates; the job
+# trains as over plaintext. (Refusals of other clients: coordinator_test.)
+if command -v openssl > /dev/null; then
+  (
+    cd "$work"
+    key="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    openssl req -x509 $key -days 1 -subj /CN=job-ca -keyout ca.key -out ca.pem
+    printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' > leaf.ext
+    for name in server worker; do
+      openssl req $key -subj /CN=$name -keyout $name.key -out $name.csr
+      openssl x509 -req -in $name.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+        -extfile leaf.ext -out $name.pem
+    done
+  ) > /dev/null 2>&1 || fail "(tls) openssl could not make the certificates"
+  mkdir -p "$work/tls"
+  launch "$work/tls" -n 2 --training.steps=2 --training.micro_batch_tokens=512 \
+    --tls-cert "$work/server.pem" \
+    --tls-key "$work/server.key" --tls-root "$work/ca.pem" --tls-client-ca "$work/ca.pem" \
+    --tls-client-cert "$work/worker.pem" --tls-client-key "$work/worker.key"
+  grep -q "(mutual TLS)" "$work/tls.out" || fail "(tls) the coordinator did not say mutual TLS"
+  grep -q "launch: job finished" "$work/tls.err" || fail "(tls) the job did not finish"
+  [[ $(losses "$work/tls/metrics.jsonl" | wc -l) -eq 2 ]] || fail "(tls) expected 2 steps"
+  echo "(tls) ok: 2 steps over mutual TLS"
+else
+  echo "(tls) skipped: no openssl"
+fi
 if pgrep -f "$work/" > /dev/null; then fail "processes left behind: $(pgrep -af "$work/")"; fi
