@@ -573,17 +573,20 @@ void Coordinator::PlanStep(uint64_t step, const std::vector<BlendedId>& ids, Ste
   // refit = "plan" the planner uses it; otherwise it only predicts, and plans depend on the
   // cost file alone (a restarted job plans the same steps the same way).
   const std::string& mode = config_.distributed.refit;
-  const scheduler::CostModel fitted = mode == "off" ? cost_ : refit_.Apply(cost_);
+  const scheduler::CostModel fitted = mode == "off" ? scheduler::CostModel{} : refit_.Apply(cost_);
   const scheduler::CostModel& planning = mode == "plan" ? fitted : cost_;
   scheduler::Plan plan = scheduler::PlanByName(config_.distributed.planner, planning, lengths, po);
-  scheduler::Simulate(planning, plan);
+  const double planned_ms = scheduler::Simulate(planning, plan).step_ms;
   proto::PlanReply& reply = record.reply;
   reply.Clear();
   *reply.mutable_plan() = scheduler::ToStepPlan(planning, plan, step);
   record.plan = plan;
-  if (&planning != &cost_) scheduler::Simulate(cost_, record.plan);
-  scheduler::Plan predicted = plan;
-  record.predicted_ms = scheduler::Simulate(fitted, predicted).step_ms;
+  record.predicted_ms = planned_ms;  // "off", and "plan", whose plan is the refit's replay
+  if (mode == "plan") scheduler::Simulate(cost_, record.plan);  // the file's durations
+  if (mode == "predict") {
+    scheduler::Plan predicted = plan;
+    record.predicted_ms = scheduler::Simulate(fitted, predicted).step_ms;
+  }
   const std::vector<std::string> errors = scheduler::ValidateStepPlan(reply.plan());
   if (!errors.empty()) {
     std::ostringstream all;
@@ -682,6 +685,30 @@ grpc::Status Coordinator::ReportMetrics(const proto::MetricsReport& request,
   return grpc::Status::OK;
 }
 
+// The cost file with what this job measured, next to its checkpoints: later jobs and
+// `seqmesh simulate` can start from it (docs/PLANNER.md, "Online refit"). A failure to write it
+// is a warning: the job does not depend on it.
+void Coordinator::WriteRefitCostFile(uint64_t step) {
+  scheduler::CostModel fitted = refit_.Apply(cost_);
+  fitted.name = cost_.name + "-refit";
+  std::ostringstream text;
+  text << "# Refit by the seqmesh coordinator (job " << options_.job_id << ", generation "
+       << generation_ << ") after step " << step + 1 << " of " << config_.distributed.planner
+       << " plans on " << options_.world_size << " ranks, from "
+       << (config_.distributed.cost.empty() ? std::string("the built-in model")
+                                            : "'" + config_.distributed.cost + "'")
+       << ".\n# scale_<D>: measured / estimated time of this job's items on rings of D "
+          "(median over the last 64);\n# step_fixed_ms: the median time beside the passes.\n"
+       << scheduler::FormatCostModel(fitted);
+  const std::string path = CheckpointRoot(config_) + "/refit.cost";
+  const std::string body = text.str();
+  try {
+    WriteFileAtomically(path, body.data(), body.size());
+  } catch (const std::exception& e) {
+    out_ << "coordinator: warning: cannot write " << path << ": " << e.what() << std::endl;
+  }
+}
+
 void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
   double loss = 0, step_ms = 0, compute_ms = 0;
   uint64_t bytes_sent = 0, micro_batches = 0;
@@ -710,28 +737,7 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     }
     refit_.AddStep(record.plan, times);
     refit_.AddFixed(step_ms - compute_ms);
-    // At each checkpoint, the cost file with what this job measured: later jobs and
-    // `seqmesh simulate` can start from it (docs/PLANNER.md, "Online refit").
-    if (record.reply.checkpoint_after()) {
-      scheduler::CostModel fitted = refit_.Apply(cost_);
-      fitted.name = cost_.name + "-refit";
-      std::ostringstream text;
-      text << "# Refit by the seqmesh coordinator (job " << options_.job_id << ", generation "
-           << generation_ << ") after step " << step + 1 << " of " << config_.distributed.planner
-           << " plans on " << options_.world_size << " ranks, from "
-           << (config_.distributed.cost.empty() ? std::string("the built-in model")
-                                                : "'" + config_.distributed.cost + "'")
-           << ".\n# scale_<D>: measured / estimated time of this job's items on rings of D "
-              "(median over the last 64);\n# step_fixed_ms: the median time beside the passes.\n"
-           << scheduler::FormatCostModel(fitted);
-      const std::string path = CheckpointRoot(config_) + "/refit.cost";
-      const std::string body = text.str();
-      try {
-        WriteFileAtomically(path, body.data(), body.size());
-      } catch (const std::exception& e) {
-        out_ << "coordinator: warning: cannot write " << path << ": " << e.what() << std::endl;
-      }
-    }
+    if (record.reply.checkpoint_after()) WriteRefitCostFile(step);
   }
   // After gradient sync every rank holds the same norm and learning rate; rank 0's are logged.
   const proto::MetricsReport& first = *record.reports[0];

@@ -182,6 +182,7 @@ class Coordinator {
   // record.predicted_ms.
   void PlanStep(uint64_t step, const std::vector<BlendedId>& ids, StepRecord& record);
   void FinishStep(uint64_t step, StepRecord& record);
+  void WriteRefitCostFile(uint64_t step);  // <checkpoint.dir>/refit.cost, after `step`
   void WriteCommit(uint64_t step, const PendingCheckpoint& pending);
   void Fail(JobFailure failure);
   bool FinishedLocked() const;

@@ -1,12 +1,10 @@
 // Number formatting and summaries shared by the commands' console lines and reports.
 #pragma once
 
-#include <algorithm>
 #include <cstdio>
 #include <string>
-#include <vector>
 
-#include "runtime/check.h"
+#include "runtime/stats.h"  // Median, for the commands' reports
 
 namespace seqmesh::launch {
 
@@ -22,14 +20,6 @@ inline std::string Sci(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.2e", v);
   return buf;
-}
-
-// The median of the samples (the mean of the middle two for an even count).
-inline double Median(std::vector<double> v) {
-  SM_CHECK(!v.empty()) << "median of no samples";
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace seqmesh::launch

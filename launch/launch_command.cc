@@ -343,7 +343,7 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     mpirun.insert(mpirun.end(), {"--oversubscribe", "--mca", "btl", "self,vader", "-n",
                                  std::to_string(a.n), self, "worker", "--coordinator",
                                  "127.0.0.1:" + std::to_string(port), "--token-file", token_file});
-    if (!a.tls_cert.empty()) mpirun.insert(mpirun.end(), {"--tls-root", a.root()});
+    if (!a.root().empty()) mpirun.insert(mpirun.end(), {"--tls-root", a.root()});
     if (!a.tls_client_cert.empty())
       mpirun.insert(mpirun.end(), {"--tls-cert", a.tls_client_cert, "--tls-key", a.tls_client_key});
     std::fprintf(stderr, "launch: attempt %d: coordinator on 127.0.0.1:%d, %d workers%s\n",
@@ -463,7 +463,7 @@ int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env
   WorkerArgs w;
   w.coordinator = std::string(address) + ":" + std::to_string(port);
   w.token = token;
-  w.tls_root = a.tls_cert.empty() ? "" : a.root();
+  w.tls_root = a.root();
   w.tls_cert = a.tls_client_cert;
   w.tls_key = a.tls_client_key;
   const int status = RunWorkerRank(w);

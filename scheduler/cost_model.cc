@@ -4,9 +4,11 @@
 #include <array>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -105,34 +107,30 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
       m.layers_per_rank = static_cast<int>(v);
       continue;
     }
-    const bool contended = key.rfind("contended_", 0) == 0;
-    if (key.rfind("pass_factor_", 0) == 0 || key.rfind("pass_ms_", 0) == 0 ||
-        key.rfind("contended_factor_", 0) == 0 || key.rfind("contended_ms_", 0) == 0) {
-      const size_t prefix = contended ? 10 : 5;  // "contended_" or "pass_"
-      const bool factor = key[prefix] == 'f';
-      const std::string d = key.substr(prefix + (factor ? 7 : 3));
+    // Keys per ring size D >= 1: the pass calibrations and the refit factors.
+    static constexpr std::string_view kRingKeys[] = {
+        "pass_factor_", "pass_ms_", "contended_factor_", "contended_ms_", "scale_"};
+    const auto ring_key = std::find_if(std::begin(kRingKeys), std::end(kRingKeys),
+                                       [&](std::string_view p) { return key.rfind(p, 0) == 0; });
+    if (ring_key != std::end(kRingKeys)) {
+      const std::string_view prefix = *ring_key;
+      const std::string d = key.substr(prefix.size());
       SM_CHECK(!d.empty() && d.size() < 6 &&
                d.find_first_not_of("0123456789") == std::string::npos && std::stoi(d) >= 1)
-          << source << ":" << line_no << ": '" << key
-          << "': expected {pass,contended}_factor_<D> or {pass,contended}_ms_<D>, D >= 1";
-      SM_CHECK(factor ? v > 0 : v >= 0)
-          << source << ":" << line_no << ": " << key << (factor ? " must be > 0" : " must be >= 0");
-      CostModel::PassCalibration& c = (contended ? m.contended_pass : m.pass)[std::stoi(d)];
-      double& field = factor ? c.factor : c.ms;
+          << source << ":" << line_no << ": '" << key << "': expected " << prefix << "<D>, D >= 1";
+      const bool positive = prefix.find("_ms_") == std::string_view::npos;  // factors, scales
+      SM_CHECK(positive ? v > 0 : v >= 0) << source << ":" << line_no << ": " << key
+                                          << (positive ? " must be > 0" : " must be >= 0");
       SM_CHECK(!seen_pass.count(key)) << source << ":" << line_no << ": " << key << " given twice";
       seen_pass.insert(key);
-      field = v;
-      continue;
-    }
-    if (key.rfind("scale_", 0) == 0) {
-      const std::string d = key.substr(6);
-      SM_CHECK(!d.empty() && d.size() < 6 &&
-               d.find_first_not_of("0123456789") == std::string::npos && std::stoi(d) >= 1)
-          << source << ":" << line_no << ": '" << key << "': expected scale_<D>, D >= 1";
-      SM_CHECK(v > 0) << source << ":" << line_no << ": " << key << " must be > 0";
-      SM_CHECK(!seen_pass.count(key)) << source << ":" << line_no << ": " << key << " given twice";
-      seen_pass.insert(key);
-      m.scale[std::stoi(d)] = v;
+      const int ring_size = std::stoi(d);
+      if (prefix == "scale_") {
+        m.scale[ring_size] = v;
+      } else {
+        CostModel::PassCalibration& c =
+            (prefix.rfind("contended_", 0) == 0 ? m.contended_pass : m.pass)[ring_size];
+        (positive ? c.factor : c.ms) = v;
+      }
       continue;
     }
     auto it = numbers.find(key);

@@ -5,16 +5,11 @@
 #include <limits>
 
 #include "runtime/check.h"
+#include "runtime/stats.h"
 
 namespace seqmesh::scheduler {
 
 namespace {
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 void Push(std::deque<double>& q, double v, int window) {
   q.push_back(v);
