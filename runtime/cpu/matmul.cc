@@ -1,10 +1,55 @@
 #include "runtime/matmul.h"
 
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
+#include <algorithm>
+#include <exception>
 #include <limits>
 
 namespace seqmesh {
+
+namespace {
+
+// One oneDNN sgemm call, single-threaded: the caller is inside an OpenMP region (oneDNN does not
+// nest), or the pool has one thread.
+void SgemmTile(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc) {
+  SM_CHECK_DNNL(dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
+                           beta, c, ldc))
+      << "sgemm M=" << m << " N=" << n << " K=" << k;
+}
+
+// Tiles of C, chosen from the shape alone (never from the thread count): C is cut along its
+// longer side into up to kMaxTiles tiles of at least kMinTile rows or columns (multiples of 16).
+// Each tile is one single-threaded sgemm over the whole K, so every element of C is summed in
+// the same order however many threads share the tiles. oneDNN's own threading splits K for
+// small M x N on AVX2 (partial sums per thread, added at the end), which made gradients differ in
+// their last bits between 1 and 2 threads there (issue 13, item 10).
+//
+// The operand shared by every tile is packed again per tile, so tiles are few and large: on the
+// 12-layer bench model (bench/step_cpu, 2 threads, AVX2) 16 tiles of >= 32 ran the step at 0.83x
+// of oneDNN's own threading, 8 of >= 256 at 0.91x, 4 of >= 256 at 1.00x (docs/BENCHMARKS.md).
+// The cost of the cap: a GEMM uses at most kMaxTiles threads.
+constexpr int64_t kMaxTiles = 4;
+constexpr int64_t kMinTile = 128;
+
+struct Tiling {
+  bool along_m;
+  int64_t size;   // rows (along_m) or columns per tile
+  int64_t count;  // number of tiles
+};
+
+Tiling TilesOf(int64_t m, int64_t n) {
+  const bool along_m = m >= n;
+  const int64_t side = along_m ? m : n;
+  const int64_t count = std::clamp<int64_t>(side / kMinTile, 1, kMaxTiles);
+  const int64_t size = ((side + count - 1) / count + 15) / 16 * 16;
+  return {along_m, size, (side + size - 1) / size};
+}
+
+}  // namespace
 
 void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -15,9 +60,46 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return;
   }
-  SM_CHECK_DNNL(dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
-                           beta, c, ldc))
-      << "sgemm M=" << m << " N=" << n << " K=" << k;
+  // Inside a parallel region (active or not: a team of one thread counts too) the caller has
+  // already cut the work by something other than the thread count (attention's key blocks), and
+  // sgemm runs single-threaded there.
+  if (omp_get_level() > 0) {
+    SgemmTile(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  const Tiling tiles = TilesOf(m, n);
+  // Tile i of A (rows of op(A)) or of B (columns of op(B)) in row-major storage.
+  auto tile = [&](int64_t i) {
+    const int64_t lo = i * tiles.size;
+    if (tiles.along_m) {
+      const float* a_tile = trans_a ? a + lo : a + lo * lda;
+      SgemmTile(trans_a, trans_b, std::min(tiles.size, m - lo), n, k, alpha, a_tile, lda, b, ldb,
+                beta, c + lo * ldc, ldc);
+    } else {
+      const float* b_tile = trans_b ? b + lo * ldb : b + lo;
+      SgemmTile(trans_a, trans_b, m, std::min(tiles.size, n - lo), k, alpha, a, lda, b_tile, ldb,
+                beta, c + lo, ldc);
+    }
+  };
+  if (omp_get_max_threads() == 1) {
+    for (int64_t i = 0; i < tiles.count; ++i) tile(i);
+    return;
+  }
+  // Even a single tile runs inside a parallel region: called outside one, sgemm would thread
+  // (and split K) on its own. A check that fails in a tile is rethrown here (an exception may
+  // not leave an OpenMP region).
+  const int threads = static_cast<int>(std::min<int64_t>(tiles.count, omp_get_max_threads()));
+  std::exception_ptr error;
+#pragma omp parallel for schedule(static) num_threads(std::max(threads, 2))
+  for (int64_t i = 0; i < tiles.count; ++i) {
+    try {
+      tile(i);
+    } catch (...) {
+#pragma omp critical(seqmesh_gemm_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "runtime/cpu/vec.h"
@@ -638,6 +639,83 @@ TEST(RmsNormDeterminism, DwIsBitwiseIdenticalOnOneAndTwoThreads) {
   EXPECT_EQ(runs[0].dw, runs[1].dw);
 }
 
+// Gemm on shapes cut into several tiles along M (M >= N) and along N, every transpose, with
+// leading dimensions wider than the matrices: C = alpha op(A) op(B) + beta C against a double
+// reference, and bitwise the same on 1, 2 and 3 threads (K long enough that oneDNN's own
+// threading would split it on AVX2).
+struct GemmCase {
+  bool ta, tb;
+  int64_t m, n, k;
+};
+
+std::vector<GemmCase> GemmCases() {
+  std::vector<GemmCase> cases;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{45, 37, 32},
+                             {300, 48, 700},
+                             {48, 530, 256},
+                             {64, 64, 3000},
+                             {32, 24, 4000}})
+        cases.push_back({ta, tb, m, n, k});
+  return cases;
+}
+
+std::vector<float> RunGemm(const GemmCase& g, int threads, double* rel_error = nullptr) {
+  ThreadCount set(threads);
+  // Stored shapes: A is (m, k) or (k, m) when transposed; B is (k, n) or (n, k). Pad by 3.
+  const int64_t a_rows = g.ta ? g.k : g.m, a_cols = g.ta ? g.m : g.k;
+  const int64_t b_rows = g.tb ? g.n : g.k, b_cols = g.tb ? g.k : g.n;
+  const int64_t lda = a_cols + 3, ldb = b_cols + 3, ldc = g.n + 3;
+  const auto a = RandomVector(a_rows * lda, 11), b = RandomVector(b_rows * ldb, 12);
+  const auto c0 = RandomVector(g.m * ldc, 13);
+  std::vector<float> c = c0;
+  const float alpha = 0.75f, beta = 0.5f;
+  Gemm(g.ta, g.tb, g.m, g.n, g.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  if (rel_error) {
+    double diff = 0, scale = 0;
+    for (int64_t i = 0; i < g.m; ++i)
+      for (int64_t j = 0; j < g.n; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < g.k; ++p) {
+          const double x = g.ta ? a[p * lda + i] : a[i * lda + p];
+          const double y = g.tb ? b[j * ldb + p] : b[p * ldb + j];
+          s += x * y;
+        }
+        const double want = alpha * s + beta * c0[i * ldc + j];
+        diff = std::max(diff, std::fabs(want - c[i * ldc + j]));
+        scale = std::max(scale, std::fabs(want));
+      }
+    // The padding columns of C are never written.
+    for (int64_t i = 0; i < g.m; ++i)
+      for (int64_t j = g.n; j < ldc; ++j) EXPECT_EQ(c[i * ldc + j], c0[i * ldc + j]);
+    *rel_error = diff / scale;
+  }
+  return c;
+}
+
+std::string GemmName(const GemmCase& g) {
+  return std::string(g.ta ? "T" : "N") + (g.tb ? "T" : "N") + " " + std::to_string(g.m) + "x" +
+         std::to_string(g.n) + "x" + std::to_string(g.k);
+}
+
+TEST(GemmTiles, EveryTransposeMatchesADoubleReference) {
+  for (const GemmCase& g : GemmCases()) {
+    double err = 0;
+    RunGemm(g, 2, &err);
+    // fp32 sums of up to 3000 products of N(0,1) values: relative to the output's scale.
+    EXPECT_LT(err, 2e-5) << GemmName(g);
+  }
+}
+
+TEST(GemmDeterminism, BitwiseIdenticalOnOneTwoAndThreeThreads) {
+  for (const GemmCase& g : GemmCases()) {
+    const auto one = RunGemm(g, 1);
+    EXPECT_EQ(one, RunGemm(g, 2)) << GemmName(g);
+    EXPECT_EQ(one, RunGemm(g, 3)) << GemmName(g);
+  }
+}
+
 struct ModelRun {
   float loss;
   std::vector<float> logits;
@@ -648,7 +726,8 @@ struct ModelRun {
 
 // A tiny GQA model (layer 1 checkpointed) on three packed documents, once on 1 thread and once
 // on 2.
-std::vector<ModelRun> ModelStepOnOneAndTwoThreads() {
+std::vector<ModelRun> ModelStepOnThreads(const std::vector<int32_t>& cu,
+                                         const std::vector<int>& thread_counts) {
   ModelConfig c;
   c.vocab = 37;
   c.hidden = 32;
@@ -656,7 +735,6 @@ std::vector<ModelRun> ModelStepOnOneAndTwoThreads() {
   c.heads = 4;
   c.kv_heads = 2;
   c.ffn = 48;
-  const std::vector<int32_t> cu = {0, 19, 20, 45};
   const int64_t t = cu.back();
   std::vector<int32_t> tokens(t), targets(t);
   for (int64_t i = 0; i < t; ++i) tokens[i] = static_cast<int32_t>((i * 7 + 3) % c.vocab);
@@ -670,7 +748,7 @@ std::vector<ModelRun> ModelStepOnOneAndTwoThreads() {
   b.num_tokens = t;
 
   std::vector<ModelRun> runs;
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     ThreadCount set(threads);
     Model model(c, {t, {false, true}, {}, {}});
     model.InitRandom(5, 0.2f);  // wider than the default 0.02 so activations are far from zero
@@ -687,6 +765,10 @@ std::vector<ModelRun> ModelStepOnOneAndTwoThreads() {
     runs.push_back(std::move(run));
   }
   return runs;
+}
+
+std::vector<ModelRun> ModelStepOnOneAndTwoThreads() {
+  return ModelStepOnThreads({0, 19, 20, 45}, {1, 2});
 }
 
 // Everything but the RMSNorm weight gradients (see the disabled test below).
@@ -709,6 +791,19 @@ TEST(ModelDeterminism, NormWeightGradientsAreBitwiseIdenticalOnOneAndTwoThreads)
   for (size_t i = 0; i < runs[0].grads.size(); ++i) {
     if (runs[0].grad_ndim[i] >= 2) continue;
     EXPECT_EQ(runs[0].grads[i], runs[1].grads[i]) << runs[0].grad_names[i];
+  }
+}
+
+// 330 tokens: the matrix products are cut into several tiles (runtime/cpu/matmul.cc), and the
+// weight gradients sum over K = 330 tokens, which oneDNN's own threading splits on AVX2.
+TEST(ModelDeterminism, EveryOutputIsBitwiseIdenticalOnOneTwoAndThreeThreadsWhenGemmsAreTiled) {
+  const auto runs = ModelStepOnThreads({0, 100, 101, 250, 330}, {1, 2, 3});
+  for (size_t r = 1; r < runs.size(); ++r) {
+    EXPECT_EQ(runs[0].loss, runs[r].loss);
+    EXPECT_EQ(runs[0].logits, runs[r].logits);
+    ASSERT_EQ(runs[0].grads.size(), runs[r].grads.size());
+    for (size_t i = 0; i < runs[0].grads.size(); ++i)
+      EXPECT_EQ(runs[0].grads[i], runs[r].grads[i]) << runs[0].grad_names[i] << " run " << r;
   }
 }
 
