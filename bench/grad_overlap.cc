@@ -1,6 +1,7 @@
 // bench/grad_overlap: how much of the gradient reduction (ZeRO-1 reduce-scatter of per-layer
 // buckets) backward hides. Each rank (one thread) runs forward + backward of the same model on
-// its own document, then GradSync completes the reductions and steps AdamW.
+// its own document through HdpStep (the workers' step), then completes the reductions and steps
+// AdamW.
 //
 //   OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -n 2 build/bench/grad_overlap
 //       [--tokens 2048] [--layers 8] [--hidden 512] [--reps 5]
@@ -22,10 +23,10 @@
 #include <string>
 #include <vector>
 
-#include "parallel/grad_sync.h"
+#include "parallel/hdp_step.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/mpi/mpi_session.h"
-#include "runtime/layers.h"
+#include "parallel/mpi_ring_link.h"
 #include "runtime/model.h"
 
 using namespace seqmesh;
@@ -75,57 +76,51 @@ int main(int argc, char** argv) {
     config.heads = hidden / 64;
     config.kv_heads = std::max<int64_t>(1, config.heads / 2);
     config.ffn = hidden * 11 / 4;
-    GradSync* sync_ptr = nullptr;
-    bool hook_on = false;
-    ModelOptions options;
-    options.max_tokens = tokens;
-    options.on_layer_grads_ready = [&](int64_t layer) {
-      if (!hook_on) return;
-      if (layer >= 0) {
-        sync_ptr->LayerReady(static_cast<int>(1 + layer));
-      } else {
-        sync_ptr->LayerReady(0);
-        sync_ptr->LayerReady(static_cast<int>(layers + 1));
-      }
-    };
-    options.on_backward_progress = [&] {
-      if (hook_on) sync_ptr->Progress();
-    };
-    Model model(config, options);
+    // Each rank runs one document of its own (sequence r of the plan), whole.
+    MpiRingLink link(MPI_COMM_WORLD, comm.options().deadline);  // unused: no rings
+    HdpStepOptions step_options;
+    step_options.capacity = tokens;
+    HdpStep hdp(config, step_options, comm, link, AdamWConfig{});
+    Model& model = hdp.model();
     model.InitRandom(7, 0.02f);
-    GradSync sync(comm, model.params(), model.grads(), AdamWConfig{},
-                  GradSync::BucketsOf(model.params().size(), 1, 9, layers),
-                  GradSync::ModelStartOrder(layers, true, true));
-    sync_ptr = &sync;
-
+    proto::StepPlan plan;
+    plan.set_num_ranks(n);
+    plan.set_capacity(static_cast<uint64_t>(tokens));
+    for (int r = 0; r < n; ++r) {
+      proto::Sequence* seq = plan.add_sequences();
+      seq->set_id(static_cast<uint64_t>(r));
+      seq->set_length(static_cast<uint64_t>(tokens));
+      proto::RankPlan* rp = plan.add_ranks();
+      rp->set_rank(r);
+      proto::MicroBatch* mb = rp->add_micro_batches();
+      mb->add_ring(r);
+      proto::Segment* segment = mb->add_segments();
+      segment->set_sequence_id(static_cast<uint64_t>(r));
+      proto::TokenRange* range = segment->add_ranges();
+      range->set_begin(0);
+      range->set_end(static_cast<uint64_t>(tokens));
+    }
     std::mt19937 rng(100 + rank);
-    std::vector<int32_t> tok(tokens), tgt(tokens);
+    std::vector<int32_t> tok(tokens);
     for (auto& t : tok) t = static_cast<int32_t>(rng() % config.vocab);
-    for (int64_t i = 0; i + 1 < tokens; ++i) tgt[i] = tok[i + 1];
-    tgt[tokens - 1] = kIgnoreIndex;
-    const int32_t cu[2] = {0, static_cast<int32_t>(tokens)};
-    Batch batch;
-    batch.tokens = tok.data();
-    batch.targets = tgt.data();
-    batch.cu_seqlens = cu;
-    batch.num_docs = 1;
-    batch.num_tokens = tokens;
+    auto read = [&](uint64_t, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+      out.insert(out.end(), tok.begin() + begin, tok.begin() + end);
+    };
+    const uint64_t targets = static_cast<uint64_t>(n * (tokens - 1));
 
     int64_t grad_bytes = 0;
     for (const Tensor& g : model.grads()) grad_bytes += g.bytes();
     std::vector<double> fb[3], exposed[3];
     for (int r = 0; r <= reps; ++r) {  // repetition 0 warms up
       for (int mode = 0; mode < 3; ++mode) {
-        model.ZeroGrad();
-        hook_on = mode == 2;
         MPI_Barrier(MPI_COMM_WORLD);
         const double t0 = Now();
-        model.Forward(batch, static_cast<float>(n * (tokens - 1)));
-        model.Backward();
+        hdp.Execute(plan, targets, read,
+                    mode == 2 ? HdpStep::Overlap::kDuringBackward : HdpStep::Overlap::kNone);
         const double t1 = Now();
-        if (mode > 0) sync.FinishReductions();
+        if (mode > 0) hdp.sync().FinishReductions();
         const double t2 = Now();
-        if (mode > 0) sync.Step(1e-5f, 1.0f);
+        if (mode > 0) hdp.Update(1e-5f, 1.0f);
         const double f = Slowest(t1 - t0), e = Slowest(t2 - t1);
         if (r > 0) {
           fb[mode].push_back(f);
@@ -138,7 +133,7 @@ int main(int argc, char** argv) {
           "# ranks %d, one thread each; %lld layers, hidden %lld, %lld tokens per rank; "
           "%.1f MiB of gradients in %d buckets; medians of %d\n",
           n, static_cast<long long>(layers), static_cast<long long>(hidden),
-          static_cast<long long>(tokens), grad_bytes / 1048576.0, sync.num_buckets(), reps);
+          static_cast<long long>(tokens), grad_bytes / 1048576.0, hdp.sync().num_buckets(), reps);
       const char* names[3] = {"compute", "serial", "overlap"};
       for (int m = 0; m < 3; ++m)
         std::printf("%-8s fwd+bwd %8.1f ms  exposed reduction %8.1f ms  total %8.1f ms\n", names[m],

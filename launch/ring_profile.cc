@@ -7,10 +7,9 @@
 #include <utility>
 
 #include "launch/format.h"
-#include "parallel/grad_sync.h"
+#include "parallel/hdp_step.h"
 #include "parallel/mpi/mpi_handles.h"
 #include "parallel/mpi_ring_link.h"
-#include "parallel/step_executor.h"
 #include "runtime/check.h"
 #include "runtime/model.h"
 #include "scheduler/plan.h"
@@ -54,19 +53,15 @@ std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& con
   SM_CHECK(ranks >= 2) << "--rings needs >= 2 MPI ranks (run seqmesh profile under mpirun -n N)";
   SM_CHECK(!tokens_per_rank.empty()) << "--rings: no per-rank token counts";
   const int64_t most = *std::max_element(tokens_per_rank.begin(), tokens_per_rank.end());
-  ModelOptions mo;
-  mo.max_tokens = most + 2;  // a zigzag position holds at most one token more per chunk
-  mo.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
-  Model model(config.model, mo);
-  model.InitRandom(static_cast<uint64_t>(config.training.seed));
-  const int64_t layers = config.model.layers;
-  GradSync sync(comm, model.params(), model.grads(), config.adamw(),
-                GradSync::BucketsOf(model.params().size(), 1, 9, layers),
-                GradSync::ModelStartOrder(layers, true, true));
   mpi::Comm ring_comm(comm.comm());
   mpi::Comm done_comm(comm.comm());  // the ring's "done" to the ranks running local passes
   MpiRingLink link(ring_comm.get(), comm.options().deadline);
-  StepExecutor executor(model, link, comm.rank());
+  HdpStepOptions step_options;
+  step_options.capacity = most;
+  step_options.checkpoint_layers.assign(config.model.layers,
+                                        config.training.checkpoint_activations);
+  HdpStep hdp(config.model, step_options, comm, link, config.adamw());
+  hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
   const int64_t vocab = config.model.vocab;
   auto read = [&](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
     for (int64_t i = begin; i < end; ++i)
@@ -83,7 +78,6 @@ std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& con
     const proto::StepPlan plan = RingPlan(ranks, d, c, step++, others_busy);
     uint64_t targets = 0;
     for (const auto& s : plan.sequences()) targets += s.length();
-    model.ZeroGrad();
     comm.Barrier();
     const double wait_before = link.wait_ms();
     // others_busy: a rank outside the ring runs local passes until the ring is done, as ranks
@@ -93,20 +87,20 @@ std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& con
     int signal = 0;
     MPI_Request done = MPI_REQUEST_NULL;
     if (!in_ring) MPI_Irecv(&signal, 1, MPI_INT, 0, 0, done_comm.get(), &done);
-    const StepResult r = executor.Run(plan, targets, read);
+    const StepResult r = hdp.Execute(plan, targets, read, HdpStep::Overlap::kNone);
     if (!in_ring) {
       for (int finished = 0;;) {
         MPI_Test(&done, &finished, MPI_STATUS_IGNORE);
         if (finished) break;
-        executor.Run(plan, targets, read);
+        hdp.Execute(plan, targets, read, HdpStep::Overlap::kNone);
       }
     } else if (d > 1 && comm.rank() == 0) {
       for (int k = d; k < ranks; ++k) MPI_Send(&signal, 1, MPI_INT, k, 0, done_comm.get());
     }
     const double wait_ms = link.wait_ms() - wait_before;
     const auto t0 = std::chrono::steady_clock::now();
-    sync.Step(static_cast<float>(config.optimizer.lr),
-              static_cast<float>(config.training.grad_clip));
+    hdp.Update(static_cast<float>(config.optimizer.lr),
+               static_cast<float>(config.training.grad_clip));
     const double sync_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (into) {

@@ -29,12 +29,11 @@
 #include "launch/coordinator_client.h"
 #include "launch/dist_checkpoint.h"
 #include "launch/worker.h"
-#include "parallel/grad_sync.h"
+#include "parallel/hdp_step.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/mpi/mpi_handles.h"
 #include "parallel/mpi/mpi_session.h"
 #include "parallel/mpi_ring_link.h"
-#include "parallel/step_executor.h"
 #include "runtime/batch_sampler.h"
 #include "runtime/check.h"
 #include "runtime/checkpoint.h"
@@ -144,34 +143,15 @@ int RunWorkerRank(const WorkerArgs& args) {
     for (const auto& [weight, prefix] : ParseBlend(config.data.path))
       datasets.push_back(IndexedDataset::Open(prefix));
 
-    // The gradient-ready hook starts a layer's reduction once the rank's last backward made its
-    // gradients final.
-    bool last_backward = false;
-    GradSync* sync_ptr = nullptr;
-    const int64_t layers = config.model.layers;
-    ModelOptions mo;
-    // A ring position may hold one token more than capacity / 2 per zigzag chunk.
-    mo.max_tokens = config.training.micro_batch_tokens + 2;
-    mo.checkpoint_layers.assign(layers, config.training.checkpoint_activations);
-    mo.on_layer_grads_ready = [&](int64_t layer) {
-      if (!last_backward) return;
-      if (layer >= 0) {
-        sync_ptr->LayerReady(static_cast<int>(1 + layer));
-      } else {
-        sync_ptr->LayerReady(0);
-        sync_ptr->LayerReady(static_cast<int>(layers + 1));
-      }
-    };
-    mo.on_backward_progress = [&] {
-      if (last_backward) sync_ptr->Progress();
-    };
-    Model model(config.model, mo);
+    HdpStepOptions step_options;
+    step_options.capacity = config.training.micro_batch_tokens;
+    step_options.checkpoint_layers.assign(config.model.layers,
+                                          config.training.checkpoint_activations);
+    HdpStep hdp(config.model, step_options, comm, link, config.adamw());
+    Model& model = hdp.model();
     model.InitRandom(static_cast<uint64_t>(config.training.seed));
-    GradSync sync(comm, model.params(), model.grads(), config.adamw(),
-                  GradSync::BucketsOf(model.params().size(), 1, 9, layers),
-                  GradSync::ModelStartOrder(layers, true, true));
-    sync_ptr = &sync;
-    if (!job.resume_checkpoint().empty()) LoadCheckpointParts(job.resume_checkpoint(), model, sync);
+    if (!job.resume_checkpoint().empty())
+      LoadCheckpointParts(job.resume_checkpoint(), model, hdp.sync());
     const LrSchedule schedule = config.schedule();
     int64_t sync_bytes = 0;  // reduce-scatter + all-gather of every parameter, per step
     for (const Tensor& p : model.params()) sync_bytes += p.bytes();
@@ -185,7 +165,6 @@ int RunWorkerRank(const WorkerArgs& args) {
       trace.reset(std::fopen(path.c_str(), "w"));
       SM_CHECK(trace) << "SEQMESH_TRACE: cannot write " << path;
     }
-    StepExecutor executor(model, link, rank);
     for (uint64_t step = job.start_step(); step < job.total_steps(); ++step) {
       current_step.store(step);
       comm.SetStep(static_cast<int64_t>(step));
@@ -214,12 +193,13 @@ int RunWorkerRank(const WorkerArgs& args) {
             << " (the coordinator and this worker read different data?)";
         ds.ReadRange(b.sequence(), begin, end - begin, out);
       };
-      model.ZeroGrad();
       const double wait_before = link.wait_ms();
-      const StepResult r = executor.Run(reply.plan(), reply.target_tokens(), read, &last_backward);
-      const double ring_wait_ms = link.wait_ms() - wait_before;
       const float lr = schedule.At(static_cast<int64_t>(step));
-      const double norm = sync.Step(lr, static_cast<float>(config.training.grad_clip));
+      const HdpStepResult done = hdp.Run(reply.plan(), reply.target_tokens(), read, lr,
+                                         static_cast<float>(config.training.grad_clip));
+      const StepResult& r = done.run;
+      const double norm = done.grad_norm;
+      const double ring_wait_ms = link.wait_ms() - wait_before;
       const double step_ms =
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (trace) {
@@ -274,7 +254,7 @@ int RunWorkerRank(const WorkerArgs& args) {
         part.set_rank(rank);
         part.set_step(step + 1);
         part.set_generation(generation);
-        for (const std::string& name : WriteCheckpointPart(dir, rank, world, model, sync)) {
+        for (const std::string& name : WriteCheckpointPart(dir, rank, world, model, hdp.sync())) {
           MappedFile f(dir + "/" + name);
           proto::FileDigest* d = part.add_files();
           d->set_name(name);

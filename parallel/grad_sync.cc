@@ -66,27 +66,6 @@ GradSync::GradSync(Communicator& comm, const std::vector<Tensor>& params,
   start_order_ = std::move(start_order);
 }
 
-std::vector<int> GradSync::ModelStartOrder(int64_t layers, bool has_first, bool has_rest) {
-  const int first = has_first ? 1 : 0;
-  std::vector<int> order;
-  for (int64_t l = layers - 1; l >= 0; --l) order.push_back(static_cast<int>(first + l));
-  if (has_first) order.push_back(0);
-  if (has_rest) order.push_back(static_cast<int>(first + layers));
-  return order;
-}
-
-std::vector<size_t> GradSync::BucketsOf(size_t num_params, size_t first_layer_param,
-                                        size_t params_per_layer, int64_t layers) {
-  std::vector<size_t> ends;
-  if (first_layer_param > 0) ends.push_back(first_layer_param);
-  for (int64_t l = 1; l <= layers; ++l) ends.push_back(first_layer_param + l * params_per_layer);
-  SM_CHECK(ends.empty() || ends.back() <= num_params)
-      << "GradSync::BucketsOf: " << layers << " layers of " << params_per_layer << " tensors from "
-      << first_layer_param << " exceed " << num_params << " params";
-  if (ends.empty() || ends.back() < num_params) ends.push_back(num_params);
-  return ends;
-}
-
 template <typename Fn>
 void GradSync::ForEachShardPiece(const Bucket& b, Fn&& fn) const {
   const int64_t begin = comm_.rank() * b.shard, end = begin + b.shard;

@@ -44,19 +44,11 @@ class GradSync {
            const AdamWConfig& config, std::vector<size_t> bucket_ends = {},
            std::vector<int> start_order = {});
 
-  // One bucket per transformer layer, plus one for the tensors before and after: the layout
-  // for a model whose params() list [embed, layer 0 tensors..., layer L-1 tensors..., rest].
-  static std::vector<size_t> BucketsOf(size_t num_params, size_t first_layer_param,
-                                       size_t params_per_layer, int64_t layers);
-
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
   // Bucket b's gradients are final (its backward is done); at most once a step. Starts the
   // reductions that start_order allows now and polls the ones in flight (MPI progresses them
   // only inside MPI calls).
   void LayerReady(int b);
-  // The start order of a model's buckets as BucketsOf lays them out and its backward hook
-  // finishes them: layers last to first, then the embedding, then the tensors after the layers.
-  static std::vector<int> ModelStartOrder(int64_t layers, bool has_first, bool has_rest);
   // Polls the buckets in flight once, without waiting.
   void Progress();
   // Starts the buckets not started yet and completes every reduction (Step begins with this;

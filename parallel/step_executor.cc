@@ -77,7 +77,7 @@ StepExecutor::StepExecutor(Model& model, RingLink& link, int rank)
     : model_(model), link_(link), rank_(rank) {}
 
 StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens,
-                             const TokenReader& read, bool* last_backward) {
+                             const TokenReader& read) {
   SM_CHECK(rank_ >= 0 && rank_ < plan.num_ranks() && plan.ranks_size() == plan.num_ranks())
       << "step " << plan.step() << ": the plan has " << plan.ranks_size() << " rank entries for "
       << plan.num_ranks() << " ranks; this is rank " << rank_;
@@ -163,10 +163,9 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
     PassTiming timing{passes[p].micro_batch, passes[p].segment, std::max(1, mb.ring_size()),
                       batch.num_tokens,      MsSince(start),    0};
     result.loss += model_.Forward(batch, normalizer);
-    const bool last = p + 1 == passes.size();
-    if (last && last_backward) *last_backward = true;
+    in_last_backward_ = p + 1 == passes.size();
     model_.Backward();
-    if (last_backward) *last_backward = false;
+    in_last_backward_ = false;
     timing.end_ms = MsSince(start);
     result.passes.push_back(timing);
     result.tokens += batch.num_tokens;

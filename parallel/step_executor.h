@@ -50,15 +50,17 @@ class StepExecutor {
   // `link` carries ring exchanges between world ranks; `rank` is this rank's world rank.
   StepExecutor(Model& model, RingLink& link, int rank);
 
-  // Runs `plan`'s micro-batches for this rank. `last_backward` (may be null) is set true while
-  // the rank's last backward runs, so a gradient-ready hook knows when gradients are final.
-  StepResult Run(const proto::StepPlan& plan, uint64_t target_tokens, const TokenReader& read,
-                 bool* last_backward = nullptr);
+  // Runs `plan`'s micro-batches for this rank.
+  StepResult Run(const proto::StepPlan& plan, uint64_t target_tokens, const TokenReader& read);
+  // True while the rank's last backward of a Run runs: the model's gradient-ready hook then
+  // reports gradients that are final for the step (HdpStep starts their reduction).
+  bool in_last_backward() const { return in_last_backward_; }
 
  private:
   Model& model_;
   RingLink& link_;
   int rank_;
+  bool in_last_backward_ = false;
 };
 
 }  // namespace seqmesh

@@ -52,7 +52,14 @@ void Model::BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& 
     Tensor *in_norm, *q, *k, *v, *o, *post_norm, *gate, *up, *down;
   };
   std::vector<Pending> pending;
+  // The groups of params() as they are added (ParamLayout).
+  ParamLayout layout;
+  auto end_group = [&](int64_t layer) {
+    const size_t first = layout.groups.empty() ? 0 : layout.groups.back().last;
+    layout.groups.push_back({first, arena.tensors().size(), layer});
+  };
   Tensor* e = arena.Add(prefix + "model.embed_tokens.weight", DType::kF32, {c.vocab, c.hidden});
+  end_group(-1);
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = prefix + "model.layers." + std::to_string(l) + ".";
     Pending t{};
@@ -67,12 +74,19 @@ void Model::BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& 
     t.up = arena.Add(p + "mlp.up_proj.weight", DType::kF32, {c.ffn, c.hidden}, /*packed=*/true);
     t.down = arena.Add(p + "mlp.down_proj.weight", DType::kF32, {c.hidden, c.ffn});
     pending.push_back(t);
+    end_group(l);
   }
   Tensor* n = arena.Add(prefix + "model.norm.weight", DType::kF32, {c.hidden});
   Tensor* head = c.tie_embeddings
                      ? nullptr
                      : arena.Add(prefix + "lm_head.weight", DType::kF32, {c.vocab, c.hidden});
+  end_group(-1);
   arena.Allocate();
+  // Backward finishes layers last to first, then reports -1: the embedding, then the rest.
+  for (int64_t l = c.layers; l >= 1; --l) layout.finish_order.push_back(static_cast<int>(l));
+  layout.finish_order.push_back(0);
+  layout.finish_order.push_back(static_cast<int>(c.layers + 1));
+  layout_ = std::move(layout);
 
   for (const Tensor& t : arena.tensors()) list.push_back(t);
   embed = *e;

@@ -70,6 +70,22 @@ struct ModelOptions {
   std::function<void()> on_backward_progress;
 };
 
+// Where the model's tensors sit in params() (and grads()): consecutive groups whose gradients
+// Backward finishes together, in params() order: the embedding, layer 0 .. layers-1, then the
+// final norm with the lm_head. Gradient sync makes one bucket of each group (parallel/hdp_step.h).
+struct ParamLayout {
+  struct Group {
+    size_t first = 0, last = 0;  // params [first, last)
+    // The layer whose on_layer_grads_ready call finishes this group; -1: the call after the
+    // layers (the embedding, and the final norm and lm_head).
+    int64_t layer = -1;
+  };
+  std::vector<Group> groups;
+  // Indices into groups in the order Backward finishes them (layers last to first, then the
+  // embedding, then the final norm and lm_head): the order reductions start on every rank.
+  std::vector<int> finish_order;
+};
+
 class Model {
  public:
   Model(const ModelConfig& config, const ModelOptions& options);
@@ -83,6 +99,7 @@ class Model {
   const std::vector<Tensor>& params() const { return params_; }
   const std::vector<Tensor>& grads() const { return grads_; }
   const Tensor& Param(const std::string& name) const;
+  const ParamLayout& param_layout() const { return layout_; }
   size_t param_bytes() const { return param_arena_.bytes(); }
   size_t activation_bytes() const { return act_arena_.bytes(); }
 
@@ -120,6 +137,7 @@ class Model {
   Arena grad_arena_{"gradients"};
   Arena act_arena_{"activations"};
   std::vector<Tensor> params_, grads_;
+  ParamLayout layout_;
   std::vector<LayerParams> w_, dw_;
   Tensor embed_, norm_, lm_head_, d_embed_, d_norm_, d_lm_head_;
 

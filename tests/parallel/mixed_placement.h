@@ -1,7 +1,8 @@
 // The mixed-placement scenario shared by the in-process and MPI ring tests: one long document
 // split over world ranks {2, 0, 1} (ring order), two short documents whole on rank 3. Every
 // rank builds the same single-rank reference (all three documents packed) and its own
-// micro-batch; the ranks' losses and gradients must add up to the reference's.
+// micro-batch (RankStep, for in-process ranks), or runs the scenario's Plan() through HdpStep
+// (MPI ranks); the ranks' losses and gradients must add up to the reference's.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "parallel/ring_attention.h"
+#include "proto/step_plan.pb.h"
 #include "runtime/layers.h"
 #include "runtime/model.h"
 
@@ -58,6 +60,55 @@ class MixedPlacement {
     for (const auto& d : docs_) all.Append(d);
     return model.Forward(all.View(), normalizer_);
   }
+
+  // The placement as the plan a coordinator would serve: sequence 0 (the long document) on the
+  // ring {2, 0, 1} in zigzag chunks, sequences 1 and 2 as one local micro-batch of rank 3.
+  proto::StepPlan Plan() const {
+    proto::StepPlan plan;
+    plan.set_num_ranks(kRanks);
+    plan.set_capacity(static_cast<uint64_t>(options_.max_tokens));
+    for (size_t d = 0; d < docs_.size(); ++d) {
+      proto::Sequence* s = plan.add_sequences();
+      s->set_id(d);
+      s->set_length(docs_[d].size());
+    }
+    auto add_range = [](proto::Segment* seg, int64_t begin, int64_t end) {
+      proto::TokenRange* r = seg->add_ranges();
+      r->set_begin(static_cast<uint64_t>(begin));
+      r->set_end(static_cast<uint64_t>(end));
+    };
+    for (int rank = 0; rank < kRanks; ++rank) {
+      proto::RankPlan* rp = plan.add_ranks();
+      rp->set_rank(rank);
+      proto::MicroBatch* mb = rp->add_micro_batches();
+      if (rank < 3) {
+        const int pos =
+            static_cast<int>(std::find(kRing.begin(), kRing.end(), rank) - kRing.begin());
+        for (int r : kRing) mb->add_ring(r);
+        mb->set_ring_position(pos);
+        proto::Segment* seg = mb->add_segments();
+        seg->set_sequence_id(0);
+        for (int which = 0; which < 2; ++which) {
+          const int c = layout_.LocalChunk(pos, which);
+          add_range(seg, layout_.ChunkBegin(c), layout_.ChunkEnd(c));
+        }
+      } else {
+        mb->add_ring(rank);
+        for (uint64_t d : {1, 2}) {
+          proto::Segment* seg = mb->add_segments();
+          seg->set_sequence_id(d);
+          add_range(seg, 0, static_cast<int64_t>(docs_[d].size()));
+        }
+      }
+    }
+    return plan;
+  }
+  // Tokens of the plan's sequences (the documents).
+  void Read(uint64_t sequence, int64_t begin, int64_t end, std::vector<int32_t>& out) const {
+    out.insert(out.end(), docs_[sequence].begin() + begin, docs_[sequence].begin() + end);
+  }
+  // Every rank's micro-batches hold at most this many tokens.
+  int64_t capacity() const { return options_.max_tokens; }
 
   // This rank's loss; `link` carries the ring's exchanges (ranks 0-2).
   float RankStep(int rank, Model& model, RingLink& link) const {

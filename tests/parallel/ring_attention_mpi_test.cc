@@ -1,7 +1,8 @@
 // Ring attention across real MPI processes (run by CTest under mpirun with 2, 3 and 4 ranks):
 // rings of every size 1..N on the world communicator equal single-rank attention forward and
 // backward; two disjoint rings run at once; a mixed placement (a long document over three
-// ranks, two short documents on the fourth) gives the single-rank model step; and a ring member
+// ranks, two short documents on the fourth), run through HdpStep, gives the single-rank model step
+// and, with ZeRO-1, the single-rank AdamW step; and a ring member
 // that stops answering makes the others fail with a named error within the deadline.
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -15,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "parallel/grad_sync.h"
+#include "parallel/hdp_step.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/mpi_ring_link.h"
 #include "parallel/ring_attention.h"
@@ -74,15 +75,25 @@ TEST(RingAttentionMpi, TwoDisjointRingsAtOnce) {
   MPI_Barrier(MPI_COMM_WORLD);
 }
 
+// Each rank runs its part of the scenario's plan through HdpStep (as a worker does), without
+// the update, so the gradients can be compared before any reduction.
 TEST(RingAttentionMpi, MixedPlacementModelStepEqualsSingleRank) {
   if (WorldSize() != testing::MixedPlacement::kRanks) GTEST_SKIP() << "needs exactly 4 ranks";
   const testing::MixedPlacement scenario;
   Model reference = scenario.NewModel();
   const float ref_loss = scenario.ReferenceStep(reference);
   reference.Backward();
-  Model model = scenario.NewModel();
+  MpiCommunicator comm(MPI_COMM_WORLD, CommOptions{kDeadline});
   MpiRingLink link(MPI_COMM_WORLD, kDeadline);
-  float loss = scenario.RankStep(WorldRank(), model, link);
+  HdpStep hdp(scenario.config(), {scenario.capacity(), {}}, comm, link, AdamWConfig{});
+  hdp.model().InitRandom(99, 0.2f);
+  const Model& model = hdp.model();
+  auto read = [&](uint64_t s, int64_t b, int64_t e, std::vector<int32_t>& out) {
+    scenario.Read(s, b, e, out);
+  };
+  const uint64_t targets = static_cast<uint64_t>(scenario.normalizer());
+  float loss =
+      static_cast<float>(hdp.Execute(scenario.Plan(), targets, read, HdpStep::Overlap::kNone).loss);
   // Token-level loss: the ranks' losses and gradients add up to the whole batch's.
   MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   EXPECT_NEAR(loss, ref_loss, 1e-5 * ref_loss);
@@ -94,10 +105,10 @@ TEST(RingAttentionMpi, MixedPlacementModelStepEqualsSingleRank) {
   }
 }
 
-// The whole distributed step: the mixed placement's backward hands each finished layer's bucket to
-// ZeRO-1 gradient sync (reduce-scatter started while backward continues), then the sharded AdamW
-// step with global-norm clipping; every rank ends with the parameters of one rank running all
-// documents and unsharded AdamW.
+// The whole distributed step through HdpStep: the plan's passes, each finished layer's bucket
+// handed to ZeRO-1 gradient sync during the last backward (reduce-scatter started while
+// backward continues), then the sharded AdamW step with global-norm clipping; every rank ends
+// with the parameters of one rank running all documents and unsharded AdamW.
 TEST(RingAttentionMpi, MixedPlacementStepWithZero1EqualsSingleRankAdamW) {
   if (WorldSize() != testing::MixedPlacement::kRanks) GTEST_SKIP() << "needs exactly 4 ranks";
   const testing::MixedPlacement scenario;
@@ -112,26 +123,17 @@ TEST(RingAttentionMpi, MixedPlacementStepWithZero1EqualsSingleRankAdamW) {
 
   MpiCommunicator comm(MPI_COMM_WORLD, CommOptions{kDeadline});
   const int64_t layers = scenario.config().layers;
-  GradSync* sync_ptr = nullptr;
-  std::vector<int64_t> ready;
-  Model model = scenario.NewModel([&](int64_t layer) {
-    ready.push_back(layer);
-    if (layer >= 0) {
-      sync_ptr->LayerReady(static_cast<int>(1 + layer));
-    } else {
-      sync_ptr->LayerReady(0);                             // embedding
-      sync_ptr->LayerReady(static_cast<int>(layers + 1));  // final norm, lm_head
-    }
-  });
-  GradSync sync(comm, model.params(), model.grads(), adamw_config,
-                GradSync::BucketsOf(model.params().size(), 1, 9, layers),
-                GradSync::ModelStartOrder(layers, true, true));
-  sync_ptr = &sync;
-  ASSERT_EQ(sync.num_buckets(), layers + 2);
   MpiRingLink link(MPI_COMM_WORLD, kDeadline);
-  scenario.RankStep(WorldRank(), model, link);
-  EXPECT_EQ(ready, (std::vector<int64_t>{1, 0, -1}));
-  const double norm = sync.Step(lr, clip);
+  HdpStep hdp(scenario.config(), {scenario.capacity(), {}}, comm, link, adamw_config);
+  hdp.model().InitRandom(99, 0.2f);
+  const Model& model = hdp.model();
+  ASSERT_EQ(hdp.sync().num_buckets(), layers + 2);
+  auto read = [&](uint64_t s, int64_t b, int64_t e, std::vector<int32_t>& out) {
+    scenario.Read(s, b, e, out);
+  };
+  const HdpStepResult result =
+      hdp.Run(scenario.Plan(), static_cast<uint64_t>(scenario.normalizer()), read, lr, clip);
+  const double norm = result.grad_norm;
   // GradSync sums squares in f64 over shards, GlobalNorm in f32 per chunk: ~1e-7 apart.
   EXPECT_NEAR(norm, ref_norm, 1e-6 * ref_norm);
   // At AdamW's first step every element moves by about lr * sign(gradient), whatever the

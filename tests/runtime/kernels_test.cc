@@ -807,5 +807,64 @@ TEST(ModelDeterminism, EveryOutputIsBitwiseIdenticalOnOneTwoAndThreeThreadsWhenG
   }
 }
 
+// The layout gradient sync builds its buckets from: consecutive groups covering params() (the
+// embedding, one per layer holding that layer's tensors, the final norm with the lm_head), and
+// Backward's gradient-ready hook finishing them in the layout's finish order (layers last to
+// first, then -1 for the embedding and the rest), untied and tied.
+TEST(ModelParamLayout, GroupsCoverTheParamsAndBackwardFinishesThemInOrder) {
+  for (bool tied : {false, true}) {
+    ModelConfig c;
+    c.vocab = 37;
+    c.hidden = 32;
+    c.layers = 3;
+    c.heads = 4;
+    c.kv_heads = 2;
+    c.ffn = 48;
+    c.tie_embeddings = tied;
+    std::vector<int64_t> calls;
+    ModelOptions o;
+    o.max_tokens = 16;
+    o.on_layer_grads_ready = [&](int64_t layer) { calls.push_back(layer); };
+    Model model(c, o);
+    model.InitRandom(1);
+    const ParamLayout& layout = model.param_layout();
+    ASSERT_EQ(layout.groups.size(), static_cast<size_t>(c.layers + 2));
+    size_t next = 0;
+    for (const ParamLayout::Group& g : layout.groups) {
+      EXPECT_EQ(g.first, next);
+      EXPECT_LT(g.first, g.last);
+      for (size_t t = g.first; t < g.last; ++t) {
+        const std::string& name = model.params()[t].name();
+        const bool in_layer = name.rfind("model.layers.", 0) == 0;
+        EXPECT_EQ(in_layer, g.layer >= 0) << name;
+        if (in_layer) {
+          EXPECT_EQ(name.rfind("model.layers." + std::to_string(g.layer) + ".", 0), 0u) << name;
+        }
+      }
+      next = g.last;
+    }
+    EXPECT_EQ(next, model.params().size());
+    EXPECT_EQ(model.params()[layout.groups.back().first].name(), "model.norm.weight");
+
+    const std::vector<int32_t> tokens = {1, 2, 3, 4, 5}, targets = {2, 3, 4, 5, kIgnoreIndex};
+    const std::vector<int32_t> cu = {0, 5};
+    Batch b{tokens.data(), targets.data(), cu.data(), 1, 5, nullptr};
+    model.ZeroGrad();
+    model.Forward(b, 4.0f);
+    model.Backward();
+    // Each hook call finishes the groups of that layer, in finish order.
+    std::vector<int64_t> finished_layers;
+    for (int g : layout.finish_order) finished_layers.push_back(layout.groups[g].layer);
+    std::vector<int64_t> expected_calls;
+    for (int64_t l = c.layers - 1; l >= 0; --l) expected_calls.push_back(l);
+    expected_calls.push_back(-1);
+    EXPECT_EQ(calls, expected_calls);
+    std::vector<int64_t> call_per_group = expected_calls;
+    call_per_group.push_back(-1);  // the -1 call finishes the embedding and the rest
+    EXPECT_EQ(finished_layers, call_per_group);
+    EXPECT_EQ(layout.groups[layout.finish_order[c.layers]].first, 0u);  // the embedding first
+  }
+}
+
 }  // namespace
 }  // namespace seqmesh
