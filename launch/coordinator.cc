@@ -256,8 +256,7 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
     : config_(std::move(config)),
       options_(std::move(options)),
       out_(options_.out ? *options_.out : std::cout),
-      data_(OpenTrainingData(config_)),
-      cost_(PlannerCostModel(config_)) {
+      data_(OpenTrainingData(config_)) {
   config_.Validate();
   const int n = options_.world_size;
   SM_CHECK(n >= 1) << "the world size must be >= 1, got " << n;
@@ -271,10 +270,12 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
     const std::string path = config_.checkpoint.dir + "/config.toml";
     WriteFileAtomically(path, resolved.data(), resolved.size());
   }
-  cursor_ = data_.sampler.Start();
-  if (options_.resume) RestoreNewestCheckpoint();
+  BlendCursor cursor = data_.sampler.Start();
+  if (options_.resume) RestoreNewestCheckpoint(cursor);
   start_step_ = std::min(start_step_, total_steps_);
-  next_draw_ = completed_ = start_step_;
+  completed_ = start_step_;
+  planner_.emplace(PlannerCostModel(config_), scheduler::StepPlannerOptions::FromConfig(config_, n),
+                   data_.sampler, data_.prefixes, start_step_, std::move(cursor));
   final_committed_ = start_step_ >= total_steps_;
   ranks_.resize(n);
   watchdog_ = std::thread([this] { WatchdogLoop(); });
@@ -289,7 +290,7 @@ Coordinator::~Coordinator() {
   watchdog_.join();
 }
 
-void Coordinator::RestoreNewestCheckpoint() {
+void Coordinator::RestoreNewestCheckpoint(BlendCursor& cursor) {
   const std::string root = CheckpointRoot(config_);
   for (const auto& [step, dir] : CommittedDirs(root)) {
     CommittedCheckpoint cp;
@@ -307,7 +308,7 @@ void Coordinator::RestoreNewestCheckpoint() {
         << " (was the blend changed?)";
     start_step_ = cp.step;
     committed_ = cp.step;
-    cursor_ = cp.cursor;
+    cursor = cp.cursor;
     resume_checkpoint_ = cp.dir;
     out_ << "coordinator: resuming from " << cp.dir << " (step " << cp.step << ", written by "
          << cp.world_size << " ranks in generation " << cp.generation << ")" << std::endl;
@@ -524,15 +525,25 @@ grpc::Status Coordinator::GetPlan(const proto::PlanRequest& request, proto::Plan
 }
 
 void Coordinator::PlanThrough(uint64_t step) {
-  while (next_draw_ <= step) {
-    const uint64_t k = next_draw_;
-    const std::vector<BlendedId> ids = data_.sampler.Next(cursor_);
+  while (planner_->next_step() <= step) {
     StepRecord record;
-    PlanStep(k, ids, record);
+    record.planned = planner_->Next();
+    const uint64_t k = record.planned.step;
+    proto::PlanReply& reply = record.reply;
+    *reply.mutable_plan() = record.planned.plan;
+    for (size_t i = 0; i < record.planned.batch.size(); ++i) {
+      proto::BatchSequence* b = reply.add_batch();
+      b->set_dataset(static_cast<uint32_t>(record.planned.batch[i].dataset));
+      b->set_sequence(static_cast<uint64_t>(record.planned.batch[i].sequence));
+      b->set_length(static_cast<uint64_t>(record.planned.lengths[i]));
+    }
+    reply.set_target_tokens(record.planned.target_tokens);
+    const int64_t interval = config_.checkpoint.interval;
+    reply.set_checkpoint_after((interval > 0 && (k + 1) % interval == 0) || k + 1 == total_steps_);
     record.reports.resize(options_.world_size);
-    if (record.reply.checkpoint_after()) {
+    if (reply.checkpoint_after()) {
       PendingCheckpoint pending;
-      pending.cursor = cursor_;
+      pending.cursor = record.planned.cursor_after;
       pending.parts.resize(options_.world_size);
       pending_[k + 1] = std::move(pending);
       // A manifest left there by an earlier attempt would claim the step is committed while
@@ -540,70 +551,7 @@ void Coordinator::PlanThrough(uint64_t step) {
       fs::remove(CheckpointStepDir(config_, k + 1) + "/" + kManifest);
     }
     steps_[k] = std::move(record);
-    ++next_draw_;
   }
-}
-
-void Coordinator::PlanStep(uint64_t step, const std::vector<BlendedId>& ids, StepRecord& record) {
-  const int n = options_.world_size;
-  const int64_t capacity = config_.training.micro_batch_tokens;
-  std::vector<int64_t> lengths;
-  uint64_t targets = 0;
-  int64_t longest = 0;
-  record.tokens = 0;
-  for (const BlendedId& id : ids) {
-    const int64_t len = data_.datasets[id.dataset].Length(id.sequence);
-    const int d = scheduler::ShardSequence(cost_, len, capacity, false).ring_size;
-    SM_CHECK(d <= n) << "sequence " << id.sequence << " of dataset '" << data_.prefixes[id.dataset]
-                     << "' has " << len << " tokens and needs " << d << " ranks of capacity "
-                     << capacity << " (training.micro_batch_tokens); the "
-                     << "job has " << n << " ranks (at most about " << n * capacity
-                     << " tokens per sequence)";
-    lengths.push_back(len);
-    targets += static_cast<uint64_t>(std::max<int64_t>(0, len - 1));
-    longest = std::max(longest, len);
-    record.tokens += len;
-  }
-  scheduler::PlannerOptions po;
-  po.num_ranks = n;
-  po.capacity = capacity;
-  po.context =
-      config_.distributed.context > 0 ? config_.distributed.context : std::max(capacity, longest);
-  // The refit model holds what the steps finished so far measured (scheduler/refit.h). With
-  // refit = "plan" the planner uses it; otherwise it only predicts, and plans depend on the
-  // cost file alone (a restarted job plans the same steps the same way).
-  const std::string& mode = config_.distributed.refit;
-  const scheduler::CostModel fitted = mode == "off" ? scheduler::CostModel{} : refit_.Apply(cost_);
-  const scheduler::CostModel& planning = mode == "plan" ? fitted : cost_;
-  scheduler::Plan plan = scheduler::PlanByName(config_.distributed.planner, planning, lengths, po);
-  const double planned_ms = scheduler::Simulate(planning, plan).step_ms;
-  proto::PlanReply& reply = record.reply;
-  reply.Clear();
-  *reply.mutable_plan() = scheduler::ToStepPlan(planning, plan, step);
-  record.plan = plan;
-  record.predicted_ms = planned_ms;  // "off", and "plan", whose plan is the refit's replay
-  if (mode == "plan") scheduler::Simulate(cost_, record.plan);  // the file's durations
-  if (mode == "predict") {
-    scheduler::Plan predicted = plan;
-    record.predicted_ms = scheduler::Simulate(fitted, predicted).step_ms;
-  }
-  const std::vector<std::string> errors = scheduler::ValidateStepPlan(reply.plan());
-  if (!errors.empty()) {
-    std::ostringstream all;
-    for (const std::string& e : errors) all << "\n  " << e;
-    SM_CHECK(false) << "internal error: the " << config_.distributed.planner
-                    << " planner's plan for step " << step << " is invalid:" << all.str();
-  }
-  for (const BlendedId& id : ids) {
-    proto::BatchSequence* b = reply.add_batch();
-    b->set_dataset(static_cast<uint32_t>(id.dataset));
-    b->set_sequence(static_cast<uint64_t>(id.sequence));
-    b->set_length(static_cast<uint64_t>(data_.datasets[id.dataset].Length(id.sequence)));
-  }
-  reply.set_target_tokens(targets);
-  const int64_t interval = config_.checkpoint.interval;
-  reply.set_checkpoint_after((interval > 0 && (step + 1) % interval == 0) ||
-                             step + 1 == total_steps_);
 }
 
 grpc::Status Coordinator::Heartbeat(const proto::HeartbeatRequest& request,
@@ -635,7 +583,7 @@ grpc::Status Coordinator::ReportMetrics(const proto::MetricsReport& request,
     return Invalid("ReportMetrics: step: " + std::to_string(step) +
                    " is not a step being served (window [" + std::to_string(completed_) + ", " +
                    std::to_string(completed_ + 1) + "], plans drawn up to step " +
-                   std::to_string(next_draw_) + ")");
+                   std::to_string(planner_->next_step()) + ")");
   StepRecord& record = it->second;
   const int rank = request.rank();
   if (record.reports[rank])
@@ -647,9 +595,9 @@ grpc::Status Coordinator::ReportMetrics(const proto::MetricsReport& request,
   if (!std::isfinite(request.compute_ms()) || request.compute_ms() < 0)
     return Invalid("ReportMetrics: compute_ms: " + std::to_string(request.compute_ms()) +
                    " must be finite and >= 0");
-  if (request.tokens() > static_cast<uint64_t>(record.tokens))
+  if (request.tokens() > static_cast<uint64_t>(record.planned.tokens))
     return Invalid("ReportMetrics: tokens: " + std::to_string(request.tokens()) +
-                   " exceeds the step's global batch of " + std::to_string(record.tokens));
+                   " exceeds the step's global batch of " + std::to_string(record.planned.tokens));
   const int planned = record.reply.plan().ranks(rank).micro_batches_size();
   if (request.micro_batch_times_size() > planned)
     return Invalid("ReportMetrics: micro_batch_times: " +
@@ -689,11 +637,10 @@ grpc::Status Coordinator::ReportMetrics(const proto::MetricsReport& request,
 // `seqmesh simulate` can start from it (docs/PLANNER.md, "Online refit"). A failure to write it
 // is a warning: the job does not depend on it.
 void Coordinator::WriteRefitCostFile(uint64_t step) {
-  scheduler::CostModel fitted = refit_.Apply(cost_);
-  fitted.name = cost_.name + "-refit";
+  const scheduler::CostModel fitted = planner_->Refitted();
   std::ostringstream text;
   text << "# Refit by the seqmesh coordinator (job " << options_.job_id << ", generation "
-       << generation_ << ") after step " << step + 1 << " of " << config_.distributed.planner
+       << generation_ << ") after step " << step + 1 << " of " << Name(config_.distributed.planner)
        << " plans on " << options_.world_size << " ranks, from "
        << (config_.distributed.cost.empty() ? std::string("the built-in model")
                                             : "'" + config_.distributed.cost + "'")
@@ -728,26 +675,25 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
   // The online refit learns from this step: every item's measured time against the cost
   // file's estimate, and the time beside the passes (the slowest rank's step less the slowest
   // rank's passes).
-  if (config_.distributed.refit != "off") {
+  if (config_.distributed.refit != RefitMode::kOff) {
     std::vector<std::vector<std::optional<scheduler::MicroBatchTime>>> times(record.reports.size());
     for (size_t r = 0; r < record.reports.size(); ++r) {
       times[r].resize(record.reply.plan().ranks(static_cast<int>(r)).micro_batches_size());
       for (const proto::MicroBatchTiming& t : record.reports[r]->micro_batch_times())
         times[r][t.micro_batch()] = scheduler::MicroBatchTime{t.start_ms(), t.end_ms()};
     }
-    refit_.AddStep(record.plan, times);
-    refit_.AddFixed(step_ms - compute_ms);
+    planner_->Learn(record.planned, times, step_ms - compute_ms);
     if (record.reply.checkpoint_after()) WriteRefitCostFile(step);
   }
   // After gradient sync every rank holds the same norm and learning rate; rank 0's are logged.
   const proto::MetricsReport& first = *record.reports[0];
-  const double tok_s = step_ms > 0 ? record.tokens / (step_ms / 1e3) : 0.0;
+  const double tok_s = step_ms > 0 ? record.planned.tokens / (step_ms / 1e3) : 0.0;
   Json line = Json::Object();
   line.Set("step", Json::Integer(static_cast<int64_t>(step + 1)));  // steps completed (trainer)
   line.Set("loss", NumberOrNull(loss));
   line.Set("grad_norm", NumberOrNull(first.grad_norm()));
   line.Set("lr", NumberOrNull(first.lr()));
-  line.Set("tokens", Json::Integer(record.tokens));
+  line.Set("tokens", Json::Integer(record.planned.tokens));
   line.Set("target_tokens", Json::Integer(static_cast<int64_t>(record.reply.target_tokens())));
   line.Set("step_ms", NumberOrNull(step_ms));
   line.Set("compute_ms", NumberOrNull(compute_ms));
@@ -756,9 +702,9 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
   line.Set("micro_batches", Json::Integer(static_cast<int64_t>(micro_batches)));
   line.Set("planner", Json::String(record.reply.plan().planner()));
   line.Set("estimated_step_ms", NumberOrNull(record.reply.plan().estimated_step_ms()));
-  line.Set("predicted_step_ms", NumberOrNull(record.predicted_ms));
+  line.Set("predicted_step_ms", NumberOrNull(record.planned.predicted_ms));
   Json scales = Json::Object();
-  for (const auto& [d, k] : refit_.Scales()) scales.Set(std::to_string(d), NumberOrNull(k));
+  for (const auto& [d, k] : planner_->RefitScales()) scales.Set(std::to_string(d), NumberOrNull(k));
   line.Set("refit_scale", std::move(scales));
   line.Set("generation", Json::Integer(static_cast<int64_t>(generation_)));
   line.Set("rank_loss", std::move(rank_loss));
@@ -774,7 +720,7 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
       Fail(std::move(f));
     }
   }
-  interval_tokens_ += record.tokens;
+  interval_tokens_ += record.planned.tokens;
   interval_ms_ += step_ms;
   const uint64_t done = step + 1;
   if (done % static_cast<uint64_t>(config_.training.log_interval) == 0 || done == total_steps_) {

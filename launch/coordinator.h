@@ -39,6 +39,7 @@
 #include "scheduler/cost_model.h"
 #include "scheduler/plan.h"
 #include "scheduler/refit.h"
+#include "scheduler/step_planner.h"
 
 namespace grpc {
 class Server;
@@ -155,14 +156,11 @@ class Coordinator {
     uint64_t last_step = 0;
     Clock::time_point last_seen;
   };
-  // One served step: its plan and batch, then the ranks' metrics as they arrive.
+  // One served step: what the planner made of it, the reply served, then the ranks' metrics as
+  // they arrive.
   struct StepRecord {
+    scheduler::PlannedStep planned;
     proto::PlanReply reply;
-    int64_t tokens = 0;
-    // The plan with its items' durations under the cost file alone (what the refit measures
-    // against), and the step time predicted with the refit as it was when the step was planned.
-    scheduler::Plan plan;
-    double predicted_ms = 0;
     std::vector<std::optional<proto::MetricsReport>> reports;
     int reported = 0;
   };
@@ -178,23 +176,18 @@ class Coordinator {
   void Touch(int rank, uint64_t step);
   // Draws and plans steps up to `step` (under mu_). Throws seqmesh::Error on a fatal error.
   void PlanThrough(uint64_t step);
-  // Plans step `step` of the batch `ids` into record.reply, record.tokens, record.plan and
-  // record.predicted_ms.
-  void PlanStep(uint64_t step, const std::vector<BlendedId>& ids, StepRecord& record);
   void FinishStep(uint64_t step, StepRecord& record);
   void WriteRefitCostFile(uint64_t step);  // <checkpoint.dir>/refit.cost, after `step`
   void WriteCommit(uint64_t step, const PendingCheckpoint& pending);
   void Fail(JobFailure failure);
   bool FinishedLocked() const;
-  void RestoreNewestCheckpoint();
+  void RestoreNewestCheckpoint(BlendCursor& cursor);
   void WatchdogLoop();
 
   RunConfig config_;
   CoordinatorOptions options_;
   std::ostream& out_;
   TrainingData data_;
-  scheduler::CostModel cost_;
-  scheduler::Refit refit_;  // learned from the steps reported so far (under mu_)
   uint64_t generation_ = 0;
   uint64_t start_step_ = 0;
   uint64_t total_steps_ = 0;
@@ -203,8 +196,8 @@ class Coordinator {
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;
-  BlendCursor cursor_;      // after the last drawn step
-  uint64_t next_draw_ = 0;  // the step the cursor draws next
+  // Draws and plans the steps; its refit learns from the steps reported so far.
+  std::optional<scheduler::StepPlanner> planner_;
   uint64_t completed_ = 0;  // steps reported by every rank
   uint64_t committed_ = 0;  // newest committed checkpoint step this run
   bool final_committed_ = false;

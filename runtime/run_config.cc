@@ -12,8 +12,27 @@
 namespace seqmesh {
 namespace {
 
+// A key whose value is one of a closed set of names, stored as an enum.
+struct Choice {
+  std::function<int()> get;
+  std::function<void(int)> set;
+  const std::vector<std::string>* names;
+};
+template <typename E>
+Choice ChoiceOf(E* e, const std::vector<std::string>& names) {
+  return {[e] { return static_cast<int>(*e); }, [e](int v) { *e = static_cast<E>(v); }, &names};
+}
+
+// "a, b or c"
+std::string OneOf(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return out;
+}
+
 // One key of the schema: where it lives in RunConfig and its type.
-using Slot = std::variant<int64_t*, double*, float*, bool*, std::string*>;
+using Slot = std::variant<int64_t*, double*, float*, bool*, std::string*, Choice>;
 
 struct Field {
   std::string name;  // "section.key"
@@ -52,10 +71,10 @@ std::vector<Field> Schema(RunConfig& c) {
       {"checkpoint.dir", &c.checkpoint.dir},
       {"checkpoint.interval", &c.checkpoint.interval},
       {"checkpoint.keep", &c.checkpoint.keep},
-      {"distributed.planner", &c.distributed.planner},
+      {"distributed.planner", ChoiceOf(&c.distributed.planner, PlannerNames())},
       {"distributed.cost", &c.distributed.cost},
       {"distributed.context", &c.distributed.context},
-      {"distributed.refit", &c.distributed.refit},
+      {"distributed.refit", ChoiceOf(&c.distributed.refit, RefitNames())},
       {"distributed.heartbeat_timeout_s", &c.distributed.heartbeat_timeout_s},
       {"distributed.comm_deadline_s", &c.distributed.comm_deadline_s},
       {"metrics.jsonl", &c.metrics.jsonl},
@@ -97,7 +116,7 @@ const char* TypeName(const Slot& s) {
     case 3:
       return "a boolean";
     default:
-      return "a string";
+      return "a string";  // a Choice is a string too (its names are checked after the type)
   }
 }
 
@@ -113,11 +132,22 @@ const char* NodeTypeName(const toml::node& n) {
 
 // Stores node into the field; `where` names the source (file or command line).
 void Assign(const Field& f, const toml::node& n, const std::string& where) {
+  if (const Choice* choice = std::get_if<Choice>(&f.slot)) {
+    const auto v = n.value_exact<std::string>();
+    SM_CHECK(v) << where << ": " << f.name << " must be a string, got " << NodeTypeName(n);
+    const std::vector<std::string>& names = *choice->names;
+    const auto it = std::find(names.begin(), names.end(), *v);
+    SM_CHECK(it != names.end()) << f.name << " must be " << OneOf(names) << ", got \"" << *v
+                                << "\"";
+    choice->set(static_cast<int>(it - names.begin()));
+    return;
+  }
   bool ok = true;
   std::visit(
-      [&](auto* p) {
+      [&](auto p) {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, int64_t>) {
+        if constexpr (std::is_same_v<T, Choice>) {
+        } else if constexpr (std::is_same_v<T, int64_t>) {
           if (auto v = n.value_exact<int64_t>())
             *p = *v;
           else
@@ -145,6 +175,34 @@ void Assign(const Field& f, const toml::node& n, const std::string& where) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& PlannerNames() {
+  static const std::vector<std::string> names = {"balanced", "naive", "pow2", "static"};
+  return names;
+}
+const std::vector<std::string>& RefitNames() {
+  static const std::vector<std::string> names = {"predict", "plan", "off"};
+  return names;
+}
+const std::string& Name(PlannerKind planner) {
+  return PlannerNames().at(static_cast<size_t>(planner));
+}
+const std::string& Name(RefitMode refit) { return RefitNames().at(static_cast<size_t>(refit)); }
+
+namespace {
+int IndexOfName(const std::vector<std::string>& names, const std::string& name, const char* what) {
+  const auto it = std::find(names.begin(), names.end(), name);
+  SM_CHECK(it != names.end()) << what << " must be " << OneOf(names) << ", got \"" << name << "\"";
+  return static_cast<int>(it - names.begin());
+}
+}  // namespace
+
+PlannerKind PlannerNamed(const std::string& name) {
+  return static_cast<PlannerKind>(IndexOfName(PlannerNames(), name, "distributed.planner"));
+}
+RefitMode RefitNamed(const std::string& name) {
+  return static_cast<RefitMode>(IndexOfName(RefitNames(), name, "distributed.refit"));
+}
 
 RunConfig RunConfig::Load(const std::string& path, const std::vector<std::string>& overrides) {
   return FromText(nullptr, path, overrides);
@@ -223,9 +281,11 @@ std::string RunConfig::ToToml() const {
     if (!root.contains(s)) root.insert(s, toml::table{});
     toml::table& t = *root[s].as_table();
     std::visit(
-        [&](auto* p) {
+        [&](auto p) {
           using T = std::remove_pointer_t<decltype(p)>;
-          if constexpr (std::is_same_v<T, float>)
+          if constexpr (std::is_same_v<T, Choice>)
+            t.insert(k, (*p.names)[p.get()]);
+          else if constexpr (std::is_same_v<T, float>)
             t.insert(k, static_cast<double>(*p));
           else
             t.insert(k, *p);
@@ -255,12 +315,7 @@ void RunConfig::Validate() const {
   SM_CHECK(checkpoint.interval >= 0)
       << "checkpoint.interval must be >= 0, got " << checkpoint.interval;
   const DistributedConfig& d = distributed;
-  SM_CHECK(d.planner == "balanced" || d.planner == "naive" || d.planner == "pow2" ||
-           d.planner == "static")
-      << "distributed.planner must be balanced, naive, pow2 or static, got \"" << d.planner << "\"";
   SM_CHECK(d.context >= 0) << "distributed.context must be >= 0, got " << d.context;
-  SM_CHECK(d.refit == "predict" || d.refit == "plan" || d.refit == "off")
-      << "distributed.refit must be predict, plan or off, got \"" << d.refit << "\"";
   SM_CHECK(d.heartbeat_timeout_s > 0)
       << "distributed.heartbeat_timeout_s must be > 0, got " << d.heartbeat_timeout_s;
   SM_CHECK(d.comm_deadline_s > 0) << "distributed.comm_deadline_s must be > 0, got "

@@ -48,15 +48,28 @@ struct CheckpointConfig {
   int64_t keep = 3;
 };
 
+// The HDP planner of a job (scheduler/planner.h): balanced (DP-Balance), naive (HDP without
+// balance), pow2 (Megatron-style power-of-two rings), static (a DP x CP mesh).
+enum class PlannerKind { kBalanced, kNaive, kPow2, kStatic };
+// The online refit of the cost file from measured passes (scheduler/refit.h): predict (the
+// default) predicts each step with it and plans with the file alone (plans stay reproducible),
+// plan plans with it too (plans then depend on timings), off ignores measurements.
+enum class RefitMode { kPredict, kPlan, kOff };
+// The names in config files, in enum order.
+const std::vector<std::string>& PlannerNames();
+const std::vector<std::string>& RefitNames();
+const std::string& Name(PlannerKind planner);
+const std::string& Name(RefitMode refit);
+// The choice a name stands for; an unknown name throws, listing the valid ones.
+PlannerKind PlannerNamed(const std::string& name);
+RefitMode RefitNamed(const std::string& name);
+
 // Multi-process runs (seqmesh launch / coordinator / worker).
 struct DistributedConfig {
-  std::string planner = "balanced";  // balanced, naive, pow2 or static
-  std::string cost;                  // cost file for the planner; empty: a built-in CPU model
-  int64_t context = 0;               // static planner's context L; 0: the global batch's longest
-  // Online refit of the cost file from measured passes (scheduler/refit.h): "predict" (the
-  // default) predicts each step with it and plans with the file alone (plans stay reproducible),
-  // "plan" plans with it too (plans then depend on timings), "off" ignores measurements.
-  std::string refit = "predict";
+  PlannerKind planner = PlannerKind::kBalanced;
+  std::string cost;     // cost file for the planner; empty: a built-in CPU model
+  int64_t context = 0;  // static planner's context L; 0: the global batch's longest
+  RefitMode refit = RefitMode::kPredict;
   double heartbeat_timeout_s = 30;  // a worker silent this long is declared dead
   double comm_deadline_s = 120;     // the longest a collective or ring exchange may wait
 };

@@ -430,14 +430,25 @@ Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
   return best;
 }
 
+Plan PlanWith(PlannerKind planner, const CostModel& cost, const std::vector<int64_t>& lengths,
+              const PlannerOptions& options) {
+  switch (planner) {
+    case PlannerKind::kStatic:
+      return PlanStatic(cost, lengths, options);
+    case PlannerKind::kNaive:
+      return PlanNaive(cost, lengths, options);
+    case PlannerKind::kPow2:
+      return PlanPow2(cost, lengths, options);
+    case PlannerKind::kBalanced:
+      return PlanBalanced(cost, lengths, options);
+  }
+  SM_CHECK(false) << "unknown planner " << static_cast<int>(planner);
+  return {};
+}
+
 Plan PlanByName(const std::string& planner, const CostModel& cost,
                 const std::vector<int64_t>& lengths, const PlannerOptions& options) {
-  if (planner == "static") return PlanStatic(cost, lengths, options);
-  if (planner == "naive") return PlanNaive(cost, lengths, options);
-  if (planner == "pow2") return PlanPow2(cost, lengths, options);
-  if (planner == "balanced") return PlanBalanced(cost, lengths, options);
-  SM_CHECK(false) << "unknown planner '" << planner << "' (static, naive, pow2, balanced)";
-  return {};
+  return PlanWith(PlannerNamed(planner), cost, lengths, options);
 }
 
 }  // namespace seqmesh::scheduler

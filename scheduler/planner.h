@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/run_config.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/plan.h"
 
@@ -56,7 +57,9 @@ Plan PlanPow2(const CostModel& cost, const std::vector<int64_t>& lengths,
 Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
                   const PlannerOptions& options);
 
-// "static", "naive", "pow2" or "balanced".
+Plan PlanWith(PlannerKind planner, const CostModel& cost, const std::vector<int64_t>& lengths,
+              const PlannerOptions& options);
+// "static", "naive", "pow2" or "balanced" (a name from the command line: parsed, then PlanWith).
 Plan PlanByName(const std::string& planner, const CostModel& cost,
                 const std::vector<int64_t>& lengths, const PlannerOptions& options);
 

@@ -263,7 +263,7 @@ class CoordinatorPlannerTest : public CoordinatorTest,
 
 TEST_P(CoordinatorPlannerTest, PlansAreValidCoverEveryTokenAndContainRings) {
   Job job(data4_, RunDir("run"), 4, false,
-          [](RunConfig& c) { c.distributed.planner = GetParam(); });
+          [](RunConfig& c) { c.distributed.planner = PlannerNamed(GetParam()); });
   job.RegisterAll();
   int rings = 0, wide_rings = 0;
   for (uint64_t k = 0; k < 6; ++k) {
@@ -408,7 +408,7 @@ struct RefitRun {
 };
 RefitRun RunWithSlowWorkers(const std::string& data, const std::string& dir,
                             const std::string& mode, double slowdown) {
-  Job job(data, dir, 2, false, [&](RunConfig& c) { c.distributed.refit = mode; });
+  Job job(data, dir, 2, false, [&](RunConfig& c) { c.distributed.refit = RefitNamed(mode); });
   job.RegisterAll();
   for (uint64_t k = 0; k < 6; ++k) {
     proto::PlanReply plan;

@@ -106,7 +106,7 @@ TEST_F(RunConfigTest, TypeAndValueErrorsNameTheKey) {
       "training.global_batch_tokens (100) must be at least training.micro_batch_tokens (2048)"));
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"distributed.refit=sometimes"}); },
                          "distributed.refit must be predict, plan or off, got \"sometimes\""));
-  EXPECT_EQ(RunConfig::Load("", {"distributed.refit=plan"}).distributed.refit, "plan");
+  EXPECT_EQ(RunConfig::Load("", {"distributed.refit=plan"}).distributed.refit, RefitMode::kPlan);
   Write("[training\nsteps = 1\n");
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); }, "line 1"));
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("/nonexistent/x.toml"); }, "x.toml"));

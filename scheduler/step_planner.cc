@@ -1,0 +1,103 @@
+#include "scheduler/step_planner.h"
+
+#include <algorithm>
+#include <sstream>
+#include <utility>
+
+#include "runtime/check.h"
+#include "scheduler/plan_validator.h"
+#include "scheduler/planner.h"
+
+namespace seqmesh::scheduler {
+
+StepPlannerOptions StepPlannerOptions::FromConfig(const RunConfig& config, int num_ranks) {
+  StepPlannerOptions o;
+  o.num_ranks = num_ranks;
+  o.capacity = config.training.micro_batch_tokens;
+  o.context = config.distributed.context;
+  o.planner = config.distributed.planner;
+  o.refit = config.distributed.refit;
+  return o;
+}
+
+StepPlanner::StepPlanner(CostModel cost, StepPlannerOptions options, BlendedBatchSampler sampler,
+                         std::vector<std::string> dataset_names, uint64_t first_step,
+                         BlendCursor cursor)
+    : cost_(std::move(cost)),
+      options_(options),
+      sampler_(std::move(sampler)),
+      dataset_names_(std::move(dataset_names)),
+      next_step_(first_step),
+      cursor_(std::move(cursor)) {
+  SM_CHECK(options_.num_ranks >= 1) << "the world size must be >= 1, got " << options_.num_ranks;
+  SM_CHECK(options_.capacity >= 1)
+      << "the micro-batch capacity must be >= 1, got " << options_.capacity;
+}
+
+PlannedStep StepPlanner::Next() {
+  PlannedStep out;
+  out.step = next_step_;
+  out.batch = sampler_.Next(cursor_);
+  out.cursor_after = cursor_;
+  const int n = options_.num_ranks;
+  const int64_t capacity = options_.capacity;
+  int64_t longest = 0;
+  for (const BlendedId& id : out.batch) {
+    const int64_t len = sampler_.Length(id);
+    const int d = ShardSequence(cost_, len, capacity, false).ring_size;
+    const std::string name = static_cast<size_t>(id.dataset) < dataset_names_.size()
+                                 ? dataset_names_[id.dataset]
+                                 : std::to_string(id.dataset);
+    SM_CHECK(d <= n) << "sequence " << id.sequence << " of dataset '" << name << "' has " << len
+                     << " tokens and needs " << d << " ranks of capacity " << capacity
+                     << " (training.micro_batch_tokens); the job has " << n
+                     << " ranks (at most about " << n * capacity << " tokens per sequence)";
+    out.lengths.push_back(len);
+    out.target_tokens += static_cast<uint64_t>(std::max<int64_t>(0, len - 1));
+    longest = std::max(longest, len);
+    out.tokens += len;
+  }
+  PlannerOptions po;
+  po.num_ranks = n;
+  po.capacity = capacity;
+  po.context = options_.context > 0 ? options_.context : std::max(capacity, longest);
+  // The refit holds what the steps reported so far measured. kPlan plans with it; otherwise it
+  // only predicts, and plans depend on the cost file alone.
+  const RefitMode mode = options_.refit;
+  const CostModel fitted = mode == RefitMode::kOff ? CostModel{} : refit_.Apply(cost_);
+  const CostModel& planning = mode == RefitMode::kPlan ? fitted : cost_;
+  Plan plan = PlanWith(options_.planner, planning, out.lengths, po);
+  out.predicted_ms = Simulate(planning, plan).step_ms;  // kOff; kPlan: the refit's replay
+  out.plan = ToStepPlan(planning, plan, out.step);
+  out.items = std::move(plan);
+  if (mode == RefitMode::kPlan) Simulate(cost_, out.items);  // the file's durations
+  if (mode == RefitMode::kPredict) {
+    Plan predicted = out.items;
+    out.predicted_ms = Simulate(fitted, predicted).step_ms;
+  }
+  const std::vector<std::string> errors = ValidateStepPlan(out.plan);
+  if (!errors.empty()) {
+    std::ostringstream all;
+    for (const std::string& e : errors) all << "\n  " << e;
+    SM_CHECK(false) << "internal error: the " << Name(options_.planner)
+                    << " planner's plan for step " << out.step << " is invalid:" << all.str();
+  }
+  ++next_step_;
+  return out;
+}
+
+void StepPlanner::Learn(const PlannedStep& step,
+                        const std::vector<std::vector<std::optional<MicroBatchTime>>>& times,
+                        double fixed_ms) {
+  if (options_.refit == RefitMode::kOff) return;
+  refit_.AddStep(step.items, times);
+  refit_.AddFixed(fixed_ms);
+}
+
+CostModel StepPlanner::Refitted() const {
+  CostModel fitted = refit_.Apply(cost_);
+  fitted.name = cost_.name + "-refit";
+  return fitted;
+}
+
+}  // namespace seqmesh::scheduler
