@@ -14,240 +14,26 @@
 #include <sstream>
 
 #include "launch/format.h"
+#include "launch/step_metrics.h"
 #include "runtime/check.h"
 #include "runtime/checkpoint.h"
 #include "runtime/files.h"
 #include "runtime/json.h"
-#include "scheduler/plan.h"
-#include "scheduler/plan_validator.h"
-#include "scheduler/planner.h"
+#include "runtime/manifest.h"
 
 namespace seqmesh::launch {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kManifest[] = "manifest.json";
-constexpr char kCoordinatorJson[] = "coordinator.json";
 constexpr size_t kMaxHostname = 255;
-constexpr size_t kMaxFileName = 255;
 constexpr int kMaxFilesPerPart = 1024;
-
-std::string Bytes(double b) {
-  if (b < 1024) return Fixed(b, 0) + "B";
-  if (b < 1024.0 * 1024) return Fixed(b / 1024, 1) + "KiB";
-  if (b < 1024.0 * 1024 * 1024) return Fixed(b / (1024.0 * 1024), 1) + "MiB";
-  return Fixed(b / (1024.0 * 1024 * 1024), 2) + "GiB";
-}
-
-// JSON cannot hold NaN or infinity (a diverged loss): those are written as null.
-Json NumberOrNull(double v) { return std::isfinite(v) ? Json::Number(v) : Json(); }
 
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
 
-std::string ReadFileText(const std::string& path) {
-  MappedFile f(path);
-  return std::string(reinterpret_cast<const char*>(f.data()), f.size());
-}
-
-// The generation counter: one more than the last coordinator's, so requests of an earlier
-// attempt of the job are told apart from the current one's.
-uint64_t BumpGeneration(const std::string& path) {
-  uint64_t last = 0;
-  if (fs::exists(path)) {
-    std::string text = ReadFileText(path);
-    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
-    SM_CHECK(!text.empty() && text.size() <= 19 &&
-             std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        << "'" << path << "' must hold one decimal generation number, got \"" << text << "\"";
-    last = std::stoull(text);
-  }
-  const std::string text = std::to_string(last + 1) + "\n";
-  WriteFileAtomically(path, text.data(), text.size());
-  return last + 1;
-}
-
-// A file name of a checkpoint part: relative to the step directory and inside it. Components
-// are separated by '/', none empty, "." or ".."; no leading '/', no NUL or control characters.
-// Returns "" when valid, else why not.
-std::string CheckPartFileName(const std::string& name) {
-  if (name.empty()) return "is empty";
-  if (name.size() > kMaxFileName)
-    return "is " + std::to_string(name.size()) + " bytes long (at most " +
-           std::to_string(kMaxFileName) + ")";
-  if (name.front() == '/') return "starts with '/' (names are relative to the step directory)";
-  for (char c : name)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '\\')
-      return "contains a control character or a backslash";
-  size_t begin = 0;
-  while (begin <= name.size()) {
-    size_t end = name.find('/', begin);
-    if (end == std::string::npos) end = name.size();
-    const std::string part = name.substr(begin, end - begin);
-    if (part.empty()) return "has an empty path component";
-    if (part == "." || part == "..") return "has a '" + part + "' component";
-    begin = end + 1;
-  }
-  if (name == kManifest || name == kCoordinatorJson)
-    return "is reserved for the coordinator's own file";
-  return "";
-}
-
-bool IsHex16(const std::string& s) {
-  return s.size() == 16 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
-const Json& Member(const Json& object, const char* key, const std::string& what) {
-  const Json* m = object.Find(key);
-  SM_CHECK(m != nullptr) << what << " lacks \"" << key << "\"";
-  return *m;
-}
-
-// Step directories under `root` that have a manifest, newest first.
-std::vector<std::pair<uint64_t, std::string>> CommittedDirs(const std::string& root) {
-  std::vector<std::pair<uint64_t, std::string>> out;
-  if (!fs::exists(root)) return out;
-  for (const auto& entry : fs::directory_iterator(root)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || name.rfind("step-", 0) != 0 || name.size() <= 5) continue;
-    const std::string digits = name.substr(5);
-    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      continue;
-    if (!fs::exists(entry.path() / kManifest)) continue;
-    out.emplace_back(std::stoull(digits), entry.path().string());
-  }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  return out;
-}
-
 }  // namespace
-
-std::string CheckpointRoot(const RunConfig& config) { return config.checkpoint.dir; }
-
-std::string CheckpointStepDir(const RunConfig& config, uint64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step-%08llu", static_cast<unsigned long long>(step));
-  return CheckpointRoot(config) + "/" + buf;
-}
-
-std::string MetricsPath(const RunConfig& config) {
-  return config.metrics.jsonl.empty() ? config.checkpoint.dir + "/metrics.jsonl"
-                                      : config.metrics.jsonl;
-}
-
-scheduler::CostModel PlannerCostModel(const RunConfig& config) {
-  if (!config.distributed.cost.empty()) return scheduler::LoadCostModel(config.distributed.cost);
-  // The shape of T(s) and Act(s) for this model in fp32 at an assumed 20 GFLOP/s per rank (a
-  // couple of cores): b1 from 6 FLOPs per matmul parameter and token (forward + backward), a1
-  // from causal attention's 12 * hidden FLOPs per (query, key) pair over s^2 / 2 pairs. Only
-  // the ratios matter for balance; `seqmesh profile` measures the real ones.
-  const ModelConfig& m = config.model;
-  constexpr double kAssumedGflops = 20;
-  const double kv = static_cast<double>(m.kv_heads * m.head_dim());
-  const double h = static_cast<double>(m.hidden);
-  const double layer_params = h * (2 * h + 2 * kv) + 3 * h * static_cast<double>(m.ffn);
-  scheduler::CostModel c;
-  c.name = "built-in-cpu";
-  c.layers_per_rank = static_cast<int>(m.layers);
-  c.b1 = 6 * layer_params / (kAssumedGflops * 1e6);
-  c.a1 = 6 * h / (kAssumedGflops * 1e6);
-  c.g = 0.01;
-  // Saved fp32 tensors per token and layer: norms, q, k, v, attention out, the FFN's three.
-  c.a2 = 4 * (6 * h + 2 * kv + 3 * static_cast<double>(m.ffn));
-  c.b2 = 0;
-  // K and V forward, K, V, dK, dV backward, fp32.
-  c.kv_bytes_per_token = 6 * kv * 4;
-  c.p2p_gbps = 5;  // shared memory between processes of one machine
-  c.d2h_gbps = 10;
-  c.h2d_gbps = 10;
-  return c;
-}
-
-CommittedCheckpoint ReadCommittedCheckpoint(const std::string& dir) {
-  const std::string manifest_path = dir + "/" + kManifest;
-  SM_CHECK(fs::exists(manifest_path)) << "'" << dir << "' has no " << kManifest;
-  const Json manifest = Json::Parse(ReadFileText(manifest_path), manifest_path);
-  bool has_coordinator_json = false;
-  for (const Json& e : Member(manifest, "files", manifest_path).AsArray(manifest_path + " files")) {
-    const std::string name = Member(e, "name", manifest_path).AsString(manifest_path + " name");
-    const std::string why = name == kCoordinatorJson ? "" : CheckPartFileName(name);
-    SM_CHECK(why.empty()) << "'" << manifest_path << "' lists the file name '" << name
-                          << "', which " << why;
-    has_coordinator_json |= name == kCoordinatorJson;
-    const std::string path = dir + "/" + name;
-    SM_CHECK(fs::exists(path)) << "checkpoint file '" << path << "' is missing";
-    MappedFile f(path);
-    const int64_t bytes = Member(e, "bytes", manifest_path).AsInt(manifest_path + " bytes");
-    SM_CHECK(static_cast<int64_t>(f.size()) == bytes)
-        << "checkpoint file '" << path << "' has " << f.size() << " bytes, the manifest says "
-        << bytes << " (truncated?)";
-    SM_CHECK(std::to_string(Fnv1a64(f.data(), f.size())) ==
-             Member(e, "fnv1a64", manifest_path).AsString(manifest_path + " fnv1a64"))
-        << "checkpoint file '" << path << "' does not match its checksum (corrupt)";
-  }
-  SM_CHECK(has_coordinator_json) << "'" << manifest_path << "' does not list " << kCoordinatorJson;
-  const std::string cj_path = dir + "/" + kCoordinatorJson;
-  const Json cj = Json::Parse(ReadFileText(cj_path), cj_path);
-  CommittedCheckpoint out;
-  out.dir = fs::absolute(dir).lexically_normal().string();
-  const int64_t step = Member(cj, "step", cj_path).AsInt(cj_path + " step");
-  SM_CHECK(step >= 0) << cj_path << ": step " << step << " is negative";
-  out.step = static_cast<uint64_t>(step);
-  SM_CHECK(Member(manifest, "step", manifest_path).AsInt(manifest_path + " step") == step)
-      << "'" << manifest_path << "' and '" << cj_path << "' name different steps";
-  out.cursor = CursorFromJson(Member(cj, "cursor", cj_path), cj_path + " cursor");
-  out.generation =
-      static_cast<uint64_t>(Member(cj, "generation", cj_path).AsInt(cj_path + " generation"));
-  out.world_size =
-      static_cast<int>(Member(cj, "world_size", cj_path).AsInt(cj_path + " world_size"));
-  out.job_id = Member(cj, "job_id", cj_path).AsString(cj_path + " job_id");
-  return out;
-}
-
-std::string Hex16(uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return buf;
-}
-
-std::string ReadJobToken(const std::string& token_file) {
-  std::string token;
-  if (!token_file.empty()) {
-    SM_CHECK(std::filesystem::exists(token_file))
-        << "--token-file '" << token_file << "' does not exist";
-    struct stat st;
-    if (::stat(token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
-      std::cerr << "warning: the job token file '" << token_file
-                << "' is readable by other users (chmod 600 it)\n";
-    MappedFile f(token_file);
-    token.assign(reinterpret_cast<const char*>(f.data()), f.size());
-  } else if (const char* env = std::getenv("SEQMESH_JOB_TOKEN")) {
-    token = env;
-  }
-  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
-  SM_CHECK(!token.empty())
-      << "no job token: pass --token-file F or set SEQMESH_JOB_TOKEN (the launcher makes one)";
-  SM_CHECK(token.size() >= 16) << "the job token has " << token.size()
-                               << " characters; use at least 16 random ones";
-  return token;
-}
-
-bool ConstantTimeEquals(const std::string& a, const std::string& b) {
-  // Every byte of the longer string is visited whatever the contents; only the lengths (not
-  // secret: tokens have a fixed length) decide the time.
-  const size_t n = std::max(a.size(), b.size());
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= x ^ y;
-  }
-  return diff == 0;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Coordinator
@@ -262,7 +48,7 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
   SM_CHECK(n >= 1) << "the world size must be >= 1, got " << n;
   SM_CHECK(!options_.token.empty()) << "the job token is empty";
   total_steps_ = static_cast<uint64_t>(config_.training.steps);
-  metrics_path_ = MetricsPath(config_);
+  metrics_path_ = config_.metrics_path();
   fs::create_directories(CheckpointRoot(config_));
   generation_ = BumpGeneration(config_.checkpoint.dir + "/generation");
   {
@@ -274,8 +60,9 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
   if (options_.resume) RestoreNewestCheckpoint(cursor);
   start_step_ = std::min(start_step_, total_steps_);
   completed_ = start_step_;
-  planner_.emplace(PlannerCostModel(config_), scheduler::StepPlannerOptions::FromConfig(config_, n),
-                   data_.sampler, data_.prefixes, start_step_, std::move(cursor));
+  planner_.emplace(scheduler::PlannerCostModel(config_),
+                   scheduler::StepPlannerOptions::FromConfig(config_, n), data_.sampler,
+                   data_.prefixes, start_step_, std::move(cursor));
   final_committed_ = start_step_ >= total_steps_;
   ranks_.resize(n);
   watchdog_ = std::thread([this] { WatchdogLoop(); });
@@ -292,7 +79,7 @@ Coordinator::~Coordinator() {
 
 void Coordinator::RestoreNewestCheckpoint(BlendCursor& cursor) {
   const std::string root = CheckpointRoot(config_);
-  for (const auto& [step, dir] : CommittedDirs(root)) {
+  for (const auto& [step, dir] : CommittedStepDirs(root)) {
     CommittedCheckpoint cp;
     try {
       cp = ReadCommittedCheckpoint(dir);
@@ -548,7 +335,7 @@ void Coordinator::PlanThrough(uint64_t step) {
       pending_[k + 1] = std::move(pending);
       // A manifest left there by an earlier attempt would claim the step is committed while
       // the workers rewrite its files: the step is committed again only by its new manifest.
-      fs::remove(CheckpointStepDir(config_, k + 1) + "/" + kManifest);
+      fs::remove(CheckpointStepDir(config_, k + 1) + "/" + kManifestName);
     }
     steps_[k] = std::move(record);
   }
@@ -657,21 +444,7 @@ void Coordinator::WriteRefitCostFile(uint64_t step) {
 }
 
 void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
-  double loss = 0, step_ms = 0, compute_ms = 0;
-  uint64_t bytes_sent = 0, micro_batches = 0;
-  Json rank_loss = Json::Array(), rank_ms = Json::Array(), rank_bytes = Json::Array(),
-       rank_mb = Json::Array();
-  for (const auto& r : record.reports) {  // in rank order: the sum is reproducible
-    loss += r->loss();
-    step_ms = std::max(step_ms, r->step_ms());
-    compute_ms = std::max(compute_ms, r->compute_ms());
-    bytes_sent += r->bytes_sent();
-    micro_batches += r->micro_batches();
-    rank_loss.Push(NumberOrNull(r->loss()));
-    rank_ms.Push(NumberOrNull(r->step_ms()));
-    rank_bytes.Push(Json::Integer(static_cast<int64_t>(r->bytes_sent())));
-    rank_mb.Push(Json::Integer(r->micro_batches()));
-  }
+  const StepTotals totals = TotalOf(record.reports);
   // The online refit learns from this step: every item's measured time against the cost
   // file's estimate, and the time beside the passes (the slowest rank's step less the slowest
   // rank's passes).
@@ -682,35 +455,11 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
       for (const proto::MicroBatchTiming& t : record.reports[r]->micro_batch_times())
         times[r][t.micro_batch()] = scheduler::MicroBatchTime{t.start_ms(), t.end_ms()};
     }
-    planner_->Learn(record.planned, times, step_ms - compute_ms);
+    planner_->Learn(record.planned, times, totals.step_ms - totals.compute_ms);
     if (record.reply.checkpoint_after()) WriteRefitCostFile(step);
   }
-  // After gradient sync every rank holds the same norm and learning rate; rank 0's are logged.
-  const proto::MetricsReport& first = *record.reports[0];
-  const double tok_s = step_ms > 0 ? record.planned.tokens / (step_ms / 1e3) : 0.0;
-  Json line = Json::Object();
-  line.Set("step", Json::Integer(static_cast<int64_t>(step + 1)));  // steps completed (trainer)
-  line.Set("loss", NumberOrNull(loss));
-  line.Set("grad_norm", NumberOrNull(first.grad_norm()));
-  line.Set("lr", NumberOrNull(first.lr()));
-  line.Set("tokens", Json::Integer(record.planned.tokens));
-  line.Set("target_tokens", Json::Integer(static_cast<int64_t>(record.reply.target_tokens())));
-  line.Set("step_ms", NumberOrNull(step_ms));
-  line.Set("compute_ms", NumberOrNull(compute_ms));
-  line.Set("tok_per_s", NumberOrNull(tok_s));
-  line.Set("bytes_sent", Json::Integer(static_cast<int64_t>(bytes_sent)));
-  line.Set("micro_batches", Json::Integer(static_cast<int64_t>(micro_batches)));
-  line.Set("planner", Json::String(record.reply.plan().planner()));
-  line.Set("estimated_step_ms", NumberOrNull(record.reply.plan().estimated_step_ms()));
-  line.Set("predicted_step_ms", NumberOrNull(record.planned.predicted_ms));
-  Json scales = Json::Object();
-  for (const auto& [d, k] : planner_->RefitScales()) scales.Set(std::to_string(d), NumberOrNull(k));
-  line.Set("refit_scale", std::move(scales));
-  line.Set("generation", Json::Integer(static_cast<int64_t>(generation_)));
-  line.Set("rank_loss", std::move(rank_loss));
-  line.Set("rank_step_ms", std::move(rank_ms));
-  line.Set("rank_bytes_sent", std::move(rank_bytes));
-  line.Set("rank_micro_batches", std::move(rank_mb));
+  const Json line = StepRecordJson(step, totals, record.reports, record.planned,
+                                   planner_->RefitScales(), generation_);
   {
     std::ofstream metrics(metrics_path_, std::ios::app);
     metrics << line.Dump() << "\n";
@@ -721,14 +470,11 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     }
   }
   interval_tokens_ += record.planned.tokens;
-  interval_ms_ += step_ms;
+  interval_ms_ += totals.step_ms;
   const uint64_t done = step + 1;
   if (done % static_cast<uint64_t>(config_.training.log_interval) == 0 || done == total_steps_) {
     const double rate = interval_ms_ > 0 ? interval_tokens_ / (interval_ms_ / 1e3) : 0.0;
-    out_ << "step: " << done << "  loss: " << Fixed(loss, 4)
-         << "  grad_norm: " << Fixed(first.grad_norm(), 4) << "  lr: " << Sci(first.lr())
-         << "  tok/s: " << Fixed(rate, 0) << "  sent: " << Bytes(static_cast<double>(bytes_sent))
-         << "  micro-batches: " << micro_batches << std::endl;
+    out_ << ConsoleStepLine(done, totals, *record.reports[0], rate) << std::endl;
     interval_tokens_ = 0;
     interval_ms_ = 0;
   }
@@ -766,27 +512,9 @@ grpc::Status Coordinator::CommitCheckpoint(const proto::CheckpointPart& request,
   // The files themselves, outside the lock (reading them takes time): each must be a regular
   // file of the stated size and checksum inside the step directory.
   const std::string dir = CheckpointStepDir(config_, step);
-  for (int i = 0; i < request.files_size(); ++i) {
-    const proto::FileDigest& f = request.files(i);
-    const std::string field = "CommitCheckpoint: files[" + std::to_string(i) + "]";
-    const std::string path = dir + "/" + f.name();
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-      return Invalid(field + ".name: '" + path + "' is not a regular file");
-    if (static_cast<uint64_t>(st.st_size) != f.bytes())
-      return Invalid(field + ".bytes: '" + path + "' has " + std::to_string(st.st_size) +
-                     " bytes, the part says " + std::to_string(f.bytes()));
-    uint64_t sum = 0;
-    try {
-      MappedFile m(path);
-      sum = Fnv1a64(m.data(), m.size());
-    } catch (const Error& e) {
-      return Invalid(field + ".name: " + e.what());
-    }
-    if (Hex16(sum) != f.fnv1a64())
-      return Invalid(field + ".fnv1a64: '" + path + "' has checksum " + Hex16(sum) +
-                     ", the part says " + f.fnv1a64());
-  }
+  for (int i = 0; i < request.files_size(); ++i)
+    if (const std::string why = CheckPartFile(dir, request.files(i)); !why.empty())
+      return Invalid("CommitCheckpoint: files[" + std::to_string(i) + "]" + why);
 
   std::lock_guard<std::mutex> lock(mu_);
   // The job may have moved on while the files were read.
@@ -834,64 +562,20 @@ grpc::Status Coordinator::CommitCheckpoint(const proto::CheckpointPart& request,
 
 void Coordinator::WriteCommit(uint64_t step, const PendingCheckpoint& pending) {
   const std::string dir = CheckpointStepDir(config_, step);
-  Json cj = Json::Object();
-  cj.Set("step", Json::Integer(static_cast<int64_t>(step)));
-  cj.Set("cursor", CursorToJson(pending.cursor));
-  cj.Set("generation", Json::Integer(static_cast<int64_t>(generation_)));
-  cj.Set("world_size", Json::Integer(options_.world_size));
-  cj.Set("job_id", Json::String(options_.job_id));
-  const std::string cj_text = cj.Dump() + "\n";
-  WriteFileAtomically(dir + "/" + kCoordinatorJson, cj_text.data(), cj_text.size());
-
-  // The manifest uses CheckpointManager's format (decimal FNV-1a 64), plus each part's rank.
-  Json files = Json::Array();
-  uint64_t total = cj_text.size();
-  for (int r = 0; r < options_.world_size; ++r) {
-    for (const proto::FileDigest& f : *pending.parts[r]) {
-      Json e = Json::Object();
-      e.Set("name", Json::String(f.name()));
-      e.Set("bytes", Json::Integer(static_cast<int64_t>(f.bytes())));
-      e.Set("fnv1a64", Json::String(std::to_string(std::stoull(f.fnv1a64(), nullptr, 16))));
-      e.Set("rank", Json::Integer(r));
-      files.Push(std::move(e));
-      total += f.bytes();
-    }
-  }
-  Json e = Json::Object();
-  e.Set("name", Json::String(kCoordinatorJson));
-  e.Set("bytes", Json::Integer(static_cast<int64_t>(cj_text.size())));
-  e.Set("fnv1a64", Json::String(std::to_string(Fnv1a64(cj_text.data(), cj_text.size()))));
-  files.Push(std::move(e));
-  Json manifest = Json::Object();
-  manifest.Set("step", Json::Integer(static_cast<int64_t>(step)));
-  manifest.Set("world_size", Json::Integer(options_.world_size));
-  manifest.Set("generation", Json::Integer(static_cast<int64_t>(generation_)));
-  manifest.Set("job_id", Json::String(options_.job_id));
-  manifest.Set("files", std::move(files));
-  const std::string text = manifest.Dump() + "\n";
-  // Last, and atomically: from here on the step is committed.
-  WriteFileAtomically(dir + "/" + kManifest, text.data(), text.size());
-  out_ << "checkpoint: " << dir << " (" << options_.world_size << " parts, " << Bytes(total) << ")"
-       << std::endl;
-
+  JobCommit commit;
+  commit.step = step;
+  commit.cursor = pending.cursor;
+  commit.generation = generation_;
+  commit.job_id = options_.job_id;
+  for (const auto& part : pending.parts) commit.parts.push_back(*part);
+  const uint64_t bytes = WriteJobCommit(dir, commit);
+  out_ << "checkpoint: " << dir << " (" << options_.world_size << " parts, "
+       << Bytes(static_cast<double>(bytes)) << ")" << std::endl;
   // Only now may old checkpoints go: the newest `keep` committed ones stay, and the leftovers of
   // earlier attempts (step directories without a manifest, older than this one and not being
   // assembled) are removed.
-  const auto committed = CommittedDirs(CheckpointRoot(config_));
-  for (size_t i = static_cast<size_t>(config_.checkpoint.keep); i < committed.size(); ++i)
-    if (committed[i].first < step) fs::remove_all(committed[i].second);
-  for (const auto& entry : fs::directory_iterator(CheckpointRoot(config_))) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_directory() || name.rfind("step-", 0) != 0 ||
-        fs::exists(entry.path() / kManifest))
-      continue;
-    const std::string digits = name.substr(5);
-    if (digits.empty() ||
-        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      continue;
-    const uint64_t s = std::stoull(digits);
-    if (s < step && !pending_.count(s)) fs::remove_all(entry.path());
-  }
+  PruneJobCheckpoints(CheckpointRoot(config_), config_.checkpoint.keep, step,
+                      [this](uint64_t s) { return pending_.count(s) > 0; });
 }
 
 }  // namespace seqmesh::launch

@@ -32,6 +32,8 @@
 #include <thread>
 #include <vector>
 
+#include "launch/job_checkpoint.h"
+#include "launch/job_token.h"
 #include "launch/training_data.h"
 #include "proto/coordinator.pb.h"
 #include "runtime/batch_sampler.h"
@@ -46,37 +48,6 @@ class Server;
 }
 
 namespace seqmesh::launch {
-
-// The metadata key that carries the job token on every RPC.
-inline constexpr char kTokenMetadataKey[] = "x-seqmesh-token";
-
-// Where the checkpoints of a job live: <checkpoint.dir> itself (the workers write their parts
-// there; the single-process trainer keeps its own in <checkpoint.dir>/checkpoints).
-std::string CheckpointRoot(const RunConfig& config);
-// <root>/step-%08d (CheckpointManager's naming): the checkpoint after `step` steps.
-std::string CheckpointStepDir(const RunConfig& config, uint64_t step);
-// The metrics file: metrics.jsonl if set, else <checkpoint.dir>/metrics.jsonl (as the trainer).
-std::string MetricsPath(const RunConfig& config);
-
-// The cost model the planner uses: distributed.cost if set, else a built-in CPU model whose
-// coefficients follow the model's shape (FLOPs and bytes per token) at an assumed rate; the
-// built-in one has the right shape, not measured values: pass a `seqmesh profile` file for
-// plans balanced on this machine's real costs.
-scheduler::CostModel PlannerCostModel(const RunConfig& config);
-
-// A committed checkpoint as the coordinator reads it back (coordinator.json, after the manifest
-// was verified).
-struct CommittedCheckpoint {
-  std::string dir;  // absolute
-  uint64_t step = 0;
-  BlendCursor cursor;
-  uint64_t generation = 0;
-  int world_size = 0;
-  std::string job_id;
-};
-// Verifies `dir`'s manifest.json (every file present with its size and checksum) and parses its
-// coordinator.json; throws seqmesh::Error naming the file at fault.
-CommittedCheckpoint ReadCommittedCheckpoint(const std::string& dir);
 
 struct CoordinatorOptions {
   int world_size = 0;
@@ -250,15 +221,5 @@ class CoordinatorServer {
   std::string address_;
   int port_ = 0;
 };
-
-// True when `a` equals `b`; the time taken depends on the lengths only, not on where they differ.
-bool ConstantTimeEquals(const std::string& a, const std::string& b);
-
-// 16 lowercase hex digits: the wire form of a checkpoint file's FNV-1a 64 (FileDigest).
-std::string Hex16(uint64_t v);
-
-// The job token from `token_file`, or else from SEQMESH_JOB_TOKEN; trailing whitespace dropped.
-// Missing, empty or shorter than 16 characters is an error; a file others can read is warned of.
-std::string ReadJobToken(const std::string& token_file);
 
 }  // namespace seqmesh::launch

@@ -140,8 +140,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
     state = CheckpointManager::Load(*latest, model, adamw);
     out << "resumed: " << *latest << " (step " << state.step << ")\n";
   }
-  const std::string metrics_path =
-      config.metrics.jsonl.empty() ? run_dir + "/metrics.jsonl" : config.metrics.jsonl;
+  const std::string metrics_path = config.metrics_path();
   std::ofstream metrics(metrics_path, std::ios::app);
   SM_CHECK(metrics.good()) << "cannot open the metrics file '" << metrics_path << "'";
 

@@ -7,6 +7,7 @@
 #include "runtime/files.h"
 #include "runtime/hf_checkpoint.h"
 #include "runtime/json.h"
+#include "runtime/manifest.h"
 #include "runtime/safetensors.h"
 
 namespace seqmesh {
@@ -14,12 +15,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFiles[] = {"config.json", "model.safetensors", "train_state.safetensors"};
-
-std::string StepName(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
-  return buf;
-}
 
 int64_t ParseU64(const std::map<std::string, std::string>& meta, const std::string& key,
                  const std::string& file) {
@@ -55,9 +50,9 @@ CheckpointManager::CheckpointManager(std::string dir, int keep)
 }
 
 std::string CheckpointManager::Save(const Model& model, AdamW& adamw, const TrainState& state) {
-  const std::string out = dir_ + "/" + StepName(state.step);
+  const std::string out = StepDir(dir_, static_cast<uint64_t>(state.step));
   fs::create_directories(out);
-  fs::remove(out + "/manifest.json");  // an earlier, interrupted save of this step
+  fs::remove(out + "/" + kManifestName);  // an earlier, interrupted save of this step
   SaveHfModel(model, out);
   std::vector<Tensor> moments(adamw.moments().tensors().begin(), adamw.moments().tensors().end());
   WriteSafetensors(out + "/train_state.safetensors", moments, false,
@@ -65,20 +60,9 @@ std::string CheckpointManager::Save(const Model& model, AdamW& adamw, const Trai
                     {"optimizer_step", std::to_string(adamw.step())},
                     {"cursor", CursorJson(state.cursor)},
                     {"rng", std::to_string(state.rng)}});
-  Json files = Json::Array();
-  for (const char* name : kFiles) {
-    MappedFile f(out + "/" + name);
-    Json e = Json::Object();
-    e.Set("name", Json::String(name));
-    e.Set("bytes", Json::Integer(static_cast<int64_t>(f.size())));
-    e.Set("fnv1a64", Json::String(std::to_string(Fnv1a64(f.data(), f.size()))));
-    files.Push(std::move(e));
-  }
-  Json manifest = Json::Object();
-  manifest.Set("step", Json::Integer(state.step));
-  manifest.Set("files", std::move(files));
-  const std::string text = manifest.Dump() + "\n";
-  WriteFileAtomically(out + "/manifest.json", text.data(), text.size());
+  std::vector<ManifestFile> files;
+  for (const char* name : kFiles) files.push_back(DigestFile(out, name));
+  WriteManifest(out, static_cast<uint64_t>(state.step), files);
 
   std::vector<std::string> all = List();
   for (size_t i = 0; i + keep_ < all.size(); ++i) fs::remove_all(all[i]);
@@ -87,14 +71,8 @@ std::string CheckpointManager::Save(const Model& model, AdamW& adamw, const Trai
 
 std::vector<std::string> CheckpointManager::List() const {
   std::vector<std::string> out;
-  if (!fs::exists(dir_)) return out;
-  for (const auto& entry : fs::directory_iterator(dir_)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind("step-", 0) == 0 &&
-        fs::exists(entry.path() / "manifest.json"))
-      out.push_back(entry.path().string());
-  }
-  std::sort(out.begin(), out.end());  // zero-padded step numbers sort by step
+  for (const auto& [step, dir] : CommittedStepDirs(dir_)) out.push_back(dir);
+  std::reverse(out.begin(), out.end());  // oldest first
   return out;
 }
 
@@ -105,29 +83,7 @@ std::optional<std::string> CheckpointManager::Latest() const {
 }
 
 TrainState CheckpointManager::Load(const std::string& checkpoint, Model& model, AdamW& adamw) {
-  const std::string manifest_path = checkpoint + "/manifest.json";
-  SM_CHECK(fs::exists(manifest_path))
-      << "'" << checkpoint << "' is not a complete checkpoint: it has no manifest.json";
-  MappedFile mf(manifest_path);
-  const Json manifest = Json::Parse(
-      std::string_view(reinterpret_cast<const char*>(mf.data()), mf.size()), manifest_path);
-  const Json* files = manifest.Find("files");
-  SM_CHECK(files != nullptr) << "'" << manifest_path << "' lists no files";
-  for (const Json& e : files->AsArray(manifest_path + " files")) {
-    SM_CHECK(e.Find("name") && e.Find("bytes") && e.Find("fnv1a64"))
-        << "'" << manifest_path << "': a file entry lacks name, bytes or fnv1a64";
-    const std::string name = e.Find("name")->AsString(manifest_path + " name");
-    const std::string path = checkpoint + "/" + name;
-    SM_CHECK(fs::exists(path)) << "checkpoint file '" << path << "' is missing";
-    MappedFile f(path);
-    const int64_t bytes = e.Find("bytes")->AsInt(manifest_path + " bytes");
-    SM_CHECK(static_cast<int64_t>(f.size()) == bytes)
-        << "checkpoint file '" << path << "' has " << f.size() << " bytes, the manifest says "
-        << bytes << " (truncated?)";
-    SM_CHECK(std::to_string(Fnv1a64(f.data(), f.size())) ==
-             e.Find("fnv1a64")->AsString(manifest_path + " fnv1a64"))
-        << "checkpoint file '" << path << "' does not match its checksum (corrupt)";
-  }
+  VerifyManifest(checkpoint);
   LoadHfWeights(model, checkpoint);
   const std::string state_path = checkpoint + "/train_state.safetensors";
   SafetensorsFile st = SafetensorsFile::Open(state_path);

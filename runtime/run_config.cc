@@ -327,6 +327,10 @@ void RunConfig::Validate() const {
   schedule().Validate();
 }
 
+std::string RunConfig::metrics_path() const {
+  return metrics.jsonl.empty() ? checkpoint.dir + "/metrics.jsonl" : metrics.jsonl;
+}
+
 AdamWConfig RunConfig::adamw() const {
   AdamWConfig a;
   a.beta1 = static_cast<float>(optimizer.beta1);

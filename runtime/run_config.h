@@ -97,6 +97,8 @@ struct RunConfig {
   void Validate() const;
   AdamWConfig adamw() const;
   LrSchedule schedule() const;
+  // The metrics file: metrics.jsonl if set, else <checkpoint.dir>/metrics.jsonl.
+  std::string metrics_path() const;
 
  private:
   // `text` null: read `path` (none if empty).

@@ -10,6 +10,34 @@
 
 namespace seqmesh::scheduler {
 
+CostModel PlannerCostModel(const RunConfig& config) {
+  if (!config.distributed.cost.empty()) return LoadCostModel(config.distributed.cost);
+  // The shape of T(s) and Act(s) for this model in fp32 at an assumed 20 GFLOP/s per rank (a
+  // couple of cores): b1 from 6 FLOPs per matmul parameter and token (forward + backward), a1
+  // from causal attention's 12 * hidden FLOPs per (query, key) pair over s^2 / 2 pairs. Only
+  // the ratios matter for balance; `seqmesh profile` measures the real ones.
+  const ModelConfig& m = config.model;
+  constexpr double kAssumedGflops = 20;
+  const double kv = static_cast<double>(m.kv_heads * m.head_dim());
+  const double h = static_cast<double>(m.hidden);
+  const double layer_params = h * (2 * h + 2 * kv) + 3 * h * static_cast<double>(m.ffn);
+  CostModel c;
+  c.name = "built-in-cpu";
+  c.layers_per_rank = static_cast<int>(m.layers);
+  c.b1 = 6 * layer_params / (kAssumedGflops * 1e6);
+  c.a1 = 6 * h / (kAssumedGflops * 1e6);
+  c.g = 0.01;
+  // Saved fp32 tensors per token and layer: norms, q, k, v, attention out, the FFN's three.
+  c.a2 = 4 * (6 * h + 2 * kv + 3 * static_cast<double>(m.ffn));
+  c.b2 = 0;
+  // K and V forward, K, V, dK, dV backward, fp32.
+  c.kv_bytes_per_token = 6 * kv * 4;
+  c.p2p_gbps = 5;  // shared memory between processes of one machine
+  c.d2h_gbps = 10;
+  c.h2d_gbps = 10;
+  return c;
+}
+
 StepPlannerOptions StepPlannerOptions::FromConfig(const RunConfig& config, int num_ranks) {
   StepPlannerOptions o;
   o.num_ranks = num_ranks;

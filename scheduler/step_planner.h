@@ -38,6 +38,12 @@ struct StepPlannerOptions {
   static StepPlannerOptions FromConfig(const RunConfig& config, int num_ranks);
 };
 
+// The cost model the planner uses: distributed.cost if set (read from its file), else a built-in
+// CPU model whose coefficients follow the model's shape (FLOPs and bytes per token) at an
+// assumed rate; the built-in one has the right shape, not measured values: pass a
+// `seqmesh profile` file for plans balanced on this machine's real costs.
+CostModel PlannerCostModel(const RunConfig& config);
+
 // One planned step, each field with one meaning whatever the refit mode.
 struct PlannedStep {
   uint64_t step = 0;

@@ -380,7 +380,7 @@ TEST_F(CoordinatorTest, MetricsLinesCarryTheSummedLossAtFullPrecision) {
   }
   EXPECT_TRUE(job.c().Finished());
   const std::string log = job.StopAndLog();
-  std::ifstream f(MetricsPath(job.config()));
+  std::ifstream f(job.config().metrics_path());
   std::string line;
   uint64_t k = 0;
   for (; std::getline(f, line); ++k) {
@@ -437,7 +437,7 @@ RefitRun RunWithSlowWorkers(const std::string& data, const std::string& dir,
   }
   job.StopAndLog();
   RefitRun out;
-  std::ifstream f(MetricsPath(job.config()));
+  std::ifstream f(job.config().metrics_path());
   for (std::string line; std::getline(f, line);) {
     const Json j = Json::Parse(line);
     out.estimated.push_back(j.Find("estimated_step_ms")->AsDouble("estimated"));
@@ -462,7 +462,8 @@ TEST_F(CoordinatorTest, OnlineRefitPredictsWhatTheWorkersMeasure) {
   ASSERT_FALSE(fitted.scale.empty());
   for (const auto& [d, k] : fitted.scale) EXPECT_NEAR(k, 2.5, 1e-9) << "ring size " << d;
   EXPECT_NEAR(fitted.step_fixed_ms, 7, 1e-9);
-  const scheduler::CostModel base = PlannerCostModel(TinyConfig(data_, RunDir("predict")));
+  const scheduler::CostModel base =
+      scheduler::PlannerCostModel(TinyConfig(data_, RunDir("predict")));
   EXPECT_EQ(fitted.a1, base.a1);
   EXPECT_EQ(fitted.layers_per_rank, base.layers_per_rank);
   // "plan": the planner plans with the refit too, so the plan's own estimate is the prediction.

@@ -124,7 +124,9 @@ TEST(StepPlanner, PlanModePlansWithTheRefitAndKeepsTheFilesDurations) {
     const PlannedStep s = planner.Next(), f = file.Next();
     // The plan's estimate is the refit's, and the prediction; the items keep the file's times.
     EXPECT_DOUBLE_EQ(s.predicted_ms, s.plan.estimated_step_ms());
-    if (k >= 3) EXPECT_GT(s.plan.estimated_step_ms(), 1.9 * f.plan.estimated_step_ms());
+    if (k >= 3) {
+      EXPECT_GT(s.plan.estimated_step_ms(), 1.9 * f.plan.estimated_step_ms()) << "step " << k;
+    }
     Plan replay = s.items;
     Simulate(TestCost(), replay);
     for (size_t i = 0; i < s.items.items.size(); ++i)

@@ -1,0 +1,39 @@
+// What a job's step did, from every rank's MetricsReport: the record appended to metrics.jsonl
+// and the console line (docs/COORDINATOR.md, "metrics.jsonl").
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proto/coordinator.pb.h"
+#include "runtime/json.h"
+#include "scheduler/step_planner.h"
+
+namespace seqmesh::launch {
+
+// The step over all ranks, summed in rank order (so the sum is reproducible): the loss shares
+// and bytes add up, the step and compute times are the slowest rank's.
+struct StepTotals {
+  double loss = 0, step_ms = 0, compute_ms = 0;
+  uint64_t bytes_sent = 0, micro_batches = 0;
+};
+StepTotals TotalOf(const std::vector<std::optional<proto::MetricsReport>>& reports);
+
+// The metrics.jsonl record of step `step` (0-based; the record says step + 1, the steps
+// completed, as the trainer's do).
+Json StepRecordJson(uint64_t step, const StepTotals& totals,
+                    const std::vector<std::optional<proto::MetricsReport>>& reports,
+                    const scheduler::PlannedStep& planned, const std::map<int, double>& refit_scale,
+                    uint64_t generation);
+
+// "step: 25  loss: 3.8810  grad_norm: 2.0064  lr: 2.98e-03  tok/s: 8150  sent: 129.4MiB  ..."
+std::string ConsoleStepLine(uint64_t steps_done, const StepTotals& totals,
+                            const proto::MetricsReport& rank0, double tokens_per_s);
+
+// 1023B, 1.5KiB, 129.4MiB, 2.25GiB
+std::string Bytes(double b);
+
+}  // namespace seqmesh::launch
