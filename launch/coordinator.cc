@@ -1,18 +1,11 @@
 #include "launch/coordinator.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cctype>
-#include <cinttypes>
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 
+#include "launch/coordinator_requests.h"
 #include "launch/format.h"
 #include "launch/step_metrics.h"
 #include "runtime/check.h"
@@ -25,13 +18,6 @@ namespace seqmesh::launch {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr size_t kMaxHostname = 255;
-constexpr int kMaxFilesPerPart = 1024;
-
-grpc::Status Invalid(const std::string& message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
-}
 
 }  // namespace
 
@@ -75,34 +61,6 @@ Coordinator::~Coordinator() {
   }
   changed_.notify_all();
   watchdog_.join();
-}
-
-void Coordinator::RestoreNewestCheckpoint(BlendCursor& cursor) {
-  const std::string root = CheckpointRoot(config_);
-  for (const auto& [step, dir] : CommittedStepDirs(root)) {
-    CommittedCheckpoint cp;
-    try {
-      cp = ReadCommittedCheckpoint(dir);
-    } catch (const Error& e) {
-      // An incomplete or corrupt checkpoint is as good as absent; an older one still serves.
-      out_ << "coordinator: warning: skipping checkpoint '" << dir << "': " << e.what()
-           << std::endl;
-      continue;
-    }
-    SM_CHECK(cp.cursor.datasets.size() == data_.datasets.size())
-        << "checkpoint '" << dir << "' has a data cursor over " << cp.cursor.datasets.size()
-        << " dataset(s), but data.path names " << data_.datasets.size()
-        << " (was the blend changed?)";
-    start_step_ = cp.step;
-    committed_ = cp.step;
-    cursor = cp.cursor;
-    resume_checkpoint_ = cp.dir;
-    out_ << "coordinator: resuming from " << cp.dir << " (step " << cp.step << ", written by "
-         << cp.world_size << " ranks in generation " << cp.generation << ")" << std::endl;
-    return;
-  }
-  out_ << "coordinator: --resume: no committed checkpoint in '" << root << "'; starting at step 0"
-       << std::endl;
 }
 
 void Coordinator::WatchdogLoop() {
@@ -239,22 +197,8 @@ void Coordinator::Touch(int rank, uint64_t step) {
 grpc::Status Coordinator::Register(const proto::RegisterRequest& request,
                                    proto::RegisterReply* reply) {
   const int n = options_.world_size;
-  if (request.world_size() != n)
-    return Invalid("Register: world_size: " + std::to_string(request.world_size()) +
-                   " differs from the job's " + std::to_string(n));
-  if (request.rank() < 0 || request.rank() >= n)
-    return Invalid("Register: rank: " + std::to_string(request.rank()) + " is not in [0, " +
-                   std::to_string(n) + ")");
+  if (grpc::Status s = CheckRegisterFields(request, n); !s.ok()) return s;
   const std::string& host = request.hostname();
-  if (host.empty() || host.size() > kMaxHostname)
-    return Invalid("Register: hostname: " + std::to_string(host.size()) +
-                   " bytes (1 to 255 expected)");
-  for (char c : host)
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
-      return Invalid("Register: hostname: contains a space or control character");
-  if (request.pid() <= 0)
-    return Invalid("Register: pid: " + std::to_string(request.pid()) + " must be > 0");
-
   std::lock_guard<std::mutex> lock(mu_);
   if (failure_)
     return grpc::Status(grpc::StatusCode::ABORTED, "the job is failing: " + failure_->message);
@@ -376,35 +320,10 @@ grpc::Status Coordinator::ReportMetrics(const proto::MetricsReport& request,
   if (record.reports[rank])
     return Invalid("ReportMetrics: step: rank " + std::to_string(rank) + " already reported step " +
                    std::to_string(step));
-  if (!std::isfinite(request.step_ms()) || request.step_ms() < 0)
-    return Invalid("ReportMetrics: step_ms: " + std::to_string(request.step_ms()) +
-                   " must be finite and >= 0");
-  if (!std::isfinite(request.compute_ms()) || request.compute_ms() < 0)
-    return Invalid("ReportMetrics: compute_ms: " + std::to_string(request.compute_ms()) +
-                   " must be finite and >= 0");
-  if (request.tokens() > static_cast<uint64_t>(record.planned.tokens))
-    return Invalid("ReportMetrics: tokens: " + std::to_string(request.tokens()) +
-                   " exceeds the step's global batch of " + std::to_string(record.planned.tokens));
-  const int planned = record.reply.plan().ranks(rank).micro_batches_size();
-  if (request.micro_batch_times_size() > planned)
-    return Invalid("ReportMetrics: micro_batch_times: " +
-                   std::to_string(request.micro_batch_times_size()) + " entries for rank " +
-                   std::to_string(rank) + "'s " + std::to_string(planned) + " micro-batches");
-  std::vector<bool> timed(planned, false);
-  for (const proto::MicroBatchTiming& t : request.micro_batch_times()) {
-    if (t.micro_batch() >= static_cast<uint32_t>(planned) || timed[t.micro_batch()])
-      return Invalid("ReportMetrics: micro_batch_times: micro_batch " +
-                     std::to_string(t.micro_batch()) + " is not one of rank " +
-                     std::to_string(rank) + "'s " + std::to_string(planned) +
-                     " micro-batches, or is listed twice");
-    if (!std::isfinite(t.start_ms()) || !std::isfinite(t.end_ms()) || t.start_ms() < 0 ||
-        t.end_ms() < t.start_ms())
-      return Invalid("ReportMetrics: micro_batch_times: micro_batch " +
-                     std::to_string(t.micro_batch()) + " has start_ms " +
-                     std::to_string(t.start_ms()) + " and end_ms " + std::to_string(t.end_ms()) +
-                     " (must be finite, 0 <= start_ms <= end_ms)");
-    timed[t.micro_batch()] = true;
-  }
+  if (grpc::Status s = CheckMetricsFields(request, record.planned.tokens,
+                                          record.reply.plan().ranks(rank).micro_batches_size());
+      !s.ok())
+    return s;
   record.reports[rank] = request;
   ++record.reported;
   Touch(rank, step);
@@ -418,29 +337,6 @@ grpc::Status Coordinator::ReportMetrics(const proto::MetricsReport& request,
   }
   changed_.notify_all();
   return grpc::Status::OK;
-}
-
-// The cost file with what this job measured, next to its checkpoints: later jobs and
-// `seqmesh simulate` can start from it (docs/PLANNER.md, "Online refit"). A failure to write it
-// is a warning: the job does not depend on it.
-void Coordinator::WriteRefitCostFile(uint64_t step) {
-  const scheduler::CostModel fitted = planner_->Refitted();
-  std::ostringstream text;
-  text << "# Refit by the seqmesh coordinator (job " << options_.job_id << ", generation "
-       << generation_ << ") after step " << step + 1 << " of " << Name(config_.distributed.planner)
-       << " plans on " << options_.world_size << " ranks, from "
-       << (config_.distributed.cost.empty() ? std::string("the built-in model")
-                                            : "'" + config_.distributed.cost + "'")
-       << ".\n# scale_<D>: measured / estimated time of this job's items on rings of D "
-          "(median over the last 64);\n# step_fixed_ms: the median time beside the passes.\n"
-       << scheduler::FormatCostModel(fitted);
-  const std::string path = CheckpointRoot(config_) + "/refit.cost";
-  const std::string body = text.str();
-  try {
-    WriteFileAtomically(path, body.data(), body.size());
-  } catch (const std::exception& e) {
-    out_ << "coordinator: warning: cannot write " << path << ": " << e.what() << std::endl;
-  }
 }
 
 void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
@@ -478,104 +374,6 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     interval_tokens_ = 0;
     interval_ms_ = 0;
   }
-}
-
-grpc::Status Coordinator::CommitCheckpoint(const proto::CheckpointPart& request,
-                                           proto::CommitReply* reply) {
-  const int rank = request.rank();
-  const uint64_t step = request.step();
-  // Fields first, without the lock.
-  if (request.files_size() == 0 || request.files_size() > kMaxFilesPerPart)
-    return Invalid("CommitCheckpoint: files: " + std::to_string(request.files_size()) +
-                   " entries (1 to " + std::to_string(kMaxFilesPerPart) + " expected)");
-  for (int i = 0; i < request.files_size(); ++i) {
-    const proto::FileDigest& f = request.files(i);
-    const std::string field = "CommitCheckpoint: files[" + std::to_string(i) + "]";
-    if (const std::string why = CheckPartFileName(f.name()); !why.empty())
-      return Invalid(field + ".name: '" + f.name() + "' " + why);
-    if (!IsHex16(f.fnv1a64()))
-      return Invalid(field + ".fnv1a64: '" + f.fnv1a64() + "' is not 16 lowercase hex digits");
-    for (int j = 0; j < i; ++j)
-      if (request.files(j).name() == f.name())
-        return Invalid(field + ".name: '" + f.name() + "' is listed twice");
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (grpc::Status s = CheckCaller(rank, request.generation(), "CommitCheckpoint"); !s.ok())
-      return s;
-    if (!pending_.count(step))
-      return Invalid("CommitCheckpoint: step: " + std::to_string(step) +
-                     " is not a checkpoint awaiting parts (committed up to step " +
-                     std::to_string(committed_) + ")");
-    Touch(rank, step);
-  }
-  // The files themselves, outside the lock (reading them takes time): each must be a regular
-  // file of the stated size and checksum inside the step directory.
-  const std::string dir = CheckpointStepDir(config_, step);
-  for (int i = 0; i < request.files_size(); ++i)
-    if (const std::string why = CheckPartFile(dir, request.files(i)); !why.empty())
-      return Invalid("CommitCheckpoint: files[" + std::to_string(i) + "]" + why);
-
-  std::lock_guard<std::mutex> lock(mu_);
-  // The job may have moved on while the files were read.
-  if (grpc::Status s = CheckCaller(rank, request.generation(), "CommitCheckpoint"); !s.ok())
-    return s;
-  auto it = pending_.find(step);
-  if (it == pending_.end())
-    return Invalid("CommitCheckpoint: step: " + std::to_string(step) +
-                   " is not a checkpoint awaiting parts");
-  PendingCheckpoint& pending = it->second;
-  for (int r = 0; r < options_.world_size; ++r) {
-    if (r == rank || !pending.parts[r]) continue;
-    for (const proto::FileDigest& theirs : *pending.parts[r])
-      for (int i = 0; i < request.files_size(); ++i)
-        if (request.files(i).name() == theirs.name())
-          return Invalid("CommitCheckpoint: files[" + std::to_string(i) + "].name: '" +
-                         theirs.name() + "' is also in rank " + std::to_string(r) + "'s part");
-  }
-  // A part sent again (a retry) replaces the earlier one.
-  if (!pending.parts[rank]) ++pending.received;
-  pending.parts[rank] =
-      std::vector<proto::FileDigest>(request.files().begin(), request.files().end());
-  Touch(rank, step);
-  if (step == total_steps_) ranks_[rank].done = true;  // its work is over: no longer watched
-  if (pending.received < options_.world_size) {
-    reply->set_committed(false);
-    return grpc::Status::OK;
-  }
-  try {
-    WriteCommit(step, pending);
-  } catch (const std::exception& e) {
-    JobFailure f;
-    f.message = "cannot commit the checkpoint of step " + std::to_string(step) + ": " + e.what();
-    const std::string message = f.message;
-    Fail(std::move(f));
-    return grpc::Status(grpc::StatusCode::INTERNAL, message);
-  }
-  pending_.erase(it);
-  committed_ = std::max(committed_, step);
-  if (step == total_steps_) final_committed_ = true;
-  reply->set_committed(true);
-  changed_.notify_all();
-  return grpc::Status::OK;
-}
-
-void Coordinator::WriteCommit(uint64_t step, const PendingCheckpoint& pending) {
-  const std::string dir = CheckpointStepDir(config_, step);
-  JobCommit commit;
-  commit.step = step;
-  commit.cursor = pending.cursor;
-  commit.generation = generation_;
-  commit.job_id = options_.job_id;
-  for (const auto& part : pending.parts) commit.parts.push_back(*part);
-  const uint64_t bytes = WriteJobCommit(dir, commit);
-  out_ << "checkpoint: " << dir << " (" << options_.world_size << " parts, "
-       << Bytes(static_cast<double>(bytes)) << ")" << std::endl;
-  // Only now may old checkpoints go: the newest `keep` committed ones stay, and the leftovers of
-  // earlier attempts (step directories without a manifest, older than this one and not being
-  // assembled) are removed.
-  PruneJobCheckpoints(CheckpointRoot(config_), config_.checkpoint.keep, step,
-                      [this](uint64_t s) { return pending_.count(s) > 0; });
 }
 
 }  // namespace seqmesh::launch
