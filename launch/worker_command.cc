@@ -54,6 +54,10 @@ namespace {
   std::_Exit(1);
 }
 
+double MsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
 WorkerArgs ParseArgs(const Args& args) {
   WorkerArgs w;
   std::string token_file;
@@ -83,6 +87,210 @@ WorkerArgs ParseArgs(const Args& args) {
   return w;
 }
 
+// Heartbeats from their own thread from construction to destruction: every
+// heartbeat_timeout_s / 5, with the step the rank is at. The coordinator's abort, or no answer
+// for a whole timeout, ends the process (Die).
+class HeartbeatThread {
+ public:
+  HeartbeatThread(CoordinatorClient& client, int rank, uint64_t generation, uint64_t step,
+                  double timeout_s)
+      : step_(step) {
+    thread_ = std::thread([this, &client, rank, generation, timeout_s] {
+      const auto period = std::chrono::milliseconds(
+          std::max<int64_t>(50, static_cast<int64_t>(timeout_s * 1000 / 5)));
+      int failures = 0;
+      while (!finished_.load()) {
+        proto::HeartbeatRequest hb;
+        hb.set_rank(rank);
+        hb.set_step(step_.load());
+        hb.set_generation(generation);
+        try {
+          const proto::HeartbeatReply r = client.Heartbeat(hb);
+          failures = 0;
+          if (r.abort()) Die(rank, "the coordinator stops the job: " + r.reason());
+        } catch (const Error& e) {
+          // The coordinator is gone (or unreachable) for longer than a heartbeat timeout.
+          if (++failures * period.count() >= timeout_s * 1000)
+            Die(rank, std::string("lost the coordinator: ") + e.what());
+        }
+        for (int i = 0; i < 10 && !finished_.load(); ++i) std::this_thread::sleep_for(period / 10);
+      }
+    });
+  }
+  ~HeartbeatThread() {
+    finished_.store(true);
+    thread_.join();
+  }
+  void SetStep(uint64_t step) { step_.store(step); }
+
+ private:
+  std::atomic<uint64_t> step_;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+// Reads the tokens of the plan's sequence `seq` from the dataset the batch entry names, after
+// checking that it is the sequence the coordinator planned.
+void ReadPlannedTokens(const proto::PlanReply& reply, const std::vector<IndexedDataset>& datasets,
+                       uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+  const uint64_t step = reply.plan().step();
+  const proto::BatchSequence& b = reply.batch(static_cast<int>(seq));
+  SM_CHECK(b.dataset() < datasets.size())
+      << "step " << step << ": batch entry " << seq << " names dataset " << b.dataset() << " of "
+      << datasets.size();
+  const IndexedDataset& ds = datasets[b.dataset()];
+  SM_CHECK(b.sequence() < static_cast<uint64_t>(ds.num_sequences()) &&
+           static_cast<uint64_t>(ds.Length(b.sequence())) == b.length())
+      << "step " << step << ": sequence " << b.sequence() << " of dataset " << b.dataset()
+      << " does not have the planned length " << b.length()
+      << " (the coordinator and this worker read different data?)";
+  ds.ReadRange(b.sequence(), begin, end - begin, out);
+}
+
+// SEQMESH_TRACE=DIR: each rank writes DIR/rank<R>.jsonl, a line per step with its phases and
+// every forward + backward pass against the plan's estimate (bench/hdp_e2e.sh reads it).
+using TraceFile = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
+TraceFile OpenTrace(int rank) {
+  TraceFile trace(nullptr, &std::fclose);
+  if (const char* dir = std::getenv("SEQMESH_TRACE"); dir && *dir) {
+    const std::string path = std::string(dir) + "/rank" + std::to_string(rank) + ".jsonl";
+    trace.reset(std::fopen(path.c_str(), "w"));
+    SM_CHECK(trace) << "SEQMESH_TRACE: cannot write " << path;
+  }
+  return trace;
+}
+
+struct StepTimes {
+  double fetch_ms = 0, step_ms = 0, ring_wait_ms = 0;
+};
+
+void WriteTrace(std::FILE* trace, int rank, const proto::StepPlan& plan, const StepResult& r,
+                const StepTimes& t) {
+  std::fprintf(trace,
+               "{\"step\":%llu,\"rank\":%d,\"fetch_ms\":%.3f,\"compute_ms\":%.3f,"
+               "\"step_ms\":%.3f,\"estimated_step_ms\":%.3f,\"ring_wait_ms\":%.3f,\"passes\":[",
+               static_cast<unsigned long long>(plan.step()), rank, t.fetch_ms, r.compute_ms,
+               t.step_ms, plan.estimated_step_ms(), t.ring_wait_ms);
+  const proto::RankPlan& mine = plan.ranks(rank);
+  for (size_t i = 0; i < r.passes.size(); ++i) {
+    const PassTiming& p = r.passes[i];
+    const proto::MicroBatch& mb = mine.micro_batches(p.micro_batch);
+    // [micro-batch, segment, ring size, tokens, start, end, estimated start, duration]
+    std::fprintf(trace, "%s[%d,%d,%d,%lld,%.3f,%.3f,%.3f,%.3f]", i ? "," : "", p.micro_batch,
+                 p.segment, p.ring_size, static_cast<long long>(p.tokens), p.start_ms, p.end_ms,
+                 mb.estimated_start_ms(), mb.estimated_duration_ms());
+  }
+  std::fprintf(trace, "]}\n");
+  std::fflush(trace);
+}
+
+proto::MetricsReport MetricsOf(int rank, uint64_t step, uint64_t generation,
+                               const HdpStepResult& done, float lr, const StepTimes& t,
+                               int64_t sync_bytes) {
+  const StepResult& r = done.run;
+  proto::MetricsReport m;
+  m.set_rank(rank);
+  m.set_step(step);
+  m.set_generation(generation);
+  m.set_loss(r.loss);
+  m.set_tokens(r.tokens);
+  m.set_grad_norm(done.grad_norm);
+  m.set_lr(lr);
+  m.set_step_ms(t.step_ms);
+  m.set_compute_ms(r.compute_ms);
+  m.set_bytes_sent(r.ring_bytes_sent + sync_bytes);
+  m.set_micro_batches(r.micro_batches);
+  // Per micro-batch: its first pass's start to its last pass's end (the coordinator's refit).
+  std::map<int, proto::MicroBatchTiming*> timing;
+  for (const PassTiming& p : r.passes) {
+    auto [it, fresh] = timing.try_emplace(p.micro_batch, nullptr);
+    if (fresh) {
+      it->second = m.add_micro_batch_times();
+      it->second->set_micro_batch(static_cast<uint32_t>(p.micro_batch));
+      it->second->set_start_ms(p.start_ms);
+    }
+    it->second->set_end_ms(std::max(it->second->end_ms(), p.end_ms));
+  }
+  return m;
+}
+
+// Writes this rank's part of the checkpoint after `steps` steps and reports its files.
+void CommitPart(CoordinatorClient& client, const RunConfig& config, HdpStep& hdp, int world,
+                uint64_t generation, uint64_t steps) {
+  const std::string dir = CheckpointStepDir(config, steps);
+  proto::CheckpointPart part;
+  part.set_rank(hdp.rank());
+  part.set_step(steps);
+  part.set_generation(generation);
+  for (const std::string& name :
+       WriteCheckpointPart(dir, hdp.rank(), world, hdp.model(), hdp.sync())) {
+    MappedFile f(dir + "/" + name);
+    proto::FileDigest* d = part.add_files();
+    d->set_name(name);
+    d->set_bytes(f.size());
+    d->set_fnv1a64(Hex16(Fnv1a64(f.data(), f.size())));
+  }
+  client.CommitCheckpoint(part);
+}
+
+// The steps from the job's start step to its end, each: fetch the plan, run it, report,
+// checkpoint when the plan says so.
+void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, const RunConfig& config,
+                MpiCommunicator& comm, HeartbeatThread& heartbeat) {
+  const int rank = comm.rank(), world = comm.size();
+  const uint64_t generation = job.generation();
+  // Ring exchanges get a communicator of their own, so their tags never meet the collectives'.
+  mpi::Comm ring_comm(MPI_COMM_WORLD);
+  MpiRingLink link(ring_comm.get(), comm.options().deadline);
+  std::vector<IndexedDataset> datasets;
+  for (const auto& [weight, prefix] : ParseBlend(config.data.path))
+    datasets.push_back(IndexedDataset::Open(prefix));
+  HdpStepOptions step_options;
+  step_options.capacity = config.training.micro_batch_tokens;
+  step_options.checkpoint_layers.assign(config.model.layers,
+                                        config.training.checkpoint_activations);
+  HdpStep hdp(config.model, step_options, comm, link, config.adamw());
+  hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
+  if (!job.resume_checkpoint().empty())
+    LoadCheckpointParts(job.resume_checkpoint(), hdp.model(), hdp.sync());
+  const LrSchedule schedule = config.schedule();
+  int64_t sync_bytes = 0;  // reduce-scatter + all-gather of every parameter, per step
+  for (const Tensor& p : hdp.model().params()) sync_bytes += p.bytes();
+  sync_bytes = sync_bytes * 2 * (world - 1) / world;
+  TraceFile trace = OpenTrace(rank);
+  for (uint64_t step = job.start_step(); step < job.total_steps(); ++step) {
+    heartbeat.SetStep(step);
+    comm.SetStep(static_cast<int64_t>(step));
+    const auto t0 = std::chrono::steady_clock::now();
+    proto::PlanRequest req;
+    req.set_rank(rank);
+    req.set_step(step);
+    req.set_generation(generation);
+    const proto::PlanReply reply = client.GetPlan(req);
+    StepTimes times;
+    times.fetch_ms = MsSince(t0);
+    SM_CHECK(reply.plan().step() == step)
+        << "asked for the plan of step " << step << ", got step " << reply.plan().step();
+    SM_CHECK(reply.batch_size() == reply.plan().sequences_size())
+        << "step " << step << ": " << reply.batch_size() << " batch entries for "
+        << reply.plan().sequences_size() << " plan sequences";
+    auto read = [&](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+      ReadPlannedTokens(reply, datasets, seq, begin, end, out);
+    };
+    const double wait_before = link.wait_ms();
+    const float lr = schedule.At(static_cast<int64_t>(step));
+    const HdpStepResult done = hdp.Run(reply.plan(), reply.target_tokens(), read, lr,
+                                       static_cast<float>(config.training.grad_clip));
+    times.ring_wait_ms = link.wait_ms() - wait_before;
+    times.step_ms = MsSince(t0);
+    if (trace) WriteTrace(trace.get(), rank, reply.plan(), done.run, times);
+    client.ReportMetrics(MetricsOf(rank, step, generation, done, lr, times, sync_bytes));
+    if (reply.checkpoint_after()) CommitPart(client, config, hdp, world, generation, step + 1);
+  }
+  // Every rank's last commit is in before anyone leaves (the coordinator then finishes).
+  comm.Barrier();
+}
+
 }  // namespace
 
 int RunWorkerRank(const WorkerArgs& args) {
@@ -103,174 +311,19 @@ int RunWorkerRank(const WorkerArgs& args) {
   reg.set_pid(getpid());
   const proto::RegisterReply job = client.Register(reg);
   const RunConfig config = RunConfig::Parse(job.config_toml(), "the coordinator's configuration");
-  const uint64_t generation = job.generation();
   SetNumThreads(static_cast<int>(config.training.threads));
 
   // Heartbeats start at once: building the model may take longer than the timeout.
-  std::atomic<uint64_t> current_step{job.start_step()};
-  std::atomic<bool> finished{false};
-  std::thread heartbeat([&] {
-    const auto period = std::chrono::milliseconds(std::max<int64_t>(
-        50, static_cast<int64_t>(config.distributed.heartbeat_timeout_s * 1000 / 5)));
-    int failures = 0;
-    while (!finished.load()) {
-      proto::HeartbeatRequest hb;
-      hb.set_rank(rank);
-      hb.set_step(current_step.load());
-      hb.set_generation(generation);
-      try {
-        const proto::HeartbeatReply r = client.Heartbeat(hb);
-        failures = 0;
-        if (r.abort()) Die(rank, "the coordinator stops the job: " + r.reason());
-      } catch (const Error& e) {
-        // The coordinator is gone (or unreachable) for longer than a heartbeat timeout.
-        if (++failures * period.count() >= config.distributed.heartbeat_timeout_s * 1000)
-          Die(rank, std::string("lost the coordinator: ") + e.what());
-      }
-      for (int i = 0; i < 10 && !finished.load(); ++i) std::this_thread::sleep_for(period / 10);
-    }
-  });
-
+  HeartbeatThread heartbeat(client, rank, job.generation(), job.start_step(),
+                            config.distributed.heartbeat_timeout_s);
   // Any error from here on ends the process at once (Die), whatever MPI state it leaves.
   try {
     MpiCommunicator comm(MPI_COMM_WORLD, CommOptions{std::chrono::milliseconds(static_cast<int64_t>(
                                              config.distributed.comm_deadline_s * 1000))});
-    // Ring exchanges get a communicator of their own, so their tags never meet the collectives'.
-    mpi::Comm ring_comm(MPI_COMM_WORLD);
-    MpiRingLink link(ring_comm.get(), comm.options().deadline);
-
-    std::vector<IndexedDataset> datasets;
-    for (const auto& [weight, prefix] : ParseBlend(config.data.path))
-      datasets.push_back(IndexedDataset::Open(prefix));
-
-    HdpStepOptions step_options;
-    step_options.capacity = config.training.micro_batch_tokens;
-    step_options.checkpoint_layers.assign(config.model.layers,
-                                          config.training.checkpoint_activations);
-    HdpStep hdp(config.model, step_options, comm, link, config.adamw());
-    Model& model = hdp.model();
-    model.InitRandom(static_cast<uint64_t>(config.training.seed));
-    if (!job.resume_checkpoint().empty())
-      LoadCheckpointParts(job.resume_checkpoint(), model, hdp.sync());
-    const LrSchedule schedule = config.schedule();
-    int64_t sync_bytes = 0;  // reduce-scatter + all-gather of every parameter, per step
-    for (const Tensor& p : model.params()) sync_bytes += p.bytes();
-    sync_bytes = sync_bytes * 2 * (world - 1) / world;
-
-    // SEQMESH_TRACE=DIR: each rank writes DIR/rank<R>.jsonl, a line per step with its phases
-    // and every forward + backward pass against the plan's estimate (bench/hdp_e2e.sh reads it).
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> trace(nullptr, &std::fclose);
-    if (const char* dir = std::getenv("SEQMESH_TRACE"); dir && *dir) {
-      const std::string path = std::string(dir) + "/rank" + std::to_string(rank) + ".jsonl";
-      trace.reset(std::fopen(path.c_str(), "w"));
-      SM_CHECK(trace) << "SEQMESH_TRACE: cannot write " << path;
-    }
-    for (uint64_t step = job.start_step(); step < job.total_steps(); ++step) {
-      current_step.store(step);
-      comm.SetStep(static_cast<int64_t>(step));
-      const auto t0 = std::chrono::steady_clock::now();
-      proto::PlanRequest req;
-      req.set_rank(rank);
-      req.set_step(step);
-      req.set_generation(generation);
-      const proto::PlanReply reply = client.GetPlan(req);
-      const auto t_plan = std::chrono::steady_clock::now();
-      SM_CHECK(reply.plan().step() == step)
-          << "asked for the plan of step " << step << ", got step " << reply.plan().step();
-      SM_CHECK(reply.batch_size() == reply.plan().sequences_size())
-          << "step " << step << ": " << reply.batch_size() << " batch entries for "
-          << reply.plan().sequences_size() << " plan sequences";
-      auto read = [&](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
-        const proto::BatchSequence& b = reply.batch(static_cast<int>(seq));
-        SM_CHECK(b.dataset() < datasets.size())
-            << "step " << step << ": batch entry " << seq << " names dataset " << b.dataset()
-            << " of " << datasets.size();
-        const IndexedDataset& ds = datasets[b.dataset()];
-        SM_CHECK(b.sequence() < static_cast<uint64_t>(ds.num_sequences()) &&
-                 static_cast<uint64_t>(ds.Length(b.sequence())) == b.length())
-            << "step " << step << ": sequence " << b.sequence() << " of dataset " << b.dataset()
-            << " does not have the planned length " << b.length()
-            << " (the coordinator and this worker read different data?)";
-        ds.ReadRange(b.sequence(), begin, end - begin, out);
-      };
-      const double wait_before = link.wait_ms();
-      const float lr = schedule.At(static_cast<int64_t>(step));
-      const HdpStepResult done = hdp.Run(reply.plan(), reply.target_tokens(), read, lr,
-                                         static_cast<float>(config.training.grad_clip));
-      const StepResult& r = done.run;
-      const double norm = done.grad_norm;
-      const double ring_wait_ms = link.wait_ms() - wait_before;
-      const double step_ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      if (trace) {
-        const double fetch_ms = std::chrono::duration<double, std::milli>(t_plan - t0).count();
-        std::fprintf(
-            trace.get(),
-            "{\"step\":%llu,\"rank\":%d,\"fetch_ms\":%.3f,\"compute_ms\":%.3f,"
-            "\"step_ms\":%.3f,\"estimated_step_ms\":%.3f,\"ring_wait_ms\":%.3f,\"passes\":[",
-            static_cast<unsigned long long>(step), rank, fetch_ms, r.compute_ms, step_ms,
-            reply.plan().estimated_step_ms(), ring_wait_ms);
-        const proto::RankPlan& mine = reply.plan().ranks(rank);
-        for (size_t i = 0; i < r.passes.size(); ++i) {
-          const PassTiming& p = r.passes[i];
-          const proto::MicroBatch& mb = mine.micro_batches(p.micro_batch);
-          // [micro-batch, segment, ring size, tokens, start, end, estimated start, duration]
-          std::fprintf(trace.get(), "%s[%d,%d,%d,%lld,%.3f,%.3f,%.3f,%.3f]", i ? "," : "",
-                       p.micro_batch, p.segment, p.ring_size, static_cast<long long>(p.tokens),
-                       p.start_ms, p.end_ms, mb.estimated_start_ms(), mb.estimated_duration_ms());
-        }
-        std::fprintf(trace.get(), "]}\n");
-        std::fflush(trace.get());
-      }
-
-      proto::MetricsReport m;
-      m.set_rank(rank);
-      m.set_step(step);
-      m.set_generation(generation);
-      m.set_loss(r.loss);
-      m.set_tokens(r.tokens);
-      m.set_grad_norm(norm);
-      m.set_lr(lr);
-      m.set_step_ms(step_ms);
-      m.set_compute_ms(r.compute_ms);
-      m.set_bytes_sent(r.ring_bytes_sent + sync_bytes);
-      m.set_micro_batches(r.micro_batches);
-      // Per micro-batch: its first pass's start to its last pass's end (the coordinator's refit).
-      std::map<int, proto::MicroBatchTiming*> timing;
-      for (const PassTiming& p : r.passes) {
-        auto [it, fresh] = timing.try_emplace(p.micro_batch, nullptr);
-        if (fresh) {
-          it->second = m.add_micro_batch_times();
-          it->second->set_micro_batch(static_cast<uint32_t>(p.micro_batch));
-          it->second->set_start_ms(p.start_ms);
-        }
-        it->second->set_end_ms(std::max(it->second->end_ms(), p.end_ms));
-      }
-      client.ReportMetrics(m);
-
-      if (reply.checkpoint_after()) {
-        const std::string dir = CheckpointStepDir(config, step + 1);
-        proto::CheckpointPart part;
-        part.set_rank(rank);
-        part.set_step(step + 1);
-        part.set_generation(generation);
-        for (const std::string& name : WriteCheckpointPart(dir, rank, world, model, hdp.sync())) {
-          MappedFile f(dir + "/" + name);
-          proto::FileDigest* d = part.add_files();
-          d->set_name(name);
-          d->set_bytes(f.size());
-          d->set_fnv1a64(Hex16(Fnv1a64(f.data(), f.size())));
-        }
-        client.CommitCheckpoint(part);
-      }
-    }
-    // Every rank's last commit is in before anyone leaves (the coordinator then finishes).
-    comm.Barrier();
+    TrainSteps(client, job, config, comm, heartbeat);
   } catch (const Error& e) {
     Die(rank, e.what());
   }
-  finished.store(true);
-  heartbeat.join();
   return 0;
 }
 

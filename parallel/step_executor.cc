@@ -28,6 +28,8 @@ class CountingLink : public RingLink {
   int64_t bytes_ = 0;
 };
 
+}  // namespace
+
 // A micro-batch under construction: each document is some token ranges of one sequence, with
 // next-token targets and positions taken in the whole sequence.
 struct PackedBatch {
@@ -61,6 +63,8 @@ struct PackedBatch {
   }
 };
 
+namespace {
+
 double MsSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
@@ -76,26 +80,11 @@ struct Pass {
 StepExecutor::StepExecutor(Model& model, RingLink& link, int rank)
     : model_(model), link_(link), rank_(rank) {}
 
-StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens,
-                             const TokenReader& read) {
-  SM_CHECK(rank_ >= 0 && rank_ < plan.num_ranks() && plan.ranks_size() == plan.num_ranks())
-      << "step " << plan.step() << ": the plan has " << plan.ranks_size() << " rank entries for "
-      << plan.num_ranks() << " ranks; this is rank " << rank_;
-  const proto::RankPlan& mine = plan.ranks(rank_);
-  SM_CHECK(mine.rank() == rank_) << "step " << plan.step() << ": plan entry " << rank_
-                                 << " is for rank " << mine.rank();
-  SM_CHECK(target_tokens > 0) << "step " << plan.step() << ": the global batch has no targets";
-  for (int i = 0; i < plan.sequences_size(); ++i)
-    SM_CHECK(plan.sequences(i).id() == static_cast<uint64_t>(i))
-        << "step " << plan.step() << ": sequence entry " << i << " has id "
-        << plan.sequences(i).id() << " (ids must be the batch indices)";
-  auto length_of = [&](uint64_t id) -> int64_t {
-    SM_CHECK(id < static_cast<uint64_t>(plan.sequences_size()))
-        << "step " << plan.step() << ": segment names sequence " << id << " of "
-        << plan.sequences_size();
-    return static_cast<int64_t>(plan.sequences(id).length());
-  };
+namespace {
 
+// A rank's passes in plan order: a local micro-batch is one pass, a ring micro-batch one per
+// segment.
+std::vector<Pass> PassesOf(const proto::StepPlan& plan, const proto::RankPlan& mine, int rank) {
   std::vector<Pass> passes;
   for (int m = 0; m < mine.micro_batches_size(); ++m) {
     const proto::MicroBatch& mb = mine.micro_batches(m);
@@ -103,12 +92,89 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
       passes.push_back({m, -1});
     } else {
       SM_CHECK(mb.segments_size() > 0)
-          << "step " << plan.step() << ": rank " << rank_ << "'s ring micro-batch " << m
+          << "step " << plan.step() << ": rank " << rank << "'s ring micro-batch " << m
           << " holds no tokens of its ring";
       for (int s = 0; s < mb.segments_size(); ++s) passes.push_back({m, s});
     }
   }
+  return passes;
+}
 
+}  // namespace
+
+int64_t StepExecutor::LengthOf(const proto::StepPlan& plan, uint64_t id) const {
+  SM_CHECK(id < static_cast<uint64_t>(plan.sequences_size()))
+      << "step " << plan.step() << ": segment names sequence " << id << " of "
+      << plan.sequences_size();
+  return static_cast<int64_t>(plan.sequences(id).length());
+}
+
+void StepExecutor::CheckPlan(const proto::StepPlan& plan, uint64_t target_tokens) const {
+  SM_CHECK(rank_ >= 0 && rank_ < plan.num_ranks() && plan.ranks_size() == plan.num_ranks())
+      << "step " << plan.step() << ": the plan has " << plan.ranks_size() << " rank entries for "
+      << plan.num_ranks() << " ranks; this is rank " << rank_;
+  SM_CHECK(plan.ranks(rank_).rank() == rank_) << "step " << plan.step() << ": plan entry " << rank_
+                                              << " is for rank " << plan.ranks(rank_).rank();
+  SM_CHECK(target_tokens > 0) << "step " << plan.step() << ": the global batch has no targets";
+  for (int i = 0; i < plan.sequences_size(); ++i)
+    SM_CHECK(plan.sequences(i).id() == static_cast<uint64_t>(i))
+        << "step " << plan.step() << ": sequence entry " << i << " has id "
+        << plan.sequences(i).id() << " (ids must be the batch indices)";
+}
+
+// Packs one local micro-batch: each segment's ranges as one document.
+void StepExecutor::PackLocal(const proto::StepPlan& plan, const proto::MicroBatch& mb,
+                             const TokenReader& read, PackedBatch& packed) const {
+  for (const proto::Segment& seg : mb.segments()) {
+    const int64_t len = LengthOf(plan, seg.sequence_id());
+    for (const proto::TokenRange& r : seg.ranges()) {
+      SM_CHECK(r.begin() < r.end() && r.end() <= static_cast<uint64_t>(len))
+          << "step " << plan.step() << ": range [" << r.begin() << ", " << r.end()
+          << ") of sequence " << seg.sequence_id() << " (length " << len << ")";
+      packed.AddRange(read, seg.sequence_id(), len, r.begin(), r.end());
+    }
+    packed.EndDocument();
+  }
+}
+
+// Packs this rank's zigzag chunks of one ring segment and returns the ring attention that runs
+// its attention; the plan's ranges must be the chunks parallel's ZigzagLayout gives.
+std::unique_ptr<RingAttention> StepExecutor::PackRing(const proto::StepPlan& plan,
+                                                      const proto::MicroBatch& mb,
+                                                      const proto::Segment& seg,
+                                                      const TokenReader& read, RingLink& link,
+                                                      PackedBatch& packed) const {
+  const int64_t len = LengthOf(plan, seg.sequence_id());
+  const int d = mb.ring_size(), pos = mb.ring_position();
+  SM_CHECK(pos >= 0 && pos < d && mb.ring(pos) == rank_)
+      << "step " << plan.step() << ": rank " << rank_ << " is not at position " << pos
+      << " of its ring";
+  const ZigzagLayout layout(len, d);
+  std::vector<std::pair<uint64_t, uint64_t>> expected, got;
+  for (int which = 0; which < 2; ++which) {
+    const int c = layout.LocalChunk(pos, which);
+    if (layout.ChunkEnd(c) > layout.ChunkBegin(c))
+      expected.emplace_back(layout.ChunkBegin(c), layout.ChunkEnd(c));
+  }
+  for (const proto::TokenRange& r : seg.ranges()) got.emplace_back(r.begin(), r.end());
+  SM_CHECK(got == expected) << "step " << plan.step() << ": sequence " << seg.sequence_id()
+                            << " (length " << len << ") at ring position " << pos << " of " << d
+                            << ": the plan's token ranges are not the zigzag chunks this worker "
+                               "runs";
+  for (auto [b, e] : expected) packed.AddRange(read, seg.sequence_id(), len, b, e);
+  packed.EndDocument();
+  const ModelConfig& c = model_.config();
+  return std::make_unique<RingAttention>(
+      AttentionDims{static_cast<int>(c.heads), static_cast<int>(c.kv_heads),
+                    static_cast<int>(c.head_dim())},
+      layout, pos, std::vector<int>(mb.ring().begin(), mb.ring().end()), link);
+}
+
+StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens,
+                             const TokenReader& read) {
+  CheckPlan(plan, target_tokens);
+  const proto::RankPlan& mine = plan.ranks(rank_);
+  const std::vector<Pass> passes = PassesOf(plan, mine, rank_);
   CountingLink link(link_);
   StepResult result;
   const float normalizer = static_cast<float>(target_tokens);
@@ -117,44 +183,10 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
     const proto::MicroBatch& mb = mine.micro_batches(passes[p].micro_batch);
     PackedBatch packed;
     std::unique_ptr<RingAttention> ring_attention;
-    if (passes[p].segment < 0) {
-      for (const proto::Segment& seg : mb.segments()) {
-        const int64_t len = length_of(seg.sequence_id());
-        for (const proto::TokenRange& r : seg.ranges()) {
-          SM_CHECK(r.begin() < r.end() && r.end() <= static_cast<uint64_t>(len))
-              << "step " << plan.step() << ": range [" << r.begin() << ", " << r.end()
-              << ") of sequence " << seg.sequence_id() << " (length " << len << ")";
-          packed.AddRange(read, seg.sequence_id(), len, r.begin(), r.end());
-        }
-        packed.EndDocument();
-      }
-    } else {
-      const proto::Segment& seg = mb.segments(passes[p].segment);
-      const int64_t len = length_of(seg.sequence_id());
-      const int d = mb.ring_size(), pos = mb.ring_position();
-      SM_CHECK(pos >= 0 && pos < d && mb.ring(pos) == rank_)
-          << "step " << plan.step() << ": rank " << rank_ << " is not at position " << pos
-          << " of its ring";
-      const ZigzagLayout layout(len, d);
-      std::vector<std::pair<uint64_t, uint64_t>> expected, got;
-      for (int which = 0; which < 2; ++which) {
-        const int c = layout.LocalChunk(pos, which);
-        if (layout.ChunkEnd(c) > layout.ChunkBegin(c))
-          expected.emplace_back(layout.ChunkBegin(c), layout.ChunkEnd(c));
-      }
-      for (const proto::TokenRange& r : seg.ranges()) got.emplace_back(r.begin(), r.end());
-      SM_CHECK(got == expected)
-          << "step " << plan.step() << ": sequence " << seg.sequence_id() << " (length " << len
-          << ") at ring position " << pos << " of " << d
-          << ": the plan's token ranges are not the zigzag chunks this worker runs";
-      for (auto [b, e] : expected) packed.AddRange(read, seg.sequence_id(), len, b, e);
-      packed.EndDocument();
-      const ModelConfig& c = model_.config();
-      ring_attention = std::make_unique<RingAttention>(
-          AttentionDims{static_cast<int>(c.heads), static_cast<int>(c.kv_heads),
-                        static_cast<int>(c.head_dim())},
-          layout, pos, std::vector<int>(mb.ring().begin(), mb.ring().end()), link);
-    }
+    if (passes[p].segment < 0)
+      PackLocal(plan, mb, read, packed);
+    else
+      ring_attention = PackRing(plan, mb, mb.segments(passes[p].segment), read, link, packed);
     Batch batch = packed.View();
     if (ring_attention) {
       batch.split_doc = 0;

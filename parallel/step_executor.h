@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "parallel/ring_attention.h"
@@ -45,6 +46,8 @@ struct StepResult {
   std::vector<PassTiming> passes;
 };
 
+struct PackedBatch;  // a micro-batch under construction (step_executor.cc)
+
 class StepExecutor {
  public:
   // `link` carries ring exchanges between world ranks; `rank` is this rank's world rank.
@@ -57,6 +60,14 @@ class StepExecutor {
   bool in_last_backward() const { return in_last_backward_; }
 
  private:
+  void CheckPlan(const proto::StepPlan& plan, uint64_t target_tokens) const;
+  int64_t LengthOf(const proto::StepPlan& plan, uint64_t id) const;
+  void PackLocal(const proto::StepPlan& plan, const proto::MicroBatch& mb, const TokenReader& read,
+                 PackedBatch& packed) const;
+  std::unique_ptr<RingAttention> PackRing(const proto::StepPlan& plan, const proto::MicroBatch& mb,
+                                          const proto::Segment& seg, const TokenReader& read,
+                                          RingLink& link, PackedBatch& packed) const;
+
   Model& model_;
   RingLink& link_;
   int rank_;
