@@ -17,27 +17,13 @@
 
 #include "launch/command.h"
 #include "launch/coordinator.h"
+#include "launch/flags.h"
 #include "launch/stop_signals.h"
 #include "runtime/check.h"
 #include "runtime/files.h"
 
 namespace seqmesh::launch {
 namespace {
-
-constexpr char kHelp[] =
-    "usage: seqmesh coordinator --config FILE --world-size N [--address 127.0.0.1] [--port 0]\n"
-    "           [--port-file F] [--token-file F] [--job-id ID] [--tls-cert F --tls-key F\n"
-    "           [--tls-client-ca F]]\n"
-    "           [--resume] [--section.key=value ...]\n"
-    "  Plans every step of the job for N worker ranks and serves the plans over gRPC.\n"
-    "  --port 0        pick a free port; --port-file F receives it (written atomically)\n"
-    "  --token-file F  the job token (else the environment variable SEQMESH_JOB_TOKEN);\n"
-    "                  every worker call must carry it\n"
-    "  --tls-cert/key  PEM files: serve over TLS (workers need the certificate as root)\n"
-    "  --tls-client-ca F  mutual TLS: refuse clients without a certificate this CA signed\n"
-    "  --resume        continue from the newest committed checkpoint in <checkpoint.dir>\n"
-    "  exit status: 0 finished, 3 a worker was declared dead, 128+S stopped by signal S,\n"
-    "  1 any other error\n";
 
 constexpr int kExitWorkerDead = 3;
 
@@ -46,74 +32,49 @@ bool IsLoopback(const std::string& address) {
          address.rfind("127.", 0) == 0;
 }
 
-int ParseInt(const std::string& flag, const std::string& value, int lo, int hi) {
-  size_t used = 0;
-  int v = 0;
-  try {
-    v = std::stoi(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  SM_CHECK(used == value.size() && !value.empty() && v >= lo && v <= hi)
-      << flag << " must be an integer in [" << lo << ", " << hi << "], got '" << value << "'";
-  return v;
-}
-
 }  // namespace
 
 int RunCoordinator(const Args& args) {
   StopSignals signals;  // first: before gRPC starts its threads
   std::string config_path, port_file, token_file, job_id;
-  int world_size = 0;
+  int64_t world_size = 0, port = 0;
   ServerOptions server_options;
   bool resume = false;
   std::vector<std::string> overrides;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> const std::string& {
-      SM_CHECK(i + 1 < args.size()) << a << " needs a value";
-      return args[++i];
-    };
-    if (a == "--help") {
-      std::cout << kHelp;
-      return 0;
-    } else if (a == "--config") {
-      config_path = value();
-    } else if (a == "--world-size") {
-      world_size = ParseInt(a, value(), 1, 1 << 20);
-    } else if (a == "--address") {
-      server_options.address = value();
-    } else if (a == "--port") {
-      server_options.port = ParseInt(a, value(), 0, 65535);
-    } else if (a == "--port-file") {
-      port_file = value();
-    } else if (a == "--token-file") {
-      token_file = value();
-    } else if (a == "--job-id") {
-      job_id = value();
-    } else if (a == "--tls-cert") {
-      server_options.tls_cert_file = value();
-    } else if (a == "--tls-key") {
-      server_options.tls_key_file = value();
-    } else if (a == "--tls-client-ca") {
-      server_options.tls_client_ca_file = value();
-    } else if (a == "--resume") {
-      resume = true;
-    } else {
-      SM_CHECK(a.rfind("--", 0) == 0 && a.find('=') != std::string::npos)
-          << "unknown argument '" << a << "' (overrides look like --section.key=value)\n"
-          << kHelp;
-      overrides.push_back(a);
-    }
-  }
-  SM_CHECK(!config_path.empty()) << "missing --config FILE\n" << kHelp;
-  SM_CHECK(world_size > 0) << "missing --world-size N\n" << kHelp;
+  FlagParser flags(
+      "coordinator",
+      "plan and serve the steps of a multi-process job for N worker ranks over gRPC (exit status: "
+      "0 finished, 3 a worker was declared dead, 128+S stopped by signal S, 1 any other error)",
+      "seqmesh coordinator --config examples/hdp.toml --world-size 4 --port-file port "
+      "--token-file token");
+  flags.String("--config", "FILE", &config_path, "the run's TOML configuration", Required::kYes)
+      .Int("--world-size", "N", &world_size, "worker ranks of the job", 1, Required::kYes)
+      .String("--address", "ADDR", &server_options.address,
+              "the interface to serve on (loopback unless told otherwise)")
+      .Int("--port", "P", &port, "the port; 0 picks a free one", 0)
+      .String("--port-file", "F", &port_file, "write the chosen port to F (atomically)")
+      .String("--token-file", "F", &token_file,
+              "the job token (else SEQMESH_JOB_TOKEN); every worker call must carry it")
+      .String("--job-id", "ID", &job_id, "the job's name (default: host-pid-time)")
+      .String("--tls-cert", "F", &server_options.tls_cert_file,
+              "PEM certificate: serve over TLS (workers need it as their root)")
+      .String("--tls-key", "F", &server_options.tls_key_file, "PEM key of --tls-cert")
+      .String("--tls-client-ca", "F", &server_options.tls_client_ca_file,
+              "mutual TLS: refuse clients without a certificate this CA signed")
+      .Switch("--resume", &resume,
+              "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .ConfigOverrides(&overrides);
+  if (!flags.Parse(args)) return 0;
+  SM_CHECK(world_size <= (1 << 20))
+      << "--world-size must be an integer in [1, " << (1 << 20) << "], got '" << world_size << "'";
+  SM_CHECK(port <= 65535) << "--port must be an integer in [0, 65535], got '" << port << "'";
+  server_options.port = static_cast<int>(port);
   const bool tls = !server_options.tls_cert_file.empty();
   if (!tls && !IsLoopback(server_options.address))
     std::cerr << "coordinator: warning: serving " << server_options.address
               << " without TLS: the job token crosses the network in clear text\n";
   CoordinatorOptions options;
-  options.world_size = world_size;
+  options.world_size = static_cast<int>(world_size);
   options.token = ReadJobToken(token_file);
   options.resume = resume;
   if (job_id.empty()) {

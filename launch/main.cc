@@ -26,7 +26,8 @@ constexpr Command kCommands[] = {
 void Usage(std::ostream& os) {
   os << "usage: seqmesh <command> [flags]\n\ncommands:\n";
   for (const Command& c : kCommands) os << "  " << c.name << "  " << c.summary << "\n";
-  os << "\n`seqmesh <command> --help` describes a command's flags.\n";
+  os << "  help  describe a command: seqmesh help <command>\n";
+  os << "\n`seqmesh <command> --help` (or -h) describes a command's flags.\n";
 }
 
 }  // namespace
@@ -38,8 +39,16 @@ int main(int argc, char** argv) {
     Usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? 2 : 0;
   }
+  // `seqmesh help CMD` is `seqmesh CMD --help`.
+  const bool help = !std::strcmp(argv[1], "help");
+  if (help && argc < 3) {
+    Usage(std::cout);
+    return 0;
+  }
+  const char* name = help ? argv[2] : argv[1];
   for (const Command& c : kCommands) {
-    if (std::strcmp(argv[1], c.name) != 0) continue;
+    if (std::strcmp(name, c.name) != 0) continue;
+    if (help) return c.run({"--help"});
     try {
       return c.run(Args(argv + 2, argv + argc));
     } catch (const std::exception& e) {
@@ -47,7 +56,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::cerr << "seqmesh: unknown command '" << argv[1] << "'\n";
+  std::cerr << "seqmesh: unknown command '" << name << "'\n";
   Usage(std::cerr);
   return 2;
 }

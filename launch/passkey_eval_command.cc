@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "launch/command.h"
+#include "launch/flags.h"
 #include "runtime/check.h"
 #include "runtime/hf_checkpoint.h"
 #include "runtime/indexed_dataset.h"
@@ -20,29 +21,17 @@ namespace seqmesh::launch {
 int RunPasskeyEval(const Args& args) {
   std::string model_dir, data;
   int64_t answer = 5, last = 200, threads = 2;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help") {
-      std::cout << "usage: seqmesh passkey-eval --model DIR --data PREFIX [--answer-tokens 5] "
-                   "[--last 200] [--threads 2]\n";
-      return 0;
-    }
-    SM_CHECK(i + 1 < args.size()) << a << " needs a value";
-    const std::string v = args[++i];
-    if (a == "--model")
-      model_dir = v;
-    else if (a == "--data")
-      data = v;
-    else if (a == "--answer-tokens")
-      answer = std::stoll(v);
-    else if (a == "--last")
-      last = std::stoll(v);
-    else if (a == "--threads")
-      threads = std::stoll(v);
-    else
-      SM_CHECK(false) << "unknown flag " << a;
-  }
-  SM_CHECK(!model_dir.empty() && !data.empty()) << "--model and --data are required";
+  FlagParser flags("passkey-eval", "score a model's retrieval on synth documents",
+                   "seqmesh passkey-eval --model runs/passkey/checkpoints/step-00000300 "
+                   "--data data/passkey");
+  flags
+      .String("--model", "DIR", &model_dir, "a Hugging Face model directory (a checkpoint)",
+              Required::kYes)
+      .String("--data", "PREFIX", &data, "the synth dataset", Required::kYes)
+      .Int("--answer-tokens", "K", &answer, "the answer's tokens before EOS", 1)
+      .Int("--last", "N", &last, "score the last N documents", 1)
+      .Int("--threads", "T", &threads, "CPU threads", 1);
+  if (!flags.Parse(args)) return 0;
   SetNumThreads(static_cast<int>(threads));
   const IndexedDataset ds = IndexedDataset::Open(data);
   const int64_t n = ds.num_sequences();

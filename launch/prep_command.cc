@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "launch/command.h"
+#include "launch/flags.h"
 #include "runtime/check.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/json.h"
@@ -30,37 +31,15 @@ int RunPrep(const Args& args) {
   bool jsonl = false, eos = true;
   int64_t max_length = 0;
   std::vector<std::string> inputs;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--help") {
-      std::cout << "usage: seqmesh prep --output PREFIX [--jsonl] [--no-eos] [--max-length L] "
-                   "FILE...\n";
-      return 0;
-    }
-    if (args[i] == "--output") {
-      SM_CHECK(i + 1 < args.size()) << "--output needs a prefix";
-      output = args[++i];
-    } else if (args[i] == "--jsonl") {
-      jsonl = true;
-    } else if (args[i] == "--no-eos") {
-      eos = false;
-    } else if (args[i] == "--max-length") {
-      SM_CHECK(i + 1 < args.size()) << "--max-length needs a token count";
-      const std::string v = args[++i];
-      size_t used = 0;
-      try {
-        max_length = std::stoll(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      SM_CHECK(used == v.size() && max_length >= 2)
-          << "--max-length must be an integer >= 2, got '" << v << "'";
-    } else {
-      SM_CHECK(args[i].rfind("--", 0) != 0) << "unknown flag " << args[i];
-      inputs.push_back(args[i]);
-    }
-  }
-  SM_CHECK(!output.empty()) << "missing --output PREFIX";
-  SM_CHECK(!inputs.empty()) << "no input files";
+  FlagParser flags("prep", "tokenize text or JSONL files into a Megatron indexed dataset",
+                   "seqmesh prep --max-length 4096 --output data/example/hdp data/example/text");
+  flags.String("--output", "PREFIX", &output, "write PREFIX.bin and PREFIX.idx", Required::kYes)
+      .Switch("--jsonl", &jsonl, "the inputs are JSON lines with a \"text\" field")
+      .Unset("--no-eos", &eos, "do not end each document with the EOS token")
+      .Int("--max-length", "L", &max_length,
+           "cut documents into pieces of at most L tokens (0: never cut)", 2)
+      .Positional("FILE", &inputs, "text or JSONL files, or folders of them", Required::kYes);
+  if (!flags.Parse(args)) return 0;
   std::vector<std::string> files;
   for (const std::string& in : inputs) {
     if (!std::filesystem::is_directory(in)) {

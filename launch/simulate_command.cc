@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "launch/command.h"
+#include "launch/flags.h"
 #include "runtime/check.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/gantt.h"
@@ -25,29 +26,6 @@
 namespace seqmesh::launch {
 namespace {
 
-constexpr char kHelp[] =
-    "usage: seqmesh simulate --ranks N --capacity C --batch-tokens B --context L\n"
-    "           --lengths NAME|FILE|INDEX.idx --cost FILE [--seeds K] [--json]\n"
-    "           [--gantt out.svg] [--offload] [--no-widen] [--planners a,b,...]\n"
-    "  --lengths  byted-like, github-like, a lengths file (`upper_bound probability` or\n"
-    "             `=tokens probability` per line) or a Megatron .idx index\n"
-    "  sizes accept K (1024) and M (1048576) suffixes\n";
-
-int64_t ParseSize(const std::string& flag, const std::string& v) {
-  SM_CHECK(!v.empty()) << flag << " needs a value";
-  int64_t mult = 1;
-  std::string digits = v;
-  char last = v.back();
-  if (last == 'K' || last == 'k') mult = 1024;
-  if (last == 'M' || last == 'm') mult = 1024 * 1024;
-  if (mult != 1) digits.pop_back();
-  char* end = nullptr;
-  long long n = std::strtoll(digits.c_str(), &end, 10);
-  SM_CHECK(!digits.empty() && *end == '\0') << flag << ": '" << v << "' is not a size";
-  SM_CHECK(n > 0) << flag << " must be > 0, got " << v;
-  return n * mult;
-}
-
 struct Figures {
   double step = 0, bound = 0, speedup = 0, busy = 0, exposed = 0, plan_ms = 0;
 };
@@ -55,56 +33,43 @@ struct Figures {
 }  // namespace
 
 int RunSimulate(const Args& args) {
-  std::map<std::string, std::string> flags;
   bool json = false;
   scheduler::PlannerOptions options;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << kHelp;
-      return 0;
-    }
-    if (a == "--json") {
-      json = true;
-      continue;
-    }
-    if (a == "--offload") {
-      options.offload = true;
-      continue;
-    }
-    if (a == "--no-widen") {
-      options.widen = false;
-      continue;
-    }
-    static const char* kValued[] = {"--ranks",   "--capacity", "--batch-tokens",
-                                    "--context", "--lengths",  "--cost",
-                                    "--seeds",   "--gantt",    "--planners"};
-    bool known = false;
-    for (const char* k : kValued) known |= a == k;
-    SM_CHECK(known) << "unknown flag '" << a << "'\n" << kHelp;
-    SM_CHECK(i + 1 < args.size()) << a << " needs a value";
-    flags[a] = args[++i];
-  }
-  for (const char* required :
-       {"--ranks", "--capacity", "--batch-tokens", "--context", "--lengths", "--cost"})
-    SM_CHECK(flags.count(required)) << "missing " << required << "\n" << kHelp;
-  const int64_t ranks = ParseSize("--ranks", flags["--ranks"]);
+  int64_t ranks = 0, batch_tokens = 0, seeds = 5;
+  std::string lengths_arg, cost_file, gantt, planner_list = "static,naive,pow2,balanced";
+  bool no_widen = false;
+  FlagParser flags("simulate",
+                   "plan simulated global batches with every planner and compare step times",
+                   "seqmesh simulate --ranks 1024 --capacity 8K --batch-tokens 32M --context 1M "
+                   "--lengths github-like --cost scheduler/costs/h100-like.cost --seeds 5");
+  flags.Size("--ranks", "N", &ranks, "ranks of the simulated job", Required::kYes)
+      .Size("--capacity", "C", &options.capacity, "tokens per rank", Required::kYes)
+      .Size("--batch-tokens", "B", &batch_tokens, "tokens per global batch", Required::kYes)
+      .Size("--context", "L", &options.context, "the static mesh's pack length (>= C)",
+            Required::kYes)
+      .String("--lengths", "NAME|FILE|INDEX.idx", &lengths_arg,
+              "byted-like, github-like, a lengths file (`upper_bound probability` or `=tokens "
+              "probability` per line) or a Megatron .idx index",
+              Required::kYes)
+      .String("--cost", "FILE", &cost_file, "the cost model (seqmesh profile writes one)",
+              Required::kYes)
+      .Size("--seeds", "K", &seeds, "global batches drawn")
+      .Switch("--json", &json, "one JSON object per planner instead of the table")
+      .String("--gantt", "FILE", &gantt, "an SVG of the balanced plan of the first batch")
+      .Switch("--offload", &options.offload, "selective offload shrinks rings (Eq. 3)")
+      .Switch("--no-widen", &no_widen, "balanced: never widen rings past the minimum")
+      .String("--planners", "a,b,...", &planner_list, "the planners to compare");
+  if (!flags.Parse(args)) return 0;
+  if (no_widen) options.widen = false;
   SM_CHECK(ranks <= (1 << 20)) << "--ranks " << ranks << " is too large";
   options.num_ranks = static_cast<int>(ranks);
-  options.capacity = ParseSize("--capacity", flags["--capacity"]);
-  options.context = ParseSize("--context", flags["--context"]);
-  const int64_t batch_tokens = ParseSize("--batch-tokens", flags["--batch-tokens"]);
-  const int seeds = flags.count("--seeds") ? ParseSize("--seeds", flags["--seeds"]) : 5;
   SM_CHECK(options.context >= options.capacity)
       << "--context " << options.context << " must be >= --capacity " << options.capacity;
-  const auto cost = scheduler::LoadCostModel(flags["--cost"]);
-  const auto lengths = scheduler::LengthDistribution::FromArgument(flags["--lengths"]);
-  std::vector<std::string> planners = {"static", "naive", "pow2", "balanced"};
-  if (flags.count("--planners")) {
-    planners.clear();
-    std::stringstream list(flags["--planners"]);
-    for (std::string p; std::getline(list, p, ',');) planners.push_back(p);
-  }
+  const auto cost = scheduler::LoadCostModel(cost_file);
+  const auto lengths = scheduler::LengthDistribution::FromArgument(lengths_arg);
+  std::vector<std::string> planners;
+  std::stringstream list(planner_list);
+  for (std::string p; std::getline(list, p, ',');) planners.push_back(p);
 
   // The static mesh runs first on every batch, wherever the list puts it: the others' speedup
   // is against its step (listed before it, they had printed 0.00x).
@@ -130,9 +95,9 @@ int RunSimulate(const Args& args) {
       f.busy += m.busy_fraction;
       f.exposed += m.exposed_comm_fraction;
       f.plan_ms += plan_ms;
-      if (seed == 0 && name == "balanced" && flags.count("--gantt")) {
-        std::ofstream out(flags["--gantt"]);
-        SM_CHECK(out.good()) << "cannot write " << flags["--gantt"];
+      if (seed == 0 && name == "balanced" && !gantt.empty()) {
+        std::ofstream out(gantt);
+        SM_CHECK(out.good()) << "cannot write " << gantt;
         out << scheduler::GanttSvg(cost, plan);
       }
     }

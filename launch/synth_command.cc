@@ -15,6 +15,7 @@
 #include <string>
 
 #include "launch/command.h"
+#include "launch/flags.h"
 #include "runtime/check.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/tokenizer.h"
@@ -69,33 +70,20 @@ std::string Recall(std::mt19937_64& rng, int64_t length) {
 int RunSynth(const Args& args) {
   std::string task, lengths, output;
   int64_t count = 0, max_length = 0, min_length = 128;
-  uint64_t seed = 1;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help") {
-      std::cout << "usage: seqmesh synth --task passkey|recall --lengths NAME|FILE --count N "
-                   "--max-length L [--min-length 128] [--seed S] --output PREFIX\n";
-      return 0;
-    }
-    SM_CHECK(i + 1 < args.size()) << a << " needs a value";
-    const std::string v = args[++i];
-    if (a == "--task")
-      task = v;
-    else if (a == "--lengths")
-      lengths = v;
-    else if (a == "--output")
-      output = v;
-    else if (a == "--count")
-      count = std::stoll(v);
-    else if (a == "--max-length")
-      max_length = std::stoll(v);
-    else if (a == "--min-length")
-      min_length = std::stoll(v);
-    else if (a == "--seed")
-      seed = std::stoull(v);
-    else
-      SM_CHECK(false) << "unknown flag " << a;
-  }
+  int64_t seed = 1;
+  FlagParser flags("synth", "generate long-context tasks (passkey retrieval, associative recall)",
+                   "seqmesh synth --task passkey --lengths github-like --count 200 "
+                   "--max-length 4096 --output data/passkey");
+  flags.String("--task", "passkey|recall", &task, "which task", Required::kYes)
+      .String("--lengths", "NAME|FILE", &lengths,
+              "document lengths: byted-like, github-like, a lengths file or a .idx index",
+              Required::kYes)
+      .Int("--count", "N", &count, "documents to write", 1, Required::kYes)
+      .Int("--max-length", "L", &max_length, "the longest document, in tokens", 96, Required::kYes)
+      .Int("--min-length", "L", &min_length, "the shortest document, in tokens", 96)
+      .Int("--seed", "S", &seed, "random seed (the output is deterministic by seed)", 0)
+      .String("--output", "PREFIX", &output, "write PREFIX.bin and PREFIX.idx", Required::kYes);
+  if (!flags.Parse(args)) return 0;
   SM_CHECK(task == "passkey" || task == "recall")
       << "--task must be passkey or recall, got '" << task << "'";
   SM_CHECK(!lengths.empty() && !output.empty()) << "--lengths and --output are required";
@@ -103,7 +91,7 @@ int RunSynth(const Args& args) {
   SM_CHECK(max_length >= min_length && min_length >= 96)
       << "need 96 <= --min-length <= --max-length (got " << min_length << ", " << max_length << ")";
   const auto dist = scheduler::LengthDistribution::FromArgument(lengths);
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng(static_cast<uint64_t>(seed));
   ByteTokenizer tok;
   IndexedDatasetWriter writer(output, TokenDType::kU16);
   std::vector<int32_t> ids;

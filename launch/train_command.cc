@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "launch/command.h"
+#include "launch/flags.h"
 #include "launch/trainer.h"
 #include "runtime/check.h"
 
@@ -11,28 +12,15 @@ int RunTrain(const Args& args) {
   std::string config_path;
   TrainerOptions options;
   std::vector<std::string> overrides;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help") {
-      std::cout << "usage: seqmesh train --config FILE [--resume] [--init-from DIR] "
-                   "[--section.key=value ...]\n";
-      return 0;
-    }
-    if (a == "--config") {
-      SM_CHECK(i + 1 < args.size()) << "--config needs a file";
-      config_path = args[++i];
-    } else if (a == "--resume") {
-      options.resume = true;
-    } else if (a == "--init-from") {
-      SM_CHECK(i + 1 < args.size()) << "--init-from needs a directory";
-      options.init_from = args[++i];
-    } else {
-      SM_CHECK(a.rfind("--", 0) == 0 && a.find('=') != std::string::npos)
-          << "unknown argument '" << a << "' (overrides look like --section.key=value)";
-      overrides.push_back(a);
-    }
-  }
-  SM_CHECK(!config_path.empty()) << "missing --config FILE";
+  FlagParser flags("train", "train a model on one machine from a TOML configuration",
+                   "seqmesh train --config examples/text.toml --training.steps=100");
+  flags.String("--config", "FILE", &config_path, "the run's TOML configuration", Required::kYes)
+      .Switch("--resume", &options.resume,
+              "continue from the newest checkpoint in <checkpoint.dir>/checkpoints")
+      .String("--init-from", "DIR", &options.init_from,
+              "start from a Hugging Face model directory (its config.json wins)")
+      .ConfigOverrides(&overrides);
+  if (!flags.Parse(args)) return 0;
   return Train(RunConfig::Load(config_path, overrides), options, std::cout);
 }
 

@@ -28,6 +28,7 @@
 #include "launch/coordinator.h"
 #include "launch/coordinator_client.h"
 #include "launch/dist_checkpoint.h"
+#include "launch/flags.h"
 #include "launch/worker.h"
 #include "parallel/hdp_step.h"
 #include "parallel/mpi/mpi_communicator.h"
@@ -58,33 +59,21 @@ double MsSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
 
-WorkerArgs ParseArgs(const Args& args) {
-  WorkerArgs w;
+// Flags into WorkerArgs; false when the help was printed.
+bool ParseArgs(const Args& args, WorkerArgs& w) {
   std::string token_file;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> const std::string& {
-      SM_CHECK(i + 1 < args.size()) << "worker: " << a << " needs a value";
-      return args[++i];
-    };
-    if (a == "--coordinator")
-      w.coordinator = value();
-    else if (a == "--token-file")
-      token_file = value();
-    else if (a == "--tls-root")
-      w.tls_root = value();
-    else if (a == "--tls-cert")
-      w.tls_cert = value();
-    else if (a == "--tls-key")
-      w.tls_key = value();
-    else
-      SM_CHECK(false) << "worker: unknown argument '" << a
-                      << "' (expected --coordinator, --token-file, --tls-root, --tls-cert, "
-                         "--tls-key)";
-  }
-  SM_CHECK(!w.coordinator.empty()) << "worker: --coordinator HOST:PORT is required";
+  FlagParser flags("worker", "one rank of a training job (started under MPI by seqmesh launch)",
+                   "mpirun -n 4 seqmesh worker --coordinator 127.0.0.1:5555 --token-file token");
+  flags
+      .String("--coordinator", "HOST:PORT", &w.coordinator, "the job's coordinator", Required::kYes)
+      .String("--token-file", "F", &token_file, "the job token (else SEQMESH_JOB_TOKEN)")
+      .String("--tls-root", "F", &w.tls_root,
+              "PEM of the coordinator's certificate: talk TLS (else plaintext)")
+      .String("--tls-cert", "F", &w.tls_cert, "mutual TLS: this worker's certificate (PEM)")
+      .String("--tls-key", "F", &w.tls_key, "mutual TLS: this worker's key (PEM)");
+  if (!flags.Parse(args)) return false;
   w.token = ReadJobToken(token_file);
-  return w;
+  return true;
 }
 
 // Heartbeats from their own thread from construction to destruction: every
@@ -328,7 +317,8 @@ int RunWorkerRank(const WorkerArgs& args) {
 }
 
 int RunWorker(const Args& args) {
-  const WorkerArgs parsed = ParseArgs(args);
+  WorkerArgs parsed;
+  if (!ParseArgs(args, parsed)) return 0;
   mpi::Session session(nullptr, nullptr);
   return RunWorkerRank(parsed);
 }

@@ -297,6 +297,40 @@ std::string RunConfig::ToToml() const {
   return os.str() + "\n";
 }
 
+std::vector<ConfigKey> RunConfig::Keys() {
+  RunConfig defaults = Load("");
+  std::vector<ConfigKey> out;
+  for (const Field& f : Schema(defaults)) {
+    ConfigKey k;
+    k.name = f.name;
+    std::visit(
+        [&](auto p) {
+          using T = std::remove_pointer_t<decltype(p)>;
+          std::ostringstream v;
+          if constexpr (std::is_same_v<T, Choice>) {
+            k.type = "one of " + OneOf(*p.names);
+            v << '"' << (*p.names)[p.get()] << '"';
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            k.type = "string";
+            v << '"' << *p << '"';
+          } else if constexpr (std::is_same_v<T, bool>) {
+            k.type = "boolean";
+            v << (*p ? "true" : "false");
+          } else if constexpr (std::is_same_v<T, int64_t>) {
+            k.type = "integer";
+            v << *p;
+          } else {
+            k.type = "number";
+            v << *p;
+          }
+          k.default_value = v.str();
+        },
+        f.slot);
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
 void RunConfig::Validate() const {
   model.Validate();
   const TrainingConfig& t = training;

@@ -78,6 +78,13 @@ struct MetricsConfig {
   std::string jsonl;  // metrics file; empty: <checkpoint.dir>/metrics.jsonl
 };
 
+// One key of the configuration schema, for help texts.
+struct ConfigKey {
+  std::string name;           // "section.key"
+  std::string type;           // "integer", "number", "boolean", "string", or "one of a, b or c"
+  std::string default_value;  // as TOML writes it
+};
+
 struct RunConfig {
   ModelConfig model;
   TrainingConfig training;
@@ -95,6 +102,8 @@ struct RunConfig {
   static RunConfig Parse(const std::string& text, const std::string& source);
   std::string ToToml() const;
   void Validate() const;
+  // Every key of the schema, in schema order, with its type and default.
+  static std::vector<ConfigKey> Keys();
   AdamWConfig adamw() const;
   LrSchedule schedule() const;
   // The metrics file: metrics.jsonl if set, else <checkpoint.dir>/metrics.jsonl.
