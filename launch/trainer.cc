@@ -106,7 +106,9 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
     config.Validate();
   }
   SM_CHECK(!config.data.path.empty())
-      << "data.path is not set (a dataset prefix from seqmesh prep)";
+      << "data.path is not set: make a dataset with `seqmesh prep --output data/mytext "
+         "FILE...` and train on it with --data.path='\"data/mytext\"' (or data.path in the "
+         "config's [data] section)";
   SetNumThreads(static_cast<int>(config.training.threads));
   const std::string run_dir = config.checkpoint.dir;
   fs::create_directories(run_dir);

@@ -2,8 +2,10 @@
 //
 //   SM_CHECK(q.shape(1) == k.shape(1)) << "q and k differ in head_dim";
 //
-// A failed check throws seqmesh::Error whose message carries the expression, file:line, the rank
-// (when one is set), and the streamed message. Inside a layer errors propagate as exceptions;
+// A failed check throws seqmesh::Error whose message is the streamed message, prefixed with the
+// rank when one is set: one line that says what is wrong and how to fix it. The expression and
+// file:line are added with SEQMESH_DEBUG=1 (the debug log), and always for a check without a
+// message (an internal invariant). Inside a layer errors propagate as exceptions;
 // boundaries (public APIs, threads, RPC handlers, Python) turn them into a Status or an exception
 // of their own. Library code never calls exit().
 #pragma once
@@ -22,6 +24,8 @@ class Error : public std::runtime_error {
 // The rank printed in check messages; -1 (the default) prints none. Set once by a worker.
 void SetLogRank(int rank);
 int LogRank();
+// SEQMESH_DEBUG set (and not "0"): check messages carry the expression and file:line.
+bool DebugLocations();
 
 namespace detail {
 

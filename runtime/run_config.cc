@@ -1,6 +1,10 @@
 #include "runtime/run_config.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <sstream>
 #include <variant>
@@ -96,7 +100,48 @@ size_t EditDistance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// Names other tools use for keys of ours (Hugging Face, Megatron, nanoGPT), by last component.
+const std::vector<std::pair<std::string, std::string>>& Aliases() {
+  static const std::vector<std::pair<std::string, std::string>> aliases = {
+      {"learning_rate", "optimizer.lr"},
+      {"min_learning_rate", "optimizer.min_lr"},
+      {"warmup", "optimizer.warmup_steps"},
+      {"lr_warmup_iters", "optimizer.warmup_steps"},
+      {"batch_size", "training.global_batch_tokens"},
+      {"global_batch_size", "training.global_batch_tokens"},
+      {"micro_batch_size", "training.micro_batch_tokens"},
+      {"seq_len", "training.micro_batch_tokens"},
+      {"seq_length", "training.micro_batch_tokens"},
+      {"max_seq_len", "training.micro_batch_tokens"},
+      {"block_size", "training.micro_batch_tokens"},
+      {"max_steps", "training.steps"},
+      {"train_iters", "training.steps"},
+      {"max_iters", "training.steps"},
+      {"num_layers", "model.layers"},
+      {"n_layer", "model.layers"},
+      {"num_hidden_layers", "model.layers"},
+      {"hidden_size", "model.hidden"},
+      {"n_embd", "model.hidden"},
+      {"num_attention_heads", "model.heads"},
+      {"n_head", "model.heads"},
+      {"num_key_value_heads", "model.kv_heads"},
+      {"intermediate_size", "model.ffn"},
+      {"vocab_size", "model.vocab"},
+      {"clip_grad", "training.grad_clip"},
+      {"grad_norm_clip", "training.grad_clip"},
+      {"max_grad_norm", "training.grad_clip"},
+      {"save_interval", "checkpoint.interval"},
+      {"eval_interval", "training.eval_interval"},
+      {"data_path", "data.path"},
+  };
+  return aliases;
+}
+
 std::string Closest(const std::string& name, const std::vector<std::string>& valid) {
+  const std::string last =
+      name.substr(name.find('.') == std::string::npos ? 0 : name.rfind('.') + 1);
+  for (const auto& [other, ours] : Aliases())
+    if (last == other && std::find(valid.begin(), valid.end(), ours) != valid.end()) return ours;
   std::string best;
   size_t best_d = SIZE_MAX;
   for (const std::string& v : valid) {
@@ -232,6 +277,15 @@ RunConfig RunConfig::FromText(const std::string* text, const std::string& path,
     __builtin_unreachable();
   };
 
+  if (!text && !path.empty()) {
+    // The OS's reason, before the TOML parser turns it into "line 0".
+    SM_CHECK(!std::filesystem::is_directory(path))
+        << "the config file '" << path << "' is a directory; pass a TOML file such as " << path
+        << "/config.toml";
+    std::ifstream probe(path);
+    SM_CHECK(probe.good()) << "cannot read the config file '" << path
+                           << "': " << std::strerror(errno);
+  }
   if (text || !path.empty()) {
     toml::table file;
     try {

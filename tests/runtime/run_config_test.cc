@@ -91,6 +91,30 @@ TEST_F(RunConfigTest, UnknownNamesSuggestTheClosest) {
                          "must look like section.key=value"));
 }
 
+// Names other tools use map to ours (issue 13, item 7: they suggested optimizer.min_lr and
+// training.steps).
+TEST_F(RunConfigTest, KeysOfOtherToolsSuggestOurs) {
+  Write("[optimizer]\nlearning_rate = 3e-4\n");
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); },
+                         "unknown key 'optimizer.learning_rate'; did you mean 'optimizer.lr'?"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--training.batch_size=8"}); },
+                         "did you mean 'training.global_batch_tokens'?"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--training.seq_len=8"}); },
+                         "did you mean 'training.micro_batch_tokens'?"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--model.num_hidden_layers=8"}); },
+                         "did you mean 'model.layers'?"));
+}
+
+// A missing or unreadable file names the OS's reason, not "line 0"; a directory is refused
+// (issue 13, items 5 and 7: a directory was read as an empty config).
+TEST_F(RunConfigTest, MissingFilesAndDirectoriesAreRefusedWithTheReason) {
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("/nonexistent/run.toml"); },
+                         "cannot read the config file '/nonexistent/run.toml': No such file or "
+                         "directory"));
+  const std::string dir = ::testing::TempDir();
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(dir); }, "is a directory; pass a TOML file"));
+}
+
 TEST_F(RunConfigTest, TypeAndValueErrorsNameTheKey) {
   Write("[training]\nsteps = \"many\"\n");
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load(path_); },
