@@ -9,7 +9,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/install-deps.sh
-scripts/build.sh
+scripts/build.sh seqmesh  # only what the demo runs (scripts/test.sh builds the tests)
 build=${BUILD_DIR:-$root/build}
 if [ ! -f data/example/data.idx ] || [ ! -f data/example/hdp.idx ]; then
   [ -d data/example/text ] || scripts/gather-text.sh data/example/text

@@ -21,8 +21,14 @@ __attribute__((target("avx512f"))) double FmaLoop512(int64_t iters) {
 #pragma GCC unroll 12  // keeps the 12 chains in registers
     for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   }
+  // Lanes summed through memory: GCC 12's _mm512_reduce_add_ps warns of an uninitialized
+  // temporary in its own header.
+  alignas(64) float lanes[16];
   float sink = 0;
-  for (int i = 0; i < 12; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+  for (int i = 0; i < 12; ++i) {
+    _mm512_store_ps(lanes, acc[i]);
+    for (float x : lanes) sink += x;
+  }
   return sink;
 }
 
