@@ -7,26 +7,9 @@
 #include "launch/format.h"
 #include "runtime/check.h"
 #include "runtime/run_config.h"
+#include "runtime/text.h"
 
 namespace seqmesh::launch {
-namespace {
-
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
-}  // namespace
 
 int64_t ParseInteger(const std::string& flag, const std::string& text, bool sizes) {
   SM_CHECK(!text.empty()) << flag << " needs a value";
@@ -36,15 +19,9 @@ int64_t ParseInteger(const std::string& flag, const std::string& text, bool size
   if (sizes && (last == 'K' || last == 'k')) mult = 1024;
   if (sizes && (last == 'M' || last == 'm')) mult = 1024 * 1024;
   if (mult != 1) digits.pop_back();
-  size_t used = 0;
-  long long n = 0;
-  try {
-    n = std::stoll(digits, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  SM_CHECK(!digits.empty() && used == digits.size())
-      << flag << ": '" << text << "' is not " << (sizes ? "a size" : "an integer");
+  const std::optional<int64_t> parsed = ParseInt64(digits);
+  SM_CHECK(parsed) << flag << ": '" << text << "' is not " << (sizes ? "a size" : "an integer");
+  const int64_t n = *parsed;
   SM_CHECK(n <= INT64_MAX / mult) << flag << ": '" << text << "' is too large";
   return n * mult;
 }
@@ -208,12 +185,7 @@ bool FlagParser::Parse(const Args& args, std::ostream& out) {
       continue;
     }
     if (!f) {
-      std::string best;
-      size_t best_d = SIZE_MAX;
-      for (const std::string& n : Names()) {
-        const size_t d = EditDistance(name, n);
-        if (d < best_d) best_d = d, best = n;
-      }
+      const std::string best = ClosestName(name, Names());
       SM_CHECK(false) << "unknown flag '" << name << "' (did you mean " << best
                       << "?); see seqmesh " << command_ << " --help"
                       << (overrides_ ? " (configuration overrides look like --section.key=value)"

@@ -4,6 +4,8 @@
 //                  [--tls-root F] [--tls-client-ca F --tls-client-cert F --tls-client-key F]]
 //                  [--section.key=value ...]
 //
+// (`seqmesh launch --help` describes every flag and configuration key; -n is also --nproc.)
+//
 // Alone (no launcher variables), it makes a random job token, starts `seqmesh coordinator` and
 // N `seqmesh worker`s through mpirun on this machine, and watches both. When a worker dies (or
 // the coordinator declares one dead), it stops the rest, prints a root-cause line (rank, exit
@@ -21,17 +23,20 @@
 
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
 
 #include "launch/command.h"
+#include "launch/flags.h"
 #include "launch/launch_env.h"
 #include "launch/stop_signals.h"
 #include "launch/worker.h"
@@ -59,56 +64,41 @@ struct LaunchArgs {
   const std::string& root() const { return tls_root.empty() ? tls_cert : tls_root; }
 };
 
-LaunchArgs ParseArgs(const Args& args) {
+// The flags, checked; nullopt when -h, --help or --list-flags printed instead.
+std::optional<LaunchArgs> ParseArgs(const Args& args) {
   LaunchArgs a;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    auto value = [&]() -> const std::string& {
-      SM_CHECK(i + 1 < args.size()) << "launch: " << arg << " needs a value";
-      return args[++i];
-    };
-    auto integer = [&](const char* what) {
-      const std::string& v = value();
-      size_t used = 0;
-      int x = -1;
-      try {
-        x = std::stoi(v, &used);
-      } catch (const std::exception&) {
-      }
-      SM_CHECK(used == v.size() && x >= 0) << "launch: " << what << " must be a non-negative "
-                                           << "integer, got '" << v << "'";
-      return x;
-    };
-    if (arg == "-n" || arg == "--nproc")
-      a.n = integer(arg.c_str());
-    else if (arg == "--config")
-      a.config = value();
-    else if (arg == "--max-restarts")
-      a.max_restarts = integer("--max-restarts");
-    else if (arg == "--resume")
-      a.resume = true;
-    else if (arg == "--tls-cert")
-      a.tls_cert = value();
-    else if (arg == "--tls-key")
-      a.tls_key = value();
-    else if (arg == "--tls-root")
-      a.tls_root = value();
-    else if (arg == "--tls-client-ca")
-      a.tls_client_ca = value();
-    else if (arg == "--tls-client-cert")
-      a.tls_client_cert = value();
-    else if (arg == "--tls-client-key")
-      a.tls_client_key = value();
-    else if (arg.rfind("--", 0) == 0 && arg.find('.') != std::string::npos &&
-             arg.find('=') != std::string::npos)
-      a.overrides.push_back(arg);
-    else
-      SM_CHECK(false) << "launch: unknown argument '" << arg
-                      << "' (expected -n N, --config FILE, --max-restarts R, --resume, "
-                         "--tls-cert F, --tls-key F, --tls-root F, --tls-client-ca F, "
-                         "--tls-client-cert F, --tls-client-key F or --section.key=value)";
-  }
-  SM_CHECK(!a.config.empty()) << "launch: --config FILE is required";
+  int64_t n = 0, max_restarts = 0;
+  FlagParser flags("launch",
+                   "start an HDP training job: a coordinator and N workers (mpirun), with restarts",
+                   "seqmesh launch -n 4 --config examples/hdp.toml --max-restarts 2 "
+                   "--training.steps=100");
+  flags
+      .Int("-n", "N", &n,
+           "workers of a local job (required there); inside mpirun or srun: 0 or the world size", 0)
+      .Int("--nproc", "N", &n, "the same as -n", 0)
+      .String("--config", "FILE", &a.config, "the run's TOML configuration", Required::kYes)
+      .Int("--max-restarts", "R", &max_restarts,
+           "restart the job from its last committed checkpoint up to R times when it fails", 0)
+      .Switch("--resume", &a.resume,
+              "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .String("--tls-cert", "F", &a.tls_cert, "PEM certificate: serve the coordinator over TLS")
+      .String("--tls-key", "F", &a.tls_key, "PEM key of --tls-cert")
+      .String("--tls-root", "F", &a.tls_root,
+              "PEM root the workers check the coordinator against (default: --tls-cert)")
+      .String("--tls-client-ca", "F", &a.tls_client_ca,
+              "mutual TLS: the coordinator refuses workers without a certificate this CA signed")
+      .String("--tls-client-cert", "F", &a.tls_client_cert,
+              "mutual TLS: the workers' PEM certificate")
+      .String("--tls-client-key", "F", &a.tls_client_key,
+              "mutual TLS: PEM key of --tls-client-cert")
+      .ConfigOverrides(&a.overrides);  // passed on to the coordinator
+  if (!flags.Parse(args)) return std::nullopt;
+  // The fields are ints.
+  SM_CHECK(n <= INT_MAX) << "launch: -n must be a non-negative integer, got '" << n << "'";
+  SM_CHECK(max_restarts <= INT_MAX)
+      << "launch: --max-restarts must be a non-negative integer, got '" << max_restarts << "'";
+  a.n = static_cast<int>(n);
+  a.max_restarts = static_cast<int>(max_restarts);
   SM_CHECK(a.tls_cert.empty() == a.tls_key.empty())
       << "launch: --tls-cert and --tls-key go together";
   const bool mutual = !a.tls_client_ca.empty();
@@ -477,15 +467,20 @@ int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env
   return status;
 }
 
-}  // namespace
-
-int RunLaunch(const Args& args) {
-  const LaunchArgs a = ParseArgs(args);
+// The job of checked flags `a`: alone, or as one rank of another launcher's allocation.
+int Launch(const LaunchArgs& a) {
   // A bad configuration fails here, before anything starts.
   const RunConfig config = RunConfig::Load(a.config, a.overrides);
   const LaunchEnv env = DetectLaunchEnv();
   std::fprintf(stderr, "launch: %s\n", env.Describe().c_str());
   return env.joined() ? RunJoined(a, config, env) : RunLocal(a, config);
+}
+
+}  // namespace
+
+int RunLaunch(const Args& args) {
+  const std::optional<LaunchArgs> a = ParseArgs(args);
+  return a ? Launch(*a) : 0;
 }
 
 }  // namespace seqmesh::launch

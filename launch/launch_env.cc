@@ -4,21 +4,16 @@
 #include <sstream>
 
 #include "runtime/check.h"
+#include "runtime/text.h"
 
 namespace seqmesh::launch {
 namespace {
 
 int ParseInt(const std::string& text, const char* var) {
-  size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  SM_CHECK(used == text.size() && !text.empty() && v >= 0 && v <= 1'000'000'000)
+  const std::optional<int64_t> v = ParseInt64(text);
+  SM_CHECK(v && *v >= 0 && *v <= 1'000'000'000)
       << "environment variable " << var << "='" << text << "' is not a non-negative integer";
-  return static_cast<int>(v);
+  return static_cast<int>(*v);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 //
 //   seqmesh profile --config examples/text.toml --out scheduler/costs/this-cpu.cost
 //       [--lengths 1K,2K,4K,8K,16K] [--reps 5] [--threads T] [--check] [--holdout LIST|none]
-//       [--name NAME] [--section.key=value ...]
+//       [--name NAME] [--concurrent] [--rings] [--ring-tokens LIST] [--section.key=value ...]
+//
+// (`seqmesh profile --help` describes every flag and configuration key.)
 //
 // What is measured, and how:
 // - T(s), one layer's forward + backward of one sequence of s tokens. The model has no entry
@@ -44,11 +46,13 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
 
 #include "launch/command.h"
+#include "launch/flags.h"
 #include "launch/format.h"
 #include "launch/ring_profile.h"
 #include "parallel/mpi/mpi_communicator.h"
@@ -61,28 +65,6 @@
 
 namespace seqmesh::launch {
 namespace {
-
-constexpr char kHelp[] =
-    "usage: seqmesh profile --config FILE [--out FILE] [--lengths 1K,2K,4K,8K,16K] [--reps 5]\n"
-    "           [--threads T] [--check] [--holdout LIST|none] [--name NAME] [--concurrent]\n"
-    "           [--rings] [--ring-tokens LIST] [--section.key=value ...]\n"
-    "  Times one layer (forward + backward) of the config's [model] at each length, fits\n"
-    "  T(s) = a1*s^2 + b1*s + g and Act(s) = a2*s + b2, measures point-to-point and copy\n"
-    "  bandwidth, and writes a cost file (to --out, else to stdout; the report then goes to\n"
-    "  stderr). Under mpirun with >= 2 ranks, ranks 0 and 1 measure point-to-point bandwidth.\n"
-    "  --threads   kernel threads (default: the config's training.threads)\n"
-    "  --check     print measured vs fitted ms at the fitted lengths and at held-out ones\n"
-    "              (default 1.5x each fitted length below the largest); exit 3 if any error\n"
-    "              exceeds 15%\n"
-    "  --concurrent under mpirun -n N, every rank times the compute at once (rank 0's figures\n"
-    "              are written): the per-rank speed of a job whose N ranks share this machine\n"
-    "  --rings     under mpirun -n N (N >= 2), time passes on rings of D = 1..N ranks (all ranks\n"
-    "              busy; D = 1: local passes) and a gradient sync + AdamW step; writes\n"
-    "              pass_factor_<D>, pass_ms_<D> and step_fixed_ms. Use with --concurrent.\n"
-    "  --ring-tokens per-rank tokens of the ring passes (default: half and all of the config's\n"
-    "              training.micro_batch_tokens)\n"
-    "  lengths accept a K (1024) suffix; at most 128K. Timings need a quiet machine: run it\n"
-    "  with the load average below 1 (the file records it).\n";
 
 constexpr int64_t kMaxLength = 128 * 1024;
 constexpr double kCheckTolerance = 0.15;
@@ -378,133 +360,176 @@ std::string CheckTable(const char* tag, const std::vector<CheckRow>& rows) {
   return os.str();
 }
 
-}  // namespace
+double WorstError(const std::vector<CheckRow>& rows) {
+  double w = 0;
+  for (const CheckRow& r : rows) w = std::max(w, std::fabs(r.error()));
+  return w;
+}
 
-int RunProfile(const Args& args) {
+// Measured vs `model`'s ms at each sample's length.
+std::vector<CheckRow> CheckRows(const std::vector<LengthSample>& samples,
+                                const scheduler::CostModel& model) {
+  std::vector<CheckRow> rows;
+  for (const LengthSample& m : samples)
+    rows.push_back({m.tokens, m.layer_ms, model.LayerMs(static_cast<double>(m.tokens))});
+  return rows;
+}
+
+// --- the flags -------------------------------------------------------------------------------
+
+// The command line, parsed; the lists are checked against the configuration by ResolveSetup.
+struct ProfileFlags {
+  Args args;  // as given, for the file's provenance
   std::string config_path, out_path, name;
-  std::string lengths_arg = "1K,2K,4K,8K,16K", holdout_arg;
-  int reps = 5, threads = 0;
+  std::string lengths = "1K,2K,4K,8K,16K", holdout, ring_tokens;
+  int reps = 5;
+  int threads = 0;  // 0: the config's training.threads
   bool check = false, concurrent = false, rings = false;
-  std::string ring_tokens_arg;
   std::vector<std::string> overrides;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << kHelp;
-      return 0;
-    }
-    if (a == "--check") {
-      check = true;
-      continue;
-    }
-    if (a == "--concurrent") {
-      concurrent = true;
-      continue;
-    }
-    if (a == "--rings") {
-      rings = true;
-      continue;
-    }
-    if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
-      overrides.push_back(a);  // --section.key=value; RunConfig names unknown keys
-      continue;
-    }
-    static const char* kValued[] = {"--config",  "--out",     "--lengths", "--reps",
-                                    "--threads", "--holdout", "--name",    "--ring-tokens"};
-    bool known = false;
-    for (const char* k : kValued) known |= a == k;
-    SM_CHECK(known) << "unknown flag '" << a << "'\n" << kHelp;
-    SM_CHECK(i + 1 < args.size()) << a << " needs a value";
-    const std::string& v = args[++i];
-    if (a == "--config") config_path = v;
-    if (a == "--out") out_path = v;
-    if (a == "--lengths") lengths_arg = v;
-    if (a == "--holdout") holdout_arg = v;
-    if (a == "--name") name = v;
-    if (a == "--ring-tokens") ring_tokens_arg = v;
-    if (a == "--reps") reps = static_cast<int>(ParseCount(a, v, 1, 1000));
-    if (a == "--threads") threads = static_cast<int>(ParseCount(a, v, 1, 1024));
-  }
-  SM_CHECK(!config_path.empty()) << "missing --config FILE (a TOML file with a [model] section)\n"
-                                 << kHelp;
-  SM_CHECK(std::filesystem::is_regular_file(config_path))
-      << "--config: '" << config_path << "' does not exist or is not a file";
-  const RunConfig config = RunConfig::Load(config_path, overrides);
-  std::vector<int64_t> lengths = ParseLengths("--lengths", lengths_arg);
-  std::sort(lengths.begin(), lengths.end());
-  SM_CHECK(lengths.size() >= 3) << "--lengths needs at least 3 lengths to fit a1, b1 and g, got "
-                                << lengths.size();
+};
+
+// Empty when -h, --help or --list-flags printed instead.
+std::optional<ProfileFlags> ParseProfileFlags(const Args& args) {
+  ProfileFlags f;
+  f.args = args;
+  int64_t reps = f.reps;
+  std::string threads;
+  FlagParser flags(
+      "profile",
+      "time one layer (forward + backward) of the config's [model] at each length, fit T(s) = "
+      "a1*s^2 + b1*s + g and Act(s) = a2*s + b2, measure point-to-point and copy bandwidth, and "
+      "write a cost file for the planner (timings need a quiet machine: load average below 1; "
+      "the file records it)",
+      "seqmesh profile --config examples/text.toml --out scheduler/costs/this-cpu.cost --check");
+  flags
+      .String("--config", "FILE", &f.config_path, "a TOML file with a [model] section",
+              Required::kYes)
+      .String("--out", "FILE", &f.out_path,
+              "write the cost file to FILE (default: stdout; the report then goes to stderr)")
+      .String("--lengths", "LIST", &f.lengths,
+              "lengths to time and fit (at least 3; a K suffix: 1024; at most 128K)")
+      .Int("--reps", "N", &reps, "paired reps of each length, in [1, 1000]")
+      .String("--threads", "T", &threads,
+              "kernel threads, in [1, 1024] (default: the config's training.threads)")
+      .Switch("--check", &f.check,
+              "print measured vs fitted ms at the fitted and held-out lengths; exit 3 if any "
+              "error exceeds 15%")
+      .String("--holdout", "LIST|none", &f.holdout,
+              "held-out lengths of --check (default: 1.5x each fitted length below the largest)")
+      .String("--name", "NAME", &f.name,
+              "the cost model's name (default: the --out file's stem, else profiled)")
+      .Switch("--concurrent", &f.concurrent,
+              "under mpirun -n N, every rank times the compute at once (rank 0's figures are "
+              "written): the per-rank speed of a job whose N ranks share this machine")
+      .Switch("--rings", &f.rings,
+              "under mpirun -n N (N >= 2), time passes on rings of D = 1..N ranks and a gradient "
+              "sync + AdamW step (pass_factor_<D>, pass_ms_<D>, step_fixed_ms); use with "
+              "--concurrent")
+      .String("--ring-tokens", "LIST", &f.ring_tokens,
+              "per-rank tokens of the ring passes (default: half and all of the config's "
+              "training.micro_batch_tokens)")
+      .ConfigOverrides(&f.overrides);
+  if (!flags.Parse(args)) return std::nullopt;
+  SM_CHECK(reps >= 1 && reps <= 1000) << "--reps must be in [1, 1000], got " << reps;
+  f.reps = static_cast<int>(reps);
+  if (!threads.empty()) f.threads = static_cast<int>(ParseCount("--threads", threads, 1, 1024));
+  return f;
+}
+
+// What to measure: the flags checked against the configuration they name, before minutes of
+// profiling.
+struct ProfileSetup {
+  RunConfig config;
+  std::vector<int64_t> lengths, holdout, ring_tokens;
+  int threads = 0;
+  std::string name;
+};
+
+// --holdout LIST, or with --check and no --holdout 1.5x each length below the largest.
+std::vector<int64_t> HoldoutLengths(const ProfileFlags& f, const std::vector<int64_t>& lengths) {
   std::vector<int64_t> holdout;
-  if (check && holdout_arg.empty()) {
+  if (f.check && f.holdout.empty()) {
     for (int64_t s : lengths)
       if (s * 3 / 2 < lengths.back()) holdout.push_back(s * 3 / 2);
-  } else if (!holdout_arg.empty() && holdout_arg != "none") {
-    holdout = ParseLengths("--holdout", holdout_arg);
+  } else if (!f.holdout.empty() && f.holdout != "none") {
+    holdout = ParseLengths("--holdout", f.holdout);
     std::sort(holdout.begin(), holdout.end());
   }
-  if (!out_path.empty()) {
+  return holdout;
+}
+
+ProfileSetup ResolveSetup(const ProfileFlags& f) {
+  SM_CHECK(std::filesystem::is_regular_file(f.config_path))
+      << "--config: '" << f.config_path << "' does not exist or is not a file";
+  ProfileSetup s;
+  s.config = RunConfig::Load(f.config_path, f.overrides);
+  s.lengths = ParseLengths("--lengths", f.lengths);
+  std::sort(s.lengths.begin(), s.lengths.end());
+  SM_CHECK(s.lengths.size() >= 3) << "--lengths needs at least 3 lengths to fit a1, b1 and g, got "
+                                  << s.lengths.size();
+  s.holdout = HoldoutLengths(f, s.lengths);
+  if (!f.out_path.empty()) {
     // Found now rather than after minutes of profiling.
-    const std::filesystem::path dir = std::filesystem::path(out_path).parent_path();
+    const std::filesystem::path dir = std::filesystem::path(f.out_path).parent_path();
     SM_CHECK(dir.empty() || std::filesystem::is_directory(dir))
         << "--out: directory '" << dir.string() << "' does not exist";
   }
-  if (threads == 0) threads = static_cast<int>(config.training.threads);
-  std::vector<int64_t> ring_tokens;
-  if (!ring_tokens_arg.empty()) {
-    SM_CHECK(rings) << "--ring-tokens needs --rings";
-    ring_tokens = ParseLengths("--ring-tokens", ring_tokens_arg);
+  s.threads = f.threads == 0 ? static_cast<int>(s.config.training.threads) : f.threads;
+  if (!f.ring_tokens.empty()) {
+    SM_CHECK(f.rings) << "--ring-tokens needs --rings";
+    s.ring_tokens = ParseLengths("--ring-tokens", f.ring_tokens);
   } else {
-    const int64_t c = config.training.micro_batch_tokens;
-    if (c / 2 > 0) ring_tokens.push_back(c / 2);
-    ring_tokens.push_back(c);
+    const int64_t c = s.config.training.micro_batch_tokens;
+    if (c / 2 > 0) s.ring_tokens.push_back(c / 2);
+    s.ring_tokens.push_back(c);
   }
-  if (name.empty())
-    name = out_path.empty() ? "profiled" : std::filesystem::path(out_path).stem().string();
-  SM_CHECK(!name.empty() && name.find_first_of(" \t#") == std::string::npos)
-      << "--name '" << name << "' must be one word without '#'";
-  std::ostream& report0 = out_path.empty() ? std::cerr : std::cout;
+  s.name = f.name;
+  if (s.name.empty())
+    s.name = f.out_path.empty() ? "profiled" : std::filesystem::path(f.out_path).stem().string();
+  SM_CHECK(!s.name.empty() && s.name.find_first_of(" \t#") == std::string::npos)
+      << "--name '" << s.name << "' must be one word without '#'";
+  return s;
+}
 
-  // Point-to-point first: every rank takes part, then MPI is finalized and only rank 0 goes on.
-  int rank = 0;
+// --- measuring -------------------------------------------------------------------------------
+
+// What the profile measured (rank 0's figures).
+struct Measurements {
+  int rank = 0;  // in the MPI world
   LinkProfile link;
-  std::vector<RingSample> ring_samples;
-  {
-    mpi::Session session(nullptr, nullptr);
-    MpiCommunicator comm;
-    rank = comm.rank();
-    link = MeasureP2p(comm, reps);
-    if (rings) {
-      SetNumThreads(threads);
-      const auto t0 = Clock::now();
-      ring_samples = MeasureRings(comm, config, ring_tokens, reps);
-      if (rank == 0)
-        report0 << "ring passes (" << comm.size() << " ranks): " << Fixed(MsSince(t0) / 1000, 1)
-                << " s\n";
-    }
-  }
-  if (rank != 0 && !concurrent) return 0;
-  std::ostringstream discarded;  // the other ranks of --concurrent time, rank 0 reports
-  std::ostream& report = rank == 0 ? report0 : discarded;
-  report << "p2p: " << Fixed(link.gbps, 2) << " GB/s ("
-         << (link.ranks == 1 ? "same process: a send to itself"
-                             : "ping-pong of ranks 0 and 1 under MPI")
-         << ")\n";
-  const double copy_gbps = rank == 0 ? MeasureCopyGbps(reps) : 0.0;
-  report << "memcpy (d2h/h2d stand-in): " << Fixed(copy_gbps, 2) << " GB/s\n";
+  std::vector<RingSample> rings;  // --rings
+  double copy_gbps = 0;
+  std::string load_before, load_after;  // around the compute profile
+  std::vector<LengthSample> fit, held;  // --lengths, holdout lengths
+};
 
-  SetNumThreads(threads);
-  const std::string load_before = LoadAverage();
-  const ModelConfig& mc = config.model;
-  const bool checkpoint = config.training.checkpoint_activations;
-  // All lengths are measured in rounds, one rep of each length per round, so that a burst of
-  // someone else's work on a shared machine lands on one rep of a few lengths (which the medians
-  // drop), not on every rep of one length.
-  std::vector<int64_t> all = lengths;
-  all.insert(all.end(), holdout.begin(), holdout.end());
+// Point-to-point (and --rings) first: every rank takes part, then MPI is finalized.
+void MeasureLinks(const ProfileFlags& f, const ProfileSetup& s, std::ostream& report,
+                  Measurements& m) {
+  mpi::Session session(nullptr, nullptr);
+  MpiCommunicator comm;
+  m.rank = comm.rank();
+  m.link = MeasureP2p(comm, f.reps);
+  if (!f.rings) return;
+  SetNumThreads(s.threads);
+  const auto t0 = Clock::now();
+  m.rings = MeasureRings(comm, s.config, s.ring_tokens, f.reps);
+  if (m.rank == 0)
+    report << "ring passes (" << comm.size() << " ranks): " << Fixed(MsSince(t0) / 1000, 1)
+           << " s\n";
+}
+
+// All lengths are measured in rounds, one rep of each length per round, so that a burst of
+// someone else's work on a shared machine lands on one rep of a few lengths (which the medians
+// drop), not on every rep of one length.
+std::vector<LengthTimes> TimeLengths(const ProfileSetup& s, int reps, std::ostream& report) {
+  std::vector<int64_t> all = s.lengths;
+  all.insert(all.end(), s.holdout.begin(), s.holdout.end());
   std::vector<LengthTimes> times(all.begin(), all.end());
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
-    for (LengthTimes& t : times) t.Rep(mc, checkpoint, /*flip=*/r % 2 == 1);
+    for (LengthTimes& t : times)
+      t.Rep(s.config.model, s.config.training.checkpoint_activations, /*flip=*/r % 2 == 1);
     report << "round " << r + 1 << "/" << reps << ": " << Fixed(MsSince(t0) / 1000, 1) << " s";
     if (r == 0) {
       size_t bytes = 0;
@@ -514,73 +539,43 @@ int RunProfile(const Args& args) {
     report << "\n";
     report.flush();
   }
-  if (rank != 0) return 0;  // --concurrent: only rank 0's figures are written
-  std::vector<LengthSample> fit_samples, held_samples;
-  for (size_t i = 0; i < all.size(); ++i) {
+  return times;
+}
+
+// The first `fitted` of `times` are the fitted lengths, the rest held out.
+void CollectSamples(const std::vector<LengthTimes>& times, size_t fitted, std::ostream& report,
+                    Measurements& out) {
+  for (size_t i = 0; i < times.size(); ++i) {
     const LengthSample m = times[i].Result();
-    (i < lengths.size() ? fit_samples : held_samples).push_back(m);
+    (i < fitted ? out.fit : out.held).push_back(m);
     report << "s = " << m.tokens << ": 1 layer " << Fixed(m.one_layer_ms, 3) << " ms, 2 layers "
            << Fixed(m.two_layer_ms, 3) << " ms, layer " << Fixed(m.layer_ms, 3) << " ms (spread "
            << Fixed(100 * m.spread, 1) << "%)\n";
   }
-  const std::string load_after = LoadAverage();
+}
 
-  scheduler::CostModel model;
-  model.name = name;
-  model.layers_per_rank = static_cast<int>(mc.layers);
-  for (const auto* set : {&fit_samples, &held_samples}) {
-    for (const LengthSample& m : *set) {
-      SM_CHECK(m.layer_ms > 0)
-          << "at " << m.tokens << " tokens the 2-layer model was not slower than the 1-layer one ("
-          << Fixed(m.two_layer_ms, 3) << " vs " << Fixed(m.one_layer_ms, 3)
-          << " ms): too short to time one layer here; use longer --lengths or more --reps";
-    }
-  }
-  std::vector<scheduler::ComputeSample> compute, activation;
-  for (const LengthSample& m : fit_samples) {
-    compute.push_back({static_cast<double>(m.tokens), m.layer_ms});
-    activation.push_back({static_cast<double>(m.tokens), m.act_bytes});
-  }
-  // Relative errors: the lengths span two orders of magnitude in time, and the planner (and
-  // --check) need each length's time right, not just the longest one's.
-  scheduler::FitCompute(compute, model, scheduler::FitError::kRelative);
-  scheduler::FitActivation(activation, model);
-  // The arena's per-tensor alignment padding is all of b2 (>= 0); rounding in the fit can leave
-  // -0 or a few ulps below zero, which cost files reject.
-  SM_CHECK(model.a2 > 0) << "activation bytes do not grow with the length (a2 = " << model.a2
-                         << ")";
-  model.b2 = std::max(0.0, model.b2) + 0.0;
-  // One ring step sends K and V forward and K, V, dK, dV backward, f32: 3 * 2 * kv_heads *
-  // head_dim * 4 bytes per token.
-  model.kv_bytes_per_token = 3.0 * 2 * mc.kv_heads * mc.head_dim() * sizeof(float);
-  model.p2p_gbps = link.gbps;
-  model.d2h_gbps = model.h2d_gbps = copy_gbps;
-  // The head (embedding, final norm, lm_head, loss) is what the 1-layer model runs beside its
-  // layer: per token, the median over the fitted lengths (a concurrent profile's single
-  // differences are noisy; a slope fit would follow the longest length's).
-  {
-    std::vector<double> per_token;
-    for (const LengthSample& m : fit_samples)
-      per_token.push_back(std::max(0.0, m.one_layer_ms - m.layer_ms) / m.tokens);
-    model.head_ms_per_token = Median(per_token);
-  }
-  // Pass calibration of D: least squares of (pass - head) = factor x model + ms over the
-  // per-rank token counts, model = layers x T(c D)/D (through the origin when the intercept
-  // comes out negative); step_fixed_ms: the median sync + AdamW step.
-  auto model_ms = [&](const RingSample& r) {
-    return model.layers_per_rank *
-           model.LayerMs(static_cast<double>(r.tokens_per_rank * r.ring_size)) / r.ring_size;
-  };
+// --- fitting ---------------------------------------------------------------------------------
+
+// The model's ms of one ring pass: layers x T(c D)/D.
+double RingModelMs(const scheduler::CostModel& model, const RingSample& r) {
+  return model.layers_per_rank *
+         model.LayerMs(static_cast<double>(r.tokens_per_rank * r.ring_size)) / r.ring_size;
+}
+
+// Pass calibration of D: least squares of (pass - head) = factor x model + ms over the per-rank
+// token counts, model = layers x T(c D)/D (through the origin when the intercept comes out
+// negative); step_fixed_ms: the median sync + AdamW step.
+void FitPasses(const std::vector<RingSample>& rings, int ranks, scheduler::CostModel& model) {
   auto measured_ms = [&](const RingSample& r) {
     return r.pass_ms - model.head_ms_per_token * static_cast<double>(r.tokens_per_rank);
   };
-  for (int k = 0; !ring_samples.empty() && k < 2 * link.ranks; ++k) {
+  for (int k = 0; !rings.empty() && k < 2 * ranks; ++k) {
     const int d = k / 2 + 1;
     const bool busy = k % 2 == 1;  // the contended calibration (1 < D < N only)
     double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const RingSample& r : ring_samples) {
+    for (const RingSample& r : rings) {
       if (r.ring_size != d || r.others_busy != busy) continue;
-      const double x = model_ms(r), y = measured_ms(r);
+      const double x = RingModelMs(model, r), y = measured_ms(r);
       n += 1, sx += x, sy += y, sxx += x * x, sxy += x * y;
     }
     if (n == 0) continue;
@@ -597,110 +592,170 @@ int RunProfile(const Args& args) {
   std::vector<double> syncs;
   // Only where every rank ran the same pass: beside a ring, the sync also waits for the end of
   // the local pass the other ranks were in.
-  for (const RingSample& r : ring_samples)
-    if (r.ring_size == 1 || r.ring_size == link.ranks) syncs.push_back(r.sync_ms);
+  for (const RingSample& r : rings)
+    if (r.ring_size == 1 || r.ring_size == ranks) syncs.push_back(r.sync_ms);
   if (!syncs.empty()) model.step_fixed_ms = Median(syncs);
+}
 
-  std::vector<CheckRow> fit_rows, held_rows;
-  for (const LengthSample& m : fit_samples)
-    fit_rows.push_back({m.tokens, m.layer_ms, model.LayerMs(static_cast<double>(m.tokens))});
-  for (const LengthSample& m : held_samples)
-    held_rows.push_back({m.tokens, m.layer_ms, model.LayerMs(static_cast<double>(m.tokens))});
-  auto worst = [](const std::vector<CheckRow>& rows) {
-    double w = 0;
-    for (const CheckRow& r : rows) w = std::max(w, std::fabs(r.error()));
-    return w;
-  };
+scheduler::CostModel FitCostModel(const ProfileSetup& s, const Measurements& m) {
+  const ModelConfig& mc = s.config.model;
+  scheduler::CostModel model;
+  model.name = s.name;
+  model.layers_per_rank = static_cast<int>(mc.layers);
+  for (const auto* set : {&m.fit, &m.held}) {
+    for (const LengthSample& l : *set) {
+      SM_CHECK(l.layer_ms > 0)
+          << "at " << l.tokens << " tokens the 2-layer model was not slower than the 1-layer one ("
+          << Fixed(l.two_layer_ms, 3) << " vs " << Fixed(l.one_layer_ms, 3)
+          << " ms): too short to time one layer here; use longer --lengths or more --reps";
+    }
+  }
+  std::vector<scheduler::ComputeSample> compute, activation;
+  for (const LengthSample& l : m.fit) {
+    compute.push_back({static_cast<double>(l.tokens), l.layer_ms});
+    activation.push_back({static_cast<double>(l.tokens), l.act_bytes});
+  }
+  // Relative errors: the lengths span two orders of magnitude in time, and the planner (and
+  // --check) need each length's time right, not just the longest one's.
+  scheduler::FitCompute(compute, model, scheduler::FitError::kRelative);
+  scheduler::FitActivation(activation, model);
+  // The arena's per-tensor alignment padding is all of b2 (>= 0); rounding in the fit can leave
+  // -0 or a few ulps below zero, which cost files reject.
+  SM_CHECK(model.a2 > 0) << "activation bytes do not grow with the length (a2 = " << model.a2
+                         << ")";
+  model.b2 = std::max(0.0, model.b2) + 0.0;
+  // One ring step sends K and V forward and K, V, dK, dV backward, f32: 3 * 2 * kv_heads *
+  // head_dim * 4 bytes per token.
+  model.kv_bytes_per_token = 3.0 * 2 * mc.kv_heads * mc.head_dim() * sizeof(float);
+  model.p2p_gbps = m.link.gbps;
+  model.d2h_gbps = model.h2d_gbps = m.copy_gbps;
+  // The head (embedding, final norm, lm_head, loss) is what the 1-layer model runs beside its
+  // layer: per token, the median over the fitted lengths (a concurrent profile's single
+  // differences are noisy; a slope fit would follow the longest length's).
+  std::vector<double> per_token;
+  for (const LengthSample& l : m.fit)
+    per_token.push_back(std::max(0.0, l.one_layer_ms - l.layer_ms) / l.tokens);
+  model.head_ms_per_token = Median(per_token);
+  FitPasses(m.rings, m.link.ranks, model);
+  return model;
+}
 
-  // The file: provenance and every sample as comments, then the model.
-  std::ostringstream file;
+// --- the cost file ---------------------------------------------------------------------------
+
+// Provenance: the machine, the command, the model and how T(s) was measured.
+std::string FileHeader(const ProfileFlags& f, const ProfileSetup& s, const Measurements& m) {
+  const ModelConfig& mc = s.config.model;
   char host[256] = "?";
   gethostname(host, sizeof host - 1);
   std::string command = "seqmesh profile";
-  for (const std::string& a : args) command += " " + a;
-  file << "# " << name << ": seqmesh profile of " << config_path << "\n"
+  for (const std::string& a : f.args) command += " " + a;
+  std::ostringstream file;
+  file << "# " << s.name << ": seqmesh profile of " << f.config_path << "\n"
        << "# Times are one layer's forward + backward of one sequence on one rank, in ms.\n"
-       << (concurrent ? "# concurrent: all " + std::to_string(link.ranks) +
-                            " MPI ranks timed the compute at once (per-rank speed of a job of " +
-                            std::to_string(link.ranks) + " ranks sharing this machine)\n"
-                      : std::string())
+       << (f.concurrent ? "# concurrent: all " + std::to_string(m.link.ranks) +
+                              " MPI ranks timed the compute at once (per-rank speed of a job of " +
+                              std::to_string(m.link.ranks) + " ranks sharing this machine)\n"
+                        : std::string())
        << "# machine: " << CpuModelName() << ", " << std::thread::hardware_concurrency()
        << " logical CPUs, AVX-512 " << (__builtin_cpu_supports("avx512f") ? "yes" : "no")
-       << ", host " << host << "; " << threads << " kernel thread(s)\n"
-       << "# date: " << Now() << "; load average (1 min) " << load_before << " before, "
-       << load_after << " after the compute profile\n"
+       << ", host " << host << "; " << s.threads << " kernel thread(s)\n"
+       << "# date: " << Now() << "; load average (1 min) " << m.load_before << " before, "
+       << m.load_after << " after the compute profile\n"
        << "# command: " << command << "\n"
        << "# model: vocab " << mc.vocab << ", hidden " << mc.hidden << ", layers " << mc.layers
        << ", heads " << mc.heads << ", kv_heads " << mc.kv_heads << ", ffn " << mc.ffn
-       << ", f32, activation checkpointing " << (checkpoint ? "on" : "off") << "\n"
-       << "# T(s): (2-layer model) - (1-layer model), one sequence of s tokens, " << reps
+       << ", f32, activation checkpointing "
+       << (s.config.training.checkpoint_activations ? "on" : "off") << "\n"
+       << "# T(s): (2-layer model) - (1-layer model), one sequence of s tokens, " << f.reps
        << " paired reps\n"
        << "#   in rounds over all lengths, fresh models each rep, each model's first step\n"
        << "#   untimed, the two models' order alternating; the medians of each order's\n"
        << "#   differences averaged.\n"
        << "#   spread: (max - min) of one order's differences over the layer's ms.\n"
        << "# Fitted to the T rows by least squares of the relative errors, coefficients >= 0;\n"
-       << "#   H rows are held out.\n"
+       << "#   H rows are held out.\n";
+  return file.str();
+}
+
+// The --rings rows: each pass against the model and its calibration.
+std::string RingTable(const std::vector<RingSample>& rings, int ranks, int reps,
+                      const scheduler::CostModel& model) {
+  std::ostringstream file;
+  file << "# Rings (--rings): a ring of ranks 0..D-1 of " << ranks
+       << " (the others run local passes until it is\n"
+       << "#   done), one forward + backward of the model per rep through StepExecutor and\n"
+       << "#   MpiRingLink, then a\n"
+       << "#   GradSync step (reduce-scatter, AdamW, all-gather); rank 0's medians of " << reps
+       << " reps.\n"
+       << "#   model ms: layers x T(c D)/D; fitted: pass_factor_<D> x model ms + pass_ms_<D>\n"
+       << "#   + head (least squares over c); step_fixed_ms: the median sync.\n"
+       << "#   wait ms: of the pass, waiting for ring partners. R rows: the other ranks wait;\n"
+       << "#   B rows: they run local passes until the ring is done (contended_*).\n"
+       << "#     D        c    pass ms   model ms  fitted ms    error    wait ms    sync ms   "
+          "spread\n";
+  for (const RingSample& r : rings) {
+    char row[192];
+    const scheduler::CostModel::PassCalibration c =
+        r.others_busy ? model.contended_pass.at(r.ring_size) : model.Pass(r.ring_size);
+    const double model_ms = RingModelMs(model, r);
+    const double fitted = c.factor * model_ms + c.ms +
+                          model.head_ms_per_token * static_cast<double>(r.tokens_per_rank);
+    std::snprintf(row, sizeof row,
+                  "# %c %3d %8lld %10.3f %10.3f %10.3f %+7.2f%% %10.3f %10.3f %7.1f%%\n",
+                  r.others_busy ? 'B' : 'R', r.ring_size, static_cast<long long>(r.tokens_per_rank),
+                  r.pass_ms, model_ms, fitted, 100 * (fitted - r.pass_ms) / r.pass_ms, r.wait_ms,
+                  r.sync_ms, 100 * r.spread);
+    file << row;
+  }
+  return file.str();
+}
+
+// The file: provenance and every sample as comments, then the model.
+std::string CostFileText(const ProfileFlags& f, const ProfileSetup& s, const Measurements& m,
+                         const scheduler::CostModel& model) {
+  const std::vector<CheckRow> fit_rows = CheckRows(m.fit, model),
+                              held_rows = CheckRows(m.held, model);
+  std::ostringstream file;
+  file << FileHeader(f, s, m)
        << "#         s   1 layer ms  2 layers ms   layer ms    fitted ms    error   spread\n"
-       << SampleTable("T", fit_samples, model) << SampleTable("H", held_samples, model)
-       << "# worst |error|: " << Fixed(100 * worst(fit_rows), 2) << "% fitted";
-  if (!held_rows.empty()) file << ", " << Fixed(100 * worst(held_rows), 2) << "% held out";
+       << SampleTable("T", m.fit, model) << SampleTable("H", m.held, model)
+       << "# worst |error|: " << Fixed(100 * WorstError(fit_rows), 2) << "% fitted";
+  if (!held_rows.empty()) file << ", " << Fixed(100 * WorstError(held_rows), 2) << "% held out";
   file << "\n";
   if (model.g == 0 || model.b1 == 0 || model.a1 == 0)
     file << "# (a coefficient is 0: the plain fit made it negative, so it was dropped)\n";
   file << "# Act(s): activation arena bytes of the 2-layer model minus the 1-layer one, both\n"
        << "#   planned for s tokens (exact accounting, not a measurement)\n";
-  for (const LengthSample& m : fit_samples)
-    file << "# A " << m.tokens << " " << static_cast<int64_t>(m.act_bytes) << "\n";
-  file << "# p2p: " << link.how << "\n";
-  for (const auto& t : link.transfers)
+  for (const LengthSample& l : m.fit)
+    file << "# A " << l.tokens << " " << static_cast<int64_t>(l.act_bytes) << "\n";
+  file << "# p2p: " << m.link.how << "\n";
+  for (const auto& t : m.link.transfers)
     file << "# P " << static_cast<int64_t>(t.tokens) << " bytes " << Fixed(t.ms, 4) << " ms\n";
-  file << "# d2h/h2d: one thread's memcpy of a 256 MiB buffer, median of " << reps << "; CPU\n"
+  file << "# d2h/h2d: one thread's memcpy of a 256 MiB buffer, median of " << f.reps << "; CPU\n"
        << "#   ranks have no device, so the copy offload would make is a host copy\n"
        << "# kv_bytes_per_token: 3 * 2 * kv_heads * head_dim * 4 bytes (f32)\n"
        << "# layers_per_rank: the config's model.layers\n"
        << "# head_ms_per_token: (1-layer model - layer) / s, median over the T rows\n";
-  if (!ring_samples.empty()) {
-    file << "# Rings (--rings): a ring of ranks 0..D-1 of " << link.ranks
-         << " (the others run local passes until it is\n"
-         << "#   done), one forward + backward of the model per rep through StepExecutor and\n"
-         << "#   MpiRingLink, then a\n"
-         << "#   GradSync step (reduce-scatter, AdamW, all-gather); rank 0's medians of " << reps
-         << " reps.\n"
-         << "#   model ms: layers x T(c D)/D; fitted: pass_factor_<D> x model ms + pass_ms_<D>\n"
-         << "#   + head (least squares over c); step_fixed_ms: the median sync.\n"
-         << "#   wait ms: of the pass, waiting for ring partners. R rows: the other ranks wait;\n"
-         << "#   B rows: they run local passes until the ring is done (contended_*).\n"
-         << "#     D        c    pass ms   model ms  fitted ms    error    wait ms    sync ms   "
-            "spread\n";
-    for (size_t i = 0; i < ring_samples.size(); ++i) {
-      const RingSample& r = ring_samples[i];
-      char row[192];
-      const scheduler::CostModel::PassCalibration c =
-          r.others_busy ? model.contended_pass.at(r.ring_size) : model.Pass(r.ring_size);
-      const double fitted = c.factor * model_ms(r) + c.ms +
-                            model.head_ms_per_token * static_cast<double>(r.tokens_per_rank);
-      std::snprintf(row, sizeof row,
-                    "# %c %3d %8lld %10.3f %10.3f %10.3f %+7.2f%% %10.3f %10.3f %7.1f%%\n",
-                    r.others_busy ? 'B' : 'R', r.ring_size,
-                    static_cast<long long>(r.tokens_per_rank), r.pass_ms, model_ms(r), fitted,
-                    100 * (fitted - r.pass_ms) / r.pass_ms, r.wait_ms, r.sync_ms, 100 * r.spread);
-      file << row;
-    }
-  }
+  if (!m.rings.empty()) file << RingTable(m.rings, m.link.ranks, f.reps, model);
   file << scheduler::FormatCostModel(model);
-  const std::string text = file.str();
-  // The written text must be a cost file the planner accepts.
-  scheduler::ParseCostModel(text, "profile output");
+  return file.str();
+}
+
+// --- the report ------------------------------------------------------------------------------
+
+void WriteCostFile(const std::string& text, const std::string& out_path, std::ostream& report) {
   if (out_path.empty()) {
     std::cout << text;
-  } else {
-    std::ofstream out(out_path);
-    SM_CHECK(out.good()) << "--out: cannot write '" << out_path << "'";
-    out << text;
-    SM_CHECK(out.good()) << "--out: writing '" << out_path << "' failed";
-    report << "wrote " << out_path << "\n";
+    return;
   }
+  std::ofstream out(out_path);
+  SM_CHECK(out.good()) << "--out: cannot write '" << out_path << "'";
+  out << text;
+  SM_CHECK(out.good()) << "--out: writing '" << out_path << "' failed";
+  report << "wrote " << out_path << "\n";
+}
+
+void ReportModel(const scheduler::CostModel& model, bool rings, std::ostream& report) {
   report << "T(s) = " << model.a1 << " s^2 + " << model.b1 << " s + " << model.g
          << " ms; Act(s) = " << model.a2 << " s + " << model.b2 << " bytes; head "
          << model.head_ms_per_token * 1e3 << " us/token\n";
@@ -710,14 +765,17 @@ int RunProfile(const Args& args) {
   for (const auto& [d, c] : model.contended_pass)
     report << "passes on " << d << " ranks beside local passes: factor " << Fixed(c.factor, 3)
            << " + " << Fixed(c.ms, 2) << " ms per pass\n";
-  if (!ring_samples.empty())
-    report << "gradient sync + AdamW: " << Fixed(model.step_fixed_ms, 2) << " ms\n";
-  if (!check) return 0;
+  if (rings) report << "gradient sync + AdamW: " << Fixed(model.step_fixed_ms, 2) << " ms\n";
+}
 
+// --check: measured vs fitted at every length; the exit status.
+int ReportCheck(const Measurements& m, const scheduler::CostModel& model, std::ostream& report) {
+  const std::vector<CheckRow> fit_rows = CheckRows(m.fit, model),
+                              held_rows = CheckRows(m.held, model);
   report << "check (tolerance " << Fixed(100 * kCheckTolerance, 0) << "%):\n"
          << "          s  measured ms    fitted ms    error\n"
          << CheckTable("fit    ", fit_rows) << CheckTable("holdout", held_rows);
-  const double w = std::max(worst(fit_rows), worst(held_rows));
+  const double w = std::max(WorstError(fit_rows), WorstError(held_rows));
   if (w > kCheckTolerance) {
     report << "check FAILED: worst |error| " << Fixed(100 * w, 2) << "% > "
            << Fixed(100 * kCheckTolerance, 0) << "%\n";
@@ -725,6 +783,44 @@ int RunProfile(const Args& args) {
   }
   report << "check passed: worst |error| " << Fixed(100 * w, 2) << "%\n";
   return 0;
+}
+
+// The profile of checked flags `f`: measure, fit, write the file, report.
+int Profile(const ProfileFlags& f) {
+  const ProfileSetup s = ResolveSetup(f);
+  std::ostream& report0 = f.out_path.empty() ? std::cerr : std::cout;
+  Measurements m;
+  MeasureLinks(f, s, report0, m);
+  // Only rank 0 goes on, unless --concurrent: then every rank times, and rank 0 reports.
+  if (m.rank != 0 && !f.concurrent) return 0;
+  std::ostringstream discarded;
+  std::ostream& report = m.rank == 0 ? report0 : discarded;
+  report << "p2p: " << Fixed(m.link.gbps, 2) << " GB/s ("
+         << (m.link.ranks == 1 ? "same process: a send to itself"
+                               : "ping-pong of ranks 0 and 1 under MPI")
+         << ")\n";
+  m.copy_gbps = m.rank == 0 ? MeasureCopyGbps(f.reps) : 0.0;
+  report << "memcpy (d2h/h2d stand-in): " << Fixed(m.copy_gbps, 2) << " GB/s\n";
+  SetNumThreads(s.threads);
+  m.load_before = LoadAverage();
+  const std::vector<LengthTimes> times = TimeLengths(s, f.reps, report);
+  if (m.rank != 0) return 0;  // --concurrent: only rank 0's figures are written
+  CollectSamples(times, s.lengths.size(), report, m);
+  m.load_after = LoadAverage();
+  const scheduler::CostModel model = FitCostModel(s, m);
+  const std::string text = CostFileText(f, s, m, model);
+  // The written text must be a cost file the planner accepts.
+  scheduler::ParseCostModel(text, "profile output");
+  WriteCostFile(text, f.out_path, report);
+  ReportModel(model, !m.rings.empty(), report);
+  return f.check ? ReportCheck(m, model, report) : 0;
+}
+
+}  // namespace
+
+int RunProfile(const Args& args) {
+  const std::optional<ProfileFlags> flags = ParseProfileFlags(args);
+  return flags ? Profile(*flags) : 0;
 }
 
 }  // namespace seqmesh::launch

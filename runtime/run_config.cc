@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "runtime/check.h"
+#include "runtime/text.h"
 
 namespace seqmesh {
 namespace {
@@ -85,21 +86,6 @@ std::vector<Field> Schema(RunConfig& c) {
   };
 }
 
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 // Names other tools use for keys of ours (Hugging Face, Megatron, nanoGPT), by last component.
 const std::vector<std::pair<std::string, std::string>>& Aliases() {
   static const std::vector<std::pair<std::string, std::string>> aliases = {
@@ -142,13 +128,7 @@ std::string Closest(const std::string& name, const std::vector<std::string>& val
       name.substr(name.find('.') == std::string::npos ? 0 : name.rfind('.') + 1);
   for (const auto& [other, ours] : Aliases())
     if (last == other && std::find(valid.begin(), valid.end(), ours) != valid.end()) return ours;
-  std::string best;
-  size_t best_d = SIZE_MAX;
-  for (const std::string& v : valid) {
-    const size_t d = EditDistance(name, v);
-    if (d < best_d) best_d = d, best = v;
-  }
-  return best;
+  return ClosestName(name, valid);
 }
 
 const char* TypeName(const Slot& s) {
