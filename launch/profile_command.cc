@@ -54,6 +54,7 @@
 #include "launch/command.h"
 #include "launch/flags.h"
 #include "launch/format.h"
+#include "launch/profile_timing.h"
 #include "launch/ring_profile.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/mpi/mpi_session.h"
@@ -70,11 +71,13 @@ constexpr int64_t kMaxLength = 128 * 1024;
 constexpr double kCheckTolerance = 0.15;
 constexpr int kCheckFailed = 3;
 
-using Clock = std::chrono::steady_clock;
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
+using profile::Clock;
+using profile::LengthSample;
+using profile::LengthTimes;
+using profile::LinkProfile;
+using profile::MeasureCopyGbps;
+using profile::MeasureP2p;
+using profile::MsSince;
 
 int64_t ParseCount(const std::string& flag, const std::string& v, int64_t lo, int64_t hi) {
   char* end = nullptr;
@@ -108,198 +111,6 @@ std::vector<int64_t> ParseLengths(const std::string& flag, const std::string& li
   }
   SM_CHECK(!out.empty()) << flag << " lists no lengths";
   return out;
-}
-
-// --- compute and activations ---------------------------------------------------------------
-
-struct LengthSample {
-  int64_t tokens = 0;
-  double one_layer_ms = 0, two_layer_ms = 0;  // whole forward + backward (see OrderBalancedMedian)
-  double layer_ms = 0;                        // the same of the per-rep differences
-  double spread = 0;     // (max - min) of the differences of one order, over layer_ms
-  double act_bytes = 0;  // one layer's activations (arena accounting)
-};
-
-// The timings of one length over all rounds.
-class LengthTimes {
- public:
-  explicit LengthTimes(int64_t s) : s_(s) {}
-
-  // One paired rep: the 1-layer and the 2-layer model (see the file comment), allocated afresh
-  // for exactly s tokens, one document of s random tokens. `flip` runs the 2-layer model first
-  // (alternated so that neither model always runs right after the other).
-  //
-  // Fresh models every rep, because where the arenas land matters: on the development VM one
-  // model instance at 1,536 tokens ran 1.8x slower than its twin for a whole run (62.9 ms for
-  // 1 layer, 69.1 ms for 2; no page faults; a different instance in the next run was normal).
-  // A training run's placement is one draw of the same kind; the median over fresh draws is
-  // the typical one. Each model's first step is untimed: it touches the arenas' pages, and the
-  // first step after another length can be slower by itself (+17 ms of 40 at 1,536 tokens
-  // after 16K), a cost of switching shapes that training pays per micro-batch, not per layer.
-  void Rep(const ModelConfig& config, bool checkpoint, bool flip) {
-    std::vector<Model> models;
-    models.reserve(2);
-    for (int layers : {1, 2}) {
-      ModelConfig c = config;
-      c.layers = layers;
-      ModelOptions o;
-      o.max_tokens = s_;
-      o.checkpoint_layers.assign(layers, checkpoint);
-      models.emplace_back(c, o);
-      models.back().InitRandom(/*seed=*/1);
-    }
-    // Every target valid: the loss covers every row, as in training on packed documents.
-    std::mt19937 rng(static_cast<uint32_t>(s_));
-    std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab) - 1);
-    std::vector<int32_t> tokens(s_), targets(s_);
-    for (int32_t& t : tokens) t = token(rng);
-    for (int64_t i = 0; i < s_; ++i) targets[i] = tokens[(i + 1) % s_];
-    const int32_t cu_seqlens[2] = {0, static_cast<int32_t>(s_)};
-    Batch batch;
-    batch.tokens = tokens.data();
-    batch.targets = targets.data();
-    batch.cu_seqlens = cu_seqlens;
-    batch.num_docs = 1;
-    batch.num_tokens = s_;
-    auto step = [&](Model& m) {
-      m.ZeroGrad();  // outside the timed region: the trainer zeroes once per step, not per layer
-      const auto t0 = Clock::now();
-      m.Forward(batch, static_cast<float>(s_));
-      m.Backward();
-      return MsSince(t0);
-    };
-    for (Model& m : models) step(m);  // untimed, see above
-    double t1, t2;
-    if (flip) {
-      t2 = step(models[1]);
-      t1 = step(models[0]);
-    } else {
-      t1 = step(models[0]);
-      t2 = step(models[1]);
-    }
-    one_.push_back(t1);
-    two_.push_back(t2);
-    flipped_.push_back(flip);
-    act_bytes_ = static_cast<double>(models[1].activation_bytes()) -
-                 static_cast<double>(models[0].activation_bytes());
-    bytes_ = 0;
-    for (const Model& m : models) bytes_ += 2 * m.param_bytes() + m.activation_bytes();
-  }
-
-  // Memory of the last rep's two models.
-  size_t bytes() const { return bytes_; }
-
-  LengthSample Result() const {
-    std::vector<double> diff;
-    for (size_t i = 0; i < one_.size(); ++i) diff.push_back(two_[i] - one_[i]);
-    LengthSample out;
-    out.tokens = s_;
-    out.one_layer_ms = OrderBalancedMedian(one_);
-    out.two_layer_ms = OrderBalancedMedian(two_);
-    out.layer_ms = OrderBalancedMedian(diff);
-    for (bool flip : {false, true}) {
-      const std::vector<double> d = OfOrder(diff, flip);
-      if (d.empty()) continue;
-      const auto [lo, hi] = std::minmax_element(d.begin(), d.end());
-      out.spread = std::max(out.spread, (*hi - *lo) / std::fabs(out.layer_ms));
-    }
-    out.act_bytes = act_bytes_;
-    return out;
-  }
-
- private:
-  // The reps run in one order.
-  std::vector<double> OfOrder(const std::vector<double>& v, bool flip) const {
-    std::vector<double> out;
-    for (size_t i = 0; i < v.size(); ++i)
-      if (flipped_[i] == flip) out.push_back(v[i]);
-    return out;
-  }
-
-  // The median over the reps of each order, averaged over the two orders: what is left of an
-  // order effect (the model that runs second runs warmer) cancels in a difference only if both
-  // orders weigh the same, which a plain median over an odd number of reps does not give.
-  double OrderBalancedMedian(const std::vector<double>& v) const {
-    const std::vector<double> a = OfOrder(v, false), b = OfOrder(v, true);
-    if (a.empty() || b.empty()) return Median(v);
-    return 0.5 * (Median(a) + Median(b));
-  }
-
-  int64_t s_;
-  std::vector<double> one_, two_;  // ms per rep
-  std::vector<bool> flipped_;      // per rep: the 2-layer model ran first
-  double act_bytes_ = 0;
-  size_t bytes_ = 0;
-};
-
-// --- bandwidth -------------------------------------------------------------------------------
-
-struct LinkProfile {
-  std::string how;                                  // for the file's comments
-  int ranks = 1;                                    // in the MPI world
-  std::vector<scheduler::ComputeSample> transfers;  // (bytes, one-way ms)
-  double gbps = 0;
-};
-
-// Collective over the world: every rank calls it. Rank 0's result is the one written.
-LinkProfile MeasureP2p(Communicator& comm, int reps) {
-  const std::vector<int64_t> sizes = {1 << 20, 4 << 20, 16 << 20, 64 << 20};
-  const int64_t max_count = sizes.back() / static_cast<int64_t>(sizeof(float));
-  std::vector<float> a(max_count, 1.0f), b(max_count, 0.0f);  // touched: no page faults timed
-  LinkProfile link;
-  const int me = comm.rank();
-  link.ranks = comm.size();
-  if (comm.size() == 1) {
-    link.how =
-        "one process sending to itself through MpiCommunicator (a send to self and a receive\n"
-        "#   from self in one Start): a same-process copy figure, not a network; run under\n"
-        "#   mpirun with >= 2 ranks to measure a link";
-  } else {
-    link.how = "ping-pong of ranks 0 and 1 of " + std::to_string(comm.size()) +
-               " MPI ranks through MpiCommunicator;\n#   one-way time = round trip / 2";
-  }
-  for (int64_t bytes : sizes) {
-    const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
-    std::vector<double> ms;
-    for (int r = -1; r < reps; ++r) {  // r = -1: warm-up (connection setup, registration)
-      const auto t0 = Clock::now();
-      if (comm.size() == 1) {
-        const P2POp ops[] = {P2POp::Send(0, a.data(), n, DType::kF32),
-                             P2POp::Recv(0, b.data(), n, DType::kF32)};
-        P2PGroup g = comm.Start(ops);
-        comm.Wait(g);
-      } else if (me <= 1) {
-        const int peer = 1 - me;
-        const P2POp send = P2POp::Send(peer, a.data(), n, DType::kF32);
-        const P2POp recv = P2POp::Recv(peer, b.data(), n, DType::kF32);
-        for (const P2POp* op : {me == 0 ? &send : &recv, me == 0 ? &recv : &send}) {
-          P2PGroup g = comm.Start(std::span<const P2POp>(op, 1));
-          comm.Wait(g);
-        }
-      }
-      const double t = MsSince(t0);
-      if (r >= 0) ms.push_back(comm.size() == 1 ? t : t / 2);
-    }
-    link.transfers.push_back({static_cast<double>(bytes), Median(ms)});
-  }
-  comm.Barrier();
-  link.gbps = scheduler::FitBandwidthGbps(link.transfers);
-  return link;
-}
-
-// GB/s of one thread's memcpy of a 256 MiB buffer (far beyond the last-level cache).
-double MeasureCopyGbps(int reps) {
-  const size_t bytes = size_t{256} << 20;
-  std::vector<char> src(bytes, 1), dst(bytes, 0);
-  std::vector<double> ms;
-  for (int r = -1; r < reps; ++r) {
-    const auto t0 = Clock::now();
-    std::memcpy(dst.data(), src.data(), bytes);
-    const double t = MsSince(t0);
-    if (r >= 0) ms.push_back(t);
-  }
-  SM_CHECK(dst[bytes - 1] == 1) << "memcpy bandwidth: the copy did not happen";
-  return static_cast<double>(bytes) / (Median(ms) * 1e6);
 }
 
 // --- the machine ---------------------------------------------------------------------------
