@@ -38,6 +38,7 @@
 #include "launch/command.h"
 #include "launch/flags.h"
 #include "launch/launch_env.h"
+#include "launch/root_cause.h"
 #include "launch/stop_signals.h"
 #include "launch/worker.h"
 #include "parallel/mpi/mpi_session.h"
@@ -241,25 +242,6 @@ int64_t LastLoggedStep(const std::string& jsonl) {
   static const std::regex step(R"re("step"\s*:\s*(\d+))re");
   if (std::regex_search(last, m, step)) return std::stoll(m[1].str());
   return -1;
-}
-
-// What mpirun and the coordinator said about the first failure.
-std::string RootCause(const std::string& mpirun_err, const std::string& coordinator_err) {
-  std::smatch m;
-  static const std::regex dead(R"(coordinator: (rank \d+ .*declared dead[^\n]*))");
-  static const std::regex signaled(
-      R"(process rank (\d+) with PID (\d+) on node (\S+) exited on signal (\d+) \(([^)]*)\))");
-  static const std::regex nonzero(
-      R"(Process name: \[\[\d+,\d+\],(\d+)\][\s\S]*?Exit code:\s*(\d+))");
-  if (std::regex_search(mpirun_err, m, signaled))
-    // mpirun prints PID 0 when it no longer knows the pid.
-    return "worker rank " + m[1].str() +
-           (m[2].str() == "0" ? " (on " : " (pid " + m[2].str() + " on ") + m[3].str() +
-           ") was killed by signal " + m[4].str() + " (" + m[5].str() + ")";
-  if (std::regex_search(mpirun_err, m, nonzero))
-    return "worker rank " + m[1].str() + " exited with code " + m[2].str();
-  if (std::regex_search(coordinator_err, m, dead)) return m[1].str();
-  return "";
 }
 
 bool WaitForPortFile(const std::string& path, Child& coordinator, int* port) {
