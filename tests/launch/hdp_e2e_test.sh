@@ -8,6 +8,7 @@
 #   b) kill -9 of one worker at a random step: the job restarts from the last committed
 #      checkpoint, prints a root-cause line, and the final parameters and moments are bitwise
 #      equal to the uninterrupted run's.
+#   hang) SIGSTOP of a worker: the root-cause line names the rank the coordinator declared dead.
 #   c) a checkpoint written by 4 ranks resumes on 2 ranks and the loss goes on as on 4 ranks.
 #   tls) 2 workers train over mutual TLS (a job CA signs the coordinator's and workers' certs).
 # The learning rate is constant (warmup 0, min_lr = lr) so a run stopped early and resumed with
@@ -138,6 +139,41 @@ for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003
 done
 echo "(b) ok: $(cat "$work/killed"); $(grep 'launch: root cause' "$work/b.err")"
 [[ $which == b ]] && exit 0
+
+# (hang) SIGSTOP of a random worker after step 2, twice: the coordinator declares it dead after
+# its heartbeat timeout, the survivors fail or are stopped in whatever order, and the root-cause
+# line names the stopped rank (issue 13, item 1: a survivor's "exited with code 1" was named).
+for trial in 1 2; do
+  dir="$work/hang$trial"
+  mkdir -p "$dir"
+  (
+    for _ in $(seq 1 3000); do
+      n=$( (losses "$dir/metrics.jsonl" 2>/dev/null || true) | wc -l)
+      if (( n >= 2 )); then
+        for pid in $(pgrep -f "worker --coordinator.*$dir/" | shuf || true); do
+          if [[ $(cat /proc/$pid/comm 2>/dev/null) == seqmesh ]]; then
+            kill -STOP "$pid" && echo "$pid" > "$dir.stopped"
+            break
+          fi
+        done
+        exit 0
+      fi
+      sleep 0.01
+    done
+  ) &
+  stopper=$!
+  if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$dir" -n 4 \
+    --distributed.heartbeat_timeout_s=2 > "$dir.out" 2> "$dir.err"; then
+    fail "(hang) the job with a stopped worker succeeded"
+  fi
+  wait $stopper
+  [[ -f "$dir.stopped" ]] || fail "(hang) the stopper never fired"
+  stopped=$(cat "$dir.stopped")
+  grep -q "launch: root cause: rank [0-3] (pid $stopped on host .*) declared dead after" \
+    "$dir.err" || fail "(hang) the root cause does not name pid $stopped: $(grep launch: "$dir.err")"
+  echo "(hang) ok: $(grep 'launch: root cause' "$dir.err")"
+done
+[[ $which == hang ]] && exit 0
 
 # (c) 4 ranks write step 4; 2 ranks resume and go on to step 8.
 mkdir -p "$work/c"
