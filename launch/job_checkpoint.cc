@@ -130,6 +130,26 @@ void PruneJobCheckpoints(const std::string& root, int64_t keep, uint64_t step,
   }
 }
 
+std::string SetAsideCorrupt(const std::string& dir) {
+  std::string aside = dir + ".corrupt";
+  for (int k = 1; fs::exists(aside); ++k) aside = dir + ".corrupt." + std::to_string(k);
+  fs::rename(dir, aside);
+  return aside;
+}
+
+std::vector<std::string> CorruptStepDirs(const std::string& root) {
+  std::vector<std::string> out;
+  if (!fs::exists(root)) return out;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    const size_t dot = name.find(".corrupt");
+    if (entry.is_directory() && dot != std::string::npos && StepOfDirName(name.substr(0, dot)) >= 0)
+      out.push_back(entry.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 uint64_t BumpGeneration(const std::string& path) {
   uint64_t last = 0;
   if (fs::exists(path)) {

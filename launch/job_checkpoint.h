@@ -62,6 +62,12 @@ uint64_t WriteJobCommit(const std::string& dir, const JobCommit& commit);
 void PruneJobCheckpoints(const std::string& root, int64_t keep, uint64_t step,
                          const std::function<bool(uint64_t)>& assembling);
 
+// Renames a checkpoint that failed verification to <dir>.corrupt (or .corrupt.1, ...): no longer
+// a step directory, so it is never loaded or pruned again. Returns the new name.
+std::string SetAsideCorrupt(const std::string& dir);
+// The step directories set aside under `root` (step-N.corrupt...), sorted.
+std::vector<std::string> CorruptStepDirs(const std::string& root);
+
 // The generation counter in `path`: one more than the last coordinator's, written back, so
 // requests of an earlier attempt of the job are told apart from the current one's.
 uint64_t BumpGeneration(const std::string& path);
