@@ -78,6 +78,25 @@ same_losses() {
     END { exit bad }' "$work/joined" || exit 1
 }
 
+# Once run `dir` has logged `after` steps, sends `signal` to one of its workers, chosen at random,
+# and writes "signalled worker pid P after step N" to `record`.
+signal_worker_after() {  # dir, after, signal, record
+  local dir=$1 after=$2 signal=$3 record=$4
+  for _ in $(seq 1 3000); do
+    n=$( (losses "$dir/metrics.jsonl" 2>/dev/null || true) | wc -l)
+    if (( n >= after )); then
+      for pid in $(pgrep -f "worker --coordinator.*$dir/" | shuf || true); do
+        if [[ $(cat /proc/$pid/comm 2>/dev/null) == seqmesh ]]; then
+          kill "$signal" "$pid" && echo "signalled ($signal) worker pid $pid after step $n" > "$record"
+          return 0
+        fi
+      done
+      return 0
+    fi
+    sleep 0.01
+  done
+}
+
 launch() {  # dir, extra args...
   local dir=$1; shift
   "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$dir" "$@" \
@@ -112,21 +131,7 @@ echo "(a) ok: resuming the complete run finished at once"
 # (b) kill -9 of a worker at a random step, restart, bitwise equal final state.
 mkdir -p "$work/b"
 kill_at=$(( RANDOM % 4 + 2 ))
-(
-  for _ in $(seq 1 3000); do
-    n=$( (losses "$work/b/metrics.jsonl" 2>/dev/null || true) | wc -l)
-    if (( n >= kill_at )); then
-      for pid in $(pgrep -f "worker --coordinator.*$work/b/" | shuf || true); do
-        if [[ $(cat /proc/$pid/comm 2>/dev/null) == seqmesh ]]; then
-          kill -9 "$pid" && echo "killed worker pid $pid after step $n" > "$work/killed"
-          break
-        fi
-      done
-      exit 0
-    fi
-    sleep 0.01
-  done
-) &
+signal_worker_after "$work/b" "$kill_at" -9 "$work/killed" &
 killer=$!
 launch "$work/b" -n 4 --max-restarts 2
 wait $killer
@@ -181,21 +186,7 @@ echo "(corrupt) ok"
 for trial in 1 2; do
   dir="$work/hang$trial"
   mkdir -p "$dir"
-  (
-    for _ in $(seq 1 3000); do
-      n=$( (losses "$dir/metrics.jsonl" 2>/dev/null || true) | wc -l)
-      if (( n >= 2 )); then
-        for pid in $(pgrep -f "worker --coordinator.*$dir/" | shuf || true); do
-          if [[ $(cat /proc/$pid/comm 2>/dev/null) == seqmesh ]]; then
-            kill -STOP "$pid" && echo "$pid" > "$dir.stopped"
-            break
-          fi
-        done
-        exit 0
-      fi
-      sleep 0.01
-    done
-  ) &
+  signal_worker_after "$dir" 2 -STOP "$dir.stopped" &
   stopper=$!
   if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$dir" -n 4 \
     --distributed.heartbeat_timeout_s=2 > "$dir.out" 2> "$dir.err"; then
@@ -203,7 +194,7 @@ for trial in 1 2; do
   fi
   wait $stopper
   [[ -f "$dir.stopped" ]] || fail "(hang) the stopper never fired"
-  stopped=$(cat "$dir.stopped")
+  stopped=$(sed 's/.*pid \([0-9]*\).*/\1/' "$dir.stopped")
   grep -q "launch: root cause: rank [0-3] (pid $stopped on host .*) declared dead after" \
     "$dir.err" || fail "(hang) the root cause does not name pid $stopped: $(grep launch: "$dir.err")"
   echo "(hang) ok: $(grep 'launch: root cause' "$dir.err")"
