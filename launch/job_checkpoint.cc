@@ -23,12 +23,6 @@ std::string ReadFileText(const std::string& path) {
   return std::string(reinterpret_cast<const char*>(f.data()), f.size());
 }
 
-const Json& Member(const Json& object, const char* key, const std::string& what) {
-  const Json* m = object.Find(key);
-  SM_CHECK(m != nullptr) << what << " lacks \"" << key << "\"";
-  return *m;
-}
-
 }  // namespace
 
 std::string CheckpointRoot(const RunConfig& config) { return config.checkpoint.dir; }
@@ -39,7 +33,6 @@ std::string CheckpointStepDir(const RunConfig& config, uint64_t step) {
 
 std::string CheckPartFileName(const std::string& name) {
   if (name == kCoordinatorJson) return "is reserved for the coordinator's own file";
-  if (name == kManifestName) return "is reserved for the coordinator's own file";
   return CheckFileName(name);
 }
 
@@ -67,25 +60,25 @@ CommittedCheckpoint ReadCommittedCheckpoint(const std::string& dir) {
   const std::string manifest_path = dir + "/" + kManifestName;
   const Json manifest = VerifyManifest(dir);
   bool has_coordinator_json = false;
-  for (const Json& e : Member(manifest, "files", manifest_path).AsArray(manifest_path + " files"))
+  for (const Json& e : manifest.Require("files", manifest_path).AsArray(manifest_path + " files"))
     has_coordinator_json |=
-        Member(e, "name", manifest_path).AsString(manifest_path + " name") == kCoordinatorJson;
+        e.Require("name", manifest_path).AsString(manifest_path + " name") == kCoordinatorJson;
   SM_CHECK(has_coordinator_json) << "'" << manifest_path << "' does not list " << kCoordinatorJson;
   const std::string cj_path = dir + "/" + kCoordinatorJson;
   const Json cj = Json::Parse(ReadFileText(cj_path), cj_path);
   CommittedCheckpoint out;
   out.dir = fs::absolute(dir).lexically_normal().string();
-  const int64_t step = Member(cj, "step", cj_path).AsInt(cj_path + " step");
+  const int64_t step = cj.Require("step", cj_path).AsInt(cj_path + " step");
   SM_CHECK(step >= 0) << cj_path << ": step " << step << " is negative";
   out.step = static_cast<uint64_t>(step);
-  SM_CHECK(Member(manifest, "step", manifest_path).AsInt(manifest_path + " step") == step)
+  SM_CHECK(manifest.Require("step", manifest_path).AsInt(manifest_path + " step") == step)
       << "'" << manifest_path << "' and '" << cj_path << "' name different steps";
-  out.cursor = CursorFromJson(Member(cj, "cursor", cj_path), cj_path + " cursor");
+  out.cursor = CursorFromJson(cj.Require("cursor", cj_path), cj_path + " cursor");
   out.generation =
-      static_cast<uint64_t>(Member(cj, "generation", cj_path).AsInt(cj_path + " generation"));
+      static_cast<uint64_t>(cj.Require("generation", cj_path).AsInt(cj_path + " generation"));
   out.world_size =
-      static_cast<int>(Member(cj, "world_size", cj_path).AsInt(cj_path + " world_size"));
-  out.job_id = Member(cj, "job_id", cj_path).AsString(cj_path + " job_id");
+      static_cast<int>(cj.Require("world_size", cj_path).AsInt(cj_path + " world_size"));
+  out.job_id = cj.Require("job_id", cj_path).AsString(cj_path + " job_id");
   return out;
 }
 

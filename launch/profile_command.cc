@@ -61,6 +61,7 @@
 #include "runtime/check.h"
 #include "runtime/model.h"
 #include "runtime/run_config.h"
+#include "runtime/text.h"
 #include "runtime/threads.h"
 #include "scheduler/cost_model.h"
 
@@ -80,9 +81,9 @@ using profile::MeasureP2p;
 using profile::MsSince;
 
 int64_t ParseCount(const std::string& flag, const std::string& v, int64_t lo, int64_t hi) {
-  char* end = nullptr;
-  const long long n = std::strtoll(v.c_str(), &end, 10);
-  SM_CHECK(!v.empty() && *end == '\0') << flag << ": '" << v << "' is not an integer";
+  const std::optional<int64_t> parsed = ParseInt64(v);
+  SM_CHECK(parsed) << flag << ": '" << v << "' is not an integer";
+  const int64_t n = *parsed;
   SM_CHECK(n >= lo && n <= hi) << flag << " must be in [" << lo << ", " << hi << "], got " << v;
   return n;
 }
@@ -97,10 +98,10 @@ std::vector<int64_t> ParseLengths(const std::string& flag, const std::string& li
     std::string digits = item;
     if (digits.back() == 'K' || digits.back() == 'k') mult = 1024, digits.pop_back();
     if (digits.back() == 'M' || digits.back() == 'm') mult = 1024 * 1024, digits.pop_back();
-    char* end = nullptr;
-    const long long n = std::strtoll(digits.c_str(), &end, 10);
-    SM_CHECK(!digits.empty() && *end == '\0')
-        << flag << ": '" << item << "' is not a length (tokens, optionally with a K suffix)";
+    const std::optional<int64_t> parsed = ParseInt64(digits);
+    SM_CHECK(parsed) << flag << ": '" << item
+                     << "' is not a length (tokens, optionally with a K suffix)";
+    const int64_t n = *parsed;
     SM_CHECK(n >= 1) << flag << ": length " << item << " must be >= 1";
     SM_CHECK(n <= kMaxLength / mult)
         << flag << ": length " << item << " is above the maximum " << kMaxLength

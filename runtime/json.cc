@@ -114,6 +114,12 @@ const Json* Json::Find(std::string_view key) const {
   return nullptr;
 }
 
+const Json& Json::Require(std::string_view key, const std::string& what) const {
+  const Json* m = Find(key);
+  SM_CHECK(m != nullptr) << what << " lacks \"" << key << "\"";
+  return *m;
+}
+
 Json& Json::Set(std::string key, Json value) {
   SM_CHECK(type_ == Type::kObject) << "Json::Set on " << TypeName(type_);
   members_.emplace_back(std::move(key), std::move(value));

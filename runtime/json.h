@@ -44,6 +44,8 @@ class Json {
 
   // Object member or nullptr.
   const Json* Find(std::string_view key) const;
+  // Object member; throws naming `what` and the key when it is missing.
+  const Json& Require(std::string_view key, const std::string& what) const;
   // Appends a member to an object (no duplicate check: the writer's caller owns the keys).
   Json& Set(std::string key, Json value);
   void Push(Json value);

@@ -14,12 +14,6 @@ namespace {
 
 constexpr size_t kMaxFileName = 255;
 
-const Json& Member(const Json& object, const char* key, const std::string& what) {
-  const Json* m = object.Find(key);
-  SM_CHECK(m != nullptr) << what << " lacks \"" << key << "\"";
-  return *m;
-}
-
 }  // namespace
 
 std::string StepDirName(uint64_t step) {
@@ -93,19 +87,19 @@ Json VerifyManifest(const std::string& dir) {
   MappedFile mf(path);
   const Json manifest =
       Json::Parse(std::string_view(reinterpret_cast<const char*>(mf.data()), mf.size()), path);
-  for (const Json& e : Member(manifest, "files", path).AsArray(path + " files")) {
-    const std::string name = Member(e, "name", path).AsString(path + " name");
+  for (const Json& e : manifest.Require("files", path).AsArray(path + " files")) {
+    const std::string name = e.Require("name", path).AsString(path + " name");
     const std::string why = CheckFileName(name);
     SM_CHECK(why.empty()) << "'" << path << "' lists the file name '" << name << "', which " << why;
     const std::string file = dir + "/" + name;
     SM_CHECK(fs::exists(file)) << "checkpoint file '" << file << "' is missing";
     MappedFile f(file);
-    const int64_t bytes = Member(e, "bytes", path).AsInt(path + " bytes");
+    const int64_t bytes = e.Require("bytes", path).AsInt(path + " bytes");
     SM_CHECK(static_cast<int64_t>(f.size()) == bytes)
         << "checkpoint file '" << file << "' has " << f.size() << " bytes, the manifest says "
         << bytes << " (truncated?)";
     SM_CHECK(std::to_string(Fnv1a64(f.data(), f.size())) ==
-             Member(e, "fnv1a64", path).AsString(path + " fnv1a64"))
+             e.Require("fnv1a64", path).AsString(path + " fnv1a64"))
         << "checkpoint file '" << file << "' does not match its checksum (corrupt)";
   }
   return manifest;
