@@ -224,6 +224,7 @@ grpc::Status Coordinator::Register(const proto::RegisterRequest& request,
   reply->set_config_toml(config_.ToToml());
   reply->set_start_step(start_step_);
   reply->set_resume_checkpoint(resume_checkpoint_);
+  if (resume_checkpoint_.empty()) reply->set_init_from(options_.init_from);
   reply->set_total_steps(total_steps_);
   return grpc::Status::OK;
 }

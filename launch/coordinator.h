@@ -54,6 +54,9 @@ struct CoordinatorOptions {
   std::string token;  // the job token every RPC must carry
   std::string job_id;
   bool resume = false;  // continue from the newest valid committed checkpoint, if there is one
+  // A Hugging Face directory the workers start from when there is no checkpoint to resume (the
+  // config's [model] must already be its config.json's: RunCoordinator reads it).
+  std::string init_from;
   std::ostream* out = nullptr;  // console lines; nullptr: std::cout
 };
 

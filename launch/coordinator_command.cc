@@ -21,9 +21,12 @@
 #include "launch/stop_signals.h"
 #include "runtime/check.h"
 #include "runtime/files.h"
+#include "runtime/hf_checkpoint.h"
 
 namespace seqmesh::launch {
 namespace {
+
+namespace fs = std::filesystem;
 
 constexpr int kExitWorkerDead = 3;
 
@@ -41,6 +44,7 @@ int RunCoordinator(const Args& args) {
   ServerOptions server_options;
   bool resume = false;
   std::vector<std::string> overrides;
+  CoordinatorOptions options;
   FlagParser flags(
       "coordinator",
       "plan and serve the steps of a multi-process job for N worker ranks over gRPC (exit status: "
@@ -63,6 +67,8 @@ int RunCoordinator(const Args& args) {
               "mutual TLS: refuse clients without a certificate this CA signed")
       .Switch("--resume", &resume,
               "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .String("--init-from", "DIR", &options.init_from,
+              "start from a Hugging Face directory (its config.json sets [model])")
       .ConfigOverrides(&overrides);
   if (!flags.Parse(args)) return 0;
   SM_CHECK(world_size <= (1 << 20))
@@ -73,7 +79,6 @@ int RunCoordinator(const Args& args) {
   if (!tls && !IsLoopback(server_options.address))
     std::cerr << "coordinator: warning: serving " << server_options.address
               << " without TLS: the job token crosses the network in clear text\n";
-  CoordinatorOptions options;
   options.world_size = static_cast<int>(world_size);
   options.token = ReadJobToken(token_file);
   options.resume = resume;
@@ -85,7 +90,12 @@ int RunCoordinator(const Args& args) {
   }
   options.job_id = job_id;
 
-  const RunConfig config = RunConfig::Load(config_path, overrides);
+  RunConfig config = RunConfig::Load(config_path, overrides);
+  if (!options.init_from.empty()) {
+    options.init_from = fs::absolute(options.init_from).lexically_normal().string();
+    config.model = ReadHfConfig(options.init_from + "/config.json");
+    config.Validate();
+  }
   Coordinator coordinator(config, options);
   CoordinatorServer server(coordinator, server_options);
   if (!port_file.empty()) {

@@ -19,47 +19,22 @@ namespace fs = std::filesystem;
 
 void Coordinator::RestoreNewestCheckpoint(BlendCursor& cursor) {
   const std::string root = CheckpointRoot(config_);
-  std::vector<std::string> failed;  // "<dir>: why", newest first
-  for (const auto& [step, dir] : CommittedStepDirs(root)) {
-    CommittedCheckpoint cp;
-    try {
-      cp = ReadCommittedCheckpoint(dir);
-    } catch (const Error& e) {
-      // Kept aside, never loaded or pruned again: an older checkpoint may still serve.
-      const std::string aside = SetAsideCorrupt(dir);
-      out_ << "coordinator: warning: skipping checkpoint '" << dir << "': " << e.what()
-           << "; it failed verification and is kept as '" << aside << "'" << std::endl;
-      failed.push_back("'" + dir + "': " + e.what());
-      continue;
-    }
-    SM_CHECK(cp.cursor.datasets.size() == data_.datasets.size())
-        << "checkpoint '" << dir << "' has a data cursor over " << cp.cursor.datasets.size()
-        << " dataset(s), but data.path names " << data_.datasets.size()
-        << " (was the blend changed?)";
-    start_step_ = cp.step;
-    committed_ = cp.step;
-    cursor = cp.cursor;
-    resume_checkpoint_ = cp.dir;
-    out_ << "coordinator: resuming from " << cp.dir << " (step " << cp.step << ", written by "
-         << cp.world_size << " ranks in generation " << cp.generation << ")" << std::endl;
+  const std::optional<CommittedCheckpoint> cp = NewestUsableCheckpoint(root, out_, "coordinator");
+  if (!cp) {
+    out_ << "coordinator: --resume: no committed checkpoint in '" << root << "'; starting at step 0"
+         << std::endl;
     return;
   }
-  // No checkpoint to resume from: a fresh start only if none ever failed verification (those of
-  // an earlier attempt are the step-N.corrupt directories), never silently over corrupt ones.
-  const std::vector<std::string> aside = CorruptStepDirs(root);
-  if (!aside.empty()) {
-    std::ostringstream why;
-    for (const std::string& f : failed) why << "\n  " << f;
-    if (failed.empty())
-      for (const std::string& d : aside) why << "\n  '" << d << "' (set aside earlier)";
-    SM_CHECK(false)
-        << "--resume: every committed checkpoint in '" << root
-        << "' failed verification, so there is nothing to resume from:" << why.str()
-        << "\nThey are kept as step-N.corrupt. Copy an intact checkpoint back, or start "
-           "a new run in another checkpoint.dir (without --resume).";
-  }
-  out_ << "coordinator: --resume: no committed checkpoint in '" << root << "'; starting at step 0"
-       << std::endl;
+  SM_CHECK(cp->cursor.datasets.size() == data_.datasets.size())
+      << "checkpoint '" << cp->dir << "' has a data cursor over " << cp->cursor.datasets.size()
+      << " dataset(s), but data.path names " << data_.datasets.size()
+      << " (was the blend changed?)";
+  start_step_ = cp->step;
+  committed_ = cp->step;
+  cursor = cp->cursor;
+  resume_checkpoint_ = cp->dir;
+  out_ << "coordinator: resuming from " << cp->dir << " (step " << cp->step << ", written by "
+       << cp->world_size << " ranks in generation " << cp->generation << ")" << std::endl;
 }
 
 // The cost file with what this job measured, next to its checkpoints: later jobs and

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <sstream>
 
 #include "launch/job_token.h"
 #include "runtime/check.h"
@@ -121,6 +122,47 @@ void PruneJobCheckpoints(const std::string& root, int64_t keep, uint64_t step,
     if (static_cast<uint64_t>(s) < step && !assembling(static_cast<uint64_t>(s)))
       fs::remove_all(entry.path());
   }
+}
+
+std::vector<proto::FileDigest> DigestFiles(const std::string& dir,
+                                           const std::vector<std::string>& names) {
+  std::vector<proto::FileDigest> out;
+  for (const std::string& name : names) {
+    MappedFile f(dir + "/" + name);
+    proto::FileDigest& d = out.emplace_back();
+    d.set_name(name);
+    d.set_bytes(f.size());
+    d.set_fnv1a64(Hex16(Fnv1a64(f.data(), f.size())));
+  }
+  return out;
+}
+
+std::optional<CommittedCheckpoint> NewestUsableCheckpoint(const std::string& root,
+                                                          std::ostream& log,
+                                                          const std::string& who) {
+  std::vector<std::string> failed;  // "<dir>: why", newest first
+  for (const auto& [step, dir] : CommittedStepDirs(root)) {
+    try {
+      return ReadCommittedCheckpoint(dir);
+    } catch (const Error& e) {
+      // Kept aside, never loaded or pruned again: an older checkpoint may still serve.
+      const std::string aside = SetAsideCorrupt(dir);
+      log << who << ": warning: skipping checkpoint '" << dir << "': " << e.what()
+          << "; it failed verification and is kept as '" << aside << "'" << std::endl;
+      failed.push_back("'" + dir + "': " + e.what());
+    }
+  }
+  const std::vector<std::string> aside = CorruptStepDirs(root);
+  if (aside.empty()) return std::nullopt;
+  std::ostringstream why;
+  for (const std::string& f : failed) why << "\n  " << f;
+  if (failed.empty())
+    for (const std::string& d : aside) why << "\n  '" << d << "' (set aside earlier)";
+  SM_CHECK(false) << "--resume: every committed checkpoint in '" << root
+                  << "' failed verification, so there is nothing to resume from:" << why.str()
+                  << "\nThey are kept as step-N.corrupt. Copy an intact checkpoint back, or start "
+                     "a new run in another checkpoint.dir (without --resume).";
+  return std::nullopt;
 }
 
 std::string SetAsideCorrupt(const std::string& dir) {

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,19 @@ uint64_t WriteJobCommit(const std::string& dir, const JobCommit& commit);
 // step directories without a manifest older than `step` for which `assembling` is false.
 void PruneJobCheckpoints(const std::string& root, int64_t keep, uint64_t step,
                          const std::function<bool(uint64_t)>& assembling);
+
+// The digests of `dir`/name for each name: what a rank's part reports (size and FNV-1a 64).
+std::vector<proto::FileDigest> DigestFiles(const std::string& dir,
+                                           const std::vector<std::string>& names);
+
+// The newest committed checkpoint under `root` that verifies, for --resume. One that fails
+// verification is set aside (SetAsideCorrupt) with a warning on `log` ("<who>: warning: skipping
+// checkpoint ..."), and the next older one is tried. None at all: nullopt. None left but some
+// were set aside (now or by an earlier attempt): an error listing each with why, never a silent
+// fresh start over corrupt checkpoints.
+std::optional<CommittedCheckpoint> NewestUsableCheckpoint(const std::string& root,
+                                                          std::ostream& log,
+                                                          const std::string& who);
 
 // Renames a checkpoint that failed verification to <dir>.corrupt (or .corrupt.1, ...): no longer
 // a step directory, so it is never loaded or pruned again. Returns the new name.

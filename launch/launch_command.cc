@@ -58,6 +58,7 @@ struct LaunchArgs {
   std::string config;
   int max_restarts = 0;
   bool resume = false;
+  std::string init_from;  // a Hugging Face directory to start from
   std::string tls_cert, tls_key;
   std::string tls_root;  // what workers check the coordinator against; empty: tls_cert
   std::string tls_client_ca, tls_client_cert, tls_client_key;  // mutual TLS
@@ -82,6 +83,8 @@ std::optional<LaunchArgs> ParseArgs(const Args& args) {
            "restart the job from its last committed checkpoint up to R times when it fails", 0)
       .Switch("--resume", &a.resume,
               "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .String("--init-from", "DIR", &a.init_from,
+              "start from a Hugging Face directory (its config.json sets [model])")
       .String("--tls-cert", "F", &a.tls_cert, "PEM certificate: serve the coordinator over TLS")
       .String("--tls-key", "F", &a.tls_key, "PEM key of --tls-cert")
       .String("--tls-root", "F", &a.tls_root,
@@ -267,6 +270,7 @@ std::vector<std::string> CoordinatorArgv(const std::string& self, const LaunchAr
                                    "--port-file",  port_file,
                                    "--token-file", token_file};
   if (resume) argv.push_back("--resume");
+  if (!a.init_from.empty()) argv.insert(argv.end(), {"--init-from", a.init_from});
   if (!a.tls_cert.empty()) {
     argv.insert(argv.end(), {"--tls-cert", a.tls_cert, "--tls-key", a.tls_key});
   }

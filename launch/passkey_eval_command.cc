@@ -22,7 +22,7 @@ int RunPasskeyEval(const Args& args) {
   std::string model_dir, data;
   int64_t answer = 5, last = 200, threads = 2;
   FlagParser flags("passkey-eval", "score a model's retrieval on synth documents",
-                   "seqmesh passkey-eval --model runs/passkey/checkpoints/step-00000300 "
+                   "seqmesh passkey-eval --model runs/passkey/step-00000300 "
                    "--data data/passkey");
   flags
       .String("--model", "DIR", &model_dir, "a Hugging Face model directory (a checkpoint)",

@@ -66,6 +66,7 @@ Json StepRecordJson(uint64_t step, const StepTotals& totals,
   Json scales = Json::Object();
   for (const auto& [d, k] : refit_scale) scales.Set(std::to_string(d), NumberOrNull(k));
   line.Set("refit_scale", std::move(scales));
+  if (first.has_val_loss()) line.Set("val_loss", NumberOrNull(first.val_loss()));
   line.Set("generation", Json::Integer(static_cast<int64_t>(generation)));
   line.Set("rank_loss", std::move(rank_loss));
   line.Set("rank_step_ms", std::move(rank_ms));
@@ -82,6 +83,7 @@ std::string ConsoleStepLine(uint64_t steps_done, const StepTotals& totals,
      << "  tok/s: " << Fixed(tokens_per_s, 0)
      << "  sent: " << Bytes(static_cast<double>(totals.bytes_sent))
      << "  micro-batches: " << totals.micro_batches;
+  if (rank0.has_val_loss()) os << "  val_loss: " << Fixed(rank0.val_loss(), 4);
   return os.str();
 }
 

@@ -16,7 +16,7 @@ int RunTrain(const Args& args) {
                    "seqmesh train --config examples/text.toml --training.steps=100");
   flags.String("--config", "FILE", &config_path, "the run's TOML configuration", Required::kYes)
       .Switch("--resume", &options.resume,
-              "continue from the newest checkpoint in <checkpoint.dir>/checkpoints")
+              "continue from the newest committed checkpoint in <checkpoint.dir>")
       .String("--init-from", "DIR", &options.init_from,
               "start from a Hugging Face model directory (its config.json wins)")
       .ConfigOverrides(&overrides);

@@ -1,29 +1,31 @@
+// `seqmesh train`: a world of one rank running the one step path (DESIGN.md section 3): the
+// in-process StepPlanner draws and plans each step (the packed plan: long sequences cut), HdpStep
+// runs it on a WorldOfOne communicator (no MPI, no gRPC), and checkpoints are the layout every
+// job writes (launch/job_checkpoint.h), so `launch -n N` resumes them and this resumes theirs.
 #include "launch/trainer.h"
 
-#include <pthread.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <thread>
+#include <optional>
 
+#include "launch/dist_checkpoint.h"
 #include "launch/format.h"
+#include "launch/job_checkpoint.h"
 #include "launch/stop_signals.h"
 #include "launch/training_data.h"
-#include "runtime/batch_sampler.h"
-#include "runtime/checkpoint.h"
+#include "launch/validation.h"
+#include "parallel/hdp_step.h"
+#include "parallel/world_of_one.h"
 #include "runtime/cpu/peak.h"
 #include "runtime/hf_checkpoint.h"
-#include "runtime/indexed_dataset.h"
 #include "runtime/json.h"
-#include "runtime/layers.h"
 #include "runtime/threads.h"
+#include "scheduler/step_planner.h"
 
 namespace seqmesh::launch {
 namespace {
@@ -38,63 +40,130 @@ double ResidentMiB() {
   return 0;
 }
 
-// Global-batch sequences -> packed micro-batches with tokens and next-token targets.
-struct MicroBatch {
-  std::vector<int32_t> tokens, targets, cu;
-  double causal_pairs = 0;
-};
-
-struct StepBatch {
-  std::vector<MicroBatch> micro;
-  float normalizer = 0;  // targets in the whole global batch
-  int64_t tokens = 0;
-  int64_t cut = 0;  // sequences longer than a micro-batch, cut into independent pieces
-};
-
-StepBatch BuildBatch(const std::vector<IndexedDataset>& datasets, std::span<const BlendedId> ids,
-                     int64_t capacity) {
-  // Pack by position in `ids` (the packer needs one integer per sequence).
-  std::vector<int64_t> slots;
-  std::vector<int32_t> lengths;
-  StepBatch out;
-  for (size_t k = 0; k < ids.size(); ++k) {
-    const int32_t len = datasets[ids[k].dataset].Length(ids[k].sequence);
-    slots.push_back(static_cast<int64_t>(k));
-    lengths.push_back(len);
-    out.normalizer += static_cast<float>(std::max(0, len - 1));
-    out.tokens += len;
-  }
-  const PackResult packed = PackMicroBatches(slots, lengths, capacity);
-  out.cut = packed.cut_sequences;
-  std::vector<int32_t> seq;
-  for (const MicroBatchPlan& plan : packed.micro_batches) {
-    MicroBatch mb;
-    mb.cu = plan.cu_seqlens;
-    for (const PackedPiece& p : plan.pieces) {
-      // The piece and the token after it (its last target), not the whole sequence.
-      const IndexedDataset& ds = datasets[ids[p.id].dataset];
-      const int64_t full = ds.Length(ids[p.id].sequence);
-      seq.clear();
-      ds.ReadRange(ids[p.id].sequence, p.begin, std::min(p.length + 1, full - p.begin), seq);
-      for (int64_t i = 0; i < p.length; ++i) {
-        mb.tokens.push_back(seq[i]);
-        mb.targets.push_back(i + 1 < static_cast<int64_t>(seq.size()) ? seq[i + 1] : kIgnoreIndex);
-      }
-      mb.causal_pairs += 0.5 * static_cast<double>(p.length) * (p.length + 1);
-    }
-    out.micro.push_back(std::move(mb));
-  }
-  return out;
+// Causal (query, key) pairs of a packed plan: each segment is a document of its own.
+double CausalPairs(const proto::StepPlan& plan) {
+  double pairs = 0;
+  for (const proto::RankPlan& r : plan.ranks())
+    for (const proto::MicroBatch& mb : r.micro_batches())
+      for (const proto::Segment& seg : mb.segments())
+        for (const proto::TokenRange& t : seg.ranges()) {
+          const double len = static_cast<double>(t.end() - t.begin());
+          pairs += 0.5 * len * (len + 1);
+        }
+  return pairs;
 }
 
-Batch View(const MicroBatch& mb) {
-  Batch b;
-  b.tokens = mb.tokens.data();
-  b.targets = mb.targets.data();
-  b.cu_seqlens = mb.cu.data();
-  b.num_docs = static_cast<int64_t>(mb.cu.size()) - 1;
-  b.num_tokens = static_cast<int64_t>(mb.tokens.size());
-  return b;
+// The world of one: its communicator, its step, and where the run stands.
+struct LocalRun {
+  WorldOfOne comm;
+  NoRingLink link;
+  std::optional<HdpStep> hdp;
+  uint64_t step = 0;   // steps completed
+  BlendCursor cursor;  // where the next global batch starts
+  std::string job_id;
+};
+
+// Writes the checkpoint after `run.step` steps: the rank's part, then the commit (manifest
+// last), then prunes to checkpoint.keep.
+void Save(const RunConfig& config, LocalRun& run, std::ostream& out) {
+  const std::string dir = CheckpointStepDir(config, run.step);
+  JobCommit commit;
+  commit.step = run.step;
+  commit.cursor = run.cursor;
+  commit.job_id = run.job_id;
+  commit.parts.push_back(
+      DigestFiles(dir, WriteCheckpointPart(dir, 0, 1, run.hdp->model(), run.hdp->sync())));
+  WriteJobCommit(dir, commit);
+  PruneJobCheckpoints(CheckpointRoot(config), config.checkpoint.keep, run.step,
+                      [](uint64_t) { return false; });
+  out << "checkpoint: " << dir << std::endl;
+}
+
+// --resume: the newest committed checkpoint, whatever world size wrote it.
+void Resume(const RunConfig& config, const TrainingData& data, LocalRun& run, std::ostream& out) {
+  const std::string root = CheckpointRoot(config);
+  const std::optional<CommittedCheckpoint> cp = NewestUsableCheckpoint(root, out, "train");
+  if (!cp) {
+    SM_CHECK(!fs::exists(root + "/checkpoints"))
+        << "--resume: '" << root << "/checkpoints' holds checkpoints in the layout of earlier "
+        << "seqmesh versions (train_state.safetensors), which this one does not read; resume "
+        << "them with the seqmesh that wrote them, or start a new run without --resume";
+    SM_CHECK(false) << "--resume: no complete checkpoint in '" << root << "'";
+  }
+  SM_CHECK(cp->cursor.datasets.size() == data.datasets.size())
+      << "checkpoint '" << cp->dir << "' has a data cursor over " << cp->cursor.datasets.size()
+      << " dataset(s), but data.path names " << data.datasets.size() << " (was the blend changed?)";
+  LoadCheckpointParts(cp->dir, run.hdp->model(), run.hdp->sync());
+  run.step = cp->step;
+  run.cursor = cp->cursor;
+  out << "resumed: " << cp->dir << " (step " << cp->step << ", written by " << cp->world_size
+      << (cp->world_size == 1 ? " rank)" : " ranks)") << "\n";
+}
+
+std::string LocalJobId() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "-" + std::to_string(::getpid()) + "-train";
+}
+
+// The console's view of the steps since the last log line.
+struct Throughput {
+  int64_t tokens = 0;
+  double flops = 0;
+  std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
+};
+
+void LogLine(uint64_t step, double loss, double norm, float lr, double val, int64_t cut_total,
+             double peak, Throughput& t, std::ostream& out) {
+  const auto now = std::chrono::steady_clock::now();
+  const double secs = std::chrono::duration<double>(now - t.since).count();
+  const double gflops = t.flops / secs / 1e9;
+  if (::isatty(STDOUT_FILENO)) out << "\r\033[K";
+  out << "step: " << step << "  loss: " << Fixed(loss, 4) << "  grad_norm: " << Fixed(norm, 4)
+      << "  lr: " << Sci(lr) << "  tok/s: " << Fixed(t.tokens / secs, 0)
+      << "  gflops: " << Fixed(gflops, 1)
+      << "  mfu: " << Fixed(peak > 0 ? 100.0 * gflops / peak : 0.0, 1) << "%"
+      << "  mem: " << Fixed(ResidentMiB(), 0) << "MiB";
+  if (cut_total > 0) out << "  cut: " << cut_total;
+  if (!std::isnan(val)) out << "  val_loss: " << Fixed(val, 4);
+  out << std::endl;  // a log line reaches a pipe or file at once
+  t = Throughput{};
+}
+
+void ProgressBar(uint64_t step, int64_t steps, std::ostream& out) {
+  const int width = 30;
+  const int done = static_cast<int>(width * static_cast<int64_t>(step) / steps);
+  out << "\r[" << std::string(done, '=') << std::string(width - done, ' ') << "] " << step << "/"
+      << steps << std::flush;
+}
+
+// One metrics.jsonl record: the trainer's fields (deterministic: a resumed run's lines equal an
+// uninterrupted run's).
+Json StepRecord(uint64_t step, double loss, double norm, float lr,
+                const scheduler::PlannedStep& planned, double val) {
+  Json line = Json::Object();
+  line.Set("step", Json::Integer(static_cast<int64_t>(step)));
+  line.Set("loss", Json::Number(loss));
+  line.Set("grad_norm", Json::Number(norm));
+  line.Set("lr", Json::Number(lr));
+  line.Set("tokens", Json::Integer(planned.tokens));
+  line.Set("cut_sequences", Json::Integer(planned.cut_sequences));
+  if (!std::isnan(val)) line.Set("val_loss", Json::Number(val));
+  return line;
+}
+
+// The run directory, the resolved config and the model; returns the run state to train from.
+void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData& data,
+           LocalRun& run, std::ostream& out) {
+  HdpStepOptions so;
+  so.capacity = config.training.micro_batch_tokens;
+  so.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
+  run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());
+  run.hdp->model().InitRandom(static_cast<uint64_t>(config.training.seed));
+  if (!options.init_from.empty()) LoadHfWeights(run.hdp->model(), options.init_from);
+  run.cursor = data.sampler.Start();
+  run.job_id = LocalJobId();
+  if (options.resume) Resume(config, data, run, out);
 }
 
 }  // namespace
@@ -116,135 +185,62 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   out << "# resolved configuration (saved to " << run_dir << "/config.toml)\n" << resolved;
   { std::ofstream(run_dir + "/config.toml") << resolved; }
 
-  // Datasets of the blend, held-out validation sequences and the sampler: opened as the
-  // coordinator opens them, so both draw the same global batches from the same config.
-  TrainingData data = OpenTrainingData(config);
-  const std::vector<IndexedDataset>& datasets = data.datasets;
-  const std::vector<BlendedId>& validation = data.validation;
-  const BlendedBatchSampler& sampler = data.sampler;
-  const int64_t train_sequences = data.train_sequences, tokens_total = data.tokens_total;
-
-  ModelOptions mo;
-  mo.max_tokens = config.training.micro_batch_tokens;
-  mo.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
-  Model model(config.model, mo);
-  model.InitRandom(static_cast<uint64_t>(config.training.seed));
-  if (!options.init_from.empty()) LoadHfWeights(model, options.init_from);
-  AdamW adamw(model.params(), config.adamw());
-  const LrSchedule schedule = config.schedule();
-  CheckpointManager checkpoints(run_dir + "/checkpoints", static_cast<int>(config.checkpoint.keep));
-  TrainState state;
-  state.cursor = sampler.Start();
-  if (options.resume) {
-    const auto latest = checkpoints.Latest();
-    SM_CHECK(latest.has_value()) << "--resume: no complete checkpoint in '" << run_dir
-                                 << "/checkpoints'";
-    state = CheckpointManager::Load(*latest, model, adamw);
-    out << "resumed: " << *latest << " (step " << state.step << ")\n";
-  }
+  // The datasets and sampler are opened as the coordinator opens them, so both draw the same
+  // global batches from the same config.
+  const TrainingData data = OpenTrainingData(config);
+  LocalRun run;
+  Setup(config, options, data, run, out);
+  const scheduler::CostModel cost = scheduler::PlannerCostModel(config);
+  std::vector<std::string> names = data.prefixes;
+  scheduler::StepPlanner planner(cost, scheduler::StepPlannerOptions::FromConfig(config, 1),
+                                 data.sampler, names, run.step, run.cursor);
+  const ValidationSet validation = ChooseValidationSet(data);
   const std::string metrics_path = config.metrics_path();
   std::ofstream metrics(metrics_path, std::ios::app);
   SM_CHECK(metrics.good()) << "cannot open the metrics file '" << metrics_path << "'";
 
   const double peak = MeasureFmaPeakGflops(static_cast<int>(config.training.threads), 2'000'000);
-  const bool tty = ::isatty(STDOUT_FILENO);
-  out << "model: " << config.model.NumParams() << " params; data: " << datasets.size()
-      << " dataset(s), " << train_sequences << " training and " << validation.size()
-      << " validation sequences, " << tokens_total << " tokens; peak " << Fixed(peak, 1)
+  out << "model: " << config.model.NumParams() << " params; data: " << data.datasets.size()
+      << " dataset(s), " << data.train_sequences << " training and " << data.validation.size()
+      << " validation sequences, " << data.tokens_total << " tokens; peak " << Fixed(peak, 1)
       << " GFLOP/s\n";
 
-  auto validate = [&]() {
-    if (validation.empty()) return std::nan("");
-    // The first held-out sequences up to about 64K tokens: the same set at every evaluation.
-    constexpr int64_t kValidationTokens = 1 << 16;
-    std::vector<BlendedId> ids;
-    int64_t tokens = 0;
-    for (size_t k = 0; k < validation.size() && tokens < kValidationTokens; ++k) {
-      ids.push_back(validation[k]);
-      tokens += datasets[validation[k].dataset].Length(validation[k].sequence);
-    }
-    const StepBatch vb = BuildBatch(datasets, ids, config.training.micro_batch_tokens);
-    double loss = 0;
-    for (const MicroBatch& mb : vb.micro) loss += model.Forward(View(mb), vb.normalizer);
-    return loss;
-  };
-
-  auto save = [&]() {
-    const std::string where = checkpoints.Save(model, adamw, state);
-    out << "checkpoint: " << where << std::endl;
-  };
-  const auto start = std::chrono::steady_clock::now();
-  int64_t tokens_since = 0;
+  const LrSchedule schedule = config.schedule();
+  const ModelConfig& m = config.model;
+  Throughput since;
   int64_t cut_total = 0;  // sequences cut to fit a micro-batch so far (reported, not hidden)
-  double flops_since = 0;
-  auto since = start;
-  while (state.step < config.training.steps) {
-    const std::vector<BlendedId> ids = sampler.Next(state.cursor);
-    const StepBatch batch = BuildBatch(datasets, ids, config.training.micro_batch_tokens);
-    model.ZeroGrad();
-    double loss = 0, pairs = 0;
-    for (const MicroBatch& mb : batch.micro) {
-      loss += model.Forward(View(mb), batch.normalizer);
-      model.Backward();
-      pairs += mb.causal_pairs;
-    }
-    const double norm = GlobalNorm(model.grads());
-    const float lr = schedule.At(state.step);
-    adamw.Step(model.params(), model.grads(), lr,
-               ClipScale(norm, static_cast<float>(config.training.grad_clip)));
-    ++state.step;
-    tokens_since += batch.tokens;
-    flops_since +=
-        6.0 * config.model.NumMatmulParams() * batch.tokens +
-        12.0 * config.model.layers * config.model.heads * config.model.head_dim() * pairs;
-
-    Json line = Json::Object();
-    line.Set("step", Json::Integer(state.step));
-    line.Set("loss", Json::Number(loss));
-    line.Set("grad_norm", Json::Number(norm));
-    line.Set("lr", Json::Number(lr));
-    line.Set("tokens", Json::Integer(batch.tokens));
-    line.Set("cut_sequences", Json::Integer(batch.cut));
-    cut_total += batch.cut;
+  while (static_cast<int64_t>(run.step) < config.training.steps) {
+    const scheduler::PlannedStep planned = planner.Next();
+    const float lr = schedule.At(static_cast<int64_t>(run.step));
+    const HdpStepResult done = run.hdp->Run(planned.plan, planned.target_tokens,
+                                            BatchTokenReader(data.datasets, planned.batch), lr,
+                                            static_cast<float>(config.training.grad_clip));
+    ++run.step;
+    run.cursor = planned.cursor_after;
+    since.tokens += planned.tokens;
+    since.flops += 6.0 * m.NumMatmulParams() * planned.tokens +
+                   12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(planned.plan);
+    cut_total += planned.cut_sequences;
     double val = std::nan("");
-    if (config.training.eval_interval > 0 && state.step % config.training.eval_interval == 0) {
-      val = validate();
-      if (!std::isnan(val)) line.Set("val_loss", Json::Number(val));
-    }
-    metrics << line.Dump() << "\n" << std::flush;
-
-    if (state.step % config.training.log_interval == 0 || state.step == config.training.steps) {
-      const auto now = std::chrono::steady_clock::now();
-      const double secs = std::chrono::duration<double>(now - since).count();
-      const double gflops = flops_since / secs / 1e9;
-      if (tty) out << "\r\033[K";
-      out << "step: " << state.step << "  loss: " << Fixed(loss, 4)
-          << "  grad_norm: " << Fixed(norm, 4) << "  lr: " << Sci(lr)
-          << "  tok/s: " << Fixed(tokens_since / secs, 0) << "  gflops: " << Fixed(gflops, 1)
-          << "  mfu: " << Fixed(peak > 0 ? 100.0 * gflops / peak : 0.0, 1) << "%"
-          << "  mem: " << Fixed(ResidentMiB(), 0) << "MiB";
-      if (cut_total > 0) out << "  cut: " << cut_total;
-      if (!std::isnan(val)) out << "  val_loss: " << Fixed(val, 4);
-      out << std::endl;  // a log line reaches a pipe or file at once
-      tokens_since = 0;
-      flops_since = 0;
-      since = now;
-    } else if (tty) {
-      const int width = 30;
-      const int done = static_cast<int>(width * state.step / config.training.steps);
-      out << "\r[" << std::string(done, '=') << std::string(width - done, ' ') << "] " << state.step
-          << "/" << config.training.steps << std::flush;
-    }
-    if (config.checkpoint.interval > 0 && state.step % config.checkpoint.interval == 0 &&
-        state.step < config.training.steps)
-      save();
+    if (config.training.eval_interval > 0 && run.step % config.training.eval_interval == 0)
+      val = ValidationLoss(*run.hdp, run.comm, validation, data.datasets, scheduler::CostModel{},
+                           config.training.micro_batch_tokens);
+    metrics << StepRecord(run.step, done.run.loss, done.grad_norm, lr, planned, val).Dump() << "\n"
+            << std::flush;
+    const bool last = static_cast<int64_t>(run.step) == config.training.steps;
+    if (run.step % config.training.log_interval == 0 || last)
+      LogLine(run.step, done.run.loss, done.grad_norm, lr, val, cut_total, peak, since, out);
+    else if (::isatty(STDOUT_FILENO))
+      ProgressBar(run.step, config.training.steps, out);
+    if (config.checkpoint.interval > 0 && run.step % config.checkpoint.interval == 0 && !last)
+      Save(config, run, out);
     if (const int sig = StopSignals::Received()) {
-      out << "\nstopping on signal " << sig << " at step " << state.step << "\n";
-      save();
+      out << "\nstopping on signal " << sig << " at step " << run.step << "\n";
+      Save(config, run, out);
       return 0;
     }
   }
-  save();
+  Save(config, run, out);
   return 0;
 }
 

@@ -1,7 +1,7 @@
-// The single-process trainer: a run directory, a dataset, the model, AdamW with clipping and the
-// schedule, checkpoints (resume bit for bit), console and JSONL metrics, validation, and a clean
-// stop on SIGINT/SIGTERM (a checkpoint, then exit 0). The distributed worker (issue 6) reuses
-// its pieces per rank.
+// The single-process trainer, a world of one rank on the one step path (StepPlanner + HdpStep):
+// a run directory, a dataset, the model, ZeRO-1 AdamW over one rank with clipping and the
+// schedule, checkpoints in the job layout (resume bit for bit, and across world sizes), console
+// and JSONL metrics, validation, and a clean stop on SIGINT/SIGTERM (a checkpoint, then exit 0).
 #pragma once
 
 #include <iosfwd>

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -29,6 +30,8 @@
 #include "launch/coordinator_client.h"
 #include "launch/dist_checkpoint.h"
 #include "launch/flags.h"
+#include "launch/training_data.h"
+#include "launch/validation.h"
 #include "launch/worker.h"
 #include "parallel/hdp_step.h"
 #include "parallel/mpi/mpi_communicator.h"
@@ -39,6 +42,7 @@
 #include "runtime/check.h"
 #include "runtime/checkpoint.h"
 #include "runtime/files.h"
+#include "runtime/hf_checkpoint.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/run_config.h"
 #include "runtime/threads.h"
@@ -211,14 +215,9 @@ void CommitPart(CoordinatorClient& client, const RunConfig& config, HdpStep& hdp
   part.set_rank(hdp.rank());
   part.set_step(steps);
   part.set_generation(generation);
-  for (const std::string& name :
-       WriteCheckpointPart(dir, hdp.rank(), world, hdp.model(), hdp.sync())) {
-    MappedFile f(dir + "/" + name);
-    proto::FileDigest* d = part.add_files();
-    d->set_name(name);
-    d->set_bytes(f.size());
-    d->set_fnv1a64(Hex16(Fnv1a64(f.data(), f.size())));
-  }
+  for (proto::FileDigest& d :
+       DigestFiles(dir, WriteCheckpointPart(dir, hdp.rank(), world, hdp.model(), hdp.sync())))
+    *part.add_files() = std::move(d);
   client.CommitCheckpoint(part);
 }
 
@@ -231,9 +230,10 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   // Ring exchanges get a communicator of their own, so their tags never meet the collectives'.
   mpi::Comm ring_comm(MPI_COMM_WORLD);
   MpiRingLink link(ring_comm.get(), comm.options().deadline);
-  std::vector<IndexedDataset> datasets;
-  for (const auto& [weight, prefix] : ParseBlend(config.data.path))
-    datasets.push_back(IndexedDataset::Open(prefix));
+  // The datasets as every process opens them; the held-out sequences for validation.
+  const TrainingData data = OpenTrainingData(config);
+  const std::vector<IndexedDataset>& datasets = data.datasets;
+  const ValidationSet validation = ChooseValidationSet(data);
   HdpStepOptions step_options;
   step_options.capacity = config.training.micro_batch_tokens;
   step_options.checkpoint_layers.assign(config.model.layers,
@@ -242,6 +242,8 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!job.resume_checkpoint().empty())
     LoadCheckpointParts(job.resume_checkpoint(), hdp.model(), hdp.sync());
+  else if (!job.init_from().empty())
+    LoadHfWeights(hdp.model(), job.init_from());
   const LrSchedule schedule = config.schedule();
   int64_t sync_bytes = 0;  // reduce-scatter + all-gather of every parameter, per step
   for (const Tensor& p : hdp.model().params()) sync_bytes += p.bytes();
@@ -273,7 +275,14 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     times.ring_wait_ms = link.wait_ms() - wait_before;
     times.step_ms = MsSince(t0);
     if (trace) WriteTrace(trace.get(), rank, reply.plan(), done.run, times);
-    client.ReportMetrics(MetricsOf(rank, step, generation, done, lr, times, sync_bytes));
+    proto::MetricsReport metrics = MetricsOf(rank, step, generation, done, lr, times, sync_bytes);
+    const int64_t eval = config.training.eval_interval;
+    if (eval > 0 && (step + 1) % eval == 0) {
+      const double val = ValidationLoss(hdp, comm, validation, datasets, scheduler::CostModel{},
+                                        config.training.micro_batch_tokens);
+      if (!std::isnan(val)) metrics.set_val_loss(val);  // NaN: no held-out sequences
+    }
+    client.ReportMetrics(metrics);
     if (reply.checkpoint_after()) CommitPart(client, config, hdp, world, generation, step + 1);
   }
   // Every rank's last commit is in before anyone leaves (the coordinator then finishes).

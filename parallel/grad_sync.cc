@@ -139,9 +139,16 @@ double GradSync::Step(float lr, float max_norm) {
   FinishReductions();
 
   // Global norm: this rank's shards hold disjoint parts of the summed gradient (padding is 0).
-  double local = 0.0;
-  for (float g : shard_grad_) local += static_cast<double>(g) * g;
-  const double norm = std::sqrt(comm_.AllReduceScalar(local));
+  // A world of one holds the whole gradient, the model's own: its norm is GlobalNorm's, the
+  // unsharded AdamW's, so `seqmesh train` steps exactly as it did before it ran HdpStep.
+  double norm = 0.0;
+  if (comm_.size() == 1) {
+    norm = GlobalNorm(grads_);
+  } else {
+    double local = 0.0;
+    for (float g : shard_grad_) local += static_cast<double>(g) * g;
+    norm = std::sqrt(comm_.AllReduceScalar(local));
+  }
   const float scale = ClipScale(norm, max_norm);
 
   // The same per-element update as AdamW::Step.

@@ -36,8 +36,9 @@ struct PackedBatch {
   std::vector<int32_t> tokens, targets, positions, cu{0};
   std::vector<int32_t> scratch;
 
+  // Positions are g - position_base (0: the tokens' places in the whole sequence).
   void AddRange(const TokenReader& read, uint64_t sequence, int64_t length, int64_t begin,
-                int64_t end) {
+                int64_t end, int64_t position_base = 0) {
     const int64_t stop = std::min(end + 1, length);  // one more token for the last target
     scratch.clear();
     read(sequence, begin, stop, scratch);
@@ -47,7 +48,7 @@ struct PackedBatch {
     for (int64_t g = begin; g < end; ++g) {
       tokens.push_back(scratch[g - begin]);
       targets.push_back(g + 1 < length ? scratch[g + 1 - begin] : kIgnoreIndex);
-      positions.push_back(static_cast<int32_t>(g));
+      positions.push_back(static_cast<int32_t>(g - position_base));
     }
   }
   void EndDocument() { cu.push_back(static_cast<int32_t>(tokens.size())); }
@@ -122,16 +123,19 @@ void StepExecutor::CheckPlan(const proto::StepPlan& plan, uint64_t target_tokens
         << plan.sequences(i).id() << " (ids must be the batch indices)";
 }
 
-// Packs one local micro-batch: each segment's ranges as one document.
+// Packs one local micro-batch: each segment's ranges as one document (a segment that restarts
+// positions counts them from its first token).
 void StepExecutor::PackLocal(const proto::StepPlan& plan, const proto::MicroBatch& mb,
                              const TokenReader& read, PackedBatch& packed) const {
   for (const proto::Segment& seg : mb.segments()) {
     const int64_t len = LengthOf(plan, seg.sequence_id());
+    const int64_t base =
+        seg.restart_positions() && seg.ranges_size() > 0 ? seg.ranges(0).begin() : 0;
     for (const proto::TokenRange& r : seg.ranges()) {
       SM_CHECK(r.begin() < r.end() && r.end() <= static_cast<uint64_t>(len))
           << "step " << plan.step() << ": range [" << r.begin() << ", " << r.end()
           << ") of sequence " << seg.sequence_id() << " (length " << len << ")";
-      packed.AddRange(read, seg.sequence_id(), len, r.begin(), r.end());
+      packed.AddRange(read, seg.sequence_id(), len, r.begin(), r.end(), base);
     }
     packed.EndDocument();
   }
@@ -206,6 +210,24 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
   result.compute_ms = MsSince(start);
   result.ring_bytes_sent = link.bytes();
   return result;
+}
+
+double StepExecutor::Evaluate(const proto::StepPlan& plan, uint64_t target_tokens,
+                              const TokenReader& read) {
+  CheckPlan(plan, target_tokens);
+  const proto::RankPlan& mine = plan.ranks(rank_);
+  const float normalizer = static_cast<float>(target_tokens);
+  double loss = 0;
+  for (int m = 0; m < mine.micro_batches_size(); ++m) {
+    const proto::MicroBatch& mb = mine.micro_batches(m);
+    SM_CHECK(mb.ring_size() <= 1) << "step " << plan.step() << ": rank " << rank_
+                                  << "'s micro-batch " << m
+                                  << " is a ring; evaluation runs packed plans (local only)";
+    PackedBatch packed;
+    PackLocal(plan, mb, read, packed);
+    loss += model_.Forward(packed.View(), normalizer);
+  }
+  return loss;
 }
 
 }  // namespace seqmesh

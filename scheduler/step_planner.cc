@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "runtime/check.h"
+#include "scheduler/packed_plan.h"
 #include "scheduler/plan_validator.h"
 #include "scheduler/planner.h"
 
@@ -72,7 +73,8 @@ PlannedStep StepPlanner::Next() {
   int64_t longest = 0;
   for (const BlendedId& id : out.batch) {
     const int64_t len = sampler_.Length(id);
-    const int d = ShardSequence(cost_, len, capacity, false).ring_size;
+    // A world of one cuts long sequences (PlanPacked); N ranks ring them.
+    const int d = n == 1 ? 1 : ShardSequence(cost_, len, capacity, false).ring_size;
     const std::string name = static_cast<size_t>(id.dataset) < dataset_names_.size()
                                  ? dataset_names_[id.dataset]
                                  : std::to_string(id.dataset);
@@ -94,10 +96,18 @@ PlannedStep StepPlanner::Next() {
   const RefitMode mode = options_.refit;
   const CostModel fitted = mode == RefitMode::kOff ? CostModel{} : refit_.Apply(cost_);
   const CostModel& planning = mode == RefitMode::kPlan ? fitted : cost_;
-  Plan plan = PlanWith(options_.planner, planning, out.lengths, po);
-  out.predicted_ms = Simulate(planning, plan).step_ms;  // kOff; kPlan: the refit's replay
-  out.plan = ToStepPlan(planning, plan, out.step);
-  out.items = std::move(plan);
+  if (n == 1) {
+    PackedPlan packed = PlanPacked(planning, out.lengths, capacity, 1, out.step);
+    out.predicted_ms = packed.plan.estimated_step_ms();  // Simulate's, with the fixed time
+    out.plan = std::move(packed.plan);
+    out.items = std::move(packed.pieces);
+    out.cut_sequences = packed.cut_sequences;
+  } else {
+    Plan plan = PlanWith(options_.planner, planning, out.lengths, po);
+    out.predicted_ms = Simulate(planning, plan).step_ms;  // kOff; kPlan: the refit's replay
+    out.plan = ToStepPlan(planning, plan, out.step);
+    out.items = std::move(plan);
+  }
   if (mode == RefitMode::kPlan) Simulate(cost_, out.items);  // the file's durations
   if (mode == RefitMode::kPredict) {
     Plan predicted = out.items;

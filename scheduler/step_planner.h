@@ -60,6 +60,8 @@ struct PlannedStep {
   // planned (the cost file's estimate when nothing was learned, or the refit is off).
   double predicted_ms = 0;
   BlendCursor cursor_after;  // the sampler's cursor after this step's batch
+  // A world of one: sequences longer than the capacity, cut into pieces (scheduler/packed_plan.h).
+  int64_t cut_sequences = 0;
 };
 
 class StepPlanner {
@@ -70,8 +72,9 @@ class StepPlanner {
   StepPlanner(CostModel cost, StepPlannerOptions options, BlendedBatchSampler sampler,
               std::vector<std::string> dataset_names, uint64_t first_step, BlendCursor cursor);
 
-  // Draws and plans the next step. Throws seqmesh::Error naming the sequence when a sequence
-  // needs more ranks than the job has, or an internal error when the plan is invalid.
+  // Draws and plans the next step: with one rank the packed plan (long sequences cut, never an
+  // error), with N the configured planner. Throws seqmesh::Error naming the sequence when a
+  // sequence needs more ranks than the job has, or an internal error when the plan is invalid.
   PlannedStep Next();
   uint64_t next_step() const { return next_step_; }
 

@@ -8,6 +8,7 @@
 #   b) kill -9 of one worker at a random step: the job restarts from the last committed
 #      checkpoint, prints a root-cause line, and the final parameters and moments are bitwise
 #      equal to the uninterrupted run's.
+#   x) one checkpoint layout: train resumes what 4 ranks wrote, and 4 ranks what train wrote.
 #   corrupt) a corrupt checkpoint is set aside and never loaded; all corrupt is an error.
 #   hang) SIGSTOP of a worker: the root-cause line names the rank the coordinator declared dead.
 #   c) a checkpoint written by 4 ranks resumes on 2 ranks and the loss goes on as on 4 ranks.
@@ -127,6 +128,26 @@ grep -q "the run is complete (step 8 committed)" "$work/a.out" \
   || fail "(a) resuming a complete run changed its final checkpoint"
 echo "(a) ok: resuming the complete run finished at once"
 [[ $which == a ]] && exit 0
+
+# (x) One checkpoint layout (issue 12, item 4): `train` (a world of one, nothing cut) resumes a
+# checkpoint 4 ranks wrote, and 4 ranks resume one `train` wrote; the steps after the resume
+# follow the uninterrupted runs as (a)'s two runs follow each other (same tolerance, same
+# reason), which needs the parameters, the moments and the data cursor all carried over.
+cp -r "$work/single" "$work/x1" && rm -rf "$work"/x1/step-0000000[68] "$work/x1/metrics.jsonl"
+launch "$work/x1" -n 4 --resume
+grep -q "coordinator: resuming from .*step-00000004 (step 4, written by 1 ranks" "$work/x1.out" \
+  || fail "(x) launch did not resume train's step 4: $(grep coordinator: "$work/x1.out")"
+[[ $(losses "$work/x1/metrics.jsonl" | wc -l) -eq 4 ]] || fail "(x) expected steps 5-8 from launch"
+same_losses "$work/x1/metrics.jsonl" "$work/single/metrics.jsonl" 2e-5 "(x) train -> launch -n 4"
+cp -r "$work/a" "$work/x2" && rm -rf "$work"/x2/step-0000000[68] "$work/x2/metrics.jsonl"
+"$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/x2" --resume \
+  --training.micro_batch_tokens=1024 > "$work/x2.out" 2>&1 || fail "(x) train --resume: $(tail -3 "$work/x2.out")"
+grep -q "resumed: .*step-00000004 (step 4, written by 4 ranks)" "$work/x2.out" \
+  || fail "(x) train did not resume launch's step 4: $(grep resumed "$work/x2.out")"
+[[ $(losses "$work/x2/metrics.jsonl" | wc -l) -eq 4 ]] || fail "(x) expected steps 5-8 from train"
+same_losses "$work/x2/metrics.jsonl" "$work/a/metrics.jsonl" 2e-5 "(x) launch -n 4 -> train"
+echo "(x) ok: train -> launch -n 4 and launch -n 4 -> train"
+[[ $which == x ]] && exit 0
 
 # (b) kill -9 of a worker at a random step, restart, bitwise equal final state.
 mkdir -p "$work/b"

@@ -53,13 +53,13 @@ TOML
 
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/a\"" > "$work/a.log"
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/b\"" > "$work/b.log"
-[ -f "$work/a/checkpoints/step-00000008/manifest.json" ] || fail "no final checkpoint"
+[ -f "$work/a/step-00000008/manifest.json" ] || fail "no final checkpoint"
 [ -f "$work/a/config.toml" ] || fail "resolved config not saved"
 # Documents longer than micro_batch_tokens (512) are cut, and the cuts are reported.
 grep -q '"cut_sequences":[1-9]' "$work/a/metrics.jsonl" || fail "no cut sequences reported"
 grep -q "  cut: [1-9]" "$work/a.log" || fail "the console line does not report cuts"
 # Resume b from step 4: drop its later checkpoint and metrics lines, then continue.
-rm -rf "$work/b/checkpoints/step-00000008"
+rm -rf "$work/b/step-00000008"
 head -n 4 "$work/b/metrics.jsonl" > "$work/b/m" && mv "$work/b/m" "$work/b/metrics.jsonl"
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/b\"" --resume > "$work/b2.log"
 grep -q "resumed: .*step-00000004" "$work/b2.log" || fail "did not resume: $(cat "$work/b2.log")"
@@ -94,7 +94,7 @@ grep -q "task must be passkey or recall" "$work/x.log" || fail "$(cat "$work/x.l
 # passkey-eval scores a trained checkpoint (accuracy itself is measured in docs/BENCHMARKS.md).
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/pkrun\"" \
   --training.steps=2 --data.path="\"$work/pk\"" > /dev/null
-"$seqmesh" passkey-eval --model "$work/pkrun/checkpoints/step-00000002" --data "$work/pk" \
+"$seqmesh" passkey-eval --model "$work/pkrun/step-00000002" --data "$work/pk" \
   --last 5 | grep -q "documents 5  exact_match" || fail "passkey-eval"
 
 # SIGINT: a checkpoint, then exit 0.
@@ -110,7 +110,7 @@ status=0
 wait "$pid" || status=$?
 [ "$status" -eq 0 ] || fail "SIGINT exit status $status: $(tail -3 "$work/c.log")"
 grep -q "stopping on signal 2" "$work/c.log" || fail "no stop message"
-ls "$work"/c/checkpoints/step-*/manifest.json > /dev/null || fail "no checkpoint after SIGINT"
+ls "$work"/c/step-*/manifest.json > /dev/null || fail "no checkpoint after SIGINT"
 
 # A misspelled key names the closest one and fails.
 if "$seqmesh" train --config "$work/tiny.toml" --training.stpes=3 > "$work/d.log" 2>&1; then

@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "parallel/world_of_one.h"
+
 namespace seqmesh {
 namespace {
 
@@ -25,40 +27,6 @@ bool HaveGpu() {
   int n = 0;
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
-
-// A world of one rank, only for bootstrapping NCCL: every collective is the identity on host
-// memory. Point-to-point is not needed to bootstrap and fails loudly.
-class WorldOfOne : public Communicator {
- public:
-  WorldOfOne() : Communicator(CommOptions{}) {}
-  int rank() const override { return 0; }
-  int size() const override { return 1; }
-  const char* backend() const override { return "world-of-one"; }
-  void AllReduce(void*, int64_t, DType) override {}
-  void ReduceScatter(const void* send, void* recv, int64_t n, DType t) override {
-    if (send != recv) std::memmove(recv, send, n * DTypeSize(t));
-  }
-  void AllGather(const void* send, void* recv, int64_t n, DType t) override {
-    if (send != recv) std::memmove(recv, send, n * DTypeSize(t));
-  }
-  void Broadcast(void*, int64_t, DType, int) override {}
-  void Barrier() override {}
-  double AllReduceScalar(double v) override { return v; }
-  CommWork StartReduceScatter(const void* s, void* r, int64_t n, DType t) override {
-    ReduceScatter(s, r, n, t);
-    return {};
-  }
-  CommWork StartAllGather(const void* s, void* r, int64_t n, DType t) override {
-    AllGather(s, r, n, t);
-    return {};
-  }
-  P2PGroup Start(std::span<const P2POp>) override {
-    SM_CHECK(false) << "WorldOfOne: point-to-point is not supported";
-    return {};
-  }
-  void Wait(CommWork&) override {}
-  bool Test(CommWork&) override { return true; }
-};
 
 // Device buffer of n floats (or 2n bf16), freed at scope exit.
 class DeviceBuffer {

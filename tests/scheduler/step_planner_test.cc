@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "scheduler/packed_plan.h"
 #include "scheduler/plan_validator.h"
 #include "tests/runtime/test_util.h"
 #include "tests/scheduler/test_cost.h"
@@ -148,6 +149,85 @@ TEST(StepPlanner, ASequenceLongerThanTheJobCanHoldIsNamed) {
         for (int k = 0; k < 20; ++k) planner.Next();
       },
       "ranks of capacity 512 (training.micro_batch_tokens); the job has 4 ranks"));
+}
+
+}  // namespace
+}  // namespace seqmesh::scheduler
+
+namespace seqmesh::scheduler {
+namespace {
+
+// A world of one cuts what N ranks would ring: the packed plan, valid, every token once, long
+// sequences as pieces of at most C tokens that restart positions, pieces in PackMicroBatches'
+// order; N ranks of a packed plan (validation) get its micro-batches round-robin.
+TEST(PackedPlan, AWorldOfOneCutsLongSequencesIntoPiecesInPackOrder) {
+  const std::vector<int64_t> lengths = {1200, 30, 512, 513, 7, 0, 260};
+  const PackedPlan p = PlanPacked(TestCost(), lengths, 512, 1, 9);
+  EXPECT_TRUE(ValidateStepPlan(p.plan).empty());
+  EXPECT_EQ(p.cut_sequences, 2);  // 1200 and 513
+  EXPECT_EQ(p.plan.step(), 9u);
+  EXPECT_EQ(p.plan.planner(), "packed");
+  std::vector<int64_t> ids(lengths.size());
+  std::vector<int32_t> lens;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    ids[i] = static_cast<int64_t>(i);
+    lens.push_back(static_cast<int32_t>(lengths[i]));
+  }
+  const PackResult want = PackMicroBatches(ids, lens, 512);
+  const proto::RankPlan& r0 = p.plan.ranks(0);
+  ASSERT_EQ(r0.micro_batches_size(), static_cast<int>(want.micro_batches.size()));
+  for (int m = 0; m < r0.micro_batches_size(); ++m) {
+    const proto::MicroBatch& mb = r0.micro_batches(m);
+    ASSERT_EQ(mb.segments_size(), static_cast<int>(want.micro_batches[m].pieces.size()));
+    EXPECT_EQ(mb.ring_size(), 0);
+    for (int s = 0; s < mb.segments_size(); ++s) {
+      const PackedPiece& piece = want.micro_batches[m].pieces[s];
+      const proto::Segment& seg = mb.segments(s);
+      EXPECT_EQ(seg.sequence_id(), static_cast<uint64_t>(piece.id));
+      ASSERT_EQ(seg.ranges_size(), 1);
+      EXPECT_EQ(seg.ranges(0).begin(), static_cast<uint64_t>(piece.begin));
+      EXPECT_EQ(seg.ranges(0).end(), static_cast<uint64_t>(piece.begin + piece.length));
+      EXPECT_EQ(seg.restart_positions(), piece.id == 0 || piece.id == 3) << "piece of " << piece.id;
+    }
+  }
+  // The refit's items are the same micro-batches over the pieces.
+  EXPECT_EQ(p.pieces.items.size(), want.micro_batches.size());
+
+  const PackedPlan dealt = PlanPacked(TestCost(), lengths, 512, 3, 9);
+  EXPECT_TRUE(ValidateStepPlan(dealt.plan).empty());
+  for (int r = 0; r < 3; ++r)
+    for (int m = 0; m < dealt.plan.ranks(r).micro_batches_size(); ++m)
+      EXPECT_EQ(dealt.plan.ranks(r).micro_batches(m).segments(0).ranges(0).begin(),
+                r0.micro_batches(3 * m + r).segments(0).ranges(0).begin());
+}
+
+TEST(PackedPlan, RestartingPositionsOnARingIsInvalid) {
+  PackedPlan p = PlanPacked(TestCost(), {600}, 512, 1, 0);
+  proto::StepPlan& plan = p.plan;
+  plan.mutable_ranks(0)->mutable_micro_batches(0)->mutable_segments(0)->add_ranges()->set_begin(0);
+  bool named = false;
+  for (const std::string& e : ValidateStepPlan(plan))
+    named |= e.find("restarts positions but is not one range of a local micro-batch") !=
+             std::string::npos;
+  EXPECT_TRUE(named);
+}
+
+TEST(StepPlanner, AWorldOfOneTrainsEverySequenceCuttingTheLongOnes) {
+  const BlendedBatchSampler sampler = Sampler();
+  StepPlannerOptions o = Options();
+  o.num_ranks = 1;
+  StepPlanner planner(TestCost(), o, sampler, {"a", "b"}, 0, sampler.Start());
+  int64_t cut = 0;
+  for (int k = 0; k < 5; ++k) {
+    const PlannedStep s = planner.Next();
+    EXPECT_TRUE(ValidateStepPlan(s.plan).empty());
+    EXPECT_EQ(s.plan.planner(), "packed");
+    int64_t longer = 0;
+    for (int64_t len : s.lengths) longer += len > 512;
+    EXPECT_EQ(s.cut_sequences, longer);
+    cut += s.cut_sequences;
+  }
+  EXPECT_GT(cut, 0);
 }
 
 }  // namespace

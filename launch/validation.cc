@@ -1,0 +1,45 @@
+#include "launch/validation.h"
+
+#include <cmath>
+
+#include "runtime/check.h"
+#include "scheduler/packed_plan.h"
+
+namespace seqmesh::launch {
+
+ValidationSet ChooseValidationSet(const TrainingData& data) {
+  constexpr int64_t kValidationTokens = 1 << 16;
+  ValidationSet set;
+  int64_t tokens = 0;
+  for (size_t k = 0; k < data.validation.size() && tokens < kValidationTokens; ++k) {
+    const BlendedId& id = data.validation[k];
+    const int64_t len = data.datasets[id.dataset].Length(id.sequence);
+    set.ids.push_back(id);
+    set.lengths.push_back(len);
+    set.target_tokens += static_cast<uint64_t>(std::max<int64_t>(0, len - 1));
+    tokens += len;
+  }
+  return set;
+}
+
+TokenReader BatchTokenReader(const std::vector<IndexedDataset>& datasets,
+                             const std::vector<BlendedId>& batch) {
+  return [&datasets, &batch](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+    SM_CHECK(seq < batch.size()) << "the plan names sequence " << seq << " of a batch of "
+                                 << batch.size();
+    const BlendedId& id = batch[seq];
+    datasets[id.dataset].ReadRange(id.sequence, begin, end - begin, out);
+  };
+}
+
+double ValidationLoss(HdpStep& hdp, Communicator& comm, const ValidationSet& set,
+                      const std::vector<IndexedDataset>& datasets, const scheduler::CostModel& cost,
+                      int64_t capacity) {
+  if (set.empty() || set.target_tokens == 0) return std::nan("");
+  const proto::StepPlan plan =
+      scheduler::PlanPacked(cost, set.lengths, capacity, comm.size(), 0).plan;
+  const double mine = hdp.Evaluate(plan, set.target_tokens, BatchTokenReader(datasets, set.ids));
+  return comm.AllReduceScalar(mine);
+}
+
+}  // namespace seqmesh::launch

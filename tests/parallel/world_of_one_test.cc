@@ -1,0 +1,150 @@
+// `seqmesh train` is a world of one on the one step path: HdpStep on WorldOfOne running the
+// packed plan (scheduler/packed_plan.h) must give bitwise the losses, gradient norms, parameters
+// and moments of the loop the trainer ran before it (PackMicroBatches, whole-model Forward and
+// Backward per micro-batch with positions restarting per piece, GlobalNorm, AdamW with
+// clipping), including sequences longer than the micro-batch that are cut into pieces. And a
+// world of one cannot ring: such a plan fails naming why.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "parallel/hdp_step.h"
+#include "parallel/world_of_one.h"
+#include "runtime/batch_sampler.h"
+#include "runtime/layers.h"
+#include "runtime/optimizer.h"
+#include "scheduler/packed_plan.h"
+#include "scheduler/plan_validator.h"
+
+namespace seqmesh {
+namespace {
+
+ModelConfig Config() {
+  ModelConfig c;
+  c.vocab = 50;
+  c.hidden = 32;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.ffn = 48;
+  return c;
+}
+
+int32_t Token(int64_t seq, int64_t i) { return static_cast<int32_t>((seq * 7 + i * 3 + 1) % 50); }
+
+constexpr int64_t kCapacity = 128;
+
+// The trainer's loop before HdpStep (launch/trainer.cc at 80b19ae), on a global batch of lengths.
+struct OldLoop {
+  Model model{Config(), [] {
+                ModelOptions o;
+                o.max_tokens = kCapacity;
+                return o;
+              }()};
+  AdamW adamw{model.params(), AdamWConfig{}};
+
+  std::pair<double, double> Step(const std::vector<int32_t>& lengths, float lr) {
+    std::vector<int64_t> ids;
+    float normalizer = 0;
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      ids.push_back(static_cast<int64_t>(i));
+      normalizer += static_cast<float>(std::max(0, lengths[i] - 1));
+    }
+    const PackResult packed = PackMicroBatches(ids, lengths, kCapacity);
+    model.ZeroGrad();
+    double loss = 0;
+    for (const MicroBatchPlan& mb : packed.micro_batches) {
+      std::vector<int32_t> tokens, targets;
+      for (const PackedPiece& p : mb.pieces)
+        for (int64_t i = p.begin; i < p.begin + p.length; ++i) {
+          tokens.push_back(Token(p.id, i));
+          targets.push_back(i + 1 < lengths[p.id] ? Token(p.id, i + 1) : kIgnoreIndex);
+        }
+      Batch b{tokens.data(), targets.data(), mb.cu_seqlens.data(),
+              static_cast<int64_t>(mb.pieces.size()), mb.tokens()};
+      loss += model.Forward(b, normalizer);
+      model.Backward();
+    }
+    const double norm = GlobalNorm(model.grads());
+    adamw.Step(model.params(), model.grads(), lr, ClipScale(norm, 1.0f));
+    return {loss, norm};
+  }
+};
+
+TEST(WorldOfOne, HdpStepOnThePackedPlanEqualsTheTrainersOldLoopBitwise) {
+  OldLoop old;
+  old.model.InitRandom(5, 0.1f);
+  WorldOfOne comm;
+  NoRingLink link;
+  HdpStepOptions so;
+  so.capacity = kCapacity;
+  HdpStep hdp(Config(), so, comm, link, AdamWConfig{});
+  hdp.model().InitRandom(5, 0.1f);
+  const scheduler::CostModel cost;
+  int64_t cut = 0;
+  for (int step = 0; step < 4; ++step) {
+    // 12 sequences of 1..300 tokens: several longer than the capacity (cut into pieces).
+    std::vector<int32_t> lengths;
+    std::vector<int64_t> lengths64;
+    uint64_t targets = 0;
+    for (int i = 0; i < 12; ++i) {
+      lengths.push_back(1 + (step * 131 + i * 97) % 300);
+      lengths64.push_back(lengths.back());
+      targets += lengths.back() - 1;
+    }
+    const scheduler::PackedPlan packed =
+        scheduler::PlanPacked(cost, lengths64, kCapacity, 1, static_cast<uint64_t>(step));
+    EXPECT_TRUE(scheduler::ValidateStepPlan(packed.plan).empty());
+    cut += packed.cut_sequences;
+    auto read = [](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+      for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
+    };
+    const float lr = 1e-3f * static_cast<float>(step + 1);
+    const auto [loss, norm] = old.Step(lengths, lr);
+    const HdpStepResult r = hdp.Run(packed.plan, targets, read, lr, 1.0f);
+    EXPECT_EQ(r.run.loss, loss) << "step " << step;
+    EXPECT_EQ(r.grad_norm, norm) << "step " << step;
+  }
+  EXPECT_GT(cut, 0) << "the test must cut sequences";
+  for (size_t i = 0; i < old.model.params().size(); ++i) {
+    const Tensor& a = old.model.params()[i];
+    EXPECT_EQ(0, std::memcmp(a.data(), hdp.model().params()[i].data(), a.bytes())) << a.name();
+  }
+  std::vector<std::vector<float>> m(old.model.params().size()), v(m.size());
+  hdp.sync().ForEachMomentPiece(
+      [&](size_t t, int64_t offset, const float* pm, const float* pv, int64_t len) {
+        m[t].resize(offset + len);
+        v[t].resize(offset + len);
+        std::memcpy(m[t].data() + offset, pm, len * sizeof(float));
+        std::memcpy(v[t].data() + offset, pv, len * sizeof(float));
+      });
+  const auto& moments = old.adamw.moments().tensors();  // m.<p> and v.<p>, per parameter
+  for (size_t t = 0; t < m.size(); ++t) {
+    ASSERT_EQ(static_cast<int64_t>(m[t].size()), moments[2 * t].numel());
+    EXPECT_EQ(0, std::memcmp(m[t].data(), moments[2 * t].data(), moments[2 * t].bytes()));
+    EXPECT_EQ(0, std::memcmp(v[t].data(), moments[2 * t + 1].data(), moments[2 * t + 1].bytes()));
+  }
+}
+
+TEST(WorldOfOne, APlanThatRingsASequenceFailsNamingWhy) {
+  NoRingLink link;
+  const float block[4] = {};
+  float recv[4];
+  try {
+    link.Post(0, block, 4, 1, recv, 4, 1);
+    ADD_FAILURE() << "a world of one posted a ring exchange";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a world of one rank cannot ring a sequence"),
+              std::string::npos)
+        << e.what();
+  }
+  WorldOfOne comm;
+  float x[3] = {1, 2, 3}, y[3] = {};
+  comm.ReduceScatter(x, y, 3, DType::kF32);
+  EXPECT_EQ(std::vector<float>(y, y + 3), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(comm.AllReduceScalar(2.5), 2.5);
+}
+
+}  // namespace
+}  // namespace seqmesh
