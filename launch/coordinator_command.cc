@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "launch/command.h"
@@ -37,84 +38,61 @@ bool IsLoopback(const std::string& address) {
 
 }  // namespace
 
-int RunCoordinator(const Args& args) {
-  StopSignals signals;  // first: before gRPC starts its threads
+namespace {
+
+struct CoordinatorArgs {
   std::string config_path, port_file, token_file, job_id;
   int64_t world_size = 0, port = 0;
-  ServerOptions server_options;
+  ServerOptions server;
   bool resume = false;
+  std::string init_from;
   std::vector<std::string> overrides;
-  CoordinatorOptions options;
+};
+
+// The flags, checked; nullopt when the help was printed.
+std::optional<CoordinatorArgs> ParseArgs(const Args& args) {
+  CoordinatorArgs a;
   FlagParser flags(
       "coordinator",
       "plan and serve the steps of a multi-process job for N worker ranks over gRPC (exit status: "
       "0 finished, 3 a worker was declared dead, 128+S stopped by signal S, 1 any other error)",
       "seqmesh coordinator --config examples/hdp.toml --world-size 4 --port-file port "
       "--token-file token");
-  flags.String("--config", "FILE", &config_path, "the run's TOML configuration", Required::kYes)
-      .Int("--world-size", "N", &world_size, "worker ranks of the job", 1, Required::kYes)
-      .String("--address", "ADDR", &server_options.address,
+  flags.String("--config", "FILE", &a.config_path, "the run's TOML configuration", Required::kYes)
+      .Int("--world-size", "N", &a.world_size, "worker ranks of the job", 1, Required::kYes)
+      .String("--address", "ADDR", &a.server.address,
               "the interface to serve on (loopback unless told otherwise)")
-      .Int("--port", "P", &port, "the port; 0 picks a free one", 0)
-      .String("--port-file", "F", &port_file, "write the chosen port to F (atomically)")
-      .String("--token-file", "F", &token_file,
+      .Int("--port", "P", &a.port, "the port; 0 picks a free one", 0)
+      .String("--port-file", "F", &a.port_file, "write the chosen port to F (atomically)")
+      .String("--token-file", "F", &a.token_file,
               "the job token (else SEQMESH_JOB_TOKEN); every worker call must carry it")
-      .String("--job-id", "ID", &job_id, "the job's name (default: host-pid-time)")
-      .String("--tls-cert", "F", &server_options.tls_cert_file,
+      .String("--job-id", "ID", &a.job_id, "the job's name (default: host-pid-time)")
+      .String("--tls-cert", "F", &a.server.tls_cert_file,
               "PEM certificate: serve over TLS (workers need it as their root)")
-      .String("--tls-key", "F", &server_options.tls_key_file, "PEM key of --tls-cert")
-      .String("--tls-client-ca", "F", &server_options.tls_client_ca_file,
+      .String("--tls-key", "F", &a.server.tls_key_file, "PEM key of --tls-cert")
+      .String("--tls-client-ca", "F", &a.server.tls_client_ca_file,
               "mutual TLS: refuse clients without a certificate this CA signed")
-      .Switch("--resume", &resume,
+      .Switch("--resume", &a.resume,
               "continue from the newest committed checkpoint in <checkpoint.dir>")
-      .String("--init-from", "DIR", &options.init_from,
+      .String("--init-from", "DIR", &a.init_from,
               "start from a Hugging Face directory (its config.json sets [model])")
-      .ConfigOverrides(&overrides);
-  if (!flags.Parse(args)) return 0;
-  SM_CHECK(world_size <= (1 << 20))
-      << "--world-size must be an integer in [1, " << (1 << 20) << "], got '" << world_size << "'";
-  SM_CHECK(port <= 65535) << "--port must be an integer in [0, 65535], got '" << port << "'";
-  server_options.port = static_cast<int>(port);
-  const bool tls = !server_options.tls_cert_file.empty();
-  if (!tls && !IsLoopback(server_options.address))
-    std::cerr << "coordinator: warning: serving " << server_options.address
-              << " without TLS: the job token crosses the network in clear text\n";
-  options.world_size = static_cast<int>(world_size);
-  options.token = ReadJobToken(token_file);
-  options.resume = resume;
-  if (job_id.empty()) {
+      .ConfigOverrides(&a.overrides);
+  if (!flags.Parse(args)) return std::nullopt;
+  SM_CHECK(a.world_size <= (1 << 20)) << "--world-size must be an integer in [1, " << (1 << 20)
+                                      << "], got '" << a.world_size << "'";
+  SM_CHECK(a.port <= 65535) << "--port must be an integer in [0, 65535], got '" << a.port << "'";
+  a.server.port = static_cast<int>(a.port);
+  if (a.job_id.empty()) {
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
-    job_id = std::string(host) + "-" + std::to_string(::getpid()) + "-" +
-             std::to_string(static_cast<long long>(std::time(nullptr)));
+    a.job_id = std::string(host) + "-" + std::to_string(::getpid()) + "-" +
+               std::to_string(static_cast<long long>(std::time(nullptr)));
   }
-  options.job_id = job_id;
+  return a;
+}
 
-  RunConfig config = RunConfig::Load(config_path, overrides);
-  if (!options.init_from.empty()) {
-    options.init_from = fs::absolute(options.init_from).lexically_normal().string();
-    config.model = ReadHfConfig(options.init_from + "/config.json");
-    config.Validate();
-  }
-  Coordinator coordinator(config, options);
-  CoordinatorServer server(coordinator, server_options);
-  if (!port_file.empty()) {
-    const std::string text = std::to_string(server.port()) + "\n";
-    WriteFileAtomically(port_file, text.data(), text.size());
-  }
-  std::cout << "coordinator: job " << coordinator.job_id() << " generation "
-            << coordinator.generation() << ": serving " << world_size << " ranks on "
-            << server.target()
-            << (!tls                                        ? " (plaintext)"
-                : server_options.tls_client_ca_file.empty() ? " (TLS)"
-                                                            : " (mutual TLS)")
-            << ", steps " << coordinator.start_step() << ".." << coordinator.total_steps()
-            << std::endl;
-  if (coordinator.start_step() >= coordinator.total_steps())
-    std::cout << "coordinator: the run is complete (step " << coordinator.total_steps()
-              << " committed): nothing to train; waiting for the workers to register and leave"
-              << std::endl;
-
+// Serves until the job has an outcome or a signal stops it; returns the exit status.
+int Serve(Coordinator& coordinator, CoordinatorServer& server, const RunConfig& config) {
   while (!coordinator.WaitForOutcome(std::chrono::milliseconds(100))) {
     if (const int sig = StopSignals::Received()) {
       std::cout << "coordinator: stopping on signal " << sig << " after step "
@@ -135,6 +113,48 @@ int RunCoordinator(const Args& args) {
             << CheckpointStepDir(config, coordinator.committed_step()) << std::endl;
   server.Shutdown();
   return 0;
+}
+
+}  // namespace
+
+int RunCoordinator(const Args& args) {
+  StopSignals signals;  // first: before gRPC starts its threads
+  const std::optional<CoordinatorArgs> a = ParseArgs(args);
+  if (!a) return 0;
+  const bool tls = !a->server.tls_cert_file.empty();
+  if (!tls && !IsLoopback(a->server.address))
+    std::cerr << "coordinator: warning: serving " << a->server.address
+              << " without TLS: the job token crosses the network in clear text\n";
+  CoordinatorOptions options;
+  options.world_size = static_cast<int>(a->world_size);
+  options.token = ReadJobToken(a->token_file);
+  options.resume = a->resume;
+  options.job_id = a->job_id;
+  RunConfig config = RunConfig::Load(a->config_path, a->overrides);
+  if (!a->init_from.empty()) {
+    options.init_from = fs::absolute(a->init_from).lexically_normal().string();
+    config.model = ReadHfConfig(options.init_from + "/config.json");
+    config.Validate();
+  }
+  Coordinator coordinator(config, options);
+  CoordinatorServer server(coordinator, a->server);
+  if (!a->port_file.empty()) {
+    const std::string text = std::to_string(server.port()) + "\n";
+    WriteFileAtomically(a->port_file, text.data(), text.size());
+  }
+  std::cout << "coordinator: job " << coordinator.job_id() << " generation "
+            << coordinator.generation() << ": serving " << a->world_size << " ranks on "
+            << server.target()
+            << (!tls                                   ? " (plaintext)"
+                : a->server.tls_client_ca_file.empty() ? " (TLS)"
+                                                       : " (mutual TLS)")
+            << ", steps " << coordinator.start_step() << ".." << coordinator.total_steps()
+            << std::endl;
+  if (coordinator.start_step() >= coordinator.total_steps())
+    std::cout << "coordinator: the run is complete (step " << coordinator.total_steps()
+              << " committed): nothing to train; waiting for the workers to register and leave"
+              << std::endl;
+  return Serve(coordinator, server, config);
 }
 
 }  // namespace seqmesh::launch

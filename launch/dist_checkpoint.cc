@@ -8,6 +8,7 @@
 
 #include "runtime/check.h"
 #include "runtime/hf_checkpoint.h"
+#include "runtime/manifest.h"
 #include "runtime/safetensors.h"
 
 namespace seqmesh {
@@ -61,13 +62,13 @@ void LoadCheckpointParts(const std::string& dir, Model& model, GradSync& sync) {
 
   const std::regex part_name(R"(optimizer-rank-\d{5}\.safetensors)");
   const std::regex piece_name(R"(([mv])\.(.+)@(\d+))");
+  // The parts the manifest lists, never a leftover of an attempt that did not commit this step.
   std::vector<std::string> parts;
   SM_CHECK(fs::is_directory(dir)) << "checkpoint '" << dir << "' is not a directory";
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (std::regex_match(name, part_name)) parts.push_back(e.path().string());
-  }
-  SM_CHECK(!parts.empty()) << "checkpoint '" << dir << "' has no optimizer-rank-*.safetensors";
+  for (const std::string& name : ManifestFileNames(dir))
+    if (std::regex_match(name, part_name)) parts.push_back(dir + "/" + name);
+  SM_CHECK(!parts.empty()) << "checkpoint '" << dir
+                           << "' lists no optimizer-rank-*.safetensors in its manifest";
   int64_t step = -1;
   for (const std::string& path : parts) {
     const SafetensorsFile f = SafetensorsFile::Open(path);

@@ -23,9 +23,9 @@ namespace seqmesh {
 std::vector<std::string> WriteCheckpointPart(const std::string& dir, int rank, int world_size,
                                              const Model& model, const GradSync& sync);
 
-// Loads the parameters and this rank's moments from every optimizer part in `dir`. Every element
-// of every parameter must be covered by exactly one piece, and all parts must agree on the
-// optimizer step; errors name the file and the tensor.
+// Loads the parameters and this rank's moments from every optimizer part `dir`'s manifest lists.
+// Every element of every parameter must be covered by exactly one piece, and all parts must agree
+// on the optimizer step; errors name the file and the tensor.
 void LoadCheckpointParts(const std::string& dir, Model& model, GradSync& sync);
 
 // "optimizer-rank-00003.safetensors"

@@ -128,11 +128,11 @@ std::vector<proto::FileDigest> DigestFiles(const std::string& dir,
                                            const std::vector<std::string>& names) {
   std::vector<proto::FileDigest> out;
   for (const std::string& name : names) {
-    MappedFile f(dir + "/" + name);
+    const ManifestFile f = DigestFile(dir, name);
     proto::FileDigest& d = out.emplace_back();
     d.set_name(name);
-    d.set_bytes(f.size());
-    d.set_fnv1a64(Hex16(Fnv1a64(f.data(), f.size())));
+    d.set_bytes(f.bytes);
+    d.set_fnv1a64(Hex16(f.fnv1a64));
   }
   return out;
 }

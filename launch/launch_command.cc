@@ -279,25 +279,83 @@ std::vector<std::string> CoordinatorArgv(const std::string& self, const LaunchAr
   return argv;
 }
 
+// A fresh random job token in `token_file`, readable by this user only.
+void WriteJobToken(const std::string& token_file) {
+  const std::string token = RandomToken() + "\n";
+  const int fd = open(token_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  SM_CHECK(fd >= 0) << "launch: cannot write the job token to '" << token_file
+                    << "': " << std::strerror(errno);
+  fchmod(fd, 0600);
+  const bool ok = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
+  close(fd);
+  SM_CHECK(ok) << "launch: cannot write the job token to '" << token_file << "'";
+}
+
+std::vector<std::string> WorkersArgv(const std::string& self, const LaunchArgs& a, int port,
+                                     const std::string& token_file) {
+  std::vector<std::string> mpirun = {"mpirun"};
+  if (geteuid() == 0) mpirun.push_back("--allow-run-as-root");
+  // One machine: shared memory between the ranks; more ranks than cores is allowed.
+  mpirun.insert(mpirun.end(), {"--oversubscribe", "--mca", "btl", "self,vader", "-n",
+                               std::to_string(a.n), self, "worker", "--coordinator",
+                               "127.0.0.1:" + std::to_string(port), "--token-file", token_file});
+  if (!a.root().empty()) mpirun.insert(mpirun.end(), {"--tls-root", a.root()});
+  if (!a.tls_client_cert.empty())
+    mpirun.insert(mpirun.end(), {"--tls-cert", a.tls_client_cert, "--tls-key", a.tls_client_key});
+  return mpirun;
+}
+
+// How one attempt ended: an exit status to return now (finished, or stopped by a signal), or
+// the failure to report before a restart.
+struct AttemptEnd {
+  std::optional<int> exit;
+  std::string failure;
+};
+
+// Watches the coordinator and the workers until the job ends or one side fails.
+AttemptEnd WatchAttempt(Child& coordinator, Child& workers, int attempt) {
+  while (true) {
+    if (StopSignals::Received()) {
+      workers.Stop(std::chrono::seconds(10));
+      coordinator.Stop(std::chrono::seconds(5));
+      std::fprintf(stderr, "launch: stopped by signal %d\n", StopSignals::Received());
+      return {128 + StopSignals::Received(), ""};
+    }
+    if (workers.Reap(false)) {
+      if (!workers.ok()) return {std::nullopt, "mpirun ended with " + workers.Outcome()};
+      // The coordinator finishes once the last checkpoint is committed.
+      const auto stop = Clock::now() + std::chrono::seconds(60);
+      while (!coordinator.Reap(false) && Clock::now() < stop)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (!coordinator.running() && coordinator.ok()) {
+        coordinator.JoinOutput();
+        workers.JoinOutput();
+        std::fprintf(stderr, "launch: job finished after %d attempt(s)\n", attempt + 1);
+        return {0, ""};
+      }
+      return {std::nullopt, "the workers finished but the coordinator " + coordinator.Outcome()};
+    }
+    if (coordinator.Reap(false)) {
+      if (coordinator.ok()) {
+        // Done: give the workers time to leave.
+        const auto stop = Clock::now() + std::chrono::seconds(60);
+        while (!workers.Reap(false) && Clock::now() < stop)
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (workers.ok()) continue;  // handled above on the next turn
+      }
+      return {std::nullopt, "the coordinator ended with " + coordinator.Outcome()};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 int RunLocal(const LaunchArgs& a, const RunConfig& config) {
   SM_CHECK(a.n >= 1) << "launch: -n N (the number of workers, >= 1) is required";
   const std::string self = SelfPath();
   const fs::path job_dir = fs::path(config.checkpoint.dir) / ".launch";
   fs::create_directories(job_dir);
   const std::string token_file = (job_dir / "token").string();
-  {
-    const std::string token = RandomToken() + "\n";
-    const int fd = open(token_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    SM_CHECK(fd >= 0) << "launch: cannot write the job token to '" << token_file
-                      << "': " << std::strerror(errno);
-    fchmod(fd, 0600);
-    const bool ok = write(fd, token.data(), token.size()) == static_cast<ssize_t>(token.size());
-    close(fd);
-    SM_CHECK(ok) << "launch: cannot write the job token to '" << token_file << "'";
-  }
-  const std::string jsonl = config.metrics.jsonl.empty()
-                                ? (fs::path(config.checkpoint.dir) / "metrics.jsonl").string()
-                                : config.metrics.jsonl;
+  WriteJobToken(token_file);
   StopSignals signals;
   for (int attempt = 0;; ++attempt) {
     const bool resume = a.resume || attempt > 0;
@@ -313,64 +371,16 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
                    coordinator.Outcome().c_str());
       return 1;
     }
-    std::vector<std::string> mpirun = {"mpirun"};
-    if (geteuid() == 0) mpirun.push_back("--allow-run-as-root");
-    // One machine: shared memory between the ranks; more ranks than cores is allowed.
-    mpirun.insert(mpirun.end(), {"--oversubscribe", "--mca", "btl", "self,vader", "-n",
-                                 std::to_string(a.n), self, "worker", "--coordinator",
-                                 "127.0.0.1:" + std::to_string(port), "--token-file", token_file});
-    if (!a.root().empty()) mpirun.insert(mpirun.end(), {"--tls-root", a.root()});
-    if (!a.tls_client_cert.empty())
-      mpirun.insert(mpirun.end(), {"--tls-cert", a.tls_client_cert, "--tls-key", a.tls_client_key});
     std::fprintf(stderr, "launch: attempt %d: coordinator on 127.0.0.1:%d, %d workers%s\n",
                  attempt + 1, port, a.n, resume ? ", resuming from the last checkpoint" : "");
-    Child workers("mpirun", mpirun);
-
-    // Watch both until the job ends or one side fails.
-    std::string failure;
-    while (true) {
-      if (StopSignals::Received()) {
-        workers.Stop(std::chrono::seconds(10));
-        coordinator.Stop(std::chrono::seconds(5));
-        std::fprintf(stderr, "launch: stopped by signal %d\n", StopSignals::Received());
-        return 128 + StopSignals::Received();
-      }
-      if (workers.Reap(false)) {
-        if (workers.ok()) {
-          // The coordinator finishes once the last checkpoint is committed.
-          const auto stop = Clock::now() + std::chrono::seconds(60);
-          while (!coordinator.Reap(false) && Clock::now() < stop)
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-          if (!coordinator.running() && coordinator.ok()) {
-            coordinator.JoinOutput();
-            workers.JoinOutput();
-            std::fprintf(stderr, "launch: job finished after %d attempt(s)\n", attempt + 1);
-            return 0;
-          }
-          failure = "the workers finished but the coordinator " + coordinator.Outcome();
-        } else {
-          failure = "mpirun ended with " + workers.Outcome();
-        }
-        break;
-      }
-      if (coordinator.Reap(false)) {
-        if (coordinator.ok()) {
-          // Done: give the workers time to leave.
-          const auto stop = Clock::now() + std::chrono::seconds(60);
-          while (!workers.Reap(false) && Clock::now() < stop)
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-          if (workers.ok()) continue;  // handled above on the next turn
-        }
-        failure = "the coordinator ended with " + coordinator.Outcome();
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    Child workers("mpirun", WorkersArgv(self, a, port, token_file));
+    const AttemptEnd end = WatchAttempt(coordinator, workers, attempt);
+    if (end.exit) return *end.exit;
     workers.Stop(std::chrono::seconds(10));
     coordinator.Stop(std::chrono::seconds(5));
     std::string cause = RootCause(workers.tail(), coordinator.tail());
-    if (cause.empty()) cause = failure;
-    const int64_t last = LastLoggedStep(jsonl);
+    if (cause.empty()) cause = end.failure;
+    const int64_t last = LastLoggedStep(config.metrics_path());
     std::fprintf(stderr, "launch: root cause: %s; last completed step %lld (attempt %d)\n",
                  cause.c_str(), static_cast<long long>(last), attempt + 1);
     if (attempt >= a.max_restarts) {

@@ -47,6 +47,45 @@ proto::StepPlan RingPlan(int ranks, int d, int64_t c, uint64_t step, bool others
 
 }  // namespace
 
+namespace {
+
+// (ring size, others busy, tokens per rank) -> the repetitions' times.
+using RingKey = std::tuple<int, bool, int64_t>;
+struct RingTimes {
+  std::vector<double> pass, sync, wait;
+};
+
+// The ring sizes measured, each with the other ranks idle and, where some rank is outside the
+// ring, busy; D = 1 and D = N leave no rank outside: measured once, as "others idle".
+std::vector<std::pair<int, bool>> RingKinds(int ranks) {
+  std::vector<std::pair<int, bool>> kinds;
+  for (int d = 1; d <= ranks; ++d) {
+    kinds.push_back({d, false});
+    if (d > 1 && d < ranks) kinds.push_back({d, true});
+  }
+  return kinds;
+}
+
+// Each kind's medians, and the spread of its pass times.
+std::vector<RingSample> SamplesOf(const std::map<RingKey, RingTimes>& times) {
+  std::vector<RingSample> out;
+  for (const auto& [key, t] : times) {
+    RingSample s;
+    s.ring_size = std::get<0>(key);
+    s.others_busy = std::get<1>(key);
+    s.tokens_per_rank = std::get<2>(key);
+    s.pass_ms = Median(t.pass);
+    s.sync_ms = Median(t.sync);
+    s.wait_ms = Median(t.wait);
+    const auto [lo, hi] = std::minmax_element(t.pass.begin(), t.pass.end());
+    s.spread = s.pass_ms > 0 ? (*hi - *lo) / s.pass_ms : 0;
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& config,
                                      const std::vector<int64_t>& tokens_per_rank, int reps) {
   const int ranks = comm.size();
@@ -69,12 +108,9 @@ std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& con
                                          static_cast<uint64_t>(vocab)));
   };
 
-  struct Times {
-    std::vector<double> pass, sync, wait;
-  };
-  std::map<std::tuple<int, bool, int64_t>, Times> times;
+  std::map<RingKey, RingTimes> times;
   uint64_t step = 0;
-  auto run = [&](int d, bool others_busy, int64_t c, Times* into) {
+  auto run = [&](int d, bool others_busy, int64_t c, RingTimes* into) {
     const proto::StepPlan plan = RingPlan(ranks, d, c, step++, others_busy);
     uint64_t targets = 0;
     for (const auto& s : plan.sequences()) targets += s.length();
@@ -109,32 +145,14 @@ std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& con
       into->wait.push_back(wait_ms);
     }
   };
-  // D = 1 and D = N leave no rank outside: measured once, as "others idle".
-  std::vector<std::pair<int, bool>> kinds;
-  for (int d = 1; d <= ranks; ++d) {
-    kinds.push_back({d, false});
-    if (d > 1 && d < ranks) kinds.push_back({d, true});
-  }
+  const std::vector<std::pair<int, bool>> kinds = RingKinds(ranks);
   for (auto [d, busy] : kinds)
     for (int64_t c : tokens_per_rank) run(d, busy, c, nullptr);  // untimed: pages, connections
   for (int rep = 0; rep < reps; ++rep)
     for (auto [d, busy] : kinds)
       for (int64_t c : tokens_per_rank) run(d, busy, c, &times[{d, busy, c}]);
-  std::vector<RingSample> out;
-  if (comm.rank() != 0) return out;
-  for (const auto& [key, t] : times) {
-    RingSample s;
-    s.ring_size = std::get<0>(key);
-    s.others_busy = std::get<1>(key);
-    s.tokens_per_rank = std::get<2>(key);
-    s.pass_ms = Median(t.pass);
-    s.sync_ms = Median(t.sync);
-    s.wait_ms = Median(t.wait);
-    const auto [lo, hi] = std::minmax_element(t.pass.begin(), t.pass.end());
-    s.spread = s.pass_ms > 0 ? (*hi - *lo) / s.pass_ms : 0;
-    out.push_back(s);
-  }
-  return out;
+  if (comm.rank() != 0) return {};
+  return SamplesOf(times);
 }
 
 }  // namespace seqmesh::launch

@@ -30,6 +30,31 @@ struct Figures {
   double step = 0, bound = 0, speedup = 0, busy = 0, exposed = 0, plan_ms = 0;
 };
 
+// The mean of each planner's figures over `k` batches: a table, or one JSON object per planner.
+void PrintFigures(const std::vector<std::string>& planners, std::map<std::string, Figures>& sum,
+                  double k, bool json) {
+  if (!json)
+    std::printf("%-9s %12s %12s %8s %6s %8s %9s\n", "planner", "step_ms", "bound_ms", "vs_static",
+                "busy", "exp_comm", "plan_ms");
+  for (const std::string& name : planners) {
+    Figures f = sum[name];
+    const bool has_static = sum.count("static") > 0;
+    if (json) {
+      std::printf(
+          "{\"planner\": \"%s\", \"step_ms\": %.3f, \"lower_bound_ms\": %.3f, "
+          "\"speedup_vs_static\": %s, \"busy_fraction\": %.4f, \"exposed_comm_fraction\": %.4f, "
+          "\"plan_ms\": %.3f}\n",
+          name.c_str(), f.step / k, f.bound / k,
+          has_static ? std::to_string(f.speedup / k).c_str() : "null", f.busy / k, f.exposed / k,
+          f.plan_ms / k);
+    } else {
+      std::printf("%-9s %12.1f %12.1f %8.2fx %6.3f %8.3f %9.2f\n", name.c_str(), f.step / k,
+                  f.bound / k, has_static ? f.speedup / k : 0.0, f.busy / k, f.exposed / k,
+                  f.plan_ms / k);
+    }
+  }
+}
+
 }  // namespace
 
 int RunSimulate(const Args& args) {
@@ -102,27 +127,7 @@ int RunSimulate(const Args& args) {
       }
     }
   }
-  if (!json)
-    std::printf("%-9s %12s %12s %8s %6s %8s %9s\n", "planner", "step_ms", "bound_ms", "vs_static",
-                "busy", "exp_comm", "plan_ms");
-  for (const std::string& name : planners) {
-    Figures f = sum[name];
-    const double k = seeds;
-    const bool has_static = sum.count("static") > 0;
-    if (json) {
-      std::printf(
-          "{\"planner\": \"%s\", \"step_ms\": %.3f, \"lower_bound_ms\": %.3f, "
-          "\"speedup_vs_static\": %s, \"busy_fraction\": %.4f, \"exposed_comm_fraction\": %.4f, "
-          "\"plan_ms\": %.3f}\n",
-          name.c_str(), f.step / k, f.bound / k,
-          has_static ? std::to_string(f.speedup / k).c_str() : "null", f.busy / k, f.exposed / k,
-          f.plan_ms / k);
-    } else {
-      std::printf("%-9s %12.1f %12.1f %8.2fx %6.3f %8.3f %9.2f\n", name.c_str(), f.step / k,
-                  f.bound / k, has_static ? f.speedup / k : 0.0, f.busy / k, f.exposed / k,
-                  f.plan_ms / k);
-    }
-  }
+  PrintFigures(planners, sum, static_cast<double>(seeds), json);
   return 0;
 }
 

@@ -80,13 +80,30 @@ void WriteManifest(const std::string& dir, uint64_t step, const std::vector<Mani
   WriteFileAtomically(dir + "/" + kManifestName, text.data(), text.size());
 }
 
-Json VerifyManifest(const std::string& dir) {
+namespace {
+
+Json ReadManifest(const std::string& dir) {
   const std::string path = dir + "/" + kManifestName;
   SM_CHECK(fs::exists(path)) << "'" << dir << "' is not a complete checkpoint: it has no "
                              << kManifestName;
   MappedFile mf(path);
-  const Json manifest =
-      Json::Parse(std::string_view(reinterpret_cast<const char*>(mf.data()), mf.size()), path);
+  return Json::Parse(std::string_view(reinterpret_cast<const char*>(mf.data()), mf.size()), path);
+}
+
+}  // namespace
+
+std::vector<std::string> ManifestFileNames(const std::string& dir) {
+  const std::string path = dir + "/" + kManifestName;
+  std::vector<std::string> names;
+  const Json manifest = ReadManifest(dir);  // outlives the loop over its array
+  for (const Json& e : manifest.Require("files", path).AsArray(path + " files"))
+    names.push_back(e.Require("name", path).AsString(path + " name"));
+  return names;
+}
+
+Json VerifyManifest(const std::string& dir) {
+  const std::string path = dir + "/" + kManifestName;
+  const Json manifest = ReadManifest(dir);
   for (const Json& e : manifest.Require("files", path).AsArray(path + " files")) {
     const std::string name = e.Require("name", path).AsString(path + " name");
     const std::string why = CheckFileName(name);

@@ -1,5 +1,5 @@
-// The checkpoint manifest: the rules every checkpoint path follows, in one place (the trainer's
-// CheckpointManager and the coordinator's commits both call these).
+// The checkpoint manifest: the rules every checkpoint path follows, in one place (every command
+// writes and reads its checkpoints through launch/job_checkpoint.h, which calls these).
 //
 //   <root>/step-00000042/      the checkpoint after 42 steps (StepDir)
 //     ...                      its files, each written atomically
@@ -51,6 +51,11 @@ void WriteManifest(const std::string& dir, uint64_t step, const std::vector<Mani
 // Verifies <dir>/manifest.json: every listed file has a valid name, exists, and has its size and
 // checksum. Returns the parsed manifest. Errors name the file at fault.
 Json VerifyManifest(const std::string& dir);
+
+// The names of the files <dir>/manifest.json lists (read, not verified: VerifyManifest first).
+// Readers load only these: a step directory may also hold leftovers of an attempt that never
+// committed it.
+std::vector<std::string> ManifestFileNames(const std::string& dir);
 
 // Step directories under `root` that have a manifest (committed), newest first.
 std::vector<std::pair<uint64_t, std::string>> CommittedStepDirs(const std::string& root);

@@ -344,6 +344,39 @@ Plan PlanPow2(const CostModel& cost, const std::vector<int64_t>& lengths, const 
   return plan;
 }
 
+namespace {
+
+// For a target step time: every ring of `longs` slower than `target` gets the smallest size
+// that brings it to the target (or its fastest size up to num_ranks); a widened ring runs
+// without offload, so it starts at its no-offload minimum `d_plain`. True when any changed.
+bool WidenCriticalRings(const CostModel& cost, const std::vector<int64_t>& lengths,
+                        const std::vector<int32_t>& longs, const std::vector<int>& d_plain,
+                        int num_ranks, double target, std::vector<Shard>& wide) {
+  bool changed = false;
+  for (size_t i = 0; i < longs.size(); ++i) {
+    const int64_t s = lengths[longs[i]];
+    double t = SequenceRingCost(cost, s, wide[i].ring_size).total();
+    if (t <= target) continue;
+    int best_d = wide[i].ring_size;
+    double best_t = t;
+    for (int d = std::max(wide[i].ring_size + 1, d_plain[i]); d <= num_ranks; ++d) {
+      double td = SequenceRingCost(cost, s, d).total();
+      if (td < best_t) {
+        best_t = td;
+        best_d = d;
+      }
+      if (td <= target || td > best_t * 1.05) break;
+    }
+    if (best_d != wide[i].ring_size) {
+      wide[i] = {best_d, 0.0};
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+}  // namespace
+
 Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
                   const PlannerOptions& o) {
   CheckOptions(o, lengths);
@@ -401,28 +434,8 @@ Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
       const double target = bound * f;
       if (target >= best_step) break;
       std::vector<Shard> wide = base;
-      bool changed = false;
-      for (size_t i = 0; i < split.longs.size(); ++i) {
-        const int64_t s = lengths[split.longs[i]];
-        double t = SequenceRingCost(cost, s, wide[i].ring_size).total();
-        if (t <= target) continue;
-        int best_d = wide[i].ring_size;
-        double best_t = t;
-        // A widened ring runs without offload, so it starts at the no-offload minimum.
-        for (int d = std::max(wide[i].ring_size + 1, d_plain[i]); d <= o.num_ranks; ++d) {
-          double td = SequenceRingCost(cost, s, d).total();
-          if (td < best_t) {
-            best_t = td;
-            best_d = d;
-          }
-          if (td <= target || td > best_t * 1.05) break;
-        }
-        if (best_d != wide[i].ring_size) {
-          wide[i] = {best_d, 0.0};
-          changed = true;
-        }
-      }
-      if (changed) consider(wide, base_aligned);
+      if (WidenCriticalRings(cost, lengths, split.longs, d_plain, o.num_ranks, target, wide))
+        consider(wide, base_aligned);
     }
   }
   best.lower_bound_ms = bound;

@@ -1,9 +1,10 @@
 // `seqmesh train`'s checkpoints, in process through Train (the world of one on the one step
 // path, in the job layout of launch/job_checkpoint.h): a run resumed from its step-4 checkpoint
 // ends with bitwise the parameters, optimizer moments, data cursor and metrics of an
-// uninterrupted one; only the last K are kept and a directory without a manifest is not a
-// checkpoint; a corrupt or truncated newest checkpoint is named, set aside, and the previous one
-// serves. (Moved here from runtime's CheckpointManager tests when train moved onto HdpStep.)
+// uninterrupted one; only the last K are kept, a directory without a manifest is not a
+// checkpoint and a file its manifest does not list is not read; a corrupt or truncated newest
+// checkpoint is named, set aside, and the previous one serves. (Moved here from runtime's
+// CheckpointManager tests when train moved onto HdpStep.)
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -106,8 +107,12 @@ TEST_F(TrainCheckpointTest, KeepsTheLastKAndIgnoresIncompleteOnes) {
     if (e.is_directory()) left.push_back(e.path().filename().string());
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"step-00000003", "step-00000004"}));
-  // A step directory without a manifest (a save cut short) is not a checkpoint.
+  // A step directory without a manifest (a save cut short) is not a checkpoint, and a part its
+  // manifest does not list (a leftover of an attempt with more ranks) is never read: it would
+  // overlap rank 0's pieces.
   fs::create_directories(dir_ + "/k/step-00000009");
+  fs::copy_file(dir_ + "/k/step-00000004/optimizer-rank-00000.safetensors",
+                dir_ + "/k/step-00000004/optimizer-rank-00001.safetensors");
   c.training.steps = 5;
   EXPECT_NE(Run(c, true).find("step-00000004 (step 4"), std::string::npos);
 }
