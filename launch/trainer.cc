@@ -223,8 +223,8 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
     cut_total += planned.cut_sequences;
     double val = std::nan("");
     if (config.training.eval_interval > 0 && run.step % config.training.eval_interval == 0)
-      val = ValidationLoss(*run.hdp, run.comm, validation, data.datasets, scheduler::CostModel{},
-                           config.training.micro_batch_tokens);
+      val = ValidationLoss(*run.hdp, run.comm, validation, data.datasets, cost,
+                           scheduler::StepPlannerOptions::FromConfig(config, 1));
     metrics << StepRecord(run.step, done.run.loss, done.grad_norm, lr, planned, val).Dump() << "\n"
             << std::flush;
     const bool last = static_cast<int64_t>(run.step) == config.training.steps;

@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "runtime/check.h"
-#include "scheduler/packed_plan.h"
 
 namespace seqmesh::launch {
 
@@ -34,10 +33,11 @@ TokenReader BatchTokenReader(const std::vector<IndexedDataset>& datasets,
 
 double ValidationLoss(HdpStep& hdp, Communicator& comm, const ValidationSet& set,
                       const std::vector<IndexedDataset>& datasets, const scheduler::CostModel& cost,
-                      int64_t capacity) {
+                      const scheduler::StepPlannerOptions& options) {
   if (set.empty() || set.target_tokens == 0) return std::nan("");
-  const proto::StepPlan plan =
-      scheduler::PlanPacked(cost, set.lengths, capacity, comm.size(), 0).plan;
+  SM_CHECK(options.num_ranks == comm.size())
+      << "validation planned for " << options.num_ranks << " ranks on a world of " << comm.size();
+  const proto::StepPlan plan = scheduler::PlanFixedBatch(cost, options, set.lengths, 0);
   const double mine = hdp.Evaluate(plan, set.target_tokens, BatchTokenReader(datasets, set.ids));
   return comm.AllReduceScalar(mine);
 }

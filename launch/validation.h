@@ -1,8 +1,9 @@
 // Validation (training.eval_interval), one way for `seqmesh train` and for every rank of a job:
-// the same held-out sequences at every evaluation, packed into local micro-batches
-// (scheduler/packed_plan.h) and dealt to the ranks round-robin; each rank runs forward on its own
-// and the shares are summed over all ranks. A world of one sums them in pack order, as the
-// trainer always did.
+// the same held-out sequences at every evaluation, planned as a step of the job is
+// (scheduler::PlanFixedBatch: packed for a world of one, the configured planner with rings for N
+// ranks, so a long sequence keeps its whole context); each rank runs forward on its part and the
+// shares are summed over all ranks. A world of one sums them in pack order, as the trainer
+// always did.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "parallel/communicator.h"
 #include "parallel/hdp_step.h"
 #include "scheduler/cost_model.h"
+#include "scheduler/step_planner.h"
 
 namespace seqmesh::launch {
 
@@ -27,7 +29,7 @@ ValidationSet ChooseValidationSet(const TrainingData& data);
 // gets the sum; `capacity` is training.micro_batch_tokens.
 double ValidationLoss(HdpStep& hdp, Communicator& comm, const ValidationSet& set,
                       const std::vector<IndexedDataset>& datasets, const scheduler::CostModel& cost,
-                      int64_t capacity);
+                      const scheduler::StepPlannerOptions& options);
 
 // Reads tokens of the plan's sequence `seq`, which is `batch[seq]` of the datasets: the
 // TokenReader of a batch drawn in this process.

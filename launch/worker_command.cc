@@ -234,6 +234,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   const TrainingData data = OpenTrainingData(config);
   const std::vector<IndexedDataset>& datasets = data.datasets;
   const ValidationSet validation = ChooseValidationSet(data);
+  const scheduler::CostModel cost = scheduler::PlannerCostModel(config);  // validation's plans
   HdpStepOptions step_options;
   step_options.capacity = config.training.micro_batch_tokens;
   step_options.checkpoint_layers.assign(config.model.layers,
@@ -278,8 +279,8 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     proto::MetricsReport metrics = MetricsOf(rank, step, generation, done, lr, times, sync_bytes);
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
-      const double val = ValidationLoss(hdp, comm, validation, datasets, scheduler::CostModel{},
-                                        config.training.micro_batch_tokens);
+      const double val = ValidationLoss(hdp, comm, validation, datasets, cost,
+                                        scheduler::StepPlannerOptions::FromConfig(config, world));
       if (!std::isnan(val)) metrics.set_val_loss(val);  // NaN: no held-out sequences
     }
     client.ReportMetrics(metrics);

@@ -66,7 +66,7 @@ class HdpStep {
   StepResult Execute(const proto::StepPlan& plan, uint64_t target_tokens, const TokenReader& read,
                      Overlap overlap = Overlap::kDuringBackward);
   double Update(float lr, float max_norm);
-  // Forward only: this rank's share of the loss of a packed plan (validation); no gradients.
+  // Forward only: this rank's share of the loss of `plan` (validation); no gradients.
   double Evaluate(const proto::StepPlan& plan, uint64_t target_tokens, const TokenReader& read) {
     return executor_.Evaluate(plan, target_tokens, read);
   }

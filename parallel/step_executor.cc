@@ -218,14 +218,20 @@ double StepExecutor::Evaluate(const proto::StepPlan& plan, uint64_t target_token
   const proto::RankPlan& mine = plan.ranks(rank_);
   const float normalizer = static_cast<float>(target_tokens);
   double loss = 0;
-  for (int m = 0; m < mine.micro_batches_size(); ++m) {
-    const proto::MicroBatch& mb = mine.micro_batches(m);
-    SM_CHECK(mb.ring_size() <= 1) << "step " << plan.step() << ": rank " << rank_
-                                  << "'s micro-batch " << m
-                                  << " is a ring; evaluation runs packed plans (local only)";
+  for (const Pass& pass : PassesOf(plan, mine, rank_)) {
+    const proto::MicroBatch& mb = mine.micro_batches(pass.micro_batch);
     PackedBatch packed;
-    PackLocal(plan, mb, read, packed);
-    loss += model_.Forward(packed.View(), normalizer);
+    std::unique_ptr<RingAttention> ring_attention;
+    if (pass.segment < 0)
+      PackLocal(plan, mb, read, packed);
+    else  // ring attention's forward completes its exchanges: no backward is owed
+      ring_attention = PackRing(plan, mb, mb.segments(pass.segment), read, link_, packed);
+    Batch batch = packed.View();
+    if (ring_attention) {
+      batch.split_doc = 0;
+      batch.split_attention = ring_attention.get();
+    }
+    loss += model_.Forward(batch, normalizer);
   }
   return loss;
 }

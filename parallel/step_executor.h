@@ -55,8 +55,8 @@ class StepExecutor {
 
   // Runs `plan`'s micro-batches for this rank.
   StepResult Run(const proto::StepPlan& plan, uint64_t target_tokens, const TokenReader& read);
-  // Forward only (validation): this rank's share of the loss of `plan`, whose micro-batches must
-  // all be local (a packed plan, scheduler/packed_plan.h). Gradients are not touched.
+  // Forward only (validation): this rank's share of the loss of `plan`, local and ring
+  // micro-batches alike (every ring member evaluates the same plan). Gradients are not touched.
   double Evaluate(const proto::StepPlan& plan, uint64_t target_tokens, const TokenReader& read);
   // True while the rank's last backward of a Run runs: the model's gradient-ready hook then
   // reports gradients that are final for the step (HdpStep starts their reduction).

@@ -124,6 +124,28 @@ PlannedStep StepPlanner::Next() {
   return out;
 }
 
+proto::StepPlan PlanFixedBatch(const CostModel& cost, const StepPlannerOptions& options,
+                               const std::vector<int64_t>& lengths, uint64_t step) {
+  if (options.num_ranks == 1) return PlanPacked(cost, lengths, options.capacity, 1, step).plan;
+  int64_t longest = 0;
+  for (int64_t len : lengths) {
+    const int d = ShardSequence(cost, len, options.capacity, false).ring_size;
+    SM_CHECK(d <= options.num_ranks)
+        << "a sequence of " << len << " tokens needs " << d << " ranks of capacity "
+        << options.capacity << " (training.micro_batch_tokens); the job has " << options.num_ranks;
+    longest = std::max(longest, len);
+  }
+  PlannerOptions po;
+  po.num_ranks = options.num_ranks;
+  po.capacity = options.capacity;
+  po.context = options.context > 0 ? options.context : std::max(options.capacity, longest);
+  Plan plan = PlanWith(options.planner, cost, lengths, po);
+  Simulate(cost, plan);
+  proto::StepPlan out = ToStepPlan(cost, plan, step);
+  CheckStepPlan(out);
+  return out;
+}
+
 void StepPlanner::Learn(const PlannedStep& step,
                         const std::vector<std::vector<std::optional<MicroBatchTime>>>& times,
                         double fixed_ms) {

@@ -64,6 +64,12 @@ struct PlannedStep {
   int64_t cut_sequences = 0;
 };
 
+// The plan of a fixed batch as a step with `options` is planned, without the refit: the packed
+// plan for one rank, the configured planner for N (validation, whose batch is the same at every
+// evaluation). Throws like StepPlanner::Next when a sequence needs more ranks than there are.
+proto::StepPlan PlanFixedBatch(const CostModel& cost, const StepPlannerOptions& options,
+                               const std::vector<int64_t>& lengths, uint64_t step);
+
 class StepPlanner {
  public:
   // `sampler` draws the batches (its lengths are the datasets'); `dataset_names` name the

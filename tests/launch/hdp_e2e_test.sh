@@ -146,7 +146,23 @@ grep -q "resumed: .*step-00000004 (step 4, written by 4 ranks)" "$work/x2.out" \
   || fail "(x) train did not resume launch's step 4: $(grep resumed "$work/x2.out")"
 [[ $(losses "$work/x2/metrics.jsonl" | wc -l) -eq 4 ]] || fail "(x) expected steps 5-8 from train"
 same_losses "$work/x2/metrics.jsonl" "$work/a/metrics.jsonl" 2e-5 "(x) launch -n 4 -> train"
-echo "(x) ok: train -> launch -n 4 and launch -n 4 -> train"
+# launch --init-from and validation under launch: a job started from train's step-4 weights
+# (a Hugging Face directory) runs its first step as `train --init-from` does, and both report
+# the validation loss after it (training.eval_interval, ignored under launch before).
+mkdir -p "$work/x3"
+launch "$work/x3" -n 4 --init-from "$work/single/step-00000004" --training.steps=1 \
+  --training.eval_interval=1 --data.validation_fraction=0.05
+"$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/x4" --training.steps=1 \
+  --init-from "$work/single/step-00000004" --training.eval_interval=1 \
+  --data.validation_fraction=0.05 --training.micro_batch_tokens=1024 > "$work/x4.out" 2>&1 \
+  || fail "(x) train --init-from"
+same_losses "$work/x3/metrics.jsonl" "$work/x4/metrics.jsonl" 2e-5 "(x) --init-from"
+val() { sed -n 's/.*"val_loss": *\([-0-9.eE+]*\).*/\1/p' "$1"; }
+[[ -n $(val "$work/x3/metrics.jsonl") ]] || fail "(x) launch logged no val_loss"
+awk -v a="$(val "$work/x3/metrics.jsonl")" -v b="$(val "$work/x4/metrics.jsonl")" \
+  'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b != "" && d <= 2e-5 * b) }' \
+  || fail "(x) val_loss differs: launch $(val "$work/x3/metrics.jsonl"), train $(val "$work/x4/metrics.jsonl")"
+echo "(x) ok: train -> launch -n 4, launch -n 4 -> train, --init-from and val_loss under launch"
 [[ $which == x ]] && exit 0
 
 # (b) kill -9 of a worker at a random step, restart, bitwise equal final state.
