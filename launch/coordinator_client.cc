@@ -7,6 +7,7 @@
 #include <iterator>
 
 #include "launch/coordinator.h"
+#include "launch/grpc_log.h"
 #include "runtime/files.h"
 
 namespace seqmesh::launch {
@@ -27,6 +28,7 @@ const char* StatusCodeName(grpc::StatusCode code) {
 CoordinatorClient::CoordinatorClient(const std::string& target, std::string token,
                                      ClientOptions options)
     : target_(target), token_(std::move(token)), options_(std::move(options)) {
+  RouteGrpcLog();
   SM_CHECK(!target_.empty()) << "the coordinator's address is empty";
   SM_CHECK(!token_.empty()) << "the job token is empty";
   grpc::ChannelArguments args;

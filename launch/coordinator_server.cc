@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "launch/coordinator.h"
+#include "launch/grpc_log.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "runtime/check.h"
 #include "runtime/files.h"
@@ -90,6 +91,7 @@ class CoordinatorServer::Service final : public proto::Coordinator::Service {
 
 CoordinatorServer::CoordinatorServer(Coordinator& coordinator, const ServerOptions& options)
     : service_(std::make_unique<Service>(coordinator)), address_(options.address) {
+  RouteGrpcLog();
   SM_CHECK(!options.address.empty()) << "the coordinator needs an address to bind to";
   SM_CHECK(options.port >= 0 && options.port <= 65535)
       << "port " << options.port << " is not in [0, 65535]";

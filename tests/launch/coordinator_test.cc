@@ -6,6 +6,7 @@
 #include "launch/coordinator.h"
 
 #include <arpa/inet.h>
+#include <grpc/support/log.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "launch/coordinator_client.h"
+#include "launch/grpc_log.h"
 #include "launch/training_data.h"
 #include "proto/coordinator.grpc.pb.h"
 #include "runtime/checkpoint.h"
@@ -945,6 +947,18 @@ sign server ca; sign worker ca; sign intruder rogue
   ClientOptions key_only = tls("worker");
   key_only.tls_cert_file.clear();
   EXPECT_THROW(Client(kToken, key_only), Error);
+}
+
+// Issue 13, item 7: gRPC's own log lines (`E1201 ... backup_poller.cc ...`) stay off the console
+// of a run (they reach stderr only with SEQMESH_DEBUG=1).
+TEST(GrpcLog, GrpcsOwnLinesDoNotReachStderr) {
+  RouteGrpcLog();
+  ::testing::internal::CaptureStderr();
+  gpr_log(GPR_ERROR, "run_poller: UNKNOWN: a test line %d", 42);
+  gpr_log(GPR_INFO, "an info line");
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err.find("a test line 42"), std::string::npos) << err;
+  EXPECT_EQ(err.find("an info line"), std::string::npos) << err;
 }
 
 TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {

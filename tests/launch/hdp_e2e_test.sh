@@ -109,6 +109,10 @@ mkdir -p "$work/a"
 launch "$work/a" -n 4
 grep -q "launch: job finished" "$work/a.err" || fail "(a) no finish line: $(tail -5 "$work/a.err")"
 [[ -f "$work/a/step-00000008/manifest.json" ]] || fail "(a) final checkpoint not committed"
+# gRPC's own log lines (`E1201 12:00:00.000 ... backup_poller.cc ...`) stay off a good run's console.
+if grep -E '^[EWID][0-9]{4} [0-9:.]+ ' "$work/a.err" "$work/a.out"; then
+  fail "(a) gRPC log lines reached the console"
+fi
 grep -q '"micro_batches"' "$work/a/metrics.jsonl" || true
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/single" \
   --training.micro_batch_tokens=1024 > "$work/single.out" 2>&1 || fail "(a) single-process run"
