@@ -102,7 +102,10 @@ int Serve(Coordinator& coordinator, CoordinatorServer& server, const RunConfig& 
     }
   }
   if (const auto failure = coordinator.Failure()) {
-    std::cerr << "coordinator: " << failure->message << std::endl;
+    // A dead rank's verdict names the rank; any other failure is the job's own ("job failed:").
+    std::cerr << "coordinator: "
+              << (failure->kind == JobFailure::Kind::kDeadRank ? "" : "job failed: ")
+              << failure->message << std::endl;
     // Keep answering for a moment, so the workers' heartbeats carry the abort to them.
     const double drain_s = std::min(2.0, config.distributed.heartbeat_timeout_s);
     std::this_thread::sleep_for(std::chrono::duration<double>(drain_s));

@@ -235,9 +235,18 @@ class Child {
   std::string tail_;
 };
 
-// The last step the coordinator logged (metrics JSONL), or -1.
-int64_t LastLoggedStep(const std::string& jsonl) {
+// The size of `path` now (0 when it does not exist): where this attempt's metrics start.
+std::streamoff SizeNow(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  return ec ? 0 : static_cast<std::streamoff>(size);
+}
+
+// The last step the coordinator logged (metrics JSONL) after byte `from` (this attempt's
+// records: an earlier run's are before it), or -1.
+int64_t LastLoggedStep(const std::string& jsonl, std::streamoff from) {
   std::ifstream f(jsonl);
+  f.seekg(from);
   std::string line, last;
   while (std::getline(f, line))
     if (!line.empty()) last = line;
@@ -359,6 +368,7 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
   StopSignals signals;
   for (int attempt = 0;; ++attempt) {
     const bool resume = a.resume || attempt > 0;
+    const std::streamoff metrics_start = SizeNow(config.metrics_path());
     const std::string port_file = (job_dir / "port").string();
     fs::remove(port_file);
     Child coordinator("coordinator",
@@ -380,9 +390,11 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     coordinator.Stop(std::chrono::seconds(5));
     std::string cause = RootCause(workers.tail(), coordinator.tail());
     if (cause.empty()) cause = end.failure;
-    const int64_t last = LastLoggedStep(config.metrics_path());
-    std::fprintf(stderr, "launch: root cause: %s; last completed step %lld (attempt %d)\n",
-                 cause.c_str(), static_cast<long long>(last), attempt + 1);
+    const int64_t last = LastLoggedStep(config.metrics_path(), metrics_start);
+    const std::string done =
+        last >= 0 ? "last completed step " + std::to_string(last) : "no step completed";
+    std::fprintf(stderr, "launch: root cause: %s; %s (attempt %d)\n", cause.c_str(), done.c_str(),
+                 attempt + 1);
     if (attempt >= a.max_restarts) {
       std::fprintf(stderr, "launch: giving up after %d restart(s) (--max-restarts %d)\n", attempt,
                    a.max_restarts);

@@ -39,6 +39,10 @@ std::string RootCause(const std::string& mpirun_err, const std::string& coordina
       if (d.rank == m[2].str()) return d.Text();  // the same rank: its signal says more
     return m[1].str();
   }
+  // The coordinator's own failure (a batch it cannot plan, a checkpoint it cannot commit): the
+  // workers then fail on its abort, in any order.
+  static const std::regex failed(R"(coordinator: job failed: ([^\n]*))");
+  if (std::regex_search(coordinator_err, m, failed)) return m[1].str();
   if (!deaths.empty()) return deaths.front().Text();
   if (std::regex_search(mpirun_err, m, nonzero))
     return "worker rank " + m[1].str() + " exited with code " + m[2].str();

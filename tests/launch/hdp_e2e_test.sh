@@ -238,8 +238,21 @@ for trial in 1 2; do
   stopped=$(sed 's/.*pid \([0-9]*\).*/\1/' "$dir.stopped")
   grep -q "launch: root cause: rank [0-3] (pid $stopped on host .*) declared dead after" \
     "$dir.err" || fail "(hang) the root cause does not name pid $stopped: $(grep launch: "$dir.err")"
+  grep -q "launch: root cause: .*; last completed step [1-8] (attempt 1)" "$dir.err" \
+    || fail "(hang) the last completed step is not this attempt's: $(grep 'root cause' "$dir.err")"
   echo "(hang) ok: $(grep 'launch: root cause' "$dir.err")"
 done
+# The root-cause line's "last completed step" is the attempt's own (issue 13, item 2): one that
+# fails before any step says so, whatever an older run left in metrics.jsonl (step 99 here).
+mkdir -p "$work/nostep" && echo '{"step": 99, "loss": 1.0}' > "$work/nostep/metrics.jsonl"
+if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/nostep" -n 2 \
+  --training.micro_batch_tokens=64 > "$work/nostep.out" 2> "$work/nostep.err"; then
+  fail "(hang) a job whose documents need more ranks than it has succeeded"
+fi
+grep -q "launch: root cause: cannot plan step 0: .*needs [0-9]* ranks.*; no step completed (attempt 1)" \
+  "$work/nostep.err" \
+  || fail "(hang) the older run's step was reported: $(grep 'root cause' "$work/nostep.err")"
+echo "(hang) ok: $(grep 'launch: root cause' "$work/nostep.err" | cut -c1-160)"
 [[ $which == hang ]] && exit 0
 
 # (c) 4 ranks write step 4; 2 ranks resume and go on to step 8.

@@ -85,6 +85,11 @@ TEST(RootCause, ANonZeroExitOnlyWhenNothingElseIsKnown) {
   EXPECT_EQ(RootCause("", "coordinator: rank 1 never registered: 30.0 s after rank 0 did\n"),
             "rank 1 never registered: 30.0 s after rank 0 did");
   EXPECT_EQ(RootCause("nothing useful", "either"), "");
+  // The coordinator failed the job itself: its reason, not the first worker that left on it.
+  EXPECT_EQ(RootCause(ExitBlock(0, 1),
+                      "coordinator: all 2 ranks registered\ncoordinator: job failed: cannot plan "
+                      "step 0: sequence 55 needs 4 ranks\n"),
+            "cannot plan step 0: sequence 55 needs 4 ranks");
 }
 
 }  // namespace
