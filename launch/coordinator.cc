@@ -7,6 +7,7 @@
 
 #include "launch/coordinator_requests.h"
 #include "launch/format.h"
+#include "launch/run_dir.h"
 #include "launch/step_metrics.h"
 #include "runtime/check.h"
 #include "runtime/checkpoint.h"
@@ -35,6 +36,10 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
   SM_CHECK(!options_.token.empty()) << "the job token is empty";
   total_steps_ = static_cast<uint64_t>(config_.training.steps);
   metrics_path_ = config_.metrics_path();
+  if (options_.resume)
+    CheckResumedConfig(config_, out_, "coordinator");
+  else
+    PrepareFreshRun(config_, options_.overwrite, out_, "coordinator");
   fs::create_directories(CheckpointRoot(config_));
   generation_ = BumpGeneration(config_.checkpoint.dir + "/generation");
   {

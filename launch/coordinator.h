@@ -53,7 +53,8 @@ struct CoordinatorOptions {
   int world_size = 0;
   std::string token;  // the job token every RPC must carry
   std::string job_id;
-  bool resume = false;  // continue from the newest valid committed checkpoint, if there is one
+  bool resume = false;     // continue from the newest valid committed checkpoint, if there is one
+  bool overwrite = false;  // a fresh run in a used checkpoint.dir: move the earlier run aside
   // A Hugging Face directory the workers start from when there is no checkpoint to resume (the
   // config's [model] must already be its config.json's: RunCoordinator reads it).
   std::string init_from;

@@ -44,7 +44,7 @@ struct CoordinatorArgs {
   std::string config_path, port_file, token_file, job_id;
   int64_t world_size = 0, port = 0;
   ServerOptions server;
-  bool resume = false;
+  bool resume = false, overwrite = false;
   std::string init_from;
   std::vector<std::string> overrides;
 };
@@ -74,6 +74,9 @@ std::optional<CoordinatorArgs> ParseArgs(const Args& args) {
               "mutual TLS: refuse clients without a certificate this CA signed")
       .Switch("--resume", &a.resume,
               "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .Switch("--overwrite", &a.overwrite,
+              "start afresh in a used checkpoint.dir: the earlier run moves into "
+              "<checkpoint.dir>/overwritten-<time>/")
       .String("--init-from", "DIR", &a.init_from,
               "start from a Hugging Face directory (its config.json sets [model])")
       .ConfigOverrides(&a.overrides);
@@ -132,6 +135,7 @@ int RunCoordinator(const Args& args) {
   options.world_size = static_cast<int>(a->world_size);
   options.token = ReadJobToken(a->token_file);
   options.resume = a->resume;
+  options.overwrite = a->overwrite;
   options.job_id = a->job_id;
   RunConfig config = RunConfig::Load(a->config_path, a->overrides);
   if (!a->init_from.empty()) {

@@ -39,6 +39,7 @@
 #include "launch/flags.h"
 #include "launch/launch_env.h"
 #include "launch/root_cause.h"
+#include "launch/run_dir.h"
 #include "launch/stop_signals.h"
 #include "launch/worker.h"
 #include "parallel/mpi/mpi_session.h"
@@ -58,7 +59,8 @@ struct LaunchArgs {
   std::string config;
   int max_restarts = 0;
   bool resume = false;
-  std::string init_from;  // a Hugging Face directory to start from
+  bool overwrite = false;  // a fresh run in a used directory: move the earlier run aside
+  std::string init_from;   // a Hugging Face directory to start from
   std::string tls_cert, tls_key;
   std::string tls_root;  // what workers check the coordinator against; empty: tls_cert
   std::string tls_client_ca, tls_client_cert, tls_client_key;  // mutual TLS
@@ -83,6 +85,9 @@ std::optional<LaunchArgs> ParseArgs(const Args& args) {
            "restart the job from its last committed checkpoint up to R times when it fails", 0)
       .Switch("--resume", &a.resume,
               "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .Switch("--overwrite", &a.overwrite,
+              "start afresh in a used checkpoint.dir: the earlier run moves into "
+              "<checkpoint.dir>/overwritten-<time>/")
       .String("--init-from", "DIR", &a.init_from,
               "start from a Hugging Face directory (its config.json sets [model])")
       .String("--tls-cert", "F", &a.tls_cert, "PEM certificate: serve the coordinator over TLS")
@@ -97,6 +102,9 @@ std::optional<LaunchArgs> ParseArgs(const Args& args) {
               "mutual TLS: PEM key of --tls-client-cert")
       .ConfigOverrides(&a.overrides);  // passed on to the coordinator
   if (!flags.Parse(args)) return std::nullopt;
+  SM_CHECK(!(a.resume && a.overwrite))
+      << "launch: --resume continues the run in checkpoint.dir and --overwrite moves it aside: "
+         "pass one";
   // The fields are ints.
   SM_CHECK(n <= INT_MAX) << "launch: -n must be a non-negative integer, got '" << n << "'";
   SM_CHECK(max_restarts <= INT_MAX)
@@ -279,6 +287,7 @@ std::vector<std::string> CoordinatorArgv(const std::string& self, const LaunchAr
                                    "--port-file",  port_file,
                                    "--token-file", token_file};
   if (resume) argv.push_back("--resume");
+  if (a.overwrite && !resume) argv.push_back("--overwrite");
   if (!a.init_from.empty()) argv.insert(argv.end(), {"--init-from", a.init_from});
   if (!a.tls_cert.empty()) {
     argv.insert(argv.end(), {"--tls-cert", a.tls_cert, "--tls-key", a.tls_key});
@@ -364,6 +373,8 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
   const fs::path job_dir = fs::path(config.checkpoint.dir) / ".launch";
   fs::create_directories(job_dir);
   const std::string token_file = (job_dir / "token").string();
+  // A used run directory is refused (or, with --overwrite, moved aside) before any process starts.
+  if (!a.resume) PrepareFreshRun(config, a.overwrite, std::cerr, "launch");
   WriteJobToken(token_file);
   StopSignals signals;
   for (int attempt = 0;; ++attempt) {

@@ -1,4 +1,5 @@
-// `seqmesh train --config FILE [--resume] [--init-from DIR] [--section.key=value ...]`
+// `seqmesh train --config FILE [--resume | --overwrite] [--init-from DIR] [--section.key=value
+// ...]`
 #include <iostream>
 
 #include "launch/command.h"
@@ -17,6 +18,9 @@ int RunTrain(const Args& args) {
   flags.String("--config", "FILE", &config_path, "the run's TOML configuration", Required::kYes)
       .Switch("--resume", &options.resume,
               "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .Switch("--overwrite", &options.overwrite,
+              "start afresh in a used checkpoint.dir: the earlier run moves into "
+              "<checkpoint.dir>/overwritten-<time>/")
       .String("--init-from", "DIR", &options.init_from,
               "start from a Hugging Face model directory (its config.json wins)")
       .ConfigOverrides(&overrides);

@@ -16,6 +16,7 @@
 #include "launch/dist_checkpoint.h"
 #include "launch/format.h"
 #include "launch/job_checkpoint.h"
+#include "launch/run_dir.h"
 #include "launch/stop_signals.h"
 #include "launch/training_data.h"
 #include "launch/validation.h"
@@ -88,7 +89,9 @@ void Resume(const RunConfig& config, const TrainingData& data, LocalRun& run, st
         << "--resume: '" << root << "/checkpoints' holds checkpoints in the layout of earlier "
         << "seqmesh versions (train_state.safetensors), which this one does not read; resume "
         << "them with the seqmesh that wrote them, or start a new run without --resume";
-    SM_CHECK(false) << "--resume: no complete checkpoint in '" << root << "'";
+    out << "train: --resume: no committed checkpoint in '" << root << "'; starting at step 0"
+        << std::endl;
+    return;
   }
   SM_CHECK(cp->cursor.datasets.size() == data.datasets.size())
       << "checkpoint '" << cp->dir << "' has a data cursor over " << cp->cursor.datasets.size()
@@ -180,6 +183,12 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
          "config's [data] section)";
   SetNumThreads(static_cast<int>(config.training.threads));
   const std::string run_dir = config.checkpoint.dir;
+  SM_CHECK(!(options.resume && options.overwrite))
+      << "--resume continues the run in checkpoint.dir and --overwrite moves it aside: pass one";
+  if (options.resume)
+    CheckResumedConfig(config, out, "train");
+  else
+    PrepareFreshRun(config, options.overwrite, out, "train");
   fs::create_directories(run_dir);
   const std::string resolved = config.ToToml();
   out << "# resolved configuration (saved to " << run_dir << "/config.toml)\n" << resolved;

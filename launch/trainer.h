@@ -12,8 +12,9 @@
 namespace seqmesh::launch {
 
 struct TrainerOptions {
-  bool resume = false;    // continue from the newest checkpoint in the run directory
-  std::string init_from;  // a Hugging Face directory to start from (its config.json wins)
+  bool resume = false;     // continue from the newest checkpoint in the run directory
+  bool overwrite = false;  // a fresh run in a used directory: move the earlier run aside
+  std::string init_from;   // a Hugging Face directory to start from (its config.json wins)
 };
 
 // Runs the whole training run; returns the process exit status.

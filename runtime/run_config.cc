@@ -331,37 +331,52 @@ std::string RunConfig::ToToml() const {
   return os.str() + "\n";
 }
 
+namespace {
+
+// A slot's type for help texts and its value as TOML writes it.
+std::pair<std::string, std::string> TypeAndValue(const Slot& slot) {
+  std::string type;
+  std::ostringstream v;
+  std::visit(
+      [&](auto p) {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, Choice>) {
+          type = "one of " + OneOf(*p.names);
+          v << '"' << (*p.names)[p.get()] << '"';
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          type = "string";
+          v << '"' << *p << '"';
+        } else if constexpr (std::is_same_v<T, bool>) {
+          type = "boolean";
+          v << (*p ? "true" : "false");
+        } else if constexpr (std::is_same_v<T, int64_t>) {
+          type = "integer";
+          v << *p;
+        } else {
+          type = "number";
+          v << *p;
+        }
+      },
+      slot);
+  return {type, v.str()};
+}
+
+}  // namespace
+
 std::vector<ConfigKey> RunConfig::Keys() {
   RunConfig defaults = Load("");
   std::vector<ConfigKey> out;
   for (const Field& f : Schema(defaults)) {
-    ConfigKey k;
-    k.name = f.name;
-    std::visit(
-        [&](auto p) {
-          using T = std::remove_pointer_t<decltype(p)>;
-          std::ostringstream v;
-          if constexpr (std::is_same_v<T, Choice>) {
-            k.type = "one of " + OneOf(*p.names);
-            v << '"' << (*p.names)[p.get()] << '"';
-          } else if constexpr (std::is_same_v<T, std::string>) {
-            k.type = "string";
-            v << '"' << *p << '"';
-          } else if constexpr (std::is_same_v<T, bool>) {
-            k.type = "boolean";
-            v << (*p ? "true" : "false");
-          } else if constexpr (std::is_same_v<T, int64_t>) {
-            k.type = "integer";
-            v << *p;
-          } else {
-            k.type = "number";
-            v << *p;
-          }
-          k.default_value = v.str();
-        },
-        f.slot);
-    out.push_back(std::move(k));
+    auto [type, value] = TypeAndValue(f.slot);
+    out.push_back({f.name, type, value});
   }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> RunConfig::Values() const {
+  RunConfig copy = *this;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Field& f : Schema(copy)) out.emplace_back(f.name, TypeAndValue(f.slot).second);
   return out;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/model.h"
@@ -104,6 +105,8 @@ struct RunConfig {
   void Validate() const;
   // Every key of the schema, in schema order, with its type and default.
   static std::vector<ConfigKey> Keys();
+  // Every key with this config's value as TOML writes it, in schema order.
+  std::vector<std::pair<std::string, std::string>> Values() const;
   AdamWConfig adamw() const;
   LrSchedule schedule() const;
   // The metrics file: metrics.jsonl if set, else <checkpoint.dir>/metrics.jsonl.

@@ -131,6 +131,12 @@ grep -q "the run is complete (step 8 committed)" "$work/a.out" \
 [[ $(cksum < "$work/a/step-00000008/model.safetensors") == "$sum_before" ]] \
   || fail "(a) resuming a complete run changed its final checkpoint"
 echo "(a) ok: resuming the complete run finished at once"
+# A fresh job into a used run directory is refused before any process starts (issue 13, item 3).
+if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/a" -n 4 \
+  > "$work/used.out" 2> "$work/used.err"; then fail "(a) a fresh job into a used directory ran"; fi
+grep -q "holds an earlier run .*--resume.*--overwrite" "$work/used.err" \
+  || fail "(a) used directory: $(cat "$work/used.err")"
+if grep -q "launch: attempt" "$work/used.err"; then fail "(a) processes started for a used directory"; fi
 [[ $which == a ]] && exit 0
 
 # (x) One checkpoint layout (issue 12, item 4): `train` (a world of one, nothing cut) resumes a
@@ -245,7 +251,7 @@ done
 # The root-cause line's "last completed step" is the attempt's own (issue 13, item 2): one that
 # fails before any step says so, whatever an older run left in metrics.jsonl (step 99 here).
 mkdir -p "$work/nostep" && echo '{"step": 99, "loss": 1.0}' > "$work/nostep/metrics.jsonl"
-if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/nostep" -n 2 \
+if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/nostep" -n 2 --resume \
   --training.micro_batch_tokens=64 > "$work/nostep.out" 2> "$work/nostep.err"; then
   fail "(hang) a job whose documents need more ranks than it has succeeded"
 fi

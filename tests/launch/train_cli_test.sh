@@ -69,6 +69,29 @@ first=$(head -n 1 "$work/a/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
 last=$(tail -n 1 "$work/a/metrics.jsonl" | sed 's/.*"loss":\([0-9.]*\).*/\1/')
 awk -v f="$first" -v l="$last" 'BEGIN { exit !(l < f) }' || fail "loss did not fall ($first -> $last)"
 
+# A used run directory (issue 13, item 3): a fresh run into it is refused naming --resume and
+# --overwrite; --overwrite moves the earlier run aside (nothing deleted); --resume with a config
+# that cannot follow the checkpoint is refused key by key, and other changes are reported.
+if "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/a\"" > "$work/used.log" 2>&1; then
+  fail "a second run into a used directory was accepted"
+fi
+grep -q "holds an earlier run (.*committed checkpoint.*): continue it with --resume, or start a new one with --overwrite" \
+  "$work/used.log" || fail "used directory: $(cat "$work/used.log")"
+cp -r "$work/a" "$work/o"
+"$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/o\"" --overwrite \
+  --training.steps=2 > "$work/o.log" 2>&1 || fail "--overwrite: $(tail -3 "$work/o.log")"
+aside=$(ls -d "$work"/o/overwritten-*)
+[ -f "$aside/step-00000008/manifest.json" ] && [ "$(wc -l < "$aside/metrics.jsonl")" -eq 8 ] \
+  || fail "--overwrite did not keep the earlier run aside"
+[ "$(wc -l < "$work/o/metrics.jsonl")" -eq 2 ] || fail "--overwrite: the new run's metrics mixed"
+if "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/a\"" --resume \
+  --model.hidden=48 > "$work/shape.log" 2>&1; then fail "a resume with another model shape ran"; fi
+grep -q "model.hidden: 32 -> 48" "$work/shape.log" || fail "shape change: $(cat "$work/shape.log")"
+"$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/a\"" --resume \
+  --training.steps=9 > "$work/more.log" 2>&1 || fail "resume with more steps: $(tail -3 "$work/more.log")"
+grep -q "changed from the run's configuration: training.steps: 8 -> 9" "$work/more.log" \
+  || fail "the steps change was not reported: $(head -5 "$work/more.log")"
+
 # A blend of two datasets trains, and its metrics show the step count.
 "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="\"$work/blend\"" --training.steps=3 \
   --data.path="\"0.25 $work/data 0.75 $work/tree_data\"" > "$work/blend.log" \
