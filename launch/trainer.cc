@@ -23,7 +23,6 @@
 #include "runtime/indexed_dataset.h"
 #include "runtime/json.h"
 #include "runtime/layers.h"
-#include "runtime/threads.h"
 
 namespace seqmesh::launch {
 namespace {
@@ -109,7 +108,6 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
       << "data.path is not set: make a dataset with `seqmesh prep --output data/mytext "
          "FILE...` and train on it with --data.path='\"data/mytext\"' (or data.path in the "
          "config's [data] section)";
-  SetNumThreads(static_cast<int>(config.training.threads));
   const std::string run_dir = config.checkpoint.dir;
   fs::create_directories(run_dir);
   const std::string resolved = config.ToToml();
@@ -127,10 +125,11 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   ModelOptions mo;
   mo.max_tokens = config.training.micro_batch_tokens;
   mo.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
+  mo.backend = MakeBackend(Device::kCpu, {static_cast<int>(config.training.threads)});
   Model model(config.model, mo);
   model.InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!options.init_from.empty()) LoadHfWeights(model, options.init_from);
-  AdamW adamw(model.params(), config.adamw());
+  AdamW adamw(model.params(), config.adamw(), {model.shared_backend()});
   const LrSchedule schedule = config.schedule();
   CheckpointManager checkpoints(run_dir + "/checkpoints", static_cast<int>(config.checkpoint.keep));
   TrainState state;
@@ -188,7 +187,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
       model.Backward();
       pairs += mb.causal_pairs;
     }
-    const double norm = GlobalNorm(model.grads());
+    const double norm = model.backend().GlobalNorm(model.grads());
     const float lr = schedule.At(state.step);
     adamw.Step(model.params(), model.grads(), lr,
                ClipScale(norm, static_cast<float>(config.training.grad_clip)));
