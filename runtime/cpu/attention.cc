@@ -176,6 +176,46 @@ void CheckSegments(std::span<const AttentionSegment> segments) {
   }
 }
 
+// delta[h][row] = dot(dO, O) over the head, for every query row of the segments.
+void ComputeDelta(const AttentionDims& dims, std::span<const AttentionSegment> segments,
+                  const AttentionIo& io, StridedRows dout, int64_t rows_end, float* delta,
+                  const ExecutionContext& ctx) {
+  const int64_t d = dims.head_dim;
+  const int64_t nseg = static_cast<int64_t>(segments.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads)
+  for (int64_t si = 0; si < nseg; ++si) {
+    const AttentionSegment& s = segments[si];
+    for (int64_t r = s.q_begin; r < s.q_begin + s.q_len; ++r)
+      for (int h = 0; h < dims.heads; ++h)
+        delta[h * rows_end + r] =
+            cpu::Vec().dot(dout.data + r * dout.ld + h * d, io.out.data + r * io.out.ld + h * d, d);
+  }
+}
+
+// Per-head items: sums each group's private dK/dV (items of one group are consecutive) into
+// dk/dv, in head order.
+void SumHeadPartials(const AttentionDims& dims, std::span<const AttentionSegment> segments,
+                     const std::vector<BackwardItem>& items,
+                     const std::vector<int64_t>& partial_offset, const float* partial,
+                     StridedRows dk, StridedRows dv, const ExecutionContext& ctx) {
+  const int64_t d = dims.head_dim;
+  const int group = dims.heads / dims.kv_heads;
+  const int64_t nitems = static_cast<int64_t>(items.size());
+#pragma omp parallel for schedule(static) num_threads(ctx.threads)
+  for (int64_t i = 0; i < nitems; i += group) {
+    const BackwardItem& first = items[i];
+    const AttentionSegment& s = segments[first.segment];
+    for (int j = 0; j < group; ++j) {
+      const float* pk = partial + partial_offset[i + j];
+      const float* pv = pk + s.k_len * d;
+      for (int64_t r = 0; r < s.k_len; ++r) {
+        cpu::Vec().add(dk.data + (s.k_begin + r) * dk.ld + first.kv_head * d, pk + r * d, d);
+        cpu::Vec().add(dv.data + (s.k_begin + r) * dv.ld + first.kv_head * d, pv + r * d, d);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void AttentionForward(const AttentionDims& dims, std::span<const AttentionSegment> segments,
@@ -210,19 +250,10 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
   dims.Validate();
   CheckSegments(segments);
   const int64_t d = dims.head_dim;
-  // delta[h][row] = dot(dO, O) over the head, for every query row of the segments.
   int64_t rows_end = 0;
   for (const AttentionSegment& s : segments) rows_end = std::max(rows_end, s.q_begin + s.q_len);
   AlignedBuffer delta(static_cast<size_t>(dims.heads) * std::max<int64_t>(rows_end, 1));
-  const int64_t nseg = static_cast<int64_t>(segments.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads)
-  for (int64_t si = 0; si < nseg; ++si) {
-    const AttentionSegment& s = segments[si];
-    for (int64_t r = s.q_begin; r < s.q_begin + s.q_len; ++r)
-      for (int h = 0; h < dims.heads; ++h)
-        delta.data()[h * rows_end + r] =
-            cpu::Vec().dot(dout.data + r * dout.ld + h * d, io.out.data + r * io.out.ld + h * d, d);
-  }
+  ComputeDelta(dims, segments, io, dout, rows_end, delta.data(), ctx);
 
   // One item per (segment, kv head) when that gives every thread work. Otherwise (one long
   // segment with fewer kv heads than threads, e.g. multi-query attention) one item per query
@@ -272,22 +303,7 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
     BackwardSegment(dims, s, it, io, delta.data(), rows_end, dout, dq, dk_seg, dv_seg, scale,
                     causal);
   }
-  if (!per_head) return;
-  // Sum each group's private dK/dV into dk/dv, in head order.
-  const int64_t nitems = static_cast<int64_t>(items.size());
-#pragma omp parallel for schedule(static) num_threads(ctx.threads)
-  for (int64_t i = 0; i < nitems; i += group) {
-    const BackwardItem& first = items[i];
-    const AttentionSegment& s = segments[first.segment];
-    for (int j = 0; j < group; ++j) {
-      const float* pk = partial.data() + partial_offset[i + j];
-      const float* pv = pk + s.k_len * d;
-      for (int64_t r = 0; r < s.k_len; ++r) {
-        cpu::Vec().add(dk.data + (s.k_begin + r) * dk.ld + first.kv_head * d, pk + r * d, d);
-        cpu::Vec().add(dv.data + (s.k_begin + r) * dv.ld + first.kv_head * d, pv + r * d, d);
-      }
-    }
-  }
+  if (per_head) SumHeadPartials(dims, segments, items, partial_offset, partial.data(), dk, dv, ctx);
 }
 
 void AttentionMerge(const AttentionDims& dims, int64_t rows, StridedRows out, float* lse,
