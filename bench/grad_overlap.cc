@@ -14,6 +14,7 @@
 // "exposed" is the time from the end of backward until the reductions complete; overlap
 // efficiency = 1 - exposed(overlap) / exposed(serial). Times are the slowest rank's, medians.
 #include <mpi.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -80,6 +81,8 @@ int main(int argc, char** argv) {
     MpiRingLink link(MPI_COMM_WORLD, comm.options().deadline);  // unused: no rings
     HdpStepOptions step_options;
     step_options.capacity = tokens;
+    // Threads per rank: OpenMP's default (OMP_NUM_THREADS), as mpirun sets it.
+    step_options.backend = MakeBackend(Device::kCpu, ExecutionContext{omp_get_max_threads()});
     HdpStep hdp(config, step_options, comm, link, AdamWConfig{});
     Model& model = hdp.model();
     model.InitRandom(7, 0.02f);

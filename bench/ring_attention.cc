@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "parallel/mpi_ring_link.h"
+#include "runtime/backend.h"
 
 using namespace seqmesh;
 
@@ -94,6 +95,9 @@ int main(int argc, char** argv) {
   std::vector<float> out(rows * qw), lse(dims.heads * rows), dq(rows * qw), dk(rows * kw),
       dv(rows * kw);
 
+  // Threads per rank: OpenMP's default (OMP_NUM_THREADS), as mpirun sets it.
+  const std::shared_ptr<Backend> backend =
+      MakeBackend(Device::kCpu, ExecutionContext{omp_get_max_threads()});
   auto run = [&](RingLink& link) {
     RingAttention ra(dims, layout, rank, ring, link);
     std::vector<double> times;
@@ -103,10 +107,11 @@ int main(int argc, char** argv) {
       std::fill(dv.begin(), dv.end(), 0.0f);
       MPI_Barrier(MPI_COMM_WORLD);
       const double t0 = Now();
-      ra.Forward({q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(),
-                 rows);
-      ra.Backward({q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(),
-                  rows, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw}, {dv.data(), kw});
+      ra.Forward(*backend, {q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw},
+                 lse.data(), rows);
+      ra.Backward(*backend, {q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw},
+                  lse.data(), rows, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw},
+                  {dv.data(), kw});
       double t = Now() - t0;
       // The step ends when the slowest rank ends.
       MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -124,8 +129,8 @@ int main(int argc, char** argv) {
     std::printf(
         "ranks: %d  threads_per_rank: %d  tokens: %ld (%ld per rank)  heads %d/%d "
         "head_dim %d\n",
-        size, omp_get_max_threads(), static_cast<long>(s), static_cast<long>(per_rank), dims.heads,
-        dims.kv_heads, dims.head_dim);
+        size, backend->context().threads, static_cast<long>(s), static_cast<long>(per_rank),
+        dims.heads, dims.kv_heads, dims.head_dim);
     std::printf("compute_only_s: %.3f\nring_s: %.3f\nring_over_compute_only: %.3f\n", compute_only,
                 ring_time, ring_time / compute_only);
     std::printf("gflops_per_rank: %.1f\n", flops / size / ring_time / 1e9);

@@ -36,13 +36,13 @@
 #include <vector>
 
 #include "runtime/attention.h"
+#include "runtime/backend.h"
+#include "runtime/cpu/matmul.h"
 #include "runtime/cpu/peak.h"
 #include "runtime/cpu/vec.h"
 #include "runtime/layers.h"
-#include "runtime/matmul.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
-#include "runtime/threads.h"
 
 using namespace seqmesh;
 
@@ -57,18 +57,18 @@ double Median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-double SgemmGflops() {
+double SgemmGflops(const ExecutionContext& ctx) {
   const int64_t n = 2048;
   std::vector<float> a(n * n), b(n * n), c(n * n);
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1, 1);
   for (auto& x : a) x = u(rng);
   for (auto& x : b) x = u(rng);
-  Gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  Gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n, ctx);
   std::vector<double> rates;
   for (int rep = 0; rep < 5; ++rep) {
     const double t0 = Now();
-    Gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    Gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n, ctx);
     rates.push_back(2.0 * n * n * n / (Now() - t0) / 1e9);
   }
   return Median(rates);
@@ -87,13 +87,15 @@ struct StepResult {
   double tokens_per_s, gflops;
 };
 
-StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int steps) {
+StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int steps,
+                     const std::shared_ptr<Backend>& backend) {
   ModelOptions options;
   options.max_tokens = tokens;
+  options.backend = backend;
   Model model(config, options);
   model.InitRandom(1234);
   AdamWConfig oc;
-  AdamW adamw(model.params(), oc);
+  AdamW adamw(model.params(), oc, {backend});
   LrSchedule schedule{3e-4f, 3e-5f, 10, 1000};
   std::vector<int32_t> tok(tokens), tgt(tokens), cu(docs + 1);
   std::mt19937 rng(7);
@@ -109,7 +111,7 @@ StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int st
     model.ZeroGrad();
     model.Forward(batch, static_cast<float>(tokens));
     model.Backward();
-    const float scale = ClipScale(GlobalNorm(model.grads()), 1.0f);
+    const float scale = ClipScale(backend->GlobalNorm(model.grads()), 1.0f);
     adamw.Step(model.params(), model.grads(), schedule.At(s), scale);
     if (s > 0) times.push_back(Now() - t0);  // step 0 warms up
   }
@@ -123,7 +125,7 @@ struct AttnBuffers {
   std::vector<float> q, k, v, out, lse, dout, dq, dk, dv;
 };
 
-double AttentionSeconds(const AttentionDims& dims, int64_t s, int reps) {
+double AttentionSeconds(const AttentionDims& dims, int64_t s, int reps, Backend& backend) {
   const int64_t qw = dims.heads * dims.head_dim, kw = dims.kv_heads * dims.head_dim;
   AttnBuffers b;
   std::mt19937 rng(3);
@@ -149,9 +151,9 @@ double AttentionSeconds(const AttentionDims& dims, int64_t s, int reps) {
     b.dk.assign(s * kw, 0);
     b.dv.assign(s * kw, 0);
     const double t0 = Now();
-    AttentionForward(dims, segs, io, scale);
-    AttentionBackward(dims, segs, io, {b.dout.data(), qw}, {b.dq.data(), qw}, {b.dk.data(), kw},
-                      {b.dv.data(), kw}, scale);
+    backend.AttentionForward(dims, segs, io, scale);
+    backend.AttentionBackward(dims, segs, io, {b.dout.data(), qw}, {b.dq.data(), qw},
+                              {b.dk.data(), kw}, {b.dv.data(), kw}, scale);
     times.push_back(Now() - t0);
   }
   return Median(times);
@@ -166,13 +168,13 @@ long KiB(const char* key) {
   return -1;
 }
 
-double AttentionPeakMiB(const AttentionDims& dims, int64_t s) {
+double AttentionPeakMiB(const AttentionDims& dims, int64_t s, Backend& backend) {
   {
     std::ofstream clear("/proc/self/clear_refs");
     clear << "5";  // resets VmHWM to the current RSS
   }
   const long before = KiB("VmRSS:");
-  AttentionSeconds(dims, s, 1);
+  AttentionSeconds(dims, s, 1, backend);
   const long peak = KiB("VmHWM:");
   return (peak - before) / 1024.0;
 }
@@ -228,11 +230,12 @@ int main(int argc, char** argv) {
   // Fixed mmap threshold: freed big buffers go back to the system, so the attention memory
   // figures below see each size's own peak rather than memory kept from an earlier size.
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  SetNumThreads(threads);
+  const ExecutionContext ctx{threads};
+  const std::shared_ptr<Backend> backend = MakeBackend(Device::kCpu, ctx);
   std::printf("threads: %d\nvec_isa: %s\n", threads, cpu::Vec().isa);
 
   const double peak = MeasureFmaPeakGflops(threads);
-  const double sgemm = SgemmGflops();
+  const double sgemm = SgemmGflops(ctx);
   std::printf("fma_peak_gflops: %.1f\n", peak);
   std::printf("sgemm_2048_gflops: %.1f  (%.2f of fma peak)\n", sgemm, sgemm / peak);
 
@@ -246,7 +249,7 @@ int main(int argc, char** argv) {
   std::printf("model: params %.1fM, matmul params %.1fM\n", config.NumParams() / 1e6,
               config.NumMatmulParams() / 1e6);
   for (int docs : {1, 16}) {
-    const StepResult r = BenchStep(config, docs, 2048, steps);
+    const StepResult r = BenchStep(config, docs, 2048, steps, backend);
     std::printf(
         "step docs=%d tokens=2048: tokens_per_s %.1f  gflops %.1f  ratio_to_sgemm %.2f  "
         "ratio_to_peak %.2f\n",
@@ -256,13 +259,13 @@ int main(int argc, char** argv) {
   const AttentionDims dims{12, 4, 64};
   {
     const int64_t s = 8192;
-    const double t = AttentionSeconds(dims, s, attn_steps + 1);
+    const double t = AttentionSeconds(dims, s, attn_steps + 1, *backend);
     const double flops = 12.0 * dims.heads * dims.head_dim * (s * (s + 1.0) / 2);
     std::printf("attention s=8192 fwd+bwd: seconds %.3f  gflops %.1f  ratio_to_sgemm %.2f\n", t,
                 flops / t / 1e9, flops / t / 1e9 / sgemm);
   }
   for (int64_t s : memory_sizes) {
-    const double mib = AttentionPeakMiB(dims, s);
+    const double mib = AttentionPeakMiB(dims, s, *backend);
     const double naive = dims.heads * static_cast<double>(s) * s * 4 / (1 << 20);
     std::printf(
         "attn_memory s=%ld: peak_added_mib %.1f  mib_per_1k_tokens %.2f  (an s x s score "

@@ -15,7 +15,6 @@
 #include "runtime/layers.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
-#include "runtime/threads.h"
 
 using namespace seqmesh;
 
@@ -64,7 +63,6 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    SetNumThreads(threads);
     ModelConfig config;
     config.vocab = 64;
     config.hidden = 128;
@@ -76,11 +74,12 @@ int main(int argc, char** argv) {
     ModelOptions options;
     options.max_tokens = capacity;
     options.checkpoint_layers.assign(config.layers, checkpoint);
+    options.backend = MakeBackend(Device::kCpu, ExecutionContext{threads});
     Model model(config, options);
     model.InitRandom(seed);
     AdamWConfig oc;
     oc.weight_decay = 0.01f;
-    AdamW adamw(model.params(), oc);
+    AdamW adamw(model.params(), oc, {model.shared_backend()});
     LrSchedule schedule{3e-3f, 3e-4f, std::min(10, steps), steps};
     schedule.Validate();
     std::mt19937 rng(static_cast<uint32_t>(seed));
@@ -103,7 +102,7 @@ int main(int argc, char** argv) {
       model.ZeroGrad();
       const float loss = model.Forward(batch, normalizer);
       model.Backward();
-      const double norm = GlobalNorm(model.grads());
+      const double norm = model.backend().GlobalNorm(model.grads());
       const float lr = schedule.At(step);
       adamw.Step(model.params(), model.grads(), lr, ClipScale(norm, 1.0f));
       if (step % 5 == 0 || step == steps - 1) {

@@ -14,7 +14,6 @@
 #include "runtime/hf_checkpoint.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/layers.h"
-#include "runtime/threads.h"
 
 namespace seqmesh::launch {
 
@@ -32,7 +31,6 @@ int RunPasskeyEval(const Args& args) {
       .Int("--last", "N", &last, "score the last N documents", 1)
       .Int("--threads", "T", &threads, "CPU threads", 1);
   if (!flags.Parse(args)) return 0;
-  SetNumThreads(static_cast<int>(threads));
   const IndexedDataset ds = IndexedDataset::Open(data);
   const int64_t n = ds.num_sequences();
   const int64_t first = std::max<int64_t>(0, n - last);
@@ -41,6 +39,7 @@ int RunPasskeyEval(const Args& args) {
   const ModelConfig config = ReadHfConfig(model_dir + "/config.json");
   ModelOptions options;
   options.max_tokens = longest;
+  options.backend = MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(threads)});
   Model model(config, options);
   LoadHfWeights(model, model_dir);
 

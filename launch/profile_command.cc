@@ -62,7 +62,6 @@
 #include "runtime/model.h"
 #include "runtime/run_config.h"
 #include "runtime/text.h"
-#include "runtime/threads.h"
 #include "scheduler/cost_model.h"
 
 namespace seqmesh::launch {
@@ -323,9 +322,8 @@ void MeasureLinks(const ProfileFlags& f, const ProfileSetup& s, std::ostream& re
   m.rank = comm.rank();
   m.link = MeasureP2p(comm, f.reps);
   if (!f.rings) return;
-  SetNumThreads(s.threads);
   const auto t0 = Clock::now();
-  m.rings = MeasureRings(comm, s.config, s.ring_tokens, f.reps);
+  m.rings = MeasureRings(comm, s.config, s.ring_tokens, f.reps, ExecutionContext{s.threads});
   if (m.rank == 0)
     report << "ring passes (" << comm.size() << " ranks): " << Fixed(MsSince(t0) / 1000, 1)
            << " s\n";
@@ -338,10 +336,11 @@ std::vector<LengthTimes> TimeLengths(const ProfileSetup& s, int reps, std::ostre
   std::vector<int64_t> all = s.lengths;
   all.insert(all.end(), s.holdout.begin(), s.holdout.end());
   std::vector<LengthTimes> times(all.begin(), all.end());
+  const std::shared_ptr<Backend> backend = MakeBackend(Device::kCpu, ExecutionContext{s.threads});
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
     for (LengthTimes& t : times)
-      t.Rep(s.config.model, s.config.training.checkpoint_activations, /*flip=*/r % 2 == 1);
+      t.Rep(s.config.model, s.config.training.checkpoint_activations, /*flip=*/r % 2 == 1, backend);
     report << "round " << r + 1 << "/" << reps << ": " << Fixed(MsSince(t0) / 1000, 1) << " s";
     if (r == 0) {
       size_t bytes = 0;
@@ -613,7 +612,6 @@ int Profile(const ProfileFlags& f) {
          << ")\n";
   m.copy_gbps = m.rank == 0 ? MeasureCopyGbps(f.reps) : 0.0;
   report << "memcpy (d2h/h2d stand-in): " << Fixed(m.copy_gbps, 2) << " GB/s\n";
-  SetNumThreads(s.threads);
   m.load_before = LoadAverage();
   const std::vector<LengthTimes> times = TimeLengths(s, f.reps, report);
   if (m.rank != 0) return 0;  // --concurrent: only rank 0's figures are written

@@ -52,7 +52,8 @@ class LengthTimes {
   // the typical one. Each model's first step is untimed: it touches the arenas' pages, and the
   // first step after another length can be slower by itself (+17 ms of 40 at 1,536 tokens
   // after 16K), a cost of switching shapes that training pays per micro-batch, not per layer.
-  void Rep(const ModelConfig& config, bool checkpoint, bool flip) {
+  void Rep(const ModelConfig& config, bool checkpoint, bool flip,
+           const std::shared_ptr<Backend>& backend) {
     std::vector<Model> models;
     models.reserve(2);
     for (int layers : {1, 2}) {
@@ -61,6 +62,7 @@ class LengthTimes {
       ModelOptions o;
       o.max_tokens = s_;
       o.checkpoint_layers.assign(layers, checkpoint);
+      o.backend = backend;
       models.emplace_back(c, o);
       models.back().InitRandom(/*seed=*/1);
     }

@@ -87,7 +87,8 @@ std::vector<RingSample> SamplesOf(const std::map<RingKey, RingTimes>& times) {
 }  // namespace
 
 std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& config,
-                                     const std::vector<int64_t>& tokens_per_rank, int reps) {
+                                     const std::vector<int64_t>& tokens_per_rank, int reps,
+                                     const ExecutionContext& context) {
   const int ranks = comm.size();
   SM_CHECK(ranks >= 2) << "--rings needs >= 2 MPI ranks (run seqmesh profile under mpirun -n N)";
   SM_CHECK(!tokens_per_rank.empty()) << "--rings: no per-rank token counts";
@@ -99,6 +100,7 @@ std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& con
   step_options.capacity = most;
   step_options.checkpoint_layers.assign(config.model.layers,
                                         config.training.checkpoint_activations);
+  step_options.backend = MakeBackend(Device::kCpu, context);
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
   hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
   const int64_t vocab = config.model.vocab;

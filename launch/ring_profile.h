@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "parallel/mpi/mpi_communicator.h"
+#include "runtime/execution_context.h"
 #include "runtime/run_config.h"
 
 namespace seqmesh::launch {
@@ -33,6 +34,7 @@ struct RingSample {
 // `tokens_per_rank`: per-rank tokens of each ring (the sequence is D times as long); reps
 // rounds over all (D, tokens) pairs, each pair run once untimed first.
 std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& config,
-                                     const std::vector<int64_t>& tokens_per_rank, int reps);
+                                     const std::vector<int64_t>& tokens_per_rank, int reps,
+                                     const ExecutionContext& context);
 
 }  // namespace seqmesh::launch

@@ -25,7 +25,7 @@
 #include "runtime/cpu/peak.h"
 #include "runtime/hf_checkpoint.h"
 #include "runtime/json.h"
-#include "runtime/threads.h"
+#include "runtime/backend.h"
 #include "scheduler/step_planner.h"
 
 namespace seqmesh::launch {
@@ -161,6 +161,7 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData&
   HdpStepOptions so;
   so.capacity = config.training.micro_batch_tokens;
   so.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
+  so.backend = MakeBackend(Device::kCpu, {static_cast<int>(config.training.threads)});
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());
   run.hdp->model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!options.init_from.empty()) LoadHfWeights(run.hdp->model(), options.init_from);
@@ -181,7 +182,6 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
       << "data.path is not set: make a dataset with `seqmesh prep --output data/mytext "
          "FILE...` and train on it with --data.path='\"data/mytext\"' (or data.path in the "
          "config's [data] section)";
-  SetNumThreads(static_cast<int>(config.training.threads));
   const std::string run_dir = config.checkpoint.dir;
   SM_CHECK(!(options.resume && options.overwrite))
       << "--resume continues the run in checkpoint.dir and --overwrite moves it aside: pass one";

@@ -45,7 +45,6 @@
 #include "runtime/hf_checkpoint.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/run_config.h"
-#include "runtime/threads.h"
 
 namespace seqmesh::launch {
 namespace {
@@ -239,6 +238,8 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   step_options.capacity = config.training.micro_batch_tokens;
   step_options.checkpoint_layers.assign(config.model.layers,
                                         config.training.checkpoint_activations);
+  step_options.backend =
+      MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(config.training.threads)});
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
   hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!job.resume_checkpoint().empty())
@@ -310,7 +311,6 @@ int RunWorkerRank(const WorkerArgs& args) {
   reg.set_pid(getpid());
   const proto::RegisterReply job = client.Register(reg);
   const RunConfig config = RunConfig::Parse(job.config_toml(), "the coordinator's configuration");
-  SetNumThreads(static_cast<int>(config.training.threads));
 
   // Heartbeats start at once: building the model may take longer than the timeout.
   HeartbeatThread heartbeat(client, rank, job.generation(), job.start_step(),

@@ -22,6 +22,7 @@ ModelOptions HdpStep::ModelOptionsFor(const HdpStepOptions& options) {
   ModelOptions mo;
   mo.max_tokens = ActivationTokens(options.capacity);
   mo.checkpoint_layers = options.checkpoint_layers;
+  mo.backend = options.backend;
   // Gradients are final only in the rank's last backward of the step; earlier backwards add.
   mo.on_layer_grads_ready = [this](int64_t layer) {
     if (overlap_ && executor_.in_last_backward()) LayerGradsReady(layer);

@@ -31,6 +31,7 @@ namespace seqmesh {
 struct HdpStepOptions {
   int64_t capacity = 0;                 // tokens of one rank's micro-batch (micro_batch_tokens)
   std::vector<bool> checkpoint_layers;  // per layer; empty: none
+  std::shared_ptr<Backend> backend;     // where the model computes; null: CPU, one thread
 };
 
 struct HdpStepResult {

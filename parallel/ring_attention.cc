@@ -5,8 +5,8 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime/backend.h"
 #include "runtime/check.h"
-#include "runtime/cpu/vec.h"
 
 namespace seqmesh {
 namespace {
@@ -105,8 +105,8 @@ void PackKv(StridedRows k, StridedRows v, int64_t rows, int64_t kw, float* out) 
 
 }  // namespace
 
-void RingAttention::Forward(StridedRows q, StridedRows k, StridedRows v, StridedRows out,
-                            float* lse, int64_t lse_ld) {
+void RingAttention::Forward(Backend& backend, StridedRows q, StridedRows k, StridedRows v,
+                            StridedRows out, float* lse, int64_t lse_ld) {
   const int d_ring = layout_.ring_size();
   const int64_t d = dims_.head_dim, qw = dims_.heads * d, kw = dims_.kv_heads * d;
   for (int64_t r = 0; r < rows_; ++r)
@@ -131,10 +131,10 @@ void RingAttention::Forward(StridedRows q, StridedRows k, StridedRows v, Strided
                      {part_out_.data(), qw},
                      part_lse_.data(),
                      max_rows_};
-      AttentionForward(dims_, std::vector<AttentionSegment>{seg}, io, scale_);
-      AttentionMerge(dims_, seg.q_len, {out.data + seg.q_begin * out.ld, out.ld}, lse + seg.q_begin,
-                     lse_ld, {part_out_.data() + seg.q_begin * qw, qw},
-                     part_lse_.data() + seg.q_begin, max_rows_);
+      backend.AttentionForward(dims_, std::vector<AttentionSegment>{seg}, io, scale_);
+      backend.AttentionMerge(dims_, seg.q_len, {out.data + seg.q_begin * out.ld, out.ld},
+                             lse + seg.q_begin, lse_ld, {part_out_.data() + seg.q_begin * qw, qw},
+                             part_lse_.data() + seg.q_begin, max_rows_);
     }
     if (t + 1 < d_ring) {
       link_.Complete(kTagForwardKv);
@@ -143,9 +143,9 @@ void RingAttention::Forward(StridedRows q, StridedRows k, StridedRows v, Strided
   }
 }
 
-void RingAttention::Backward(StridedRows q, StridedRows k, StridedRows v, StridedRows out,
-                             const float* lse, int64_t lse_ld, StridedRows dout, StridedRows dq,
-                             StridedRows dk, StridedRows dv) {
+void RingAttention::Backward(Backend& backend, StridedRows q, StridedRows k, StridedRows v,
+                             StridedRows out, const float* lse, int64_t lse_ld, StridedRows dout,
+                             StridedRows dq, StridedRows dk, StridedRows dv) {
   const int d_ring = layout_.ring_size();
   const int64_t d = dims_.head_dim, kw = dims_.kv_heads * d;
   PackKv(k, v, rows_, kw, block_[0].data());
@@ -168,12 +168,12 @@ void RingAttention::Backward(StridedRows q, StridedRows k, StridedRows v, Stride
                    const_cast<float*>(lse),
                    lse_ld};
     for (const AttentionSegment& seg : PairSegments(source))
-      AttentionBackward(dims_, std::vector<AttentionSegment>{seg}, io, dout, dq, {grad, 2 * kw},
-                        {grad + kw, 2 * kw}, scale_);
+      backend.AttentionBackward(dims_, std::vector<AttentionSegment>{seg}, io, dout, dq,
+                                {grad, 2 * kw}, {grad + kw, 2 * kw}, scale_);
     // Add what the positions before this one contributed (received during the compute).
     if (t > 0) {
       link_.Complete(kTagBackwardGrad);
-      cpu::Vec().add(grad, grad_in_.data(), source_rows * 2 * kw);
+      backend.Add(grad, grad_in_.data(), source_rows * 2 * kw);
     }
     if (t + 1 < d_ring) {
       link_.Complete(kTagBackwardKv);
@@ -193,8 +193,8 @@ void RingAttention::Backward(StridedRows q, StridedRows k, StridedRows v, Stride
     own = grad_in_.data();
   }
   for (int64_t r = 0; r < rows_; ++r) {
-    cpu::Vec().add(dk.data + r * dk.ld, own + r * 2 * kw, kw);
-    cpu::Vec().add(dv.data + r * dv.ld, own + r * 2 * kw + kw, kw);
+    backend.Add(dk.data + r * dk.ld, own + r * 2 * kw, kw);
+    backend.Add(dv.data + r * dv.ld, own + r * 2 * kw + kw, kw);
   }
 }
 

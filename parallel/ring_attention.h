@@ -68,11 +68,11 @@ class RingAttention : public ExternalAttention {
 
   int64_t rows() const override { return rows_; }
 
-  void Forward(StridedRows q, StridedRows k, StridedRows v, StridedRows out, float* lse,
-               int64_t lse_ld) override;
+  void Forward(Backend& backend, StridedRows q, StridedRows k, StridedRows v, StridedRows out,
+               float* lse, int64_t lse_ld) override;
   // Accumulates (+=) into dq, dk, dv.
-  void Backward(StridedRows q, StridedRows k, StridedRows v, StridedRows out, const float* lse,
-                int64_t lse_ld, StridedRows dout, StridedRows dq, StridedRows dk,
+  void Backward(Backend& backend, StridedRows q, StridedRows k, StridedRows v, StridedRows out,
+                const float* lse, int64_t lse_ld, StridedRows dout, StridedRows dq, StridedRows dk,
                 StridedRows dv) override;
 
  private:

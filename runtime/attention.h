@@ -1,6 +1,9 @@
-// Flash-style causal attention with grouped-query heads over packed variable-length documents.
+// Attention's shared vocabulary: the layout of q, k, v and out, segments, and the injection point
+// for attention computed elsewhere (ring attention). The kernels are a Backend's
+// (runtime/backend.h; CPU: runtime/cpu/attention.h).
 //
-// Tiled over (query block x key block): the s x s score matrix is never materialized; forward
+// Flash-style causal attention with grouped-query heads over packed variable-length documents,
+// tiled over (query block x key block): the s x s score matrix is never materialized; forward
 // saves only the output and the per-row log-sum-exp (lse), and backward recomputes the scores
 // tile by tile, so memory grows linearly with sequence length.
 //
@@ -8,6 +11,13 @@
 // holds the kv heads likewise. Query head h reads kv head h / (heads / kv_heads) (Hugging Face
 // repeat_kv). Rows may be strided (ld >= width), so q, k and v can be column slices of one fused
 // qkv projection output. lse is (heads, lse_ld), natural log, of the scaled scores.
+// Rows that see no key get out = 0, lse = -inf. Backward accumulates (+=) into dq, dk, dv, using
+// out and lse from the forward; segments must not share query rows or key rows.
+//
+// Merge (ring attention merges the result of each ring step this way): (part, part_lse) is
+// attention of the same query rows over other keys. Per row and head,
+// lse' = logaddexp(lse, part_lse) and out' = out * exp(lse - lse') + part * exp(part_lse - lse');
+// a -inf lse (no keys seen yet) takes the other side as is.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +27,8 @@
 #include "runtime/tensor.h"
 
 namespace seqmesh {
+
+class Backend;
 
 struct AttentionDims {
   int heads = 0;
@@ -51,50 +63,23 @@ struct AttentionIo {
 std::vector<AttentionSegment> SegmentsFromCuSeqlens(const int32_t* cu_seqlens, int64_t count,
                                                     int64_t total_tokens);
 
-// out and lse of every query row in the segments. Rows that see no key get out = 0, lse = -inf.
-void AttentionForward(const AttentionDims& dims, std::span<const AttentionSegment> segments,
-                      const AttentionIo& io, float scale, bool causal = true);
-
-// Accumulates (+=) into dq, dk, dv the gradients for upstream gradient dout (strided like out),
-// using out and lse from the forward. Segments must not share query rows or key rows.
-void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegment> segments,
-                       const AttentionIo& io, StridedRows dout, StridedRows dq, StridedRows dk,
-                       StridedRows dv, float scale, bool causal = true);
-
-// Merges a partial result into a running one: (part, part_lse) is attention of the same query
-// rows over other keys. Per row and head, lse' = logaddexp(lse, part_lse) and
-// out' = out * exp(lse - lse') + part * exp(part_lse - lse'). Rows [0, rows) of out and part;
-// lse and part_lse are (heads, *_ld). A -inf lse (no keys seen yet) takes the other side as is.
-// Ring attention merges the result of each ring step this way.
-void AttentionMerge(const AttentionDims& dims, int64_t rows, StridedRows out, float* lse,
-                    int64_t lse_ld, StridedRows part, const float* part_lse, int64_t part_lse_ld);
-
 // Attention computed elsewhere for some rows of a micro-batch: the local part of a sequence split
 // over several ranks (parallel/ring_attention implements it). The model hands it the rows'
 // q, k, v (after RoPE) and output slices; it may communicate, and every rank of the split
 // sequence calls it in the same order (once per layer forward, and once per layer backward, in
-// reverse layer order; again in backward for checkpointed layers, which recompute forward).
+// reverse layer order; again in backward for checkpointed layers, which recompute forward). It
+// computes with the model's backend, so it runs where the model runs.
 class ExternalAttention {
  public:
   virtual ~ExternalAttention() = default;
   // The number of local rows it expects (checked against the split document's length).
   virtual int64_t rows() const = 0;
-  virtual void Forward(StridedRows q, StridedRows k, StridedRows v, StridedRows out, float* lse,
-                       int64_t lse_ld) = 0;
+  virtual void Forward(Backend& backend, StridedRows q, StridedRows k, StridedRows v,
+                       StridedRows out, float* lse, int64_t lse_ld) = 0;
   // Accumulates (+=) into dq, dk, dv.
-  virtual void Backward(StridedRows q, StridedRows k, StridedRows v, StridedRows out,
-                        const float* lse, int64_t lse_ld, StridedRows dout, StridedRows dq,
-                        StridedRows dk, StridedRows dv) = 0;
+  virtual void Backward(Backend& backend, StridedRows q, StridedRows k, StridedRows v,
+                        StridedRows out, const float* lse, int64_t lse_ld, StridedRows dout,
+                        StridedRows dq, StridedRows dk, StridedRows dv) = 0;
 };
-
-// Checked entry points over packed documents with dense tensors: q, out (T, heads*d);
-// k, v (T, kv_heads*d); cu_seqlens i32 (docs + 1); lse (heads, T).
-void VarlenAttentionForward(const AttentionDims& dims, const Tensor& q, const Tensor& k,
-                            const Tensor& v, const Tensor& cu_seqlens, const Tensor& out,
-                            const Tensor& lse);
-void VarlenAttentionBackward(const AttentionDims& dims, const Tensor& q, const Tensor& k,
-                             const Tensor& v, const Tensor& cu_seqlens, const Tensor& out,
-                             const Tensor& lse, const Tensor& dout, const Tensor& dq,
-                             const Tensor& dk, const Tensor& dv);
 
 }  // namespace seqmesh

@@ -1,49 +1,15 @@
-// The row-wise kernels of a Llama block: embedding, RMSNorm, rotary embedding, SwiGLU and
-// cross-entropy. Raw pointers with explicit sizes (llm.c style): the model validates its inputs
-// once at its boundary and calls these on views of its arenas. All run on NumThreads() threads and
-// give results independent of how rows were split among threads.
+// Conventions of the model's inputs shared by every layer that builds batches.
 #pragma once
 
 #include <cstdint>
 
 namespace seqmesh {
 
+// A target that takes no part in the loss (no next token, or a token not trained on).
 constexpr int32_t kIgnoreIndex = -100;
 
-// out (T, H) = table[tokens] with table (V, H). Token ids outside [0, V) are an error.
-void EmbeddingForward(const int32_t* tokens, int64_t t, const float* table, int64_t vocab,
-                      int64_t hidden, float* out);
-// dtable[tokens[i]] += dout[i]. Threads split columns, so no two write the same element.
-void EmbeddingBackward(const int32_t* tokens, int64_t t, const float* dout, int64_t hidden,
-                       float* dtable);
-
-// y = w * x / sqrt(mean(x^2) + eps) per row; rstd (T) saved for backward.
-void RmsNormForward(const float* x, const float* w, float* y, float* rstd, int64_t t, int64_t n,
-                    float eps);
-// dx (= or += when accumulate), dw += (reduced over rows in a fixed order).
-void RmsNormBackward(const float* dy, const float* x, const float* w, const float* rstd, float* dx,
-                     float* dw, int64_t t, int64_t n, bool accumulate);
-
-// Positions restart at 0 at each document: positions[cu[i] + j] = j.
+// RoPE positions of packed documents: positions restart at 0 at each document,
+// positions[cu[i] + j] = j, for cu_seqlens of `count` entries.
 void PositionsFromCuSeqlens(const int32_t* cu_seqlens, int64_t count, int32_t* positions);
-// cos, sin (T, head_dim/2): angle = positions[t] * theta^(-2i/head_dim), Hugging Face's inv_freq.
-void RopeTable(const int32_t* positions, int64_t t, int head_dim, float theta, float* cos,
-               float* sin);
-// Rotates `heads` heads of each of T rows (row stride ld) in place, rotate_half convention;
-// inverse applies the transpose rotation (the backward of the forward rotation).
-void RopeApply(float* x, int64_t ld, int64_t t, int heads, int head_dim, const float* cos,
-               const float* sin, bool inverse);
-
-// gu (T, 2F) holds [gate | up] per row (one fused projection); h (T, F) = silu(gate) * up.
-void SwiGluForward(const float* gu, float* h, int64_t t, int64_t f);
-// dgu (T, 2F) = [d gate | d up] from dh (T, F).
-void SwiGluBackward(const float* gu, const float* dh, float* dgu, int64_t t, int64_t f);
-
-// Softmax cross-entropy over logits (T, V), in place: returns the sum of the per-token losses of
-// rows whose target is not kIgnoreIndex (summed in double, in row order), and overwrites logits
-// with d(loss_sum * grad_scale)/d(logits) (zero rows for ignored targets). Targets outside
-// [0, V) other than kIgnoreIndex are an error naming the row.
-double CrossEntropyForwardBackward(float* logits, const int32_t* targets, int64_t t, int64_t vocab,
-                                   float grad_scale);
 
 }  // namespace seqmesh

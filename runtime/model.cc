@@ -4,9 +4,6 @@
 #include <cstring>
 #include <numbers>
 
-#include "runtime/layers.h"
-#include "runtime/matmul.h"
-
 namespace seqmesh {
 
 void ModelConfig::Validate() const {
@@ -43,43 +40,32 @@ int64_t Model::qkv_width() const {
   return (config_.heads + 2 * config_.kv_heads) * config_.head_dim();
 }
 
-void Model::BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& embed, Tensor& norm,
-                        Tensor& lm_head, std::vector<Tensor>& list, const std::string& prefix) {
+void Model::BuildParams(Arena& arena, std::vector<Tensor>& list, const std::string& prefix) {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
-  struct Pending {
-    int layer;
-    Tensor *in_norm, *q, *k, *v, *o, *post_norm, *gate, *up, *down;
-  };
-  std::vector<Pending> pending;
   // The groups of params() as they are added (ParamLayout).
   ParamLayout layout;
   auto end_group = [&](int64_t layer) {
     const size_t first = layout.groups.empty() ? 0 : layout.groups.back().last;
     layout.groups.push_back({first, arena.tensors().size(), layer});
   };
-  Tensor* e = arena.Add(prefix + "model.embed_tokens.weight", DType::kF32, {c.vocab, c.hidden});
+  arena.Add(prefix + "model.embed_tokens.weight", DType::kF32, {c.vocab, c.hidden});
   end_group(-1);
   for (int l = 0; l < c.layers; ++l) {
     const std::string p = prefix + "model.layers." + std::to_string(l) + ".";
-    Pending t{};
-    t.layer = l;
-    t.in_norm = arena.Add(p + "input_layernorm.weight", DType::kF32, {c.hidden});
-    t.q = arena.Add(p + "self_attn.q_proj.weight", DType::kF32, {qw, c.hidden});
-    t.k = arena.Add(p + "self_attn.k_proj.weight", DType::kF32, {kw, c.hidden}, /*packed=*/true);
-    t.v = arena.Add(p + "self_attn.v_proj.weight", DType::kF32, {kw, c.hidden}, /*packed=*/true);
-    t.o = arena.Add(p + "self_attn.o_proj.weight", DType::kF32, {c.hidden, qw});
-    t.post_norm = arena.Add(p + "post_attention_layernorm.weight", DType::kF32, {c.hidden});
-    t.gate = arena.Add(p + "mlp.gate_proj.weight", DType::kF32, {c.ffn, c.hidden});
-    t.up = arena.Add(p + "mlp.up_proj.weight", DType::kF32, {c.ffn, c.hidden}, /*packed=*/true);
-    t.down = arena.Add(p + "mlp.down_proj.weight", DType::kF32, {c.hidden, c.ffn});
-    pending.push_back(t);
+    arena.Add(p + "input_layernorm.weight", DType::kF32, {c.hidden});
+    arena.Add(p + "self_attn.q_proj.weight", DType::kF32, {qw, c.hidden});
+    arena.Add(p + "self_attn.k_proj.weight", DType::kF32, {kw, c.hidden}, /*packed=*/true);
+    arena.Add(p + "self_attn.v_proj.weight", DType::kF32, {kw, c.hidden}, /*packed=*/true);
+    arena.Add(p + "self_attn.o_proj.weight", DType::kF32, {c.hidden, qw});
+    arena.Add(p + "post_attention_layernorm.weight", DType::kF32, {c.hidden});
+    arena.Add(p + "mlp.gate_proj.weight", DType::kF32, {c.ffn, c.hidden});
+    arena.Add(p + "mlp.up_proj.weight", DType::kF32, {c.ffn, c.hidden}, /*packed=*/true);
+    arena.Add(p + "mlp.down_proj.weight", DType::kF32, {c.hidden, c.ffn});
     end_group(l);
   }
-  Tensor* n = arena.Add(prefix + "model.norm.weight", DType::kF32, {c.hidden});
-  Tensor* head = c.tie_embeddings
-                     ? nullptr
-                     : arena.Add(prefix + "lm_head.weight", DType::kF32, {c.vocab, c.hidden});
+  arena.Add(prefix + "model.norm.weight", DType::kF32, {c.hidden});
+  if (!c.tie_embeddings) arena.Add(prefix + "lm_head.weight", DType::kF32, {c.vocab, c.hidden});
   end_group(-1);
   arena.Allocate();
   // Backward finishes layers last to first, then reports -1: the embedding, then the rest.
@@ -87,24 +73,38 @@ void Model::BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& 
   layout.finish_order.push_back(0);
   layout.finish_order.push_back(static_cast<int>(c.layers + 1));
   layout_ = std::move(layout);
-
   for (const Tensor& t : arena.tensors()) list.push_back(t);
-  embed = *e;
-  norm = *n;
-  lm_head = head ? *head : *e;
-  layers.clear();
-  for (const Pending& t : pending) {
-    LayerParams lp;
-    lp.in_norm = *t.in_norm;
-    lp.qkv = Tensor(prefix + "layer" + std::to_string(t.layer) + ".qkv", DType::kF32,
-                    {qw + 2 * kw, c.hidden}, t.q->data());
-    lp.o = *t.o;
-    lp.post_norm = *t.post_norm;
-    lp.gate_up = Tensor(prefix + "layer" + std::to_string(t.layer) + ".gate_up", DType::kF32,
-                        {2 * c.ffn, c.hidden}, t.gate->data());
-    lp.down = *t.down;
-    layers.push_back(lp);
-  }
+}
+
+Model::LayerParams Model::LayerView(std::span<const Tensor> g, int layer) const {
+  const ModelConfig& c = config_;
+  const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
+  SM_CHECK(g.size() == 9) << "layer " << layer << ": a parameter group of " << g.size()
+                          << " tensors, expected 9";
+  // in_norm, q, k, v, o, post_norm, gate, up, down; q|k|v and gate|up adjacent in memory.
+  SM_CHECK(g[2].f32() == g[1].f32() + g[1].numel() && g[3].f32() == g[2].f32() + g[2].numel() &&
+           g[7].f32() == g[6].f32() + g[6].numel())
+      << "layer " << layer << ": the parameter store returned '" << g[1].name() << "', '"
+      << g[2].name() << "', '" << g[3].name() << "' (or gate and up) apart in memory; they "
+      << "must be adjacent as in the model's arena";
+  const std::string prefix = g[1].name().substr(0, g[1].name().find("model."));
+  LayerParams lp;
+  lp.in_norm = g[0];
+  lp.qkv = Tensor(prefix + "layer" + std::to_string(layer) + ".qkv", DType::kF32,
+                  {qw + 2 * kw, c.hidden}, g[1].data(), g[1].device());
+  lp.o = g[4];
+  lp.post_norm = g[5];
+  lp.gate_up = Tensor(prefix + "layer" + std::to_string(layer) + ".gate_up", DType::kF32,
+                      {2 * c.ffn, c.hidden}, g[6].data(), g[6].device());
+  lp.down = g[8];
+  return lp;
+}
+
+Model::HeadParams Model::HeadView(std::span<const Tensor> head,
+                                  std::span<const Tensor> embed) const {
+  SM_CHECK(head.size() == (config_.tie_embeddings ? 1u : 2u) && embed.size() == 1)
+      << "the final norm and lm_head group has " << head.size() << " tensors";
+  return {head[0], config_.tie_embeddings ? embed[0] : head[1]};
 }
 
 Model::LayerActs Model::AddLayerActs(const std::string& p) {
@@ -134,23 +134,50 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
   SM_CHECK(static_cast<int64_t>(options_.checkpoint_layers.size()) == config_.layers)
       << "checkpoint_layers has " << options_.checkpoint_layers.size() << " entries for "
       << config_.layers << " layers";
+  if (!options_.backend) options_.backend = MakeBackend(Device::kCpu, {});
+  // The arenas are host memory: the backend must compute there (raw-pointer entry points, such
+  // as attention, rely on this one check).
+  SM_CHECK(options_.backend->device() == Device::kCpu)
+      << "the model's arenas are in host memory but its backend runs on "
+      << DeviceName(options_.backend->device());
   dims_ = {static_cast<int>(config_.heads), static_cast<int>(config_.kv_heads),
            static_cast<int>(config_.head_dim())};
 
-  BuildParams(param_arena_, w_, embed_, norm_, lm_head_, params_, "");
-  BuildParams(grad_arena_, dw_, d_embed_, d_norm_, d_lm_head_, grads_, "grad.");
+  BuildParams(param_arena_, params_, "");
+  BuildParams(grad_arena_, grads_, "grad.");
   for (Tensor& p : params_) {
     if (p.shape().ndim() == 1) std::fill(p.f32(), p.f32() + p.numel(), 1.0f);
   }
+  for (int l = 0; l < config_.layers; ++l) {
+    const ParamLayout::Group& g = layout_.groups[l + 1];
+    dw_.push_back(LayerView(std::span<const Tensor>(grads_).subspan(g.first, g.last - g.first), l));
+  }
+  d_embed_ = grads_[layout_.groups[0].first];
+  d_norm_ = grads_[layout_.groups[head_group()].first];
+  d_lm_head_ = config_.tie_embeddings ? d_embed_ : grads_[layout_.groups[head_group()].first + 1];
+  own_param_store_ = std::make_unique<InMemoryParameterStore>(params_, layout_);
+  own_act_store_ = std::make_unique<InMemoryActivationStore>(config_.layers);
+  param_store_ = own_param_store_.get();
+  act_store_ = own_act_store_.get();
+  PlanActivations();
+}
 
-  // Activations: plan every buffer from max_tokens, then one allocation.
+void Model::UseParameterStore(ParameterStore* store) {
+  param_store_ = store ? store : own_param_store_.get();
+}
+
+void Model::UseActivationStore(ActivationStore* store) {
+  act_store_ = store ? store : own_act_store_.get();
+}
+
+// Activations: plan every buffer from max_tokens, then one allocation.
+void Model::PlanActivations() {
   const ModelConfig& c = config_;
   const int64_t t = options_.max_tokens, hd = c.head_dim();
   std::vector<Tensor*> resid;
   for (int l = 0; l <= c.layers; ++l)
     resid.push_back(act_arena_.Add("resid" + std::to_string(l), DType::kF32, {t, c.hidden}));
   // Layers that keep their activations get their own; checkpointed layers share one set.
-  std::vector<int> own;
   bool any_checkpoint = false;
   for (int l = 0; l < c.layers; ++l) {
     if (options_.checkpoint_layers[l]) any_checkpoint = true;
@@ -163,37 +190,28 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
   for (const std::string& p : prefixes) AddLayerActs(p);
   if (any_checkpoint) AddLayerActs("recompute.");
   auto add = [&](const char* name, Shape s) { return act_arena_.Add(name, DType::kF32, s); };
-  Tensor* xf = add("xf", {t, c.hidden});
-  Tensor* rstdf = add("rstdf", {t});
-  Tensor* logits = add("logits", {t, c.vocab});
-  Tensor* cosv = add("rope_cos", {t, hd / 2});
-  Tensor* sinv = add("rope_sin", {t, hd / 2});
-  Tensor* pos = act_arena_.Add("positions", DType::kI32, {t});
-  Tensor* tokens = act_arena_.Add("tokens", DType::kI32, {t});
-  Tensor* d_resid = add("d_resid", {t, c.hidden});
-  Tensor* d_xn = add("d_xn", {t, c.hidden});
-  Tensor* d_attn = add("d_attn", {t, c.heads * hd});
-  Tensor* d_qkv = add("d_qkv", {t, qkv_width()});
-  Tensor* d_h = add("d_h", {t, c.ffn});
-  Tensor* d_gate_up = add("d_gate_up", {t, 2 * c.ffn});
+  std::vector<std::pair<Tensor*, Tensor*>> named = {
+      {&xf_, add("xf", {t, c.hidden})},
+      {&rstdf_, add("rstdf", {t})},
+      {&logits_, add("logits", {t, c.vocab})},
+      {&rope_cos_, add("rope_cos", {t, hd / 2})},
+      {&rope_sin_, add("rope_sin", {t, hd / 2})},
+      {&positions_, act_arena_.Add("positions", DType::kI32, {t})},
+      {&tokens_, act_arena_.Add("tokens", DType::kI32, {t})},
+      {&d_resid_, add("d_resid", {t, c.hidden})},
+      {&d_xn_, add("d_xn", {t, c.hidden})},
+      {&d_attn_, add("d_attn", {t, c.heads * hd})},
+      {&d_qkv_, add("d_qkv", {t, qkv_width()})},
+      {&d_h_, add("d_h", {t, c.ffn})},
+      {&d_gate_up_, add("d_gate_up", {t, 2 * c.ffn})}};
   act_arena_.Allocate();
 
   for (Tensor* r : resid) resid_.push_back(*r);
   // Re-read the layer activations in the order they were added (10 tensors each).
   auto read_acts = [&](size_t i) {
     const auto& ts = act_arena_.tensors();
-    LayerActs a;
-    a.xn1 = ts[i];
-    a.rstd1 = ts[i + 1];
-    a.qkv = ts[i + 2];
-    a.attn = ts[i + 3];
-    a.lse = ts[i + 4];
-    a.x2 = ts[i + 5];
-    a.xn2 = ts[i + 6];
-    a.rstd2 = ts[i + 7];
-    a.gate_up = ts[i + 8];
-    a.h = ts[i + 9];
-    return a;
+    return LayerActs{ts[i],     ts[i + 1], ts[i + 2], ts[i + 3], ts[i + 4],
+                     ts[i + 5], ts[i + 6], ts[i + 7], ts[i + 8], ts[i + 9]};
   };
   size_t next = first_layer_act;
   std::vector<LayerActs> owned;
@@ -202,20 +220,7 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
   size_t k = 0;
   for (int l = 0; l < c.layers; ++l)
     acts_.push_back(options_.checkpoint_layers[l] ? recompute_ : owned[k++]);
-
-  xf_ = *xf;
-  rstdf_ = *rstdf;
-  logits_ = *logits;
-  rope_cos_ = *cosv;
-  rope_sin_ = *sinv;
-  positions_ = *pos;
-  tokens_ = *tokens;
-  d_resid_ = *d_resid;
-  d_xn_ = *d_xn;
-  d_attn_ = *d_attn;
-  d_qkv_ = *d_qkv;
-  d_h_ = *d_h;
-  d_gate_up_ = *d_gate_up;
+  for (auto& [member, planned] : named) *member = *planned;
 }
 
 const Tensor& Model::Param(const std::string& name) const {
@@ -252,91 +257,88 @@ void Model::ZeroGrad() { std::memset(grad_arena_.base(), 0, grad_arena_.bytes())
 
 Tensor Model::Live(const Tensor& t) const { return t.Rows(0, num_tokens_); }
 
-void Model::LayerForward(int l, const LayerActs& a, const Tensor& x, const Tensor& out) {
+void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor& x,
+                         const Tensor& out) {
   const ModelConfig& c = config_;
-  const int64_t t = num_tokens_, hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
+  const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
   const int64_t ld = qkv_width();
-  const LayerParams& w = w_[l];
-  RmsNormForward(x.f32(), w.in_norm.f32(), a.xn1.f32(), a.rstd1.f32(), t, c.hidden, c.norm_eps);
-  LinearForward(Live(a.xn1), w.qkv, Live(a.qkv));
+  Backend& be = *options_.backend;
+  const Tensor cos = Live(rope_cos_), sin = Live(rope_sin_), qkv_t = Live(a.qkv);
+  be.RmsNormForward(x, w.in_norm, Live(a.xn1), Live(a.rstd1), c.norm_eps);
+  be.LinearForward(Live(a.xn1), w.qkv, qkv_t, false);
+  be.RopeApply(qkv_t, 0, static_cast<int>(c.heads), static_cast<int>(hd), cos, sin, false);
+  be.RopeApply(qkv_t, qw, static_cast<int>(c.kv_heads), static_cast<int>(hd), cos, sin, false);
   float* qkv = a.qkv.f32();
-  RopeApply(qkv, ld, t, c.heads, hd, rope_cos_.f32(), rope_sin_.f32(), false);
-  RopeApply(qkv + qw, ld, t, c.kv_heads, hd, rope_cos_.f32(), rope_sin_.f32(), false);
   AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
                  {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
-  AttentionForward(dims_, segments_, io, 1.0f / std::sqrt(static_cast<float>(hd)));
+  be.AttentionForward(dims_, segments_, io, 1.0f / std::sqrt(static_cast<float>(hd)));
   if (split_attention_) {
     const int64_t r = split_.q_begin;
-    split_attention_->Forward({qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
+    split_attention_->Forward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
                               {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
                               a.lse.f32() + r, options_.max_tokens);
   }
   // x2 = x + attn Wo^T
-  std::memcpy(a.x2.f32(), x.f32(), t * c.hidden * sizeof(float));
-  Gemm(false, true, t, c.hidden, qw, 1.0f, a.attn.f32(), qw, w.o.f32(), qw, 1.0f, a.x2.f32(),
-       c.hidden);
-  RmsNormForward(a.x2.f32(), w.post_norm.f32(), a.xn2.f32(), a.rstd2.f32(), t, c.hidden,
-                 c.norm_eps);
-  LinearForward(Live(a.xn2), w.gate_up, Live(a.gate_up));
-  SwiGluForward(a.gate_up.f32(), a.h.f32(), t, c.ffn);
+  be.Copy(Live(a.x2), x);
+  be.LinearForward(Live(a.attn), w.o, Live(a.x2), true);
+  be.RmsNormForward(Live(a.x2), w.post_norm, Live(a.xn2), Live(a.rstd2), c.norm_eps);
+  be.LinearForward(Live(a.xn2), w.gate_up, Live(a.gate_up), false);
+  be.SwiGluForward(Live(a.gate_up), Live(a.h));
   // out = x2 + h Wd^T
-  std::memcpy(out.f32(), a.x2.f32(), t * c.hidden * sizeof(float));
-  Gemm(false, true, t, c.hidden, c.ffn, 1.0f, a.h.f32(), c.ffn, w.down.f32(), c.ffn, 1.0f,
-       out.f32(), c.hidden);
+  be.Copy(out, Live(a.x2));
+  be.LinearForward(Live(a.h), w.down, out, true);
 }
 
 // On entry d_resid_ holds d loss / d out; on exit d loss / d x.
-void Model::LayerBackward(int l, const LayerActs& a, const Tensor& x) {
+void Model::LayerBackward(const LayerParams& w, int l, const LayerActs& a, const Tensor& x) {
   const ModelConfig& c = config_;
-  const int64_t t = num_tokens_, hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
+  const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
   const int64_t ld = qkv_width();
-  const LayerParams& w = w_[l];
   const LayerParams& dw = dw_[l];
+  Backend& be = *options_.backend;
   const Tensor dres = Live(d_resid_);
-  // out = x2 + h Wd^T
   auto poll = [&] {
     if (options_.on_backward_progress) options_.on_backward_progress();
   };
-  LinearBackwardWeight(dres, Live(a.h), dw.down);
-  LinearBackwardInput(dres, w.down, Live(d_h_), false);
+  // out = x2 + h Wd^T
+  be.LinearBackwardWeight(dres, Live(a.h), dw.down);
+  be.LinearBackwardInput(dres, w.down, Live(d_h_), false);
   poll();
-  SwiGluBackward(a.gate_up.f32(), d_h_.f32(), d_gate_up_.f32(), t, c.ffn);
-  LinearBackwardWeight(Live(d_gate_up_), Live(a.xn2), dw.gate_up);
-  LinearBackwardInput(Live(d_gate_up_), w.gate_up, Live(d_xn_), false);
+  be.SwiGluBackward(Live(a.gate_up), Live(d_h_), Live(d_gate_up_));
+  be.LinearBackwardWeight(Live(d_gate_up_), Live(a.xn2), dw.gate_up);
+  be.LinearBackwardInput(Live(d_gate_up_), w.gate_up, Live(d_xn_), false);
   poll();
   // dres becomes d x2: the residual path plus the norm's input gradient.
-  RmsNormBackward(d_xn_.f32(), a.x2.f32(), w.post_norm.f32(), a.rstd2.f32(), d_resid_.f32(),
-                  dw.post_norm.f32(), t, c.hidden, true);
+  be.RmsNormBackward(Live(d_xn_), Live(a.x2), w.post_norm, Live(a.rstd2), dres, dw.post_norm, true);
   // x2 = x + attn Wo^T
-  LinearBackwardWeight(dres, Live(a.attn), dw.o);
-  LinearBackwardInput(dres, w.o, Live(d_attn_), false);
+  be.LinearBackwardWeight(dres, Live(a.attn), dw.o);
+  be.LinearBackwardInput(dres, w.o, Live(d_attn_), false);
   poll();
-  std::memset(d_qkv_.f32(), 0, t * ld * sizeof(float));
+  be.Zero(Live(d_qkv_));
   float* qkv = a.qkv.f32();
   float* dqkv = d_qkv_.f32();
   AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
                  {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
-  AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
-                    {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
+  be.AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
+                       {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
   poll();
   if (split_attention_) {
     const int64_t r = split_.q_begin;
-    split_attention_->Backward({qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
+    split_attention_->Backward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
                                {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
                                a.lse.f32() + r, options_.max_tokens, {d_attn_.f32() + r * qw, qw},
                                {dqkv + r * ld, ld}, {dqkv + r * ld + qw, ld},
                                {dqkv + r * ld + qw + kw, ld});
   }
-  RopeApply(dqkv, ld, t, c.heads, hd, rope_cos_.f32(), rope_sin_.f32(), true);
-  RopeApply(dqkv + qw, ld, t, c.kv_heads, hd, rope_cos_.f32(), rope_sin_.f32(), true);
-  LinearBackwardWeight(Live(d_qkv_), Live(a.xn1), dw.qkv);
-  LinearBackwardInput(Live(d_qkv_), w.qkv, Live(d_xn_), false);
-  RmsNormBackward(d_xn_.f32(), x.f32(), w.in_norm.f32(), a.rstd1.f32(), d_resid_.f32(),
-                  dw.in_norm.f32(), t, c.hidden, true);
+  const Tensor cos = Live(rope_cos_), sin = Live(rope_sin_), dqkv_t = Live(d_qkv_);
+  be.RopeApply(dqkv_t, 0, static_cast<int>(c.heads), static_cast<int>(hd), cos, sin, true);
+  be.RopeApply(dqkv_t, qw, static_cast<int>(c.kv_heads), static_cast<int>(hd), cos, sin, true);
+  be.LinearBackwardWeight(dqkv_t, Live(a.xn1), dw.qkv);
+  be.LinearBackwardInput(dqkv_t, w.qkv, Live(d_xn_), false);
+  be.RmsNormBackward(Live(d_xn_), x, w.in_norm, Live(a.rstd1), dres, dw.in_norm, true);
 }
 
-float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
-  const ModelConfig& c = config_;
+void Model::PrepareBatch(const Batch& batch, float normalizer) {
   SM_CHECK(batch.num_tokens >= 1) << "the micro-batch is empty";
   SM_CHECK(batch.num_tokens <= options_.max_tokens)
       << "the micro-batch has " << batch.num_tokens << " tokens, more than the model's capacity "
@@ -366,7 +368,6 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
   std::memcpy(tokens_.i32(), batch.tokens, batch.num_tokens * sizeof(int32_t));
   have_forward_ = false;
   const int64_t t = num_tokens_;
-
   int32_t* pos = positions_.i32();
   if (batch.positions) {
     std::memcpy(pos, batch.positions, t * sizeof(int32_t));
@@ -375,19 +376,68 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
   } else {
     PositionsFromCuSeqlens(batch.cu_seqlens, batch.num_docs + 1, pos);
   }
-  RopeTable(pos, t, static_cast<int>(c.head_dim()), c.rope_theta, rope_cos_.f32(), rope_sin_.f32());
+  options_.backend->RopeTable(Live(positions_), static_cast<int>(config_.head_dim()),
+                              config_.rope_theta, Live(rope_cos_), Live(rope_sin_));
+}
 
-  EmbeddingForward(batch.tokens, t, embed_.f32(), c.vocab, c.hidden, resid_[0].f32());
-  for (int l = 0; l < c.layers; ++l) LayerForward(l, acts_[l], resid_[l], resid_[l + 1]);
-  RmsNormForward(resid_[c.layers].f32(), norm_.f32(), xf_.f32(), rstdf_.f32(), t, c.hidden,
-                 c.norm_eps);
-  LinearForward(Live(xf_), lm_head_, Live(logits_));
+Model::HeadParams Model::AcquireHead() {
+  std::span<const Tensor> head = param_store_->Acquire(head_group());
+  std::span<const Tensor> embed = head.subspan(0, 1);  // unused unless tied
+  if (config_.tie_embeddings) embed = param_store_->Acquire(0);
+  return HeadView(head, embed);
+}
+
+void Model::ReleaseHead() {
+  if (config_.tie_embeddings) param_store_->Release(0);
+  param_store_->Release(head_group());
+}
+
+float Model::HeadForward(const Batch& batch, float normalizer, float* logits_out) {
+  const ModelConfig& c = config_;
+  const int64_t t = num_tokens_;
+  Backend& be = *options_.backend;
+  const HeadParams h = AcquireHead();
+  be.RmsNormForward(Live(resid_[c.layers]), h.norm, Live(xf_), Live(rstdf_), c.norm_eps);
+  be.LinearForward(Live(xf_), h.lm_head, Live(logits_), false);
+  ReleaseHead();
   if (logits_out) std::memcpy(logits_out, logits_.f32(), t * c.vocab * sizeof(float));
   // From here logits_ holds d(loss_sum / normalizer) / d logits.
-  const double loss_sum =
-      CrossEntropyForwardBackward(logits_.f32(), batch.targets, t, c.vocab, 1.0f / normalizer);
-  have_forward_ = true;
+  const Tensor targets("targets", DType::kI32, {t}, const_cast<int32_t*>(batch.targets));
+  const double loss_sum = be.CrossEntropy(Live(logits_), targets, 1.0f / normalizer);
   return static_cast<float>(loss_sum / normalizer);
+}
+
+float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
+  const ModelConfig& c = config_;
+  PrepareBatch(batch, normalizer);
+  Backend& be = *options_.backend;
+  ParameterStore& store = *param_store_;
+  be.EmbeddingForward(Live(tokens_), store.Acquire(0)[0], Live(resid_[0]));
+  store.Prefetch(1);
+  store.Release(0);
+  for (int l = 0; l < c.layers; ++l) {
+    const LayerParams w = LayerView(store.Acquire(l + 1), l);
+    store.Prefetch(l + 2);  // the next layer's group, or the head's after the last layer
+    LayerForward(w, acts_[l], Live(resid_[l]), Live(resid_[l + 1]));
+    store.Release(l + 1);
+    if (options_.checkpoint_layers[l]) act_store_->Save(l, Live(resid_[l]));
+  }
+  const float loss = HeadForward(batch, normalizer, logits_out);
+  have_forward_ = true;
+  return loss;
+}
+
+void Model::HeadBackward() {
+  const ModelConfig& c = config_;
+  Backend& be = *options_.backend;
+  const HeadParams h = AcquireHead();
+  if (c.layers >= 1) param_store_->Prefetch(static_cast<int>(c.layers));
+  // logits = xf W_lm^T
+  be.LinearBackwardWeight(Live(logits_), Live(xf_), d_lm_head_);
+  be.LinearBackwardInput(Live(logits_), h.lm_head, Live(d_xn_), false);
+  be.RmsNormBackward(Live(d_xn_), Live(resid_[c.layers]), h.norm, Live(rstdf_), Live(d_resid_),
+                     d_norm_, false);
+  ReleaseHead();
 }
 
 void Model::Backward() {
@@ -395,21 +445,35 @@ void Model::Backward() {
       << "Backward() needs a Forward() first (each Forward allows one Backward)";
   have_forward_ = false;
   const ModelConfig& c = config_;
-  const int64_t t = num_tokens_;
-  // logits = xf W_lm^T
-  LinearBackwardWeight(Live(logits_), Live(xf_), d_lm_head_);
-  LinearBackwardInput(Live(logits_), lm_head_, Live(d_xn_), false);
-  RmsNormBackward(d_xn_.f32(), resid_[c.layers].f32(), norm_.f32(), rstdf_.f32(), d_resid_.f32(),
-                  d_norm_.f32(), t, c.hidden, false);
+  ParameterStore& store = *param_store_;
+  // The checkpointed layers below `l`, highest first: the order their inputs come back.
+  auto next_checkpointed = [&](int l) {
+    for (int k = l - 1; k >= 0; --k)
+      if (options_.checkpoint_layers[k]) return k;
+    return -1;
+  };
+  int fetch_next = next_checkpointed(static_cast<int>(c.layers));
+  if (fetch_next >= 0) act_store_->Prefetch(fetch_next);
+  HeadBackward();
   for (int l = static_cast<int>(c.layers) - 1; l >= 0; --l) {
-    // A checkpointed layer recomputes its activations from its saved input (bitwise the same
-    // as in Forward: every kernel is deterministic). Its output lands in resid_[l + 1], which
-    // backward no longer needs.
-    if (options_.checkpoint_layers[l]) LayerForward(l, acts_[l], resid_[l], resid_[l + 1]);
-    LayerBackward(l, acts_[l], resid_[l]);
+    const LayerParams w = LayerView(store.Acquire(l + 1), l);
+    if (l >= 1) store.Prefetch(l);
+    Tensor x = Live(resid_[l]);
+    if (options_.checkpoint_layers[l]) {
+      x = act_store_->Fetch(l);
+      fetch_next = next_checkpointed(l);
+      if (fetch_next >= 0) act_store_->Prefetch(fetch_next);
+      // A checkpointed layer recomputes its activations from its saved input (bitwise the same
+      // as in Forward: every kernel is deterministic). Its output lands in resid_[l + 1], which
+      // backward no longer needs.
+      LayerForward(w, acts_[l], x, Live(resid_[l + 1]));
+    }
+    LayerBackward(w, l, acts_[l], x);
+    store.Release(l + 1);
+    if (options_.checkpoint_layers[l]) act_store_->Release(l);
     if (options_.on_layer_grads_ready) options_.on_layer_grads_ready(l);
   }
-  EmbeddingBackward(tokens_.i32(), t, d_resid_.f32(), c.hidden, d_embed_.f32());
+  options_.backend->EmbeddingBackward(Live(tokens_), Live(d_resid_), d_embed_);
   if (options_.on_layer_grads_ready) options_.on_layer_grads_ready(-1);
 }
 

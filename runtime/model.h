@@ -7,15 +7,25 @@
 //
 // Token-level loss: with normalizer = the token count of a whole global batch, the gradients of
 // its micro-batches (or, later, of its ranks) add up to exactly the whole-batch gradient.
+//
+// The seams (docs/SEAMS.md): every kernel runs through a Backend (runtime/backend.h; the model
+// never calls runtime/cpu/), weights are acquired group by group from a ParameterStore, and the
+// saved inputs of checkpointed layers go through an ActivationStore. The built-in stores keep
+// everything in the model's arenas.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "runtime/activation_store.h"
 #include "runtime/attention.h"
+#include "runtime/backend.h"
+#include "runtime/layers.h"
+#include "runtime/parameter_store.h"
 #include "runtime/tensor.h"
 
 namespace seqmesh {
@@ -68,22 +78,9 @@ struct ModelOptions {
   // Called a few times within each layer's backward (between its large operations): gradient
   // sync polls its reductions in flight here, since MPI moves data only inside MPI calls.
   std::function<void()> on_backward_progress;
-};
-
-// Where the model's tensors sit in params() (and grads()): consecutive groups whose gradients
-// Backward finishes together, in params() order: the embedding, layer 0 .. layers-1, then the
-// final norm with the lm_head. Gradient sync makes one bucket of each group (parallel/hdp_step.h).
-struct ParamLayout {
-  struct Group {
-    size_t first = 0, last = 0;  // params [first, last)
-    // The layer whose on_layer_grads_ready call finishes this group; -1: the call after the
-    // layers (the embedding, and the final norm and lm_head).
-    int64_t layer = -1;
-  };
-  std::vector<Group> groups;
-  // Indices into groups in the order Backward finishes them (layers last to first, then the
-  // embedding, then the final norm and lm_head): the order reductions start on every rank.
-  std::vector<int> finish_order;
+  // Where compute runs (and on how many threads); null: a CPU backend on one thread. Shared with
+  // whoever else computes for this model (AdamW, ring attention).
+  std::shared_ptr<Backend> backend;
 };
 
 class Model {
@@ -93,6 +90,14 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
+  Backend& backend() const { return *options_.backend; }
+  const std::shared_ptr<Backend>& shared_backend() const { return options_.backend; }
+
+  // The stores the model goes through (ParameterStore: weights acquired per ParamLayout group;
+  // ActivationStore: saved inputs of checkpointed layers). Null restores the built-in in-memory
+  // store. Not owned; a store must outlive its use and must not change within a micro-batch.
+  void UseParameterStore(ParameterStore* store);
+  void UseActivationStore(ActivationStore* store);
 
   // Parameters with Hugging Face Llama names, in a fixed order; gradients in the same order
   // named "grad.<name>".
@@ -121,11 +126,25 @@ class Model {
   struct LayerActs {
     Tensor xn1, rstd1, qkv, attn, lse, x2, xn2, rstd2, gate_up, h;
   };
-  void BuildParams(Arena& arena, std::vector<LayerParams>& layers, Tensor& embed, Tensor& norm,
-                   Tensor& lm_head, std::vector<Tensor>& list, const std::string& prefix);
+  struct HeadParams {
+    Tensor norm, lm_head;
+  };
+  void BuildParams(Arena& arena, std::vector<Tensor>& list, const std::string& prefix);
+  // Views of one layer's group (params [first, last) of a ParamLayout group), with the fused
+  // qkv and gate_up matrices; checks that the group is laid out as the arena lays it out.
+  LayerParams LayerView(std::span<const Tensor> group, int layer) const;
+  HeadParams HeadView(std::span<const Tensor> head, std::span<const Tensor> embed) const;
+  void PlanActivations();
   LayerActs AddLayerActs(const std::string& prefix);
-  void LayerForward(int l, const LayerActs& a, const Tensor& x, const Tensor& out);
-  void LayerBackward(int l, const LayerActs& a, const Tensor& x);
+  void PrepareBatch(const Batch& batch, float normalizer);
+  void LayerForward(const LayerParams& w, const LayerActs& a, const Tensor& x, const Tensor& out);
+  void LayerBackward(const LayerParams& w, int l, const LayerActs& a, const Tensor& x);
+  float HeadForward(const Batch& batch, float normalizer, float* logits_out);
+  void HeadBackward();
+  // Acquires the final norm and lm_head (and the embedding when tied, for the lm_head).
+  HeadParams AcquireHead();
+  void ReleaseHead();
+  int head_group() const { return static_cast<int>(config_.layers) + 1; }
   int64_t qkv_width() const;
   Tensor Live(const Tensor& t) const;  // the first num_tokens_ rows of an activation
 
@@ -138,8 +157,12 @@ class Model {
   Arena act_arena_{"activations"};
   std::vector<Tensor> params_, grads_;
   ParamLayout layout_;
-  std::vector<LayerParams> w_, dw_;
-  Tensor embed_, norm_, lm_head_, d_embed_, d_norm_, d_lm_head_;
+  std::vector<LayerParams> dw_;
+  Tensor d_embed_, d_norm_, d_lm_head_;
+  std::unique_ptr<InMemoryParameterStore> own_param_store_;
+  std::unique_ptr<InMemoryActivationStore> own_act_store_;
+  ParameterStore* param_store_ = nullptr;
+  ActivationStore* act_store_ = nullptr;
 
   std::vector<LayerActs> acts_;  // per layer; checkpointed layers share recompute_
   LayerActs recompute_;

@@ -4,27 +4,12 @@
 #include <cmath>
 #include <numbers>
 
-#include "runtime/cpu/vec.h"
-
 namespace seqmesh {
 namespace {
 
-// Work is cut into chunks of whole tensors' ranges so every thread gets similar work and the
-// order of a reduction does not depend on the thread count.
+// AdamW's ranges are cut at multiples of kChunk elements of each tensor (and at sub-group ends),
+// so every thread gets similar work.
 constexpr int64_t kChunk = 1 << 16;
-
-struct Chunk {
-  int32_t tensor;
-  int64_t begin, end;
-};
-
-std::vector<Chunk> Chunks(const std::vector<Tensor>& tensors) {
-  std::vector<Chunk> chunks;
-  for (size_t i = 0; i < tensors.size(); ++i)
-    for (int64_t b = 0; b < tensors[i].numel(); b += kChunk)
-      chunks.push_back({static_cast<int32_t>(i), b, std::min(tensors[i].numel(), b + kChunk)});
-  return chunks;
-}
 
 }  // namespace
 
@@ -54,24 +39,12 @@ void LrSchedule::Validate() const {
       << "warmup_steps (" << warmup_steps << ") exceeds total_steps (" << total_steps << ")";
 }
 
-double GlobalNorm(const std::vector<Tensor>& tensors) {
-  // Checked before the parallel loop: an exception cannot leave an OpenMP region.
-  for (const Tensor& t : tensors) CheckDType(t, DType::kF32);
-  const std::vector<Chunk> chunks = Chunks(tensors);
-  std::vector<double> partial(chunks.size());
-  const int64_t n = static_cast<int64_t>(chunks.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const Chunk& c = chunks[i];
-    partial[i] = cpu::Vec().sum_squares(tensors[c.tensor].f32() + c.begin, c.end - c.begin);
-  }
-  double sum = 0.0;
-  for (double p : partial) sum += p;
-  return std::sqrt(sum);
+double GlobalNorm(const std::vector<Tensor>& tensors, const ExecutionContext& context) {
+  return MakeBackend(Device::kCpu, context)->GlobalNorm(tensors);
 }
 
-cpu::AdamWStep AdamWStepFor(const AdamWConfig& config, int64_t step, float lr, float grad_scale) {
-  cpu::AdamWStep s{};
+AdamWStep AdamWStepFor(const AdamWConfig& config, int64_t step, float lr, float grad_scale) {
+  AdamWStep s{};
   s.lr = lr;
   s.beta1 = config.beta1;
   s.beta2 = config.beta2;
@@ -90,45 +63,64 @@ float ClipScale(double norm, float max_norm) {
   return static_cast<float>(std::min(1.0, max_norm / (norm + 1e-6)));
 }
 
-AdamW::AdamW(const std::vector<Tensor>& params, const AdamWConfig& config) : config_(config) {
+AdamW::AdamW(const std::vector<Tensor>& params, const AdamWConfig& config, AdamWOptions options)
+    : config_(config), options_(std::move(options)) {
   config_.Validate();
+  SM_CHECK(options_.sub_group_elems >= 0)
+      << "optimizer sub-group size must be >= 0, got " << options_.sub_group_elems;
   for (const Tensor& p : params) {
     CheckDType(p, DType::kF32);
-    m_.push_back(moments_.Add("m." + p.name(), DType::kF32, p.shape()));
-    v_.push_back(moments_.Add("v." + p.name(), DType::kF32, p.shape()));
+    shapes_.push_back(p.shape());
     decay_.push_back(p.shape().ndim() >= 2);
   }
-  moments_.Allocate();
+  if (!options_.backend) options_.backend = MakeBackend(Device::kCpu, {});
+  state_ = options_.state;
+  if (!state_) {
+    own_state_ = std::make_unique<InMemoryOptimizerStateStore>(params);
+    state_ = own_state_.get();
+  }
+}
+
+Arena& AdamW::moments() {
+  SM_CHECK(own_state_ != nullptr)
+      << "AdamW::moments(): the optimizer state is in an external store, not in memory";
+  return own_state_->moments();
 }
 
 void AdamW::Step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads, float lr,
                  float grad_scale) {
-  SM_CHECK(params.size() == m_.size() && grads.size() == m_.size())
+  SM_CHECK(params.size() == shapes_.size() && grads.size() == shapes_.size())
       << "AdamW::Step got " << params.size() << " params and " << grads.size()
-      << " grads, expected " << m_.size();
+      << " grads, expected " << shapes_.size();
   for (size_t i = 0; i < params.size(); ++i) {
     // Checked before the parallel loop: an exception cannot leave an OpenMP region.
     CheckDType(params[i], DType::kF32);
     CheckDType(grads[i], DType::kF32);
-    SM_CHECK(params[i].shape() == m_[i]->shape() && grads[i].shape() == m_[i]->shape())
+    SM_CHECK(params[i].shape() == shapes_[i] && grads[i].shape() == shapes_[i])
         << "AdamW::Step: parameter '" << params[i].name() << "' " << params[i].shape().ToString()
         << " or its gradient '" << grads[i].name() << "' " << grads[i].shape().ToString()
-        << " does not match the optimizer state " << m_[i]->shape().ToString();
+        << " does not match the optimizer state " << shapes_[i].ToString();
   }
   ++step_;
-  const cpu::AdamWStep base = AdamWStepFor(config_, step_, lr, grad_scale);
-
-  const std::vector<Chunk> chunks = Chunks(params);
-  const int64_t n = static_cast<int64_t>(chunks.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const Chunk& c = chunks[i];
-    cpu::AdamWStep s = base;
-    s.weight_decay = decay_[c.tensor] ? config_.weight_decay : 0.0f;
-    cpu::Vec().adamw(params[c.tensor].f32() + c.begin, grads[c.tensor].f32() + c.begin,
-                     m_[c.tensor]->f32() + c.begin, v_[c.tensor]->f32() + c.begin, c.end - c.begin,
-                     s);
-  }
+  const AdamWStep base = AdamWStepFor(config_, step_, lr, grad_scale);
+  std::vector<AdamWRange> ranges;
+  // Each sub-group in ranges of at most kChunk elements, cut at multiples of kChunk of each
+  // tensor; with one sub-group these are exactly the whole tensors' chunks.
+  auto update = [&](std::span<const OptimizerSlice> group) {
+    ranges.clear();
+    for (const OptimizerSlice& s : group) {
+      AdamWStep step = base;
+      step.weight_decay = decay_[s.tensor] ? config_.weight_decay : 0.0f;
+      for (int64_t b = s.begin; b < s.begin + s.count;) {
+        const int64_t e = std::min(s.begin + s.count, (b / kChunk + 1) * kChunk);
+        const int64_t o = b - s.begin;
+        ranges.push_back({s.master + o, s.grad + o, s.m + o, s.v + o, e - b, step});
+        b = e;
+      }
+    }
+    options_.backend->AdamW(ranges);
+  };
+  state_->Visit(params, grads, options_.sub_group_elems, update);
 }
 
 }  // namespace seqmesh

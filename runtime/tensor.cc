@@ -93,7 +93,8 @@ Tensor Tensor::Rows(int64_t begin, int64_t end) const {
   std::ostringstream n;
   n << name_ << "[" << begin << ":" << end << "]";
   return Tensor(n.str(), dtype_, s,
-                static_cast<char*>(data_) + begin * row * static_cast<int64_t>(DTypeSize(dtype_)));
+                static_cast<char*>(data_) + begin * row * static_cast<int64_t>(DTypeSize(dtype_)),
+                device_);
 }
 
 void CheckShape(const Tensor& t, std::initializer_list<int64_t> expected) {
@@ -105,6 +106,11 @@ void CheckShape(const Tensor& t, std::initializer_list<int64_t> expected) {
 void CheckDType(const Tensor& t, DType expected) {
   SM_CHECK(t.dtype() == expected) << "tensor '" << t.name() << "' is " << DTypeName(t.dtype())
                                   << ", expected " << DTypeName(expected);
+}
+
+void CheckDevice(const Tensor& t, Device expected) {
+  SM_CHECK(t.device() == expected) << "tensor '" << t.name() << "' is on " << DeviceName(t.device())
+                                   << ", expected " << DeviceName(expected);
 }
 
 namespace {

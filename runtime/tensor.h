@@ -13,6 +13,7 @@
 #include <string>
 
 #include "runtime/check.h"
+#include "runtime/device.h"
 #include "runtime/dtype.h"
 
 namespace seqmesh {
@@ -37,8 +38,8 @@ class Shape {
 class Tensor {
  public:
   Tensor() = default;
-  Tensor(std::string name, DType dtype, Shape shape, void* data)
-      : name_(std::move(name)), dtype_(dtype), shape_(shape), data_(data) {}
+  Tensor(std::string name, DType dtype, Shape shape, void* data, Device device = Device::kCpu)
+      : name_(std::move(name)), dtype_(dtype), shape_(shape), data_(data), device_(device) {}
 
   const std::string& name() const { return name_; }
   DType dtype() const { return dtype_; }
@@ -47,6 +48,7 @@ class Tensor {
   int64_t numel() const { return shape_.numel(); }
   size_t bytes() const { return static_cast<size_t>(numel()) * DTypeSize(dtype_); }
   void* data() const { return data_; }
+  Device device() const { return device_; }
 
   float* f32() const;
   int32_t* i32() const;
@@ -60,12 +62,16 @@ class Tensor {
   DType dtype_ = DType::kF32;
   Shape shape_;
   void* data_ = nullptr;
+  Device device_ = Device::kCpu;
 };
 
 void CheckShape(const Tensor& t, std::initializer_list<int64_t> expected);
 void CheckDType(const Tensor& t, DType expected);
+// "tensor 'q' is on cuda, expected cpu".
+void CheckDevice(const Tensor& t, Device expected);
 
-// Owns one 64-byte-aligned, zero-initialized allocation carved into named tensors. Add() every
+// Owns one 64-byte-aligned, zero-initialized allocation of host memory (its tensors are on
+// Device::kCpu) carved into named tensors. Add() every
 // tensor first (pointers returned stay valid), then Allocate() once. Move-only.
 class Arena {
  public:

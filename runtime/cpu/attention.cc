@@ -11,7 +11,7 @@
 // with delta = rowsum(dO * O). An item owns its segment's dK/dV rows of its kv head and the dQ
 // rows of its query heads, so items never write the same memory and results do not depend on
 // which thread ran what.
-#include "runtime/attention.h"
+#include "runtime/cpu/attention.h"
 
 #include <omp.h>
 
@@ -20,8 +20,8 @@
 #include <cstring>
 #include <limits>
 
+#include "runtime/cpu/matmul.h"
 #include "runtime/cpu/vec.h"
-#include "runtime/matmul.h"
 
 namespace seqmesh {
 namespace {
@@ -176,36 +176,51 @@ void CheckSegments(std::span<const AttentionSegment> segments) {
   }
 }
 
+// delta[h][row] = dot(dO, O) over the head, for every query row of the segments.
+void ComputeDelta(const AttentionDims& dims, std::span<const AttentionSegment> segments,
+                  const AttentionIo& io, StridedRows dout, int64_t rows_end, float* delta,
+                  const ExecutionContext& ctx) {
+  const int64_t d = dims.head_dim;
+  const int64_t nseg = static_cast<int64_t>(segments.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads)
+  for (int64_t si = 0; si < nseg; ++si) {
+    const AttentionSegment& s = segments[si];
+    for (int64_t r = s.q_begin; r < s.q_begin + s.q_len; ++r)
+      for (int h = 0; h < dims.heads; ++h)
+        delta[h * rows_end + r] =
+            cpu::Vec().dot(dout.data + r * dout.ld + h * d, io.out.data + r * io.out.ld + h * d, d);
+  }
+}
+
+// Per-head items: sums each group's private dK/dV (items of one group are consecutive) into
+// dk/dv, in head order.
+void SumHeadPartials(const AttentionDims& dims, std::span<const AttentionSegment> segments,
+                     const std::vector<BackwardItem>& items,
+                     const std::vector<int64_t>& partial_offset, const float* partial,
+                     StridedRows dk, StridedRows dv, const ExecutionContext& ctx) {
+  const int64_t d = dims.head_dim;
+  const int group = dims.heads / dims.kv_heads;
+  const int64_t nitems = static_cast<int64_t>(items.size());
+#pragma omp parallel for schedule(static) num_threads(ctx.threads)
+  for (int64_t i = 0; i < nitems; i += group) {
+    const BackwardItem& first = items[i];
+    const AttentionSegment& s = segments[first.segment];
+    for (int j = 0; j < group; ++j) {
+      const float* pk = partial + partial_offset[i + j];
+      const float* pv = pk + s.k_len * d;
+      for (int64_t r = 0; r < s.k_len; ++r) {
+        cpu::Vec().add(dk.data + (s.k_begin + r) * dk.ld + first.kv_head * d, pk + r * d, d);
+        cpu::Vec().add(dv.data + (s.k_begin + r) * dv.ld + first.kv_head * d, pv + r * d, d);
+      }
+    }
+  }
+}
+
 }  // namespace
 
-void AttentionDims::Validate() const {
-  SM_CHECK(heads >= 1 && kv_heads >= 1 && head_dim >= 1)
-      << "attention needs heads, kv_heads and head_dim >= 1 (got " << heads << ", " << kv_heads
-      << ", " << head_dim << ")";
-  SM_CHECK(heads % kv_heads == 0) << "kv_heads (" << kv_heads << ") must divide heads (" << heads
-                                  << ")";
-}
-
-std::vector<AttentionSegment> SegmentsFromCuSeqlens(const int32_t* cu, int64_t count,
-                                                    int64_t total_tokens) {
-  SM_CHECK(count >= 2) << "cu_seqlens needs at least 2 entries (one document), got " << count;
-  SM_CHECK(cu[0] == 0) << "cu_seqlens must start at 0, got " << cu[0];
-  std::vector<AttentionSegment> segments;
-  segments.reserve(count - 1);
-  for (int64_t i = 1; i < count; ++i) {
-    SM_CHECK(cu[i] >= cu[i - 1]) << "cu_seqlens must be non-decreasing: cu_seqlens[" << i
-                                 << "] = " << cu[i] << " < cu_seqlens[" << i - 1
-                                 << "] = " << cu[i - 1];
-    const int64_t len = cu[i] - cu[i - 1];
-    segments.push_back({cu[i - 1], len, cu[i - 1], len, 0, 0});
-  }
-  SM_CHECK(cu[count - 1] == total_tokens) << "cu_seqlens ends at " << cu[count - 1]
-                                          << " but the batch has " << total_tokens << " tokens";
-  return segments;
-}
-
 void AttentionForward(const AttentionDims& dims, std::span<const AttentionSegment> segments,
-                      const AttentionIo& io, float scale, bool causal) {
+                      const AttentionIo& io, float scale, bool causal,
+                      const ExecutionContext& ctx) {
   dims.Validate();
   CheckSegments(segments);
   std::vector<ForwardItem> items;
@@ -222,7 +237,7 @@ void AttentionForward(const AttentionDims& dims, std::span<const AttentionSegmen
   std::stable_sort(items.begin(), items.end(),
                    [](const ForwardItem& a, const ForwardItem& b) { return a.cost > b.cost; });
   const int64_t n = static_cast<int64_t>(items.size());
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads)
   for (int64_t i = 0; i < n; ++i) {
     const ForwardItem& it = items[i];
     ForwardBlock(dims, segments[it.segment], it.head, it.block, io, scale, causal);
@@ -231,23 +246,14 @@ void AttentionForward(const AttentionDims& dims, std::span<const AttentionSegmen
 
 void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegment> segments,
                        const AttentionIo& io, StridedRows dout, StridedRows dq, StridedRows dk,
-                       StridedRows dv, float scale, bool causal) {
+                       StridedRows dv, float scale, bool causal, const ExecutionContext& ctx) {
   dims.Validate();
   CheckSegments(segments);
   const int64_t d = dims.head_dim;
-  // delta[h][row] = dot(dO, O) over the head, for every query row of the segments.
   int64_t rows_end = 0;
   for (const AttentionSegment& s : segments) rows_end = std::max(rows_end, s.q_begin + s.q_len);
   AlignedBuffer delta(static_cast<size_t>(dims.heads) * std::max<int64_t>(rows_end, 1));
-  const int64_t nseg = static_cast<int64_t>(segments.size());
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t si = 0; si < nseg; ++si) {
-    const AttentionSegment& s = segments[si];
-    for (int64_t r = s.q_begin; r < s.q_begin + s.q_len; ++r)
-      for (int h = 0; h < dims.heads; ++h)
-        delta.data()[h * rows_end + r] =
-            cpu::Vec().dot(dout.data + r * dout.ld + h * d, io.out.data + r * io.out.ld + h * d, d);
-  }
+  ComputeDelta(dims, segments, io, dout, rows_end, delta.data(), ctx);
 
   // One item per (segment, kv head) when that gives every thread work. Otherwise (one long
   // segment with fewer kv heads than threads, e.g. multi-query attention) one item per query
@@ -283,7 +289,7 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
   std::stable_sort(order.begin(), order.end(),
                    [&](int32_t a, int32_t b) { return items[a].cost > items[b].cost; });
   const int64_t n = static_cast<int64_t>(items.size());
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads)
   for (int64_t i = 0; i < n; ++i) {
     const int32_t idx = order[i];
     const BackwardItem& it = items[idx];
@@ -297,29 +303,15 @@ void AttentionBackward(const AttentionDims& dims, std::span<const AttentionSegme
     BackwardSegment(dims, s, it, io, delta.data(), rows_end, dout, dq, dk_seg, dv_seg, scale,
                     causal);
   }
-  if (!per_head) return;
-  // Sum each group's private dK/dV into dk/dv, in head order.
-  const int64_t nitems = static_cast<int64_t>(items.size());
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < nitems; i += group) {
-    const BackwardItem& first = items[i];
-    const AttentionSegment& s = segments[first.segment];
-    for (int j = 0; j < group; ++j) {
-      const float* pk = partial.data() + partial_offset[i + j];
-      const float* pv = pk + s.k_len * d;
-      for (int64_t r = 0; r < s.k_len; ++r) {
-        cpu::Vec().add(dk.data + (s.k_begin + r) * dk.ld + first.kv_head * d, pk + r * d, d);
-        cpu::Vec().add(dv.data + (s.k_begin + r) * dv.ld + first.kv_head * d, pv + r * d, d);
-      }
-    }
-  }
+  if (per_head) SumHeadPartials(dims, segments, items, partial_offset, partial.data(), dk, dv, ctx);
 }
 
 void AttentionMerge(const AttentionDims& dims, int64_t rows, StridedRows out, float* lse,
-                    int64_t lse_ld, StridedRows part, const float* part_lse, int64_t part_lse_ld) {
+                    int64_t lse_ld, StridedRows part, const float* part_lse, int64_t part_lse_ld,
+                    const ExecutionContext& ctx) {
   dims.Validate();
   const int64_t d = dims.head_dim;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(ctx.threads)
   for (int64_t r = 0; r < rows; ++r) {
     for (int h = 0; h < dims.heads; ++h) {
       const float a = lse[h * lse_ld + r], b = part_lse[h * part_lse_ld + r];
@@ -368,17 +360,18 @@ VarlenChecked CheckVarlen(const AttentionDims& dims, const Tensor& q, const Tens
 
 void VarlenAttentionForward(const AttentionDims& dims, const Tensor& q, const Tensor& k,
                             const Tensor& v, const Tensor& cu_seqlens, const Tensor& out,
-                            const Tensor& lse) {
+                            const Tensor& lse, const ExecutionContext& ctx) {
   VarlenChecked c = CheckVarlen(dims, q, k, v, cu_seqlens, out, lse);
   AttentionIo io{{q.f32(), q.dim(1)},     {k.f32(), k.dim(1)}, {v.f32(), v.dim(1)},
                  {out.f32(), out.dim(1)}, lse.f32(),           c.tokens};
-  AttentionForward(dims, c.segments, io, 1.0f / std::sqrt(static_cast<float>(dims.head_dim)));
+  AttentionForward(dims, c.segments, io, 1.0f / std::sqrt(static_cast<float>(dims.head_dim)),
+                   /*causal=*/true, ctx);
 }
 
 void VarlenAttentionBackward(const AttentionDims& dims, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& cu_seqlens, const Tensor& out,
                              const Tensor& lse, const Tensor& dout, const Tensor& dq,
-                             const Tensor& dk, const Tensor& dv) {
+                             const Tensor& dk, const Tensor& dv, const ExecutionContext& ctx) {
   VarlenChecked c = CheckVarlen(dims, q, k, v, cu_seqlens, out, lse);
   CheckShape(dout, {c.tokens, out.dim(1)});
   CheckShape(dq, {c.tokens, q.dim(1)});
@@ -388,7 +381,7 @@ void VarlenAttentionBackward(const AttentionDims& dims, const Tensor& q, const T
                  {out.f32(), out.dim(1)}, lse.f32(),           c.tokens};
   AttentionBackward(dims, c.segments, io, {dout.f32(), dout.dim(1)}, {dq.f32(), dq.dim(1)},
                     {dk.f32(), dk.dim(1)}, {dv.f32(), dv.dim(1)},
-                    1.0f / std::sqrt(static_cast<float>(dims.head_dim)));
+                    1.0f / std::sqrt(static_cast<float>(dims.head_dim)), /*causal=*/true, ctx);
 }
 
 }  // namespace seqmesh

@@ -2,19 +2,19 @@
 #include <vector>
 
 #include "runtime/check.h"
+#include "runtime/cpu/layers.h"
 #include "runtime/cpu/vec.h"
-#include "runtime/layers.h"
 
 namespace seqmesh {
 
 double CrossEntropyForwardBackward(float* logits, const int32_t* targets, int64_t t, int64_t vocab,
-                                   float grad_scale) {
+                                   float grad_scale, const ExecutionContext& ctx) {
   for (int64_t i = 0; i < t; ++i)
     SM_CHECK(targets[i] == kIgnoreIndex || (targets[i] >= 0 && targets[i] < vocab))
         << "target " << targets[i] << " at position " << i << " is outside the vocabulary [0, "
         << vocab << ") and is not the ignore index " << kIgnoreIndex;
   std::vector<float> row_loss(t, 0.0f);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(ctx.threads)
   for (int64_t i = 0; i < t; ++i) {
     float* row = logits + i * vocab;
     if (targets[i] == kIgnoreIndex) {

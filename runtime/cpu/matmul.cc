@@ -1,4 +1,4 @@
-#include "runtime/matmul.h"
+#include "runtime/cpu/matmul.h"
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -11,11 +11,14 @@ namespace seqmesh {
 
 namespace {
 
-// One oneDNN sgemm call, single-threaded: the caller is inside an OpenMP region (oneDNN does not
-// nest), or the pool has one thread.
+// One oneDNN sgemm call, single-threaded. The caller is always inside an OpenMP region: in an
+// active one oneDNN does not nest; in an inactive one (a team of one thread) oneDNN would read
+// the thread count from the nthreads ICV, so it is set to 1 here for this region's task only
+// (it ends with the region and never reaches the caller's thread or any other).
 void SgemmTile(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                int64_t ldc) {
+  if (!omp_in_parallel()) omp_set_num_threads(1);
   SM_CHECK_DNNL(dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
                            beta, c, ldc))
       << "sgemm M=" << m << " N=" << n << " K=" << k;
@@ -52,7 +55,8 @@ Tiling TilesOf(int64_t m, int64_t n) {
 }  // namespace
 
 void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+          const ExecutionContext& ctx) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     // oneDNN rejects K = 0; the product is empty, so C = beta * C.
@@ -81,23 +85,25 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                 beta, c + lo, ldc);
     }
   };
-  if (omp_get_max_threads() == 1) {
-    for (int64_t i = 0; i < tiles.count; ++i) tile(i);
-    return;
-  }
-  // Even a single tile runs inside a parallel region: called outside one, sgemm would thread
-  // (and split K) on its own. A check that fails in a tile is rethrown here (an exception may
-  // not leave an OpenMP region).
-  const int threads = static_cast<int>(std::min<int64_t>(tiles.count, omp_get_max_threads()));
+  // Even a single tile, or a single thread, runs inside a parallel region: called outside one,
+  // sgemm would thread (and split K) on its own. A check that fails in a tile is rethrown here
+  // (an exception may not leave an OpenMP region).
   std::exception_ptr error;
-#pragma omp parallel for schedule(static) num_threads(std::max(threads, 2))
-  for (int64_t i = 0; i < tiles.count; ++i) {
+  auto run = [&](int64_t i) {
     try {
       tile(i);
     } catch (...) {
 #pragma omp critical(seqmesh_gemm_error)
       if (!error) error = std::current_exception();
     }
+  };
+  if (ctx.threads == 1) {
+#pragma omp parallel num_threads(1)
+    for (int64_t i = 0; i < tiles.count; ++i) run(i);
+  } else {
+    const int threads = static_cast<int>(std::min<int64_t>(tiles.count, ctx.threads));
+#pragma omp parallel for schedule(static) num_threads(std::max(threads, 2))
+    for (int64_t i = 0; i < tiles.count; ++i) run(i);
   }
   if (error) std::rethrow_exception(error);
 }
@@ -111,29 +117,33 @@ void CheckLinear(const Tensor& x, const Tensor& w, const Tensor& y, const char* 
 }
 }  // namespace
 
-void LinearForward(const Tensor& x, const Tensor& w, const Tensor& y) {
+void LinearForward(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate,
+                   const ExecutionContext& ctx) {
   CheckLinear(x, w, y, "LinearForward");
   const int64_t t = x.dim(0), in = x.dim(1), out = w.dim(0);
   CheckShape(w, {out, in});
   CheckShape(y, {t, out});
-  Gemm(false, true, t, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f, y.f32(), out);
+  Gemm(false, true, t, out, in, 1.0f, x.f32(), in, w.f32(), in, accumulate ? 1.0f : 0.0f, y.f32(),
+       out, ctx);
 }
 
-void LinearBackwardInput(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate) {
+void LinearBackwardInput(const Tensor& dy, const Tensor& w, const Tensor& dx, bool accumulate,
+                         const ExecutionContext& ctx) {
   CheckLinear(dy, w, dx, "LinearBackwardInput");
   const int64_t t = dy.dim(0), out = dy.dim(1), in = w.dim(1);
   CheckShape(w, {out, in});
   CheckShape(dx, {t, in});
   Gemm(false, false, t, in, out, 1.0f, dy.f32(), out, w.f32(), in, accumulate ? 1.0f : 0.0f,
-       dx.f32(), in);
+       dx.f32(), in, ctx);
 }
 
-void LinearBackwardWeight(const Tensor& dy, const Tensor& x, const Tensor& dw) {
+void LinearBackwardWeight(const Tensor& dy, const Tensor& x, const Tensor& dw,
+                          const ExecutionContext& ctx) {
   CheckLinear(dy, x, dw, "LinearBackwardWeight");
   const int64_t t = dy.dim(0), out = dy.dim(1), in = x.dim(1);
   CheckShape(x, {t, in});
   CheckShape(dw, {out, in});
-  Gemm(true, false, out, in, t, 1.0f, dy.f32(), out, x.f32(), in, 1.0f, dw.f32(), in);
+  Gemm(true, false, out, in, t, 1.0f, dy.f32(), out, x.f32(), in, 1.0f, dw.f32(), in, ctx);
 }
 
 }  // namespace seqmesh

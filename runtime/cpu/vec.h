@@ -5,16 +5,11 @@
 
 #include <cstdint>
 
+#include "runtime/adamw_step.h"
+
 namespace seqmesh::cpu {
 
-struct AdamWStep {
-  float lr;            // this step's learning rate
-  float beta1, beta2;  // moment decay
-  float eps;
-  float weight_decay;                        // decoupled, applied as p *= 1 - lr * weight_decay
-  float bias_correction1, bias_correction2;  // 1 - beta^step
-  float grad_scale;                          // gradients are multiplied by this first (clipping)
-};
+using seqmesh::AdamWStep;
 
 struct VecKernels {
   const char* isa;

@@ -174,7 +174,8 @@ TEST(RingAttentionMpi, SilentRingMemberFailsWithNamedErrorWithinDeadline) {
     RingAttention ra(dims, layout, 0, {0, 1}, link);
     const auto start = std::chrono::steady_clock::now();
     try {
-      ra.Forward({q.data(), 8}, {kv.data(), 4}, {kv.data(), 4}, {out.data(), 8}, lse.data(), 4);
+      ra.Forward(*MakeBackend(Device::kCpu, {}), {q.data(), 8}, {kv.data(), 4}, {kv.data(), 4},
+                 {out.data(), 8}, lse.data(), 4);
       ADD_FAILURE() << "the exchange with a silent rank completed";
     } catch (const Error& e) {
       const std::string m = e.what();

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "parallel/ring_attention.h"
+#include "runtime/backend.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh::testing {
@@ -37,9 +38,9 @@ class RingCheck {
     const auto segs = SegmentsFromCuSeqlens(cu.data(), 2, s_);
     AttentionIo io{{q_.data(), kQw},   {k_.data(), kKw}, {v_.data(), kKw},
                    {out_.data(), kQw}, lse_.data(),      s_};
-    AttentionForward(kDims, segs, io, Scale());
-    AttentionBackward(kDims, segs, io, {dout_.data(), kQw}, {dq_.data(), kQw}, {dk_.data(), kKw},
-                      {dv_.data(), kKw}, Scale());
+    backend_->AttentionForward(kDims, segs, io, Scale());
+    backend_->AttentionBackward(kDims, segs, io, {dout_.data(), kQw}, {dq_.data(), kQw},
+                                {dk_.data(), kKw}, {dv_.data(), kKw}, Scale());
   }
 
   // Ring position `position` of `ring` (world ranks in ring order), exchanging through `link`.
@@ -57,10 +58,11 @@ class RingCheck {
     std::vector<float> out(ld * kQw), lse(kDims.heads * ld), dq(ld * kQw, 0.f), dk(ld * kKw, 0.f),
         dv(ld * kKw, 0.f);
     RingAttention ra(kDims, layout, position, ring, link);
-    ra.Forward({q.data(), kQw}, {k.data(), kKw}, {v.data(), kKw}, {out.data(), kQw}, lse.data(),
-               ld);
-    ra.Backward({q.data(), kQw}, {k.data(), kKw}, {v.data(), kKw}, {out.data(), kQw}, lse.data(),
-                ld, {dout.data(), kQw}, {dq.data(), kQw}, {dk.data(), kKw}, {dv.data(), kKw});
+    ra.Forward(*backend_, {q.data(), kQw}, {k.data(), kKw}, {v.data(), kKw}, {out.data(), kQw},
+               lse.data(), ld);
+    ra.Backward(*backend_, {q.data(), kQw}, {k.data(), kKw}, {v.data(), kKw}, {out.data(), kQw},
+                lse.data(), ld, {dout.data(), kQw}, {dq.data(), kQw}, {dk.data(), kKw},
+                {dv.data(), kKw});
     std::vector<float> ref_lse(kDims.heads * ld);
     for (int64_t r = 0; r < rows; ++r)
       for (int h = 0; h < kDims.heads; ++h)
@@ -73,6 +75,7 @@ class RingCheck {
   }
 
  private:
+  std::shared_ptr<Backend> backend_ = MakeBackend(Device::kCpu, ExecutionContext{2});
   static constexpr AttentionDims kDims{4, 2, 8};
   static constexpr int64_t kQw = 32, kKw = 16;
   static float Scale() { return 1.0f / std::sqrt(8.0f); }

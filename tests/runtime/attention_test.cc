@@ -1,7 +1,7 @@
 // Flash attention against (1) PyTorch in float64 (tests/reference/fixtures/attention.bin, blocks
 // longer than a CPU tile), (2) a plain O(s^2) implementation in this file for many layouts, and
 // (3) finite differences for the backward.
-#include "runtime/attention.h"
+#include "runtime/cpu/attention.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "runtime/threads.h"
 #include "tests/reference/fixture.h"
 #include "tests/runtime/test_util.h"
 
@@ -204,21 +203,19 @@ TEST_P(AttentionDeterminism, ThreadCountDoesNotChangeResults) {
   auto q = RandomVector(t * qw, 1), k = RandomVector(t * kw, 2), v = RandomVector(t * kw, 3);
   auto dout = RandomVector(t * qw, 4);
   std::vector<std::vector<float>> results;
-  const int saved = NumThreads();
   for (int threads : {1, 2}) {
-    SetNumThreads(threads);
+    const ExecutionContext ctx{threads};
     std::vector<float> out(t * qw), lse(dims.heads * t), dq(t * qw, 0.0f), dk(t * kw, 0.0f),
         dv(t * kw, 0.0f);
     AttentionIo io{{q.data(), qw}, {k.data(), kw}, {v.data(), kw}, {out.data(), qw}, lse.data(), t};
-    AttentionForward(dims, segs, io, 0.25f);
+    AttentionForward(dims, segs, io, 0.25f, /*causal=*/true, ctx);
     AttentionBackward(dims, segs, io, {dout.data(), qw}, {dq.data(), qw}, {dk.data(), kw},
-                      {dv.data(), kw}, 0.25f);
+                      {dv.data(), kw}, 0.25f, /*causal=*/true, ctx);
     out.insert(out.end(), dq.begin(), dq.end());
     out.insert(out.end(), dk.begin(), dk.end());
     out.insert(out.end(), dv.begin(), dv.end());
     results.push_back(out);
   }
-  SetNumThreads(saved);
   EXPECT_EQ(results[0], results[1]);
 }
 

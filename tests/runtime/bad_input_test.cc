@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "runtime/attention.h"
+#include "runtime/cpu/attention.h"
+#include "runtime/cpu/matmul.h"
+#include "runtime/execution_context.h"
 #include "runtime/layers.h"
-#include "runtime/matmul.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
 #include "runtime/tensor.h"
-#include "runtime/threads.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -525,9 +526,10 @@ TEST(BadLrSchedule, ValidateNamesTheField) {
 }
 
 TEST(BadThreads, ZeroThreads) {
-  const int saved = NumThreads();
-  EXPECT_TRUE(ThrowsWith([] { SetNumThreads(0); }, "thread count must be at least 1, got 0"));
-  EXPECT_EQ(NumThreads(), saved);
+  EXPECT_TRUE(
+      ThrowsWith([] { ExecutionContext{0}.Validate(); }, "thread count must be at least 1, got 0"));
+  EXPECT_TRUE(ThrowsWith([] { MakeBackend(Device::kCpu, ExecutionContext{0}); },
+                         "thread count must be at least 1, got 0"));
 }
 
 }  // namespace

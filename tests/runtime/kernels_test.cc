@@ -11,12 +11,13 @@
 #include <tuple>
 #include <vector>
 
+#include "runtime/backend.h"
+#include "runtime/cpu/layers.h"
+#include "runtime/cpu/matmul.h"
 #include "runtime/cpu/vec.h"
 #include "runtime/layers.h"
-#include "runtime/matmul.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
-#include "runtime/threads.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -598,16 +599,6 @@ TEST(VecIsaTables, AdamWMatchesGeneric) {
 // ---------------------------------------------------------------------------------------------
 // Determinism: 1 and 2 threads give the same bits.
 
-// Sets the thread count for its lifetime.
-class ThreadCount {
- public:
-  explicit ThreadCount(int n) : saved_(NumThreads()) { SetNumThreads(n); }
-  ~ThreadCount() { SetNumThreads(saved_); }
-
- private:
-  int saved_;
-};
-
 struct RmsNormGrads {
   std::vector<float> dx, dw;
 };
@@ -617,11 +608,17 @@ std::vector<RmsNormGrads> RmsNormBackwardOnOneAndTwoThreads() {
   const auto x = RandomVector(t * n, 21), w = RandomVector(n, 22), dy = RandomVector(t * n, 23);
   std::vector<RmsNormGrads> runs;
   for (int threads : {1, 2}) {
-    ThreadCount set(threads);
-    EXPECT_EQ(NumThreads(), threads);
+    const auto backend = MakeBackend(Device::kCpu, ExecutionContext{threads});
+    EXPECT_EQ(backend->context().threads, threads);
     std::vector<float> y(t * n), rstd(t), dx(t * n), dw(n, 0.0f);
-    RmsNormForward(x.data(), w.data(), y.data(), rstd.data(), t, n, 1e-5f);
-    RmsNormBackward(dy.data(), x.data(), w.data(), rstd.data(), dx.data(), dw.data(), t, n, false);
+    auto view = [](std::vector<float>& v, std::initializer_list<int64_t> shape) {
+      return Tensor("v", DType::kF32, Shape(shape), v.data());
+    };
+    std::vector<float> xm = x, wm = w, dym = dy;
+    backend->RmsNormForward(view(xm, {t, n}), view(wm, {n}), view(y, {t, n}), view(rstd, {t}),
+                            1e-5f);
+    backend->RmsNormBackward(view(dym, {t, n}), view(xm, {t, n}), view(wm, {n}), view(rstd, {t}),
+                             view(dx, {t, n}), view(dw, {n}), false);
     runs.push_back({dx, dw});
   }
   return runs;
@@ -662,7 +659,6 @@ std::vector<GemmCase> GemmCases() {
 }
 
 std::vector<float> RunGemm(const GemmCase& g, int threads, double* rel_error = nullptr) {
-  ThreadCount set(threads);
   // Stored shapes: A is (m, k) or (k, m) when transposed; B is (k, n) or (n, k). Pad by 3.
   const int64_t a_rows = g.ta ? g.k : g.m, a_cols = g.ta ? g.m : g.k;
   const int64_t b_rows = g.tb ? g.n : g.k, b_cols = g.tb ? g.k : g.n;
@@ -671,7 +667,8 @@ std::vector<float> RunGemm(const GemmCase& g, int threads, double* rel_error = n
   const auto c0 = RandomVector(g.m * ldc, 13);
   std::vector<float> c = c0;
   const float alpha = 0.75f, beta = 0.5f;
-  Gemm(g.ta, g.tb, g.m, g.n, g.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  Gemm(g.ta, g.tb, g.m, g.n, g.k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc,
+       ExecutionContext{threads});
   if (rel_error) {
     double diff = 0, scale = 0;
     for (int64_t i = 0; i < g.m; ++i)
@@ -749,8 +746,7 @@ std::vector<ModelRun> ModelStepOnThreads(const std::vector<int32_t>& cu,
 
   std::vector<ModelRun> runs;
   for (int threads : thread_counts) {
-    ThreadCount set(threads);
-    Model model(c, {t, {false, true}, {}, {}});
+    Model model(c, {t, {false, true}, {}, {}, MakeBackend(Device::kCpu, {threads})});
     model.InitRandom(5, 0.2f);  // wider than the default 0.02 so activations are far from zero
     model.ZeroGrad();
     ModelRun run;

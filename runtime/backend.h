@@ -1,0 +1,114 @@
+// Backend: where compute runs. Every kernel the model and the optimizer use goes through this one
+// interface; runtime/cpu/ is its first implementation (CpuBackend) and the CUDA issue adds
+// runtime/cuda/ (DESIGN.md section 8). The model never includes runtime/cpu/.
+//
+// Invariants every implementation keeps:
+//   - Entry points that take a Tensor check its device first (CheckDevice) and name the tensor;
+//     entry points over raw pointers (attention, which works on strided column slices) take
+//     pointers into tensors the caller checked once (the model checks its arenas at
+//     construction: Model::Model).
+//   - Results do not depend on context().threads (work is split by shape, never by thread
+//     count), so the same inputs give the same bits on 1 or N threads.
+//   - Shapes are those of the model's views: T rows of the micro-batch, H = hidden, F = ffn,
+//     V = vocab. Entry points with `accumulate` add (+=) instead of writing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "runtime/adamw_step.h"
+#include "runtime/attention.h"
+#include "runtime/device.h"
+#include "runtime/execution_context.h"
+#include "runtime/tensor.h"
+
+namespace seqmesh {
+
+// One contiguous range of a fused AdamW update: p, g, m, v of `count` elements.
+struct AdamWRange {
+  float* param = nullptr;
+  const float* grad = nullptr;
+  float* m = nullptr;
+  float* v = nullptr;
+  int64_t count = 0;
+  AdamWStep step{};
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual const ExecutionContext& context() const = 0;
+
+  // Memory of tensors on this device: dst = src (same shape), t = 0.
+  virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
+  virtual void Zero(const Tensor& t) = 0;
+
+  // Linear layers, weights in the PyTorch layout W (out, in):
+  //   y (T, out)  = x (T, in) W^T     (+= if accumulate)   LinearForward
+  //   dx (T, in)  = dy (T, out) W     (+= if accumulate)   LinearBackwardInput
+  //   dW (out,in) += dy^T x                                LinearBackwardWeight
+  virtual void LinearForward(const Tensor& x, const Tensor& w, const Tensor& y,
+                             bool accumulate) = 0;
+  virtual void LinearBackwardInput(const Tensor& dy, const Tensor& w, const Tensor& dx,
+                                   bool accumulate) = 0;
+  virtual void LinearBackwardWeight(const Tensor& dy, const Tensor& x, const Tensor& dw) = 0;
+
+  // out (T, H) = table[tokens (T) i32], table (V, H); ids outside [0, V) are an error.
+  virtual void EmbeddingForward(const Tensor& tokens, const Tensor& table, const Tensor& out) = 0;
+  // dtable[tokens[i]] += dout[i].
+  virtual void EmbeddingBackward(const Tensor& tokens, const Tensor& dout,
+                                 const Tensor& dtable) = 0;
+
+  // y (T, H) = w (H) * x / sqrt(mean(x^2) + eps) per row; rstd (T) saved for backward.
+  virtual void RmsNormForward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd,
+                              float eps) = 0;
+  // dx (= or += when accumulate), dw += (reduced over rows in a fixed order).
+  virtual void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w,
+                               const Tensor& rstd, const Tensor& dx, const Tensor& dw,
+                               bool accumulate) = 0;
+
+  // cos, sin (T, head_dim/2) for positions (T) i32 (Hugging Face's inv_freq).
+  virtual void RopeTable(const Tensor& positions, int head_dim, float theta, const Tensor& cos,
+                         const Tensor& sin) = 0;
+  // Rotates, in place, `heads` heads of head_dim columns starting at column `column` of every
+  // row of x (T, width); inverse applies the transpose rotation (backward).
+  virtual void RopeApply(const Tensor& x, int64_t column, int heads, int head_dim,
+                         const Tensor& cos, const Tensor& sin, bool inverse) = 0;
+
+  // gu (T, 2F) = [gate | up] per row; h (T, F) = silu(gate) * up.
+  virtual void SwiGluForward(const Tensor& gu, const Tensor& h) = 0;
+  // dgu (T, 2F) from dh (T, F).
+  virtual void SwiGluBackward(const Tensor& gu, const Tensor& dh, const Tensor& dgu) = 0;
+
+  // Flash attention over segments (runtime/attention.h has the layout and the contract).
+  virtual void AttentionForward(const AttentionDims& dims,
+                                std::span<const AttentionSegment> segments, const AttentionIo& io,
+                                float scale, bool causal = true) = 0;
+  // Accumulates (+=) into dq, dk, dv.
+  virtual void AttentionBackward(const AttentionDims& dims,
+                                 std::span<const AttentionSegment> segments, const AttentionIo& io,
+                                 StridedRows dout, StridedRows dq, StridedRows dk, StridedRows dv,
+                                 float scale, bool causal = true) = 0;
+  // Merges a partial result into a running one (ring attention's steps; runtime/attention.h).
+  virtual void AttentionMerge(const AttentionDims& dims, int64_t rows, StridedRows out, float* lse,
+                              int64_t lse_ld, StridedRows part, const float* part_lse,
+                              int64_t part_lse_ld) = 0;
+  // y[i] += x[i] over n floats (ring attention adds received gradient blocks).
+  virtual void Add(float* y, const float* x, int64_t n) = 0;
+
+  // Softmax cross-entropy over logits (T, V) in place with targets (T) i32: returns the sum of
+  // the token losses (in double, in row order) and leaves d(loss_sum * grad_scale)/d(logits).
+  virtual double CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) = 0;
+
+  // sqrt(sum of squares) over all tensors, accumulated in double in a fixed order.
+  virtual double GlobalNorm(std::span<const Tensor> tensors) = 0;
+  // The fused AdamW update of every range (ranges never overlap).
+  virtual void AdamW(std::span<const AdamWRange> ranges) = 0;
+};
+
+// The backend for `device` with `context` (Device::kCpu: runtime/cpu/'s CpuBackend).
+std::shared_ptr<Backend> MakeBackend(Device device, const ExecutionContext& context);
+
+}  // namespace seqmesh
