@@ -261,6 +261,24 @@ grpc::Status Coordinator::GetPlan(const proto::PlanRequest& request, proto::Plan
   return grpc::Status::OK;
 }
 
+uint64_t Coordinator::RequestStop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!stop_requested_ && !failure_) {
+    stop_requested_ = true;
+    // Steps planned already may be running on some rank: the first unplanned one is the last.
+    total_steps_ = std::min(total_steps_, std::max(planner_->next_step(), completed_) + 1);
+    // A step already planned as the last keeps its reply; one planned past the new end cannot
+    // exist (it would have been asked for).
+  }
+  changed_.notify_all();
+  return total_steps_;
+}
+
+bool Coordinator::stop_requested() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_requested_;
+}
+
 void Coordinator::PlanThrough(uint64_t step) {
   while (planner_->next_step() <= step) {
     StepRecord record;
@@ -277,6 +295,7 @@ void Coordinator::PlanThrough(uint64_t step) {
     reply.set_target_tokens(record.planned.target_tokens);
     const int64_t interval = config_.checkpoint.interval;
     reply.set_checkpoint_after((interval > 0 && (k + 1) % interval == 0) || k + 1 == total_steps_);
+    reply.set_last_step(stop_requested_ && k + 1 == total_steps_);
     record.reports.resize(options_.world_size);
     if (reply.checkpoint_after()) {
       PendingCheckpoint pending;

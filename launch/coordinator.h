@@ -99,6 +99,13 @@ class Coordinator {
   // it a few times per timeout; tests may call it directly).
   void CheckLiveness();
 
+  // A graceful stop (the first Ctrl-C or SIGTERM): the first step no rank has asked for yet
+  // becomes the job's last, with a checkpoint after it (PlanReply.last_step), so every rank
+  // finishes the steps it runs, commits, and leaves; --resume continues from there. Returns the
+  // step count the job now ends at (total_steps() when every step was planned already).
+  uint64_t RequestStop();
+  bool stop_requested() const;
+
   // The last step has been reported by every rank and its checkpoint committed.
   bool Finished() const;
   std::optional<JobFailure> Failure() const;
@@ -176,6 +183,7 @@ class Coordinator {
   uint64_t completed_ = 0;  // steps reported by every rank
   uint64_t committed_ = 0;  // newest committed checkpoint step this run
   bool final_committed_ = false;
+  bool stop_requested_ = false;
   std::vector<RankState> ranks_;
   std::optional<Clock::time_point> first_registered_;  // when the first rank registered
   std::map<uint64_t, StepRecord> steps_;

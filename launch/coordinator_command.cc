@@ -95,13 +95,22 @@ std::optional<CoordinatorArgs> ParseArgs(const Args& args) {
 }
 
 // Serves until the job has an outcome or a signal stops it; returns the exit status.
+// The first SIGINT or SIGTERM stops the job gracefully (its current step, then a checkpoint);
+// a second stops it at once.
 int Serve(Coordinator& coordinator, CoordinatorServer& server, const RunConfig& config) {
   while (!coordinator.WaitForOutcome(std::chrono::milliseconds(100))) {
-    if (const int sig = StopSignals::Received()) {
-      std::cout << "coordinator: stopping on signal " << sig << " after step "
+    const int sig = StopSignals::Received();
+    if (StopSignals::Count() >= 2) {
+      std::cout << "coordinator: stopping at once on a second signal " << sig << " after step "
                 << coordinator.completed_steps() << std::endl;
       server.Shutdown(std::chrono::milliseconds(1000));
       return 128 + sig;
+    }
+    if (sig && !coordinator.stop_requested()) {
+      const uint64_t last = coordinator.RequestStop();
+      std::cout << "coordinator: signal " << sig << ": the job stops after step " << last
+                << " with a checkpoint (--resume continues; a second signal stops at once)"
+                << std::endl;
     }
   }
   if (const auto failure = coordinator.Failure()) {
@@ -115,7 +124,8 @@ int Serve(Coordinator& coordinator, CoordinatorServer& server, const RunConfig& 
     server.Shutdown(std::chrono::milliseconds(500));
     return failure->kind == JobFailure::Kind::kDeadRank ? kExitWorkerDead : 1;
   }
-  std::cout << "coordinator: finished " << coordinator.total_steps() << " steps; checkpoint "
+  std::cout << "coordinator: " << (coordinator.stop_requested() ? "stopped after " : "finished ")
+            << coordinator.total_steps() << " steps; checkpoint "
             << CheckpointStepDir(config, coordinator.committed_step()) << std::endl;
   server.Shutdown();
   return 0;

@@ -331,13 +331,25 @@ struct AttemptEnd {
 };
 
 // Watches the coordinator and the workers until the job ends or one side fails.
+// The first Ctrl-C or SIGTERM goes to the coordinator as SIGTERM: the job finishes its step,
+// commits a checkpoint and ends (exit 0); a second stops everything at once.
 AttemptEnd WatchAttempt(Child& coordinator, Child& workers, int attempt) {
+  bool forwarded = false;
   while (true) {
-    if (StopSignals::Received()) {
+    if (StopSignals::Count() >= 2) {
       workers.Stop(std::chrono::seconds(10));
       coordinator.Stop(std::chrono::seconds(5));
-      std::fprintf(stderr, "launch: stopped by signal %d\n", StopSignals::Received());
+      std::fprintf(stderr, "launch: stopped at once by a second signal %d\n",
+                   StopSignals::Received());
       return {128 + StopSignals::Received(), ""};
+    }
+    if (StopSignals::Received() && !forwarded) {
+      coordinator.Kill(SIGTERM);
+      forwarded = true;
+      std::fprintf(stderr,
+                   "launch: signal %d: the job finishes its step, commits a checkpoint and "
+                   "stops (--resume continues it; Ctrl-C again stops at once)\n",
+                   StopSignals::Received());
     }
     if (workers.Reap(false)) {
       if (!workers.ok()) return {std::nullopt, "mpirun ended with " + workers.Outcome()};
@@ -348,7 +360,10 @@ AttemptEnd WatchAttempt(Child& coordinator, Child& workers, int attempt) {
       if (!coordinator.running() && coordinator.ok()) {
         coordinator.JoinOutput();
         workers.JoinOutput();
-        std::fprintf(stderr, "launch: job finished after %d attempt(s)\n", attempt + 1);
+        if (forwarded)
+          std::fprintf(stderr, "launch: job stopped with a checkpoint (attempt %d)\n", attempt + 1);
+        else
+          std::fprintf(stderr, "launch: job finished after %d attempt(s)\n", attempt + 1);
         return {0, ""};
       }
       return {std::nullopt, "the workers finished but the coordinator " + coordinator.Outcome()};
@@ -406,6 +421,10 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
         last >= 0 ? "last completed step " + std::to_string(last) : "no step completed";
     std::fprintf(stderr, "launch: root cause: %s; %s (attempt %d)\n", cause.c_str(), done.c_str(),
                  attempt + 1);
+    if (StopSignals::Received()) {  // stopped on request: no restart
+      std::fprintf(stderr, "launch: stopped by signal %d\n", StopSignals::Received());
+      return 128 + StopSignals::Received();
+    }
     if (attempt >= a.max_restarts) {
       std::fprintf(stderr, "launch: giving up after %d restart(s) (--max-restarts %d)\n", attempt,
                    a.max_restarts);

@@ -19,6 +19,7 @@ class StopSignals {
  public:
   StopSignals() {
     received_.store(0);
+    count_.store(0);
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
@@ -29,6 +30,7 @@ class StopSignals {
         if (sigwait(&set_, &sig) != 0) continue;
         if (done_.load()) return;
         received_.store(sig);
+        count_.fetch_add(1);
       }
     });
   }
@@ -43,9 +45,12 @@ class StopSignals {
 
   // The last signal taken (0: none).
   static int Received() { return received_.load(); }
+  // How many were taken: the first asks a job to stop gracefully, a second to stop at once.
+  static int Count() { return count_.load(); }
 
  private:
   static inline std::atomic<int> received_{0};
+  static inline std::atomic<int> count_{0};
   sigset_t set_, old_;
   std::atomic<bool> done_{false};
   std::thread waiter_;

@@ -22,10 +22,10 @@
 #include "launch/validation.h"
 #include "parallel/hdp_step.h"
 #include "parallel/world_of_one.h"
+#include "runtime/backend.h"
 #include "runtime/cpu/peak.h"
 #include "runtime/hf_checkpoint.h"
 #include "runtime/json.h"
-#include "runtime/backend.h"
 #include "scheduler/step_planner.h"
 
 namespace seqmesh::launch {

@@ -286,6 +286,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     }
     client.ReportMetrics(metrics);
     if (reply.checkpoint_after()) CommitPart(client, config, hdp, world, generation, step + 1);
+    if (reply.last_step()) break;  // a stop was requested: this step's checkpoint ends the job
   }
   // Every rank's last commit is in before anyone leaves (the coordinator then finishes).
   comm.Barrier();

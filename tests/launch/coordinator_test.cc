@@ -686,6 +686,28 @@ TEST_F(CoordinatorTest, CheckpointsCommitOnlyWithEveryPartAndResumeWhereTheyLeft
   EXPECT_TRUE(fs::exists(CheckpointStepDir(resumed.config(), 6) + "/manifest.json"));
 }
 
+// Issue 13, item 4: a stop request (the first Ctrl-C) makes the first step no rank asked for the
+// last, with a checkpoint after it; steps planned before keep their plans; once its parts are
+// committed the job has finished, and a second request changes nothing.
+TEST_F(CoordinatorTest, AStopRequestEndsTheJobAfterTheNextUnplannedStepWithACheckpoint) {
+  Job job(data_, RunDir("stop"), 2);
+  job.RegisterAll();
+  const proto::PlanReply first = job.RunStep(0);
+  EXPECT_FALSE(first.last_step());
+  EXPECT_EQ(job.c().total_steps(), 6u);
+  EXPECT_EQ(job.c().RequestStop(), 2u);  // step 1 was not planned yet: it is the last
+  EXPECT_TRUE(job.c().stop_requested());
+  EXPECT_EQ(job.c().RequestStop(), 2u);
+  const proto::PlanReply last = job.RunStep(1);
+  EXPECT_TRUE(last.last_step());
+  EXPECT_TRUE(last.checkpoint_after());
+  EXPECT_FALSE(job.c().Finished());
+  job.Checkpoint(2);
+  EXPECT_TRUE(job.c().Finished());
+  EXPECT_EQ(job.c().committed_step(), 2u);
+  EXPECT_TRUE(fs::exists(CheckpointStepDir(job.config(), 2) + "/manifest.json"));
+}
+
 TEST_F(CoordinatorTest, ResumingACompleteRunFinishesOnceEveryRankRegistered) {
   const std::string run = RunDir("run");
   {

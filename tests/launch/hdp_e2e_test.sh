@@ -10,6 +10,7 @@
 #      equal to the uninterrupted run's.
 #   x) one checkpoint layout: train resumes what 4 ranks wrote, and 4 ranks what train wrote.
 #   corrupt) a corrupt checkpoint is set aside and never loaded; all corrupt is an error.
+#   stop) Ctrl-C to launch commits a checkpoint and exits 0; --resume continues bitwise.
 #   hang) SIGSTOP of a worker: the root-cause line names the rank the coordinator declared dead.
 #   c) a checkpoint written by 4 ranks resumes on 2 ranks and the loss goes on as on 4 ranks.
 #   tls) 2 workers train over mutual TLS (a job CA signs the coordinator's and workers' certs).
@@ -260,6 +261,47 @@ grep -q "launch: root cause: cannot plan step 0: .*needs [0-9]* ranks.*; no step
   || fail "(hang) the older run's step was reported: $(grep 'root cause' "$work/nostep.err")"
 echo "(hang) ok: $(grep 'launch: root cause' "$work/nostep.err" | cut -c1-160)"
 [[ $which == hang ]] && exit 0
+
+# (stop) Ctrl-C to launch (issue 13, item 4): the job finishes its step, commits a checkpoint and
+# exits 0; --resume continues it to the end, bitwise equal to the uninterrupted run (a). Two
+# Ctrl-C stop it at once (exit 130).
+mkdir -p "$work/stop"
+"$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/stop" -n 4 \
+  > "$work/stop.out" 2> "$work/stop.err" &
+pid=$!
+for _ in $(seq 1 3000); do
+  (( $( (losses "$work/stop/metrics.jsonl" 2>/dev/null || true) | wc -l) >= 2 )) && break
+  sleep 0.01
+done
+kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+[[ $status -eq 0 ]] || fail "(stop) Ctrl-C: exit status $status: $(tail -3 "$work/stop.err")"
+grep -q "launch: job stopped with a checkpoint" "$work/stop.err" \
+  || fail "(stop) no stop line: $(grep launch: "$work/stop.err")"
+newest=$(ls -d "$work"/stop/step-*/manifest.json | tail -1 | sed 's/.*step-0*\([0-9]*\)\/.*/\1/')
+(( newest >= 2 && newest < 8 )) || fail "(stop) the checkpoint after the stop is step $newest"
+launch "$work/stop" -n 4 --resume
+for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003.safetensors; do
+  cmp "$work/a/step-00000008/$f" "$work/stop/step-00000008/$f" \
+    || fail "(stop) $f after stop at $newest and --resume differs from the uninterrupted run's"
+done
+mkdir -p "$work/stop2"
+"$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/stop2" -n 4 \
+  --training.steps=1000 > "$work/stop2.out" 2> "$work/stop2.err" &
+pid=$!
+for _ in $(seq 1 3000); do
+  (( $( (losses "$work/stop2/metrics.jsonl" 2>/dev/null || true) | wc -l) >= 1 )) && break
+  sleep 0.01
+done
+kill -INT "$pid"; sleep 0.2; kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+[[ $status -eq 130 ]] || fail "(stop) two Ctrl-C: exit status $status, expected 130"
+grep -q "launch: stopped at once by a second signal 2" "$work/stop2.err" \
+  || fail "(stop) two Ctrl-C: $(grep launch: "$work/stop2.err")"
+echo "(stop) ok: stopped at step $newest with a checkpoint, resumed to 8 bitwise; two Ctrl-C: 130"
+[[ $which == stop ]] && exit 0
 
 # (c) 4 ranks write step 4; 2 ranks resume and go on to step 8.
 mkdir -p "$work/c"
