@@ -7,6 +7,7 @@
 
 #include "launch/coordinator_requests.h"
 #include "launch/format.h"
+#include "launch/metrics_file.h"
 #include "launch/run_dir.h"
 #include "launch/step_metrics.h"
 #include "runtime/check.h"
@@ -51,6 +52,10 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
   if (options_.resume) RestoreNewestCheckpoint(cursor);
   start_step_ = std::min(start_step_, total_steps_);
   completed_ = start_step_;
+  // Steps after the one resumed from are redone: their earlier records are superseded.
+  if (const int64_t n = SupersedeRecordsAfter(metrics_path_, start_step_))
+    out_ << "coordinator: " << n << " record(s) of steps after " << start_step_ << " moved to '"
+         << metrics_path_ << ".superseded' (those steps are redone)" << std::endl;
   planner_.emplace(scheduler::PlannerCostModel(config_),
                    scheduler::StepPlannerOptions::FromConfig(config_, n), data_.sampler,
                    data_.prefixes, start_step_, std::move(cursor));

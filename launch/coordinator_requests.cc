@@ -42,6 +42,9 @@ grpc::Status CheckMetricsFields(const proto::MetricsReport& request, int64_t bat
                                 int micro_batches) {
   const int rank = request.rank();
   const int planned = micro_batches;
+  if (!std::isfinite(request.rss_mib()) || request.rss_mib() < 0)
+    return Invalid("ReportMetrics: rss_mib: " + std::to_string(request.rss_mib()) +
+                   " is not a finite non-negative size");
   if (!std::isfinite(request.step_ms()) || request.step_ms() < 0)
     return Invalid("ReportMetrics: step_ms: " + std::to_string(request.step_ms()) +
                    " must be finite and >= 0");

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "launch/format.h"
+#include "launch/metrics_file.h"
 
 namespace seqmesh::launch {
 namespace {
@@ -38,12 +39,13 @@ Json StepRecordJson(uint64_t step, const StepTotals& totals,
                     const scheduler::PlannedStep& planned, const std::map<int, double>& refit_scale,
                     uint64_t generation) {
   Json rank_loss = Json::Array(), rank_ms = Json::Array(), rank_bytes = Json::Array(),
-       rank_mb = Json::Array();
+       rank_mb = Json::Array(), rank_mem = Json::Array();
   for (const auto& r : reports) {
     rank_loss.Push(NumberOrNull(r->loss()));
     rank_ms.Push(NumberOrNull(r->step_ms()));
     rank_bytes.Push(Json::Integer(static_cast<int64_t>(r->bytes_sent())));
     rank_mb.Push(Json::Integer(r->micro_batches()));
+    rank_mem.Push(NumberOrNull(r->rss_mib()));
   }
   // After gradient sync every rank holds the same norm and learning rate; rank 0's are logged.
   const proto::MetricsReport& first = *reports[0];
@@ -72,6 +74,8 @@ Json StepRecordJson(uint64_t step, const StepTotals& totals,
   line.Set("rank_step_ms", std::move(rank_ms));
   line.Set("rank_bytes_sent", std::move(rank_bytes));
   line.Set("rank_micro_batches", std::move(rank_mb));
+  line.Set("rank_mem_mib", std::move(rank_mem));
+  line.Set("time", Json::String(UtcTimestamp()));
   return line;
 }
 

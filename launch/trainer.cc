@@ -16,6 +16,8 @@
 #include "launch/dist_checkpoint.h"
 #include "launch/format.h"
 #include "launch/job_checkpoint.h"
+#include "launch/machine_peak.h"
+#include "launch/metrics_file.h"
 #include "launch/run_dir.h"
 #include "launch/stop_signals.h"
 #include "launch/training_data.h"
@@ -23,7 +25,6 @@
 #include "parallel/hdp_step.h"
 #include "parallel/world_of_one.h"
 #include "runtime/backend.h"
-#include "runtime/cpu/peak.h"
 #include "runtime/hf_checkpoint.h"
 #include "runtime/json.h"
 #include "scheduler/step_planner.h"
@@ -32,14 +33,6 @@ namespace seqmesh::launch {
 namespace {
 
 namespace fs = std::filesystem;
-
-double ResidentMiB() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
-  return 0;
-}
 
 // Causal (query, key) pairs of a packed plan: each segment is a document of its own.
 double CausalPairs(const proto::StepPlan& plan) {
@@ -117,15 +110,14 @@ struct Throughput {
 };
 
 void LogLine(uint64_t step, double loss, double norm, float lr, double val, int64_t cut_total,
-             double peak, Throughput& t, std::ostream& out) {
+             MachinePeak& peak, Throughput& t, std::ostream& out) {
   const auto now = std::chrono::steady_clock::now();
   const double secs = std::chrono::duration<double>(now - t.since).count();
   const double gflops = t.flops / secs / 1e9;
   if (::isatty(STDOUT_FILENO)) out << "\r\033[K";
   out << "step: " << step << "  loss: " << Fixed(loss, 4) << "  grad_norm: " << Fixed(norm, 4)
       << "  lr: " << Sci(lr) << "  tok/s: " << Fixed(t.tokens / secs, 0)
-      << "  gflops: " << Fixed(gflops, 1)
-      << "  mfu: " << Fixed(peak > 0 ? 100.0 * gflops / peak : 0.0, 1) << "%"
+      << "  gflops: " << Fixed(gflops, 1) << "  mfu: " << Fixed(100.0 * peak.Mfu(gflops), 1) << "%"
       << "  mem: " << Fixed(ResidentMiB(), 0) << "MiB";
   if (cut_total > 0) out << "  cut: " << cut_total;
   if (!std::isnan(val)) out << "  val_loss: " << Fixed(val, 4);
@@ -143,7 +135,7 @@ void ProgressBar(uint64_t step, int64_t steps, std::ostream& out) {
 // One metrics.jsonl record: the trainer's fields (deterministic: a resumed run's lines equal an
 // uninterrupted run's).
 Json StepRecord(uint64_t step, double loss, double norm, float lr,
-                const scheduler::PlannedStep& planned, double val) {
+                const scheduler::PlannedStep& planned, double val, double step_ms) {
   Json line = Json::Object();
   line.Set("step", Json::Integer(static_cast<int64_t>(step)));
   line.Set("loss", Json::Number(loss));
@@ -152,6 +144,11 @@ Json StepRecord(uint64_t step, double loss, double norm, float lr,
   line.Set("tokens", Json::Integer(planned.tokens));
   line.Set("cut_sequences", Json::Integer(planned.cut_sequences));
   if (!std::isnan(val)) line.Set("val_loss", Json::Number(val));
+  // As launch's records: when, how long, how fast, how much memory (these vary run to run).
+  line.Set("time", Json::String(UtcTimestamp()));
+  line.Set("step_ms", Json::Number(step_ms));
+  line.Set("tok_per_s", Json::Number(step_ms > 0 ? planned.tokens / (step_ms / 1e3) : 0.0));
+  line.Set("mem_mib", Json::Number(ResidentMiB()));
   return line;
 }
 
@@ -205,20 +202,25 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
                                  data.sampler, names, run.step, run.cursor);
   const ValidationSet validation = ChooseValidationSet(data);
   const std::string metrics_path = config.metrics_path();
+  // Steps after the one resumed from are redone: their earlier records are superseded.
+  if (const int64_t n = SupersedeRecordsAfter(metrics_path, run.step))
+    out << "train: " << n << " record(s) of steps after " << run.step << " moved to '"
+        << metrics_path << ".superseded' (those steps are redone)\n";
   std::ofstream metrics(metrics_path, std::ios::app);
   SM_CHECK(metrics.good()) << "cannot open the metrics file '" << metrics_path << "'";
 
-  const double peak = MeasureFmaPeakGflops(static_cast<int>(config.training.threads), 2'000'000);
+  MachinePeak peak(static_cast<int>(config.training.threads));
   out << "model: " << config.model.NumParams() << " params; data: " << data.datasets.size()
       << " dataset(s), " << data.train_sequences << " training and " << data.validation.size()
-      << " validation sequences, " << data.tokens_total << " tokens; peak " << Fixed(peak, 1)
-      << " GFLOP/s\n";
+      << " validation sequences, " << data.tokens_total << " tokens; peak "
+      << Fixed(peak.gflops(), 1) << " GFLOP/s\n";
 
   const LrSchedule schedule = config.schedule();
   const ModelConfig& m = config.model;
   Throughput since;
   int64_t cut_total = 0;  // sequences cut to fit a micro-batch so far (reported, not hidden)
   while (static_cast<int64_t>(run.step) < config.training.steps) {
+    const auto step_start = std::chrono::steady_clock::now();
     const scheduler::PlannedStep planned = planner.Next();
     const float lr = schedule.At(static_cast<int64_t>(run.step));
     const HdpStepResult done = run.hdp->Run(planned.plan, planned.target_tokens,
@@ -234,7 +236,11 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
     if (config.training.eval_interval > 0 && run.step % config.training.eval_interval == 0)
       val = ValidationLoss(*run.hdp, run.comm, validation, data.datasets, cost,
                            scheduler::StepPlannerOptions::FromConfig(config, 1));
-    metrics << StepRecord(run.step, done.run.loss, done.grad_norm, lr, planned, val).Dump() << "\n"
+    const double step_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_start)
+            .count();
+    metrics << StepRecord(run.step, done.run.loss, done.grad_norm, lr, planned, val, step_ms).Dump()
+            << "\n"
             << std::flush;
     const bool last = static_cast<int64_t>(run.step) == config.training.steps;
     if (run.step % config.training.log_interval == 0 || last)

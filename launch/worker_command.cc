@@ -30,6 +30,7 @@
 #include "launch/coordinator_client.h"
 #include "launch/dist_checkpoint.h"
 #include "launch/flags.h"
+#include "launch/metrics_file.h"
 #include "launch/training_data.h"
 #include "launch/validation.h"
 #include "launch/worker.h"
@@ -278,6 +279,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     times.step_ms = MsSince(t0);
     if (trace) WriteTrace(trace.get(), rank, reply.plan(), done.run, times);
     proto::MetricsReport metrics = MetricsOf(rank, step, generation, done, lr, times, sync_bytes);
+    metrics.set_rss_mib(ResidentMiB());
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
       const double val = ValidationLoss(hdp, comm, validation, datasets, cost,

@@ -191,6 +191,10 @@ for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003
   cmp "$work/a/step-00000008/$f" "$work/b/step-00000008/$f" \
     || fail "(b) $f differs from the uninterrupted run's"
 done
+# One record per step after the restart (issue 13, item 8): the redone steps' records replace
+# the ones the killed attempt wrote (those are in metrics.jsonl.superseded).
+[[ $(losses "$work/b/metrics.jsonl" | cut -d' ' -f1 | tr '\n' ' ') == "1 2 3 4 5 6 7 8 " ]] \
+  || fail "(b) metrics.jsonl steps after the restart: $(losses "$work/b/metrics.jsonl" | cut -d' ' -f1 | tr '\n' ' ')"
 echo "(b) ok: $(cat "$work/killed"); $(grep 'launch: root cause' "$work/b.err")"
 [[ $which == b ]] && exit 0
 
