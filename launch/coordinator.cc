@@ -384,8 +384,19 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     planner_->Learn(record.planned, times, totals.step_ms - totals.compute_ms);
     if (record.reply.checkpoint_after()) WriteRefitCostFile(step);
   }
-  const Json line = StepRecordJson(step, totals, record.reports, record.planned,
-                                   planner_->RefitScales(), generation_);
+  Json line = StepRecordJson(step, totals, record.reports, record.planned, planner_->RefitScales(),
+                             generation_);
+  const double norm = record.reports[0]->grad_norm();
+  bool stop = false;
+  try {
+    if (nonfinite_.Check(step + 1, totals.loss, norm)) line.Set("skipped", Json::Bool(true));
+  } catch (const Error& e) {
+    line.Set("skipped", Json::Bool(true));
+    JobFailure f;
+    f.message = e.what();
+    Fail(std::move(f));
+    stop = true;
+  }
   {
     std::ofstream metrics(metrics_path_, std::ios::app);
     metrics << line.Dump() << "\n";
@@ -395,6 +406,7 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
       Fail(std::move(f));
     }
   }
+  if (stop) return;
   interval_tokens_ += record.planned.tokens;
   interval_ms_ += totals.step_ms;
   const uint64_t done = step + 1;

@@ -34,6 +34,7 @@
 
 #include "launch/job_checkpoint.h"
 #include "launch/job_token.h"
+#include "launch/nonfinite.h"
 #include "launch/training_data.h"
 #include "proto/coordinator.pb.h"
 #include "runtime/batch_sampler.h"
@@ -184,6 +185,7 @@ class Coordinator {
   uint64_t committed_ = 0;  // newest committed checkpoint step this run
   bool final_committed_ = false;
   bool stop_requested_ = false;
+  NonFiniteGuard nonfinite_{config_.training};  // training.nonfinite over the reported steps
   std::vector<RankState> ranks_;
   std::optional<Clock::time_point> first_registered_;  // when the first rank registered
   std::map<uint64_t, StepRecord> steps_;

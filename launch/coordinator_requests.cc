@@ -42,6 +42,16 @@ grpc::Status CheckMetricsFields(const proto::MetricsReport& request, int64_t bat
                                 int micro_batches) {
   const int rank = request.rank();
   const int planned = micro_batches;
+  // A non-finite loss or gradient norm is a training event (training.nonfinite); only the norm
+  // decides it (every rank holds the same one), so a non-finite loss beside a finite norm, or a
+  // non-finite learning rate or validation loss, is a malformed report.
+  if (!std::isfinite(request.lr()))
+    return Invalid("ReportMetrics: lr: " + std::to_string(request.lr()) + " is not finite");
+  if (!std::isfinite(request.loss()) && std::isfinite(request.grad_norm()))
+    return Invalid("ReportMetrics: loss: " + std::to_string(request.loss()) +
+                   " is not finite but grad_norm " + std::to_string(request.grad_norm()) + " is");
+  if (request.has_val_loss() && std::isnan(request.val_loss()))
+    return Invalid("ReportMetrics: val_loss: NaN (leave it out when the step was not evaluated)");
   if (!std::isfinite(request.rss_mib()) || request.rss_mib() < 0)
     return Invalid("ReportMetrics: rss_mib: " + std::to_string(request.rss_mib()) +
                    " is not a finite non-negative size");

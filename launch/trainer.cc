@@ -18,6 +18,7 @@
 #include "launch/job_checkpoint.h"
 #include "launch/machine_peak.h"
 #include "launch/metrics_file.h"
+#include "launch/nonfinite.h"
 #include "launch/run_dir.h"
 #include "launch/stop_signals.h"
 #include "launch/training_data.h"
@@ -138,8 +139,9 @@ Json StepRecord(uint64_t step, double loss, double norm, float lr,
                 const scheduler::PlannedStep& planned, double val, double step_ms) {
   Json line = Json::Object();
   line.Set("step", Json::Integer(static_cast<int64_t>(step)));
-  line.Set("loss", Json::Number(loss));
-  line.Set("grad_norm", Json::Number(norm));
+  // JSON has no NaN or infinity: a non-finite loss or norm (a skipped step) is written as null.
+  line.Set("loss", std::isfinite(loss) ? Json::Number(loss) : Json());
+  line.Set("grad_norm", std::isfinite(norm) ? Json::Number(norm) : Json());
   line.Set("lr", Json::Number(lr));
   line.Set("tokens", Json::Integer(planned.tokens));
   line.Set("cut_sequences", Json::Integer(planned.cut_sequences));
@@ -149,6 +151,7 @@ Json StepRecord(uint64_t step, double loss, double norm, float lr,
   line.Set("step_ms", Json::Number(step_ms));
   line.Set("tok_per_s", Json::Number(step_ms > 0 ? planned.tokens / (step_ms / 1e3) : 0.0));
   line.Set("mem_mib", Json::Number(ResidentMiB()));
+  if (!std::isfinite(norm)) line.Set("skipped", Json::Bool(true));  // no update (nonfinite)
   return line;
 }
 
@@ -218,6 +221,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   const LrSchedule schedule = config.schedule();
   const ModelConfig& m = config.model;
   Throughput since;
+  NonFiniteGuard guard(config.training);
   int64_t cut_total = 0;  // sequences cut to fit a micro-batch so far (reported, not hidden)
   while (static_cast<int64_t>(run.step) < config.training.steps) {
     const auto step_start = std::chrono::steady_clock::now();
@@ -242,6 +246,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
     metrics << StepRecord(run.step, done.run.loss, done.grad_norm, lr, planned, val, step_ms).Dump()
             << "\n"
             << std::flush;
+    guard.Check(run.step, done.run.loss, done.grad_norm);  // throws when the run must stop
     const bool last = static_cast<int64_t>(run.step) == config.training.steps;
     if (run.step % config.training.log_interval == 0 || last)
       LogLine(run.step, done.run.loss, done.grad_norm, lr, val, cut_total, peak, since, out);

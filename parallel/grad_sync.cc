@@ -149,6 +149,16 @@ double GradSync::Step(float lr, float max_norm) {
     for (float g : shard_grad_) local += static_cast<double>(g) * g;
     norm = std::sqrt(comm_.AllReduceScalar(local));
   }
+  if (!std::isfinite(norm)) {
+    // A NaN or infinite gradient (every rank holds the same norm, so all skip together): no
+    // update, moments and step count unchanged; the caller's policy decides what follows.
+    for (Bucket& b : buckets_) {
+      b.started = false;
+      b.ready = false;
+    }
+    next_start_ = 0;
+    return norm;
+  }
   const float scale = ClipScale(norm, max_norm);
 
   // The same per-element update as AdamW::Step.

@@ -55,7 +55,9 @@ class GradSync {
   // callable before it to time the reduction left exposed after backward).
   void FinishReductions();
   // Completes the reductions and updates the parameters on all ranks; returns the global
-  // gradient norm before clipping (max_norm <= 0: no clipping).
+  // gradient norm before clipping (max_norm <= 0: no clipping). A norm that is not finite
+  // updates nothing (parameters, moments and the step count stay as they were) and is returned:
+  // every rank sees the same norm, so all skip the step together.
   double Step(float lr, float max_norm);
 
   int64_t step() const { return step_; }

@@ -64,6 +64,8 @@ std::vector<Field> Schema(RunConfig& c) {
       {"training.eval_interval", &c.training.eval_interval},
       {"training.grad_clip", &c.training.grad_clip},
       {"training.checkpoint_activations", &c.training.checkpoint_activations},
+      {"training.nonfinite", ChoiceOf(&c.training.nonfinite, NonFiniteNames())},
+      {"training.nonfinite_limit", &c.training.nonfinite_limit},
       {"optimizer.lr", &c.optimizer.lr},
       {"optimizer.min_lr", &c.optimizer.min_lr},
       {"optimizer.warmup_steps", &c.optimizer.warmup_steps},
@@ -203,6 +205,10 @@ void Assign(const Field& f, const toml::node& n, const std::string& where) {
 
 const std::vector<std::string>& PlannerNames() {
   static const std::vector<std::string> names = {"balanced", "naive", "pow2", "static"};
+  return names;
+}
+const std::vector<std::string>& NonFiniteNames() {
+  static const std::vector<std::string> names = {"stop", "skip"};
   return names;
 }
 const std::vector<std::string>& RefitNames() {
@@ -390,6 +396,8 @@ void RunConfig::Validate() const {
       << "training.global_batch_tokens (" << t.global_batch_tokens
       << ") must be at least training.micro_batch_tokens (" << t.micro_batch_tokens << ")";
   SM_CHECK(t.threads >= 1) << "training.threads must be >= 1, got " << t.threads;
+  SM_CHECK(t.nonfinite_limit >= 1)
+      << "training.nonfinite_limit must be >= 1, got " << t.nonfinite_limit;
   SM_CHECK(t.log_interval >= 1) << "training.log_interval must be >= 1, got " << t.log_interval;
   SM_CHECK(t.eval_interval >= 0) << "training.eval_interval must be >= 0, got " << t.eval_interval;
   SM_CHECK(data.validation_fraction >= 0 && data.validation_fraction < 1)

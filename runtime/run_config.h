@@ -16,6 +16,12 @@
 
 namespace seqmesh {
 
+// A step whose global gradient norm is not finite (a NaN or infinite loss or gradient): it never
+// updates the parameters; stop ends the run there, skip drops the step, counts it, and stops
+// after training.nonfinite_limit such steps in a row (as Megatron and DeepSpeed skip steps).
+enum class NonFinitePolicy { kStop, kSkip };
+const std::vector<std::string>& NonFiniteNames();
+
 struct TrainingConfig {
   int64_t steps = 100;
   int64_t global_batch_tokens = 8192;  // tokens drawn per step
@@ -26,6 +32,8 @@ struct TrainingConfig {
   int64_t eval_interval = 0;  // 0: no validation
   double grad_clip = 1.0;     // <= 0 disables clipping
   bool checkpoint_activations = false;
+  NonFinitePolicy nonfinite = NonFinitePolicy::kStop;
+  int64_t nonfinite_limit = 5;  // skip: consecutive non-finite steps before the run stops
 };
 
 struct OptimizerConfig {

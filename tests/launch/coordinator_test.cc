@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -479,6 +480,46 @@ TEST_F(CoordinatorTest, OnlineRefitPredictsWhatTheWorkersMeasure) {
   const RefitRun off = RunWithSlowWorkers(data_, RunDir("off"), "off", 2.5);
   for (size_t k = 0; k < 6; ++k) EXPECT_EQ(off.predicted[k], off.estimated[k]) << "step " << k;
   EXPECT_FALSE(fs::exists(RunDir("off") + "/refit.cost"));
+}
+
+// Issue 13, item 6: a non-finite gradient norm is a training event under training.nonfinite
+// ("stop": the job fails naming the step, its record says "skipped"); a non-finite lr, or a
+// non-finite loss beside a finite norm, is a malformed report.
+TEST_F(CoordinatorTest, ANonFiniteGradientNormStopsTheJobAndMalformedValuesAreRefused) {
+  Job job(data_, RunDir("run"), 2);
+  job.RegisterAll();
+  job.RunStep(0);
+  proto::PlanReply plan;
+  ASSERT_TRUE(job.c().GetPlan(PlanReq(0, 1, job.gen()), &plan).ok());
+  ASSERT_TRUE(job.c().GetPlan(PlanReq(1, 1, job.gen()), &plan).ok());
+  proto::MetricsReply reply;
+  proto::MetricsReport bad = Metrics(0, 1, job.gen());
+  bad.set_lr(std::nan(""));
+  grpc::Status s = job.c().ReportMetrics(bad, &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("lr: nan is not finite"), std::string::npos)
+      << s.error_message();
+  bad = Metrics(0, 1, job.gen());
+  bad.set_loss(std::numeric_limits<double>::infinity());
+  s = job.c().ReportMetrics(bad, &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("is not finite but grad_norm"), std::string::npos);
+  EXPECT_FALSE(job.c().Failure().has_value());
+  for (int r = 0; r < 2; ++r) {
+    proto::MetricsReport m = Metrics(r, 1, job.gen());
+    m.set_loss(std::nan(""));
+    m.set_grad_norm(std::nan(""));
+    ASSERT_TRUE(job.c().ReportMetrics(m, &reply).ok());
+  }
+  const auto failure = job.c().Failure();
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_NE(failure->message.find("step 2: the gradient norm is nan"), std::string::npos)
+      << failure->message;
+  std::ifstream metrics(job.config().metrics_path());
+  std::string line, last;
+  while (std::getline(metrics, line)) last = line;
+  EXPECT_NE(last.find("\"grad_norm\":null"), std::string::npos) << last;
+  EXPECT_NE(last.find("\"skipped\":true"), std::string::npos) << last;
 }
 
 TEST_F(CoordinatorTest, RefusesBadMicroBatchTimes) {

@@ -4,13 +4,16 @@
 // Backward per micro-batch with positions restarting per piece, GlobalNorm, AdamW with
 // clipping), including sequences longer than the micro-batch that are cut into pieces. And a
 // world of one cannot ring: such a plan fails naming why.
+#include "parallel/world_of_one.h"
+
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "parallel/hdp_step.h"
-#include "parallel/world_of_one.h"
 #include "runtime/batch_sampler.h"
 #include "runtime/layers.h"
 #include "runtime/optimizer.h"
@@ -125,6 +128,49 @@ TEST(WorldOfOne, HdpStepOnThePackedPlanEqualsTheTrainersOldLoopBitwise) {
     EXPECT_EQ(0, std::memcmp(m[t].data(), moments[2 * t].data(), moments[2 * t].bytes()));
     EXPECT_EQ(0, std::memcmp(v[t].data(), moments[2 * t + 1].data(), moments[2 * t + 1].bytes()));
   }
+}
+
+// Issue 13, item 6: a step whose gradient norm is not finite never updates: the parameters,
+// the moments and the optimizer's step count stay bit for bit, and the norm says so.
+TEST(WorldOfOne, ANonFiniteGradientNormSkipsTheUpdate) {
+  WorldOfOne comm;
+  NoRingLink link;
+  HdpStepOptions so;
+  so.capacity = kCapacity;
+  HdpStep hdp(Config(), so, comm, link, AdamWConfig{});
+  hdp.model().InitRandom(5, 0.1f);
+  const std::vector<int64_t> lengths = {90, 40};
+  const scheduler::PackedPlan packed =
+      scheduler::PlanPacked(scheduler::CostModel{}, lengths, kCapacity, 1, 0);
+  auto read = [](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+    for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
+  };
+  EXPECT_TRUE(std::isfinite(hdp.Run(packed.plan, 128, read, 1e-3f, 1.0f).grad_norm));
+  std::vector<std::vector<float>> before;
+  for (const Tensor& p : hdp.model().params()) before.emplace_back(p.f32(), p.f32() + p.numel());
+  std::vector<float> moments_before;
+  hdp.sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
+    moments_before.insert(moments_before.end(), m, m + n);
+    moments_before.insert(moments_before.end(), v, v + n);
+  });
+  hdp.Execute(packed.plan, 128, read);
+  hdp.model().grads()[3].f32()[7] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(hdp.Update(1e-3f, 1.0f)));
+  EXPECT_EQ(hdp.sync().step(), 1);
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_EQ(0, std::memcmp(before[i].data(), hdp.model().params()[i].f32(),
+                             before[i].size() * sizeof(float)))
+        << hdp.model().params()[i].name();
+  std::vector<float> moments_after;
+  hdp.sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
+    moments_after.insert(moments_after.end(), m, m + n);
+    moments_after.insert(moments_after.end(), v, v + n);
+  });
+  EXPECT_EQ(0, std::memcmp(moments_before.data(), moments_after.data(),
+                           moments_before.size() * sizeof(float)));
+  // The next finite step updates as usual.
+  EXPECT_TRUE(std::isfinite(hdp.Run(packed.plan, 128, read, 1e-3f, 1.0f).grad_norm));
+  EXPECT_EQ(hdp.sync().step(), 2);
 }
 
 TEST(WorldOfOne, APlanThatRingsASequenceFailsNamingWhy) {
