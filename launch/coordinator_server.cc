@@ -1,11 +1,14 @@
 // CoordinatorServer (launch/coordinator.h): the gRPC front of a Coordinator. This file owns the
 // transport's defences; the Coordinator owns the semantic checks of every field.
-//   - Auth: the job token in metadata `x-seqmesh-token`, checked before anything else.
+//   - Auth: the job token in metadata `x-seqmesh-token`, checked before anything else: every
+//     method is raw, so the body is parsed only after the token (a malformed body with a good
+//     token is INVALID_ARGUMENT).
 //   - Limits: 64 KiB per request (larger ones fail in the transport with RESOURCE_EXHAUSTED
 //     before any handler runs), a cap on concurrent streams per connection, and a thread quota.
 //   - Transport: TLS from PEM files, else plaintext, bound to an explicit interface.
 //   - Boundary: an exception in a handler becomes INTERNAL; the server keeps serving.
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 
@@ -35,34 +38,58 @@ std::string HostPort(const std::string& address, int port) {
 
 }  // namespace
 
-class CoordinatorServer::Service final : public proto::Coordinator::Service {
+// Every method raw (the body arrives as bytes): the token is checked before the body is parsed
+// or used at all, and a body that does not parse is INVALID_ARGUMENT, not gRPC's INTERNAL.
+using RawService = proto::Coordinator::WithRawCallbackMethod_Register<
+    proto::Coordinator::WithRawCallbackMethod_GetPlan<
+        proto::Coordinator::WithRawCallbackMethod_Heartbeat<
+            proto::Coordinator::WithRawCallbackMethod_ReportMetrics<
+                proto::Coordinator::WithRawCallbackMethod_CommitCheckpoint<
+                    proto::Coordinator::Service>>>>>;
+
+class CoordinatorServer::Service final : public RawService {
  public:
   explicit Service(Coordinator& coordinator) : coordinator_(coordinator) {}
 
-  grpc::Status Register(grpc::ServerContext* context, const proto::RegisterRequest* request,
-                        proto::RegisterReply* reply) override {
-    return Guard(context, [&] { return coordinator_.Register(*request, reply); });
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* reply) override {
+    return Serve<proto::RegisterRequest, proto::RegisterReply>(
+        context, request, reply, "Register",
+        [&](const auto& r, auto* out) { return coordinator_.Register(r, out); });
   }
-  grpc::Status GetPlan(grpc::ServerContext* context, const proto::PlanRequest* request,
-                       proto::PlanReply* reply) override {
-    return Guard(context, [&] { return coordinator_.GetPlan(*request, reply); });
+  grpc::ServerUnaryReactor* GetPlan(grpc::CallbackServerContext* context,
+                                    const grpc::ByteBuffer* request,
+                                    grpc::ByteBuffer* reply) override {
+    return Serve<proto::PlanRequest, proto::PlanReply>(
+        context, request, reply, "GetPlan",
+        [&](const auto& r, auto* out) { return coordinator_.GetPlan(r, out); });
   }
-  grpc::Status Heartbeat(grpc::ServerContext* context, const proto::HeartbeatRequest* request,
-                         proto::HeartbeatReply* reply) override {
-    return Guard(context, [&] { return coordinator_.Heartbeat(*request, reply); });
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* reply) override {
+    return Serve<proto::HeartbeatRequest, proto::HeartbeatReply>(
+        context, request, reply, "Heartbeat",
+        [&](const auto& r, auto* out) { return coordinator_.Heartbeat(r, out); });
   }
-  grpc::Status ReportMetrics(grpc::ServerContext* context, const proto::MetricsReport* request,
-                             proto::MetricsReply* reply) override {
-    return Guard(context, [&] { return coordinator_.ReportMetrics(*request, reply); });
+  grpc::ServerUnaryReactor* ReportMetrics(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* reply) override {
+    return Serve<proto::MetricsReport, proto::MetricsReply>(
+        context, request, reply, "ReportMetrics",
+        [&](const auto& r, auto* out) { return coordinator_.ReportMetrics(r, out); });
   }
-  grpc::Status CommitCheckpoint(grpc::ServerContext* context, const proto::CheckpointPart* request,
-                                proto::CommitReply* reply) override {
-    return Guard(context, [&] { return coordinator_.CommitCheckpoint(*request, reply); });
+  grpc::ServerUnaryReactor* CommitCheckpoint(grpc::CallbackServerContext* context,
+                                             const grpc::ByteBuffer* request,
+                                             grpc::ByteBuffer* reply) override {
+    return Serve<proto::CheckpointPart, proto::CommitReply>(
+        context, request, reply, "CommitCheckpoint",
+        [&](const auto& r, auto* out) { return coordinator_.CommitCheckpoint(r, out); });
   }
 
  private:
   // Exactly one token value, equal to the job's.
-  grpc::Status Authenticate(const grpc::ServerContext* context) const {
+  grpc::Status Authenticate(const grpc::CallbackServerContext* context) const {
     const auto& metadata = context->client_metadata();
     const auto range = metadata.equal_range(kTokenMetadataKey);
     if (range.first == range.second)
@@ -76,14 +103,35 @@ class CoordinatorServer::Service final : public proto::Coordinator::Service {
     return grpc::Status::OK;
   }
 
-  template <typename Handler>
-  grpc::Status Guard(grpc::ServerContext* context, Handler handler) {
+  // Authenticates, then parses the body, runs the handler (an exception becomes INTERNAL) and
+  // serializes its reply.
+  template <typename Request, typename Reply, typename Handler>
+  grpc::Status Handle(grpc::CallbackServerContext* context, const grpc::ByteBuffer* body,
+                      grpc::ByteBuffer* out, const char* rpc, Handler handler) {
     if (grpc::Status s = Authenticate(context); !s.ok()) return s;
+    Request request;
+    grpc::ByteBuffer copy(*body);  // shares the slices; parsing consumes the copy
+    if (!grpc::GenericDeserialize<grpc::ProtoBufferReader, Request>(&copy, &request).ok())
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          std::string(rpc) + ": the request body is not a valid " +
+                              Request::descriptor()->full_name() + " message");
+    Reply reply;
     try {
-      return handler();
+      if (grpc::Status s = handler(request, &reply); !s.ok()) return s;
     } catch (const std::exception& e) {
       return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
     }
+    bool own_buffer = false;
+    return grpc::GenericSerialize<grpc::ProtoBufferWriter, Reply>(reply, out, &own_buffer);
+  }
+
+  template <typename Request, typename Reply, typename Handler>
+  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* body, grpc::ByteBuffer* out,
+                                  const char* rpc, Handler handler) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(Handle<Request, Reply>(context, body, out, rpc, handler));
+    return reactor;
   }
 
   Coordinator& coordinator_;

@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <grpc/support/log.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -16,10 +17,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
@@ -894,6 +897,48 @@ TEST_F(CoordinatorServerTest, MalformedRequestsAreRefusedAndOthersStillServed) {
   const proto::PlanReply plan = client->GetPlan(PlanReq(1, 0, job.generation()));
   EXPECT_TRUE(scheduler::ValidateStepPlan(plan.plan()).empty());
   EXPECT_EQ(plan.plan().num_ranks(), 2);
+}
+
+// Issue 13, item 6: the token is checked before the body is used at all, and a body that does
+// not parse, sent with the right token, is INVALID_ARGUMENT naming the message type (gRPC's own
+// parse failure was INTERNAL, and came before the token check).
+TEST_F(CoordinatorServerTest, TheTokenIsCheckedBeforeTheBodyAndAMalformedBodyIsInvalidArgument) {
+  Start(2);
+  auto channel = grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  auto call = [&](const std::string& token, const std::string& bytes) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (!token.empty()) context.AddMetadata(kTokenMetadataKey, token);
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), reply;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::Status status;
+    stub.UnaryCall(&context, "/seqmesh.proto.Coordinator/Register", grpc::StubOptions(), &request,
+                   &reply, [&](grpc::Status s) {
+                     std::lock_guard<std::mutex> lock(mu);
+                     status = s;
+                     done = true;
+                     cv.notify_all();
+                   });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    return status;
+  };
+  const std::string junk = "\xff\xff\xff\xff\x0f not a protobuf";
+  EXPECT_EQ(call("", junk).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(call("wrong", junk).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  const grpc::Status s = call(kToken, junk);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_NE(s.error_message().find(
+                "Register: the request body is not a valid seqmesh.proto.RegisterRequest message"),
+            std::string::npos)
+      << s.error_message();
+  // A well-formed body still serves.
+  proto::RegisterRequest reg = Reg(0, 2);
+  EXPECT_TRUE(call(kToken, reg.SerializeAsString()).ok());
 }
 
 TEST_F(CoordinatorServerTest, JunkBytesOnARawConnectionAreDropped) {
