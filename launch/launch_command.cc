@@ -38,13 +38,16 @@
 #include "launch/command.h"
 #include "launch/flags.h"
 #include "launch/launch_env.h"
+#include "launch/preflight.h"
 #include "launch/root_cause.h"
 #include "launch/run_dir.h"
 #include "launch/stop_signals.h"
+#include "launch/training_data.h"
 #include "launch/worker.h"
 #include "parallel/mpi/mpi_session.h"
 #include "runtime/check.h"
 #include "runtime/files.h"
+#include "runtime/hf_checkpoint.h"
 #include "runtime/json.h"
 #include "runtime/run_config.h"
 
@@ -59,8 +62,9 @@ struct LaunchArgs {
   std::string config;
   int max_restarts = 0;
   bool resume = false;
-  bool overwrite = false;  // a fresh run in a used directory: move the earlier run aside
-  std::string init_from;   // a Hugging Face directory to start from
+  bool overwrite = false;      // a fresh run in a used directory: move the earlier run aside
+  bool oversubscribe = false;  // more than 4 ranks per core
+  std::string init_from;       // a Hugging Face directory to start from
   std::string tls_cert, tls_key;
   std::string tls_root;  // what workers check the coordinator against; empty: tls_cert
   std::string tls_client_ca, tls_client_cert, tls_client_key;  // mutual TLS
@@ -85,6 +89,8 @@ std::optional<LaunchArgs> ParseArgs(const Args& args) {
            "restart the job from its last committed checkpoint up to R times when it fails", 0)
       .Switch("--resume", &a.resume,
               "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .Switch("--oversubscribe", &a.oversubscribe,
+              "allow more than 4 ranks per core (more ranks than cores is allowed, with a warning)")
       .Switch("--overwrite", &a.overwrite,
               "start afresh in a used checkpoint.dir: the earlier run moves into "
               "<checkpoint.dir>/overwritten-<time>/")
@@ -384,6 +390,12 @@ AttemptEnd WatchAttempt(Child& coordinator, Child& workers, int attempt) {
 
 int RunLocal(const LaunchArgs& a, const RunConfig& config) {
   SM_CHECK(a.n >= 1) << "launch: -n N (the number of workers, >= 1) is required";
+  {
+    // What can fail is refused before any process starts (the model as --init-from sets it).
+    RunConfig checked = config;
+    if (!a.init_from.empty()) checked.model = ReadHfConfig(a.init_from + "/config.json");
+    PreflightJob(checked, OpenTrainingData(checked), {a.n, a.oversubscribe, true}, std::cerr);
+  }
   const std::string self = SelfPath();
   const fs::path job_dir = fs::path(config.checkpoint.dir) / ".launch";
   fs::create_directories(job_dir);

@@ -19,6 +19,7 @@
 #include "launch/machine_peak.h"
 #include "launch/metrics_file.h"
 #include "launch/nonfinite.h"
+#include "launch/preflight.h"
 #include "launch/run_dir.h"
 #include "launch/stop_signals.h"
 #include "launch/training_data.h"
@@ -197,6 +198,7 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   // The datasets and sampler are opened as the coordinator opens them, so both draw the same
   // global batches from the same config.
   const TrainingData data = OpenTrainingData(config);
+  PreflightJob(config, data, {1, false, true}, out);
   LocalRun run;
   Setup(config, options, data, run, out);
   const scheduler::CostModel cost = scheduler::PlannerCostModel(config);

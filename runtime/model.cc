@@ -13,6 +13,14 @@ void ModelConfig::Validate() const {
   SM_CHECK(heads >= 1) << "model.heads must be >= 1, got " << heads;
   SM_CHECK(kv_heads >= 1) << "model.kv_heads must be >= 1, got " << kv_heads;
   SM_CHECK(ffn >= 1) << "model.ffn must be >= 1, got " << ffn;
+  // Bounds that keep every tensor's element count and the parameter count in 64 bits (and a
+  // layer's matrices within what one arena can address).
+  constexpr int64_t kMaxDim = int64_t{1} << 20, kMaxLayers = 4096, kMaxVocab = int64_t{1} << 24;
+  SM_CHECK(vocab <= kMaxVocab) << "model.vocab must be at most 2^24, got " << vocab;
+  SM_CHECK(hidden <= kMaxDim && ffn <= kMaxDim)
+      << "model.hidden and model.ffn must be at most 2^20, got " << hidden << " and " << ffn;
+  SM_CHECK(layers <= kMaxLayers) << "model.layers must be at most " << kMaxLayers << ", got "
+                                 << layers;
   SM_CHECK(hidden % heads == 0) << "model.heads (" << heads << ") must divide model.hidden ("
                                 << hidden << ")";
   SM_CHECK(heads % kv_heads == 0) << "model.kv_heads (" << kv_heads << ") must divide model.heads ("

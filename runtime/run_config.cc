@@ -389,9 +389,22 @@ std::vector<std::pair<std::string, std::string>> RunConfig::Values() const {
 void RunConfig::Validate() const {
   model.Validate();
   const TrainingConfig& t = training;
+  // Upper bounds: counts no run can reach (2^62 steps was accepted), and token counts that must
+  // fit the int32 offsets of a micro-batch and the sampler's arithmetic.
+  constexpr int64_t kMaxSteps = int64_t{1} << 40, kMaxMicro = int64_t{1} << 30,
+                    kMaxGlobal = int64_t{1} << 40, kMaxThreads = 4096;
   SM_CHECK(t.steps >= 1) << "training.steps must be >= 1, got " << t.steps;
+  SM_CHECK(t.steps <= kMaxSteps) << "training.steps must be at most 2^40, got " << t.steps;
   SM_CHECK(t.micro_batch_tokens >= 1)
       << "training.micro_batch_tokens must be >= 1, got " << t.micro_batch_tokens;
+  SM_CHECK(t.micro_batch_tokens <= kMaxMicro)
+      << "training.micro_batch_tokens must be at most 2^30, got " << t.micro_batch_tokens;
+  SM_CHECK(t.global_batch_tokens <= kMaxGlobal)
+      << "training.global_batch_tokens must be at most 2^40, got " << t.global_batch_tokens;
+  SM_CHECK(t.threads <= kMaxThreads)
+      << "training.threads must be at most " << kMaxThreads << ", got " << t.threads;
+  SM_CHECK(checkpoint.keep <= (int64_t{1} << 20))
+      << "checkpoint.keep must be at most 2^20, got " << checkpoint.keep;
   SM_CHECK(t.global_batch_tokens >= t.micro_batch_tokens)
       << "training.global_batch_tokens (" << t.global_batch_tokens
       << ") must be at least training.micro_batch_tokens (" << t.micro_batch_tokens << ")";

@@ -253,17 +253,34 @@ for trial in 1 2; do
     || fail "(hang) the last completed step is not this attempt's: $(grep 'root cause' "$dir.err")"
   echo "(hang) ok: $(grep 'launch: root cause' "$dir.err")"
 done
-# The root-cause line's "last completed step" is the attempt's own (issue 13, item 2): one that
-# fails before any step says so, whatever an older run left in metrics.jsonl (step 99 here).
-mkdir -p "$work/nostep" && echo '{"step": 99, "loss": 1.0}' > "$work/nostep/metrics.jsonl"
-if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/nostep" -n 2 --resume \
-  --training.micro_batch_tokens=64 > "$work/nostep.out" 2> "$work/nostep.err"; then
-  fail "(hang) a job whose documents need more ranks than it has succeeded"
+# The root-cause line's "last completed step" is the attempt's own (issue 13, item 2): an attempt
+# that fails before any step says so, not the step an earlier attempt logged last. Here the
+# resumed attempt fails loading a checkpoint of another model shape (its saved config.toml
+# removed, so nothing refuses the change up front).
+mkdir -p "$work/nostep"
+launch "$work/nostep" -n 4 --training.steps=2 --model.ffn=48
+rm "$work/nostep/config.toml"
+if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/nostep" -n 4 --resume \
+  > "$work/nostep.out" 2> "$work/nostep.err"; then
+  fail "(hang) a resume onto another model's checkpoint succeeded"
 fi
-grep -q "launch: root cause: cannot plan step 0: .*needs [0-9]* ranks.*; no step completed (attempt 1)" \
-  "$work/nostep.err" \
+grep -q "launch: root cause: .*; no step completed (attempt 1)" "$work/nostep.err" \
   || fail "(hang) the older run's step was reported: $(grep 'root cause' "$work/nostep.err")"
 echo "(hang) ok: $(grep 'launch: root cause' "$work/nostep.err" | cut -c1-160)"
+# What cannot run is refused before any process starts (issue 13, item 5): a document longer
+# than the world's rings hold, with the prep command that fixes it; -n far beyond the cores.
+if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/pre" -n 2 \
+  --training.micro_batch_tokens=64 > "$work/pre.out" 2> "$work/pre.err"; then
+  fail "(pre) documents longer than 2 ranks x 64 tokens ran"
+fi
+grep -q "needs [0-9]* ranks of training.micro_batch_tokens = 64; the job has 2: re-run prep with --max-length 128" \
+  "$work/pre.err" || fail "(pre) $(cat "$work/pre.err")"
+if grep -q "launch: attempt" "$work/pre.err"; then fail "(pre) processes started"; fi
+if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/pre" -n 1000 \
+  > "$work/pre.out" 2> "$work/pre.err"; then fail "(pre) -n 1000 ran"; fi
+grep -q "launch: -n 1000 is more ranks than this machine can hold" "$work/pre.err" \
+  || fail "(pre) $(cat "$work/pre.err")"
+echo "(pre) ok"
 [[ $which == hang ]] && exit 0
 
 # (stop) Ctrl-C to launch (issue 13, item 4): the job finishes its step, commits a checkpoint and
