@@ -8,6 +8,7 @@
 
 #include "launch/coordinator.h"
 #include "launch/coordinator_requests.h"
+#include "launch/machine.h"
 #include "launch/step_metrics.h"
 #include "runtime/check.h"
 #include "runtime/files.h"
@@ -41,7 +42,9 @@ void Coordinator::RestoreNewestCheckpoint(BlendCursor& cursor) {
 // `seqmesh simulate` can start from it (docs/PLANNER.md, "Online refit"). A failure to write it
 // is a warning: the job does not depend on it.
 void Coordinator::WriteRefitCostFile(uint64_t step) {
-  const scheduler::CostModel fitted = planner_->Refitted();
+  scheduler::CostModel fitted = planner_->Refitted();
+  // Measured on this job's machine, whatever machine the cost file came from.
+  fitted.machine = ThisMachine(static_cast<int>(config_.training.threads), options_.world_size);
   std::ostringstream text;
   text << "# Refit by the seqmesh coordinator (job " << options_.job_id << ", generation "
        << generation_ << ") after step " << step + 1 << " of " << Name(config_.distributed.planner)

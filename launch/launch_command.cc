@@ -38,6 +38,7 @@
 #include "launch/command.h"
 #include "launch/flags.h"
 #include "launch/launch_env.h"
+#include "launch/machine.h"
 #include "launch/preflight.h"
 #include "launch/root_cause.h"
 #include "launch/run_dir.h"
@@ -395,6 +396,12 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     RunConfig checked = config;
     if (!a.init_from.empty()) checked.model = ReadHfConfig(a.init_from + "/config.json");
     PreflightJob(checked, OpenTrainingData(checked), {a.n, a.oversubscribe, true}, std::cerr);
+    if (!config.distributed.cost.empty()) {
+      const std::string warning = CostFileMachineWarning(
+          scheduler::LoadCostModel(config.distributed.cost), config.distributed.cost,
+          ThisMachine(static_cast<int>(config.training.threads), a.n));
+      if (!warning.empty()) std::cerr << "launch: " << warning << std::endl;
+    }
   }
   const std::string self = SelfPath();
   const fs::path job_dir = fs::path(config.checkpoint.dir) / ".launch";

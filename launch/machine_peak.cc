@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "launch/machine.h"
 #include "runtime/check.h"
 #include "runtime/cpu/peak.h"
 #include "runtime/cpu/vec.h"
@@ -17,16 +18,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string CpuModel() {
-  std::ifstream f("/proc/cpuinfo");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      return colon == std::string::npos ? line : line.substr(colon + 2);
-    }
-  return "unknown";
-}
-
 std::string CacheDir() {
   if (const char* d = std::getenv("SEQMESH_CACHE_DIR"); d && *d) return d;
   if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/seqmesh";
@@ -36,7 +27,8 @@ std::string CacheDir() {
 
 }  // namespace
 
-MachinePeak::MachinePeak(int threads) : threads_(threads), cpu_(CpuModel()), isa_(cpu::Vec().isa) {
+MachinePeak::MachinePeak(int threads)
+    : threads_(threads), cpu_(CpuModelName()), isa_(cpu::Vec().isa) {
   const std::string dir = CacheDir();
   if (!dir.empty()) path_ = dir + "/peak-" + std::to_string(threads) + "-threads.json";
   if (!path_.empty() && fs::exists(path_)) {

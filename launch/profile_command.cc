@@ -54,6 +54,7 @@
 #include "launch/command.h"
 #include "launch/flags.h"
 #include "launch/format.h"
+#include "launch/machine.h"
 #include "launch/profile_timing.h"
 #include "launch/ring_profile.h"
 #include "parallel/mpi/mpi_communicator.h"
@@ -114,16 +115,6 @@ std::vector<int64_t> ParseLengths(const std::string& flag, const std::string& li
 }
 
 // --- the machine ---------------------------------------------------------------------------
-
-std::string CpuModelName() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) != 0) continue;
-    const size_t colon = line.find(':');
-    if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
-  }
-  return "unknown CPU";
-}
 
 std::string LoadAverage() {
   std::ifstream in("/proc/loadavg");
@@ -548,7 +539,9 @@ std::string CostFileText(const ProfileFlags& f, const ProfileSetup& s, const Mea
        << "# layers_per_rank: the config's model.layers\n"
        << "# head_ms_per_token: (1-layer model - layer) / s, median over the T rows\n";
   if (!m.rings.empty()) file << RingTable(m.rings, m.link.ranks, f.reps, model);
-  file << scheduler::FormatCostModel(model);
+  scheduler::CostModel recorded = model;  // with the machine it was profiled on
+  recorded.machine = ThisMachine(s.threads, f.concurrent ? m.link.ranks : 1);
+  file << scheduler::FormatCostModel(recorded);
   return file.str();
 }
 

@@ -16,6 +16,7 @@
 
 #include "launch/command.h"
 #include "launch/flags.h"
+#include "launch/machine.h"
 #include "runtime/check.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/gantt.h"
@@ -91,6 +92,12 @@ int RunSimulate(const Args& args) {
   SM_CHECK(options.context >= options.capacity)
       << "--context " << options.context << " must be >= --capacity " << options.capacity;
   const auto cost = scheduler::LoadCostModel(cost_file);
+  {
+    // The CPU, ISA and GPU decide the costs; threads and ranks are the profile's own setting.
+    scheduler::MachineInfo here = ThisMachine(cost.machine.threads, cost.machine.ranks);
+    const std::string warning = CostFileMachineWarning(cost, cost_file, here);
+    if (!warning.empty()) std::cerr << "simulate: " << warning << std::endl;
+  }
   const auto lengths = scheduler::LengthDistribution::FromArgument(lengths_arg);
   std::vector<std::string> planners;
   std::stringstream list(planner_list);

@@ -97,10 +97,22 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
       m.name = value;
       continue;
     }
+    if (key == "machine_cpu" || key == "machine_isa" || key == "machine_gpu") {
+      (key == "machine_cpu"   ? m.machine.cpu
+       : key == "machine_isa" ? m.machine.isa
+                              : m.machine.gpu) = value;
+      continue;
+    }
     char* end = nullptr;
     double v = std::strtod(value.c_str(), &end);
     SM_CHECK(end && *end == '\0' && std::isfinite(v))
         << source << ":" << line_no << ": '" << value << "' is not a number";
+    if (key == "machine_threads" || key == "machine_ranks") {
+      SM_CHECK(v >= 0 && v <= 1 << 20 && v == std::floor(v))
+          << source << ":" << line_no << ": " << key << " must be a non-negative integer";
+      (key == "machine_threads" ? m.machine.threads : m.machine.ranks) = static_cast<int>(v);
+      continue;
+    }
     if (key == "layers_per_rank") {
       SM_CHECK(v >= 1 && v == std::floor(v))
           << source << ":" << line_no << ": layers_per_rank must be a positive integer";
@@ -172,7 +184,29 @@ std::string FormatCostModel(const CostModel& m) {
     os << "contended_factor_" << d << " " << c.factor << "\ncontended_ms_" << d << " " << c.ms
        << "\n";
   for (const auto& [d, k] : m.scale) os << "scale_" << d << " " << k << "\n";
+  if (m.machine.known())
+    os << "machine_cpu " << m.machine.cpu << "\nmachine_isa " << m.machine.isa << "\nmachine_gpu "
+       << (m.machine.gpu.empty() ? "none" : m.machine.gpu) << "\nmachine_threads "
+       << m.machine.threads << "\nmachine_ranks " << m.machine.ranks << "\n";
   return os.str();
+}
+
+std::string MachineInfo::Describe() const {
+  std::ostringstream os;
+  os << cpu << " (" << (isa.empty() ? "?" : isa) << ", " << threads << " thread(s) per rank, "
+     << std::max(1, ranks) << " rank(s), gpu " << (gpu.empty() ? "none" : gpu) << ")";
+  return os.str();
+}
+
+std::string MachineMismatch(const MachineInfo& file, const MachineInfo& here) {
+  if (!file.known()) return "";
+  MachineInfo a = file, b = here;
+  if (a.gpu.empty()) a.gpu = "none";
+  if (b.gpu.empty()) b.gpu = "none";
+  a.ranks = std::max(1, a.ranks);
+  b.ranks = std::max(1, b.ranks);
+  if (a == b) return "";
+  return "it was profiled on " + a.Describe() + ", this is " + b.Describe();
 }
 
 void FitCompute(const std::vector<ComputeSample>& samples, CostModel& model, FitError error) {

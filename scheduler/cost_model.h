@@ -14,8 +14,26 @@
 
 namespace seqmesh::scheduler {
 
+// The machine a cost file was profiled on (machine_* keys; issue 13, item 11): its costs hold
+// there, and a file from another machine predicts another machine's steps (an AVX-512 file
+// predicted steps 3x too short on an AVX2 one). Empty cpu: not recorded (older or synthetic
+// files).
+struct MachineInfo {
+  std::string cpu;  // the CPU model, spaces as '_'
+  std::string isa;  // the kernels' ISA: avx512, avx2 or generic
+  std::string gpu;  // the GPU model, "none" without one
+  int threads = 0;  // compute threads per rank
+  int ranks = 0;    // ranks profiled at once (0: one)
+  bool known() const { return !cpu.empty(); }
+  bool operator==(const MachineInfo&) const = default;
+  std::string Describe() const;  // "AMD_EPYC (avx2, 1 thread(s) per rank, 4 ranks, gpu none)"
+};
+// Why `file` (a cost file's machine) is not `here` ("" when it is, or when `file` is unknown).
+std::string MachineMismatch(const MachineInfo& file, const MachineInfo& here);
+
 struct CostModel {
   std::string name = "unnamed";
+  MachineInfo machine;
   int layers_per_rank = 32;
   // T(s) = a1*s^2 + b1*s + g (ms); a1 is calibrated on causal attention.
   double a1 = 0, b1 = 0, g = 0;

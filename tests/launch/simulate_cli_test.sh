@@ -37,4 +37,12 @@ printf 'scale_2 0\n' >> "$work/slow.cost"
 "$seqmesh" simulate --ranks 4 --capacity 1024 --batch-tokens 16K --context 4K \
   --lengths byted-like --cost "$work/slow.cost" --seeds 1 2> "$work/err" && fail "scale_2 0 accepted"
 grep -q "scale_2 must be > 0" "$work/err" || fail "bad scale error: $(cat "$work/err")"
+# A cost file records the machine it was profiled on; one from another machine is named, with
+# the command that profiles this one (issue 13, item 11).
+sed 's/^machine_cpu .*/machine_cpu Some_Other_CPU/' "$costs/this-cpu-4ranks.cost" > "$work/other.cost"
+sim "$work/other.cost" balanced > /dev/null 2> "$work/err"
+grep -q "simulate: warning: the cost file '.*other.cost' describes another machine: it was profiled on Some_Other_CPU (avx512, 1 thread(s) per rank, 4 rank(s), gpu none), this is .*Profile this one: seqmesh profile" \
+  "$work/err" || fail "no machine warning: $(cat "$work/err")"
+sim "$costs/h100-like.cost" balanced > /dev/null 2> "$work/err"
+[[ ! -s "$work/err" ]] || fail "a cost file without a machine warned: $(cat "$work/err")"
 echo "simulate_cli_test ok: static $static ms; balanced at scale 2: $slow ms (from $base)"

@@ -48,6 +48,32 @@ TEST(CostModel, FormatThenParseRoundTrips) {
   EXPECT_DOUBLE_EQ(back.p2p_gbps, 3);
 }
 
+// Issue 13, item 11: a cost file records the machine it was profiled on, and a file from
+// another machine is told apart (the shipped this-cpu files were profiled with AVX-512).
+TEST(CostModel, TheMachineRoundTripsAndAnotherMachineIsNamed) {
+  CostModel m;
+  m.name = "x";
+  m.b1 = 0.01;
+  m.machine = {"AMD_EPYC_7B13", "avx2", "none", 1, 4};
+  const CostModel back = ParseCostModel(FormatCostModel(m));
+  EXPECT_EQ(back.machine, m.machine);
+  EXPECT_EQ(MachineMismatch(back.machine, m.machine), "");
+  MachineInfo other = m.machine;
+  other.isa = "avx512";
+  EXPECT_EQ(MachineMismatch(other, m.machine),
+            "it was profiled on AMD_EPYC_7B13 (avx512, 1 thread(s) per rank, 4 rank(s), gpu none), "
+            "this is AMD_EPYC_7B13 (avx2, 1 thread(s) per rank, 4 rank(s), gpu none)");
+  other = m.machine;
+  other.ranks = 2;
+  EXPECT_NE(MachineMismatch(other, m.machine), "");
+  EXPECT_EQ(MachineMismatch(MachineInfo{}, m.machine), "");  // not recorded: nothing to say
+  const CostModel shipped =
+      LoadCostModel(std::string(SEQMESH_SOURCE_DIR) + "/scheduler/costs/this-cpu-4ranks.cost");
+  EXPECT_EQ(shipped.machine.isa, "avx512");
+  EXPECT_EQ(shipped.machine.ranks, 4);
+  EXPECT_THROW(ParseCostModel("name x\nb1 0.01\nmachine_ranks -1\n"), Error);
+}
+
 TEST(CostModel, PassCalibrationsRoundTripAndFallBack) {
   CostModel m = ParseCostModel(
       "a1 1e-8\nhead_ms_per_token 0.002\nstep_fixed_ms 5.5\npass_factor_1 1.1\npass_ms_1 0\n"
