@@ -227,8 +227,9 @@ grpc::Status Coordinator::Register(const proto::RegisterRequest& request,
   Touch(request.rank(), start_step_);
   if (first &&
       std::all_of(ranks_.begin(), ranks_.end(), [](const RankState& r) { return r.registered; }))
-    out_ << "coordinator: all " << n << " ranks registered (generation " << generation_ << ")"
-         << std::endl;
+    out_ << "coordinator: all " << n << " ranks registered (generation " << generation_
+         << "); training steps " << start_step_ + 1 << ".." << total_steps_ << " (a line every "
+         << config_.training.log_interval << "; the first step may take a while)" << std::endl;
   reply->set_job_id(options_.job_id);
   reply->set_generation(generation_);
   reply->set_config_toml(config_.ToToml());
@@ -410,11 +411,18 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
   interval_tokens_ += record.planned.tokens;
   interval_ms_ += totals.step_ms;
   const uint64_t done = step + 1;
+  // A line every log_interval steps and at the last; a terminal gets a bar after every other step.
   if (done % static_cast<uint64_t>(config_.training.log_interval) == 0 || done == total_steps_) {
     const double rate = interval_ms_ > 0 ? interval_tokens_ / (interval_ms_ / 1e3) : 0.0;
+    if (options_.progress) out_ << "\r\033[K";
     out_ << ConsoleStepLine(done, totals, *record.reports[0], rate) << std::endl;
     interval_tokens_ = 0;
     interval_ms_ = 0;
+  } else if (options_.progress) {
+    const int width = 30;
+    const int filled = static_cast<int>(width * done / std::max<uint64_t>(1, total_steps_));
+    out_ << "\r[" << std::string(filled, '=') << std::string(width - filled, ' ') << "] " << done
+         << "/" << total_steps_ << std::flush;
   }
 }
 

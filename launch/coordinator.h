@@ -60,6 +60,8 @@ struct CoordinatorOptions {
   // config's [model] must already be its config.json's: RunCoordinator reads it).
   std::string init_from;
   std::ostream* out = nullptr;  // console lines; nullptr: std::cout
+  // A terminal: a progress bar between log lines, redrawn after every step (as train's).
+  bool progress = false;
 };
 
 // Why a job failed: a rank declared dead, or an internal error (an invalid plan, a batch that

@@ -147,6 +147,7 @@ int RunCoordinator(const Args& args) {
   options.resume = a->resume;
   options.overwrite = a->overwrite;
   options.job_id = a->job_id;
+  options.progress = ::isatty(STDOUT_FILENO) == 1;
   RunConfig config = RunConfig::Load(a->config_path, a->overrides);
   if (!a->init_from.empty()) {
     options.init_from = fs::absolute(a->init_from).lexically_normal().string();

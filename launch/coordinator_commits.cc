@@ -139,6 +139,7 @@ void Coordinator::WriteCommit(uint64_t step, const PendingCheckpoint& pending) {
   commit.job_id = options_.job_id;
   for (const auto& part : pending.parts) commit.parts.push_back(*part);
   const uint64_t bytes = WriteJobCommit(dir, commit);
+  if (options_.progress) out_ << "\r\033[K";  // over the progress bar
   out_ << "checkpoint: " << dir << " (" << options_.world_size << " parts, "
        << Bytes(static_cast<double>(bytes)) << ")" << std::endl;
   // Only now may old checkpoints go: the newest `keep` committed ones stay, and the leftovers of

@@ -281,6 +281,15 @@ if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/pre" -n 
 grep -q "launch: -n 1000 is more ranks than this machine can hold" "$work/pre.err" \
   || fail "(pre) $(cat "$work/pre.err")"
 echo "(pre) ok"
+# On a terminal, launch shows progress between log lines (issue 13, item 9): a pseudo-terminal
+# from `script`, log lines every 4 steps, a bar after the others.
+mkdir -p "$work/tty"
+script -qec "'$seqmesh' launch --config '$work/tiny.toml' --checkpoint.dir='$work/tty' -n 4 \
+  --training.steps=5 --training.log_interval=4" /dev/null > "$work/tty.out" 2>&1 \
+  || fail "(tty) $(tail -3 "$work/tty.out")"
+tr '\r' '\n' < "$work/tty.out" | grep -q '^\[=*  *\] 2/5$' || fail "(tty) no progress bar: $(cat "$work/tty.out")"
+tr '\r' '\n' < "$work/tty.out" | grep -q 'step: 4  loss: ' || fail "(tty) no log line"
+echo "(tty) ok"
 [[ $which == hang ]] && exit 0
 
 # (stop) Ctrl-C to launch (issue 13, item 4): the job finishes its step, commits a checkpoint and
