@@ -72,13 +72,7 @@ std::optional<CoordinatorArgs> ParseArgs(const Args& args) {
       .String("--tls-key", "F", &a.server.tls_key_file, "PEM key of --tls-cert")
       .String("--tls-client-ca", "F", &a.server.tls_client_ca_file,
               "mutual TLS: refuse clients without a certificate this CA signed")
-      .Switch("--resume", &a.resume,
-              "continue from the newest committed checkpoint in <checkpoint.dir>")
-      .Switch("--overwrite", &a.overwrite,
-              "start afresh in a used checkpoint.dir: the earlier run moves into "
-              "<checkpoint.dir>/overwritten-<time>/")
-      .String("--init-from", "DIR", &a.init_from,
-              "start from a Hugging Face directory (its config.json sets [model])")
+      .RunStart(&a.resume, &a.overwrite, &a.init_from)
       .ConfigOverrides(&a.overrides);
   if (!flags.Parse(args)) return std::nullopt;
   SM_CHECK(a.world_size <= (1 << 20)) << "--world-size must be an integer in [1, " << (1 << 20)

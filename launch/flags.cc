@@ -213,4 +213,14 @@ bool FlagParser::Parse(const Args& args, std::ostream& out) {
   return true;
 }
 
+FlagParser& FlagParser::RunStart(bool* resume, bool* overwrite, std::string* init_from) {
+  return Switch("--resume", resume,
+                "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .Switch("--overwrite", overwrite,
+              "start afresh in a used checkpoint.dir: the earlier run moves into "
+              "<checkpoint.dir>/overwritten-<time>/")
+      .String("--init-from", "DIR", init_from,
+              "start from a Hugging Face directory (its config.json sets [model])");
+}
+
 }  // namespace seqmesh::launch

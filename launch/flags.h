@@ -53,6 +53,9 @@ class FlagParser {
                          const std::string& help, Required required = Required::kNo);
   // --section.key=value overrides of the run configuration; the help lists every config key.
   FlagParser& ConfigOverrides(std::vector<std::string>* overrides);
+  // Where a training run starts, the same for train, launch and coordinator: --resume,
+  // --overwrite (launch/run_dir.h) and --init-from DIR (a Hugging Face directory).
+  FlagParser& RunStart(bool* resume, bool* overwrite, std::string* init_from);
 
   // Parses `args`; false when -h or --help printed the help to `out` (the command then exits 0).
   bool Parse(const Args& args, std::ostream& out);

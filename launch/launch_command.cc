@@ -88,15 +88,9 @@ std::optional<LaunchArgs> ParseArgs(const Args& args) {
       .String("--config", "FILE", &a.config, "the run's TOML configuration", Required::kYes)
       .Int("--max-restarts", "R", &max_restarts,
            "restart the job from its last committed checkpoint up to R times when it fails", 0)
-      .Switch("--resume", &a.resume,
-              "continue from the newest committed checkpoint in <checkpoint.dir>")
+      .RunStart(&a.resume, &a.overwrite, &a.init_from)
       .Switch("--oversubscribe", &a.oversubscribe,
               "allow more than 4 ranks per core (more ranks than cores is allowed, with a warning)")
-      .Switch("--overwrite", &a.overwrite,
-              "start afresh in a used checkpoint.dir: the earlier run moves into "
-              "<checkpoint.dir>/overwritten-<time>/")
-      .String("--init-from", "DIR", &a.init_from,
-              "start from a Hugging Face directory (its config.json sets [model])")
       .String("--tls-cert", "F", &a.tls_cert, "PEM certificate: serve the coordinator over TLS")
       .String("--tls-key", "F", &a.tls_key, "PEM key of --tls-cert")
       .String("--tls-root", "F", &a.tls_root,

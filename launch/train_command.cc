@@ -16,13 +16,7 @@ int RunTrain(const Args& args) {
   FlagParser flags("train", "train a model on one machine from a TOML configuration",
                    "seqmesh train --config examples/text.toml --training.steps=100");
   flags.String("--config", "FILE", &config_path, "the run's TOML configuration", Required::kYes)
-      .Switch("--resume", &options.resume,
-              "continue from the newest committed checkpoint in <checkpoint.dir>")
-      .Switch("--overwrite", &options.overwrite,
-              "start afresh in a used checkpoint.dir: the earlier run moves into "
-              "<checkpoint.dir>/overwritten-<time>/")
-      .String("--init-from", "DIR", &options.init_from,
-              "start from a Hugging Face model directory (its config.json wins)")
+      .RunStart(&options.resume, &options.overwrite, &options.init_from)
       .ConfigOverrides(&overrides);
   if (!flags.Parse(args)) return 0;
   return Train(RunConfig::Load(config_path, overrides), options, std::cout);
