@@ -53,8 +53,7 @@ GradSync::GradSync(Communicator& comm, const std::vector<Tensor>& params,
   flat_grad_.assign(flat, 0.0f);  // padding stays zero
   flat_param_.assign(flat, 0.0f);
   shard_grad_.assign(shard_total, 0.0f);
-  m_.assign(shard_total, 0.0f);
-  v_.assign(shard_total, 0.0f);
+  BuildPieces();
   if (start_order.empty())
     for (int b = num_buckets() - 1; b >= 0; --b) start_order.push_back(b);
   std::vector<int> sorted = start_order;
@@ -74,6 +73,20 @@ void GradSync::ForEachShardPiece(const Bucket& b, Fn&& fn) const {
     const int64_t lo = std::max(begin, t0), hi = std::min(end, t1);
     if (lo < hi) fn(t, lo - t0, lo - begin, hi - lo);
   }
+}
+
+void GradSync::BuildPieces() {
+  for (const Bucket& b : buckets_) {
+    float* shard_param = flat_param_.data() + b.flat_offset + comm_.rank() * b.shard;
+    ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
+      pieces_.push_back({t, in_tensor});
+      const std::string name = params_[t].name() + "@" + std::to_string(in_tensor);
+      piece_params_.emplace_back(name, DType::kF32, Shape{len}, shard_param + in_shard);
+      piece_grads_.emplace_back("grad." + name, DType::kF32, Shape{len},
+                                shard_grad_.data() + b.shard_offset + in_shard);
+    });
+  }
+  state_ = std::make_unique<InMemoryOptimizerStateStore>(piece_params_);
 }
 
 void GradSync::LayerReady(int bi) {
@@ -100,11 +113,11 @@ void GradSync::StartReady() {
 
 void GradSync::ForEachMomentPiece(
     const std::function<void(size_t, int64_t, const float*, const float*, int64_t)>& fn) const {
-  for (const Bucket& b : buckets_)
-    ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
-      const int64_t o = b.shard_offset + in_shard;
-      fn(t, in_tensor, m_.data() + o, v_.data() + o, len);
-    });
+  // One whole sub-group per piece: the store hands out the state; nothing is written.
+  state_->Visit(piece_params_, piece_grads_, 0, [&](std::span<const OptimizerSlice> slices) {
+    for (const OptimizerSlice& s : slices)
+      fn(pieces_[s.tensor].tensor, pieces_[s.tensor].offset + s.begin, s.m, s.v, s.count);
+  });
 }
 
 void GradSync::LoadMoments(const std::vector<const float*>& m, const std::vector<const float*>& v,
@@ -113,14 +126,13 @@ void GradSync::LoadMoments(const std::vector<const float*>& m, const std::vector
       << "GradSync::LoadMoments: " << m.size() << " and " << v.size() << " moment tensors for "
       << params_.size() << " parameters";
   SM_CHECK(step >= 0) << "GradSync::LoadMoments: negative optimizer step " << step;
-  std::fill(m_.begin(), m_.end(), 0.0f);
-  std::fill(v_.begin(), v_.end(), 0.0f);
-  for (const Bucket& b : buckets_)
-    ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
-      const int64_t o = b.shard_offset + in_shard;
-      std::memcpy(m_.data() + o, m[t] + in_tensor, len * sizeof(float));
-      std::memcpy(v_.data() + o, v[t] + in_tensor, len * sizeof(float));
-    });
+  state_->Visit(piece_params_, piece_grads_, 0, [&](std::span<const OptimizerSlice> slices) {
+    for (const OptimizerSlice& s : slices) {
+      const Piece& p = pieces_[s.tensor];
+      std::memcpy(s.m, m[p.tensor] + p.offset + s.begin, s.count * sizeof(float));
+      std::memcpy(s.v, v[p.tensor] + p.offset + s.begin, s.count * sizeof(float));
+    }
+  });
   step_ = step;
 }
 
@@ -164,16 +176,21 @@ double GradSync::Step(float lr, float max_norm) {
   // The same per-element update as AdamW::Step.
   ++step_;
   const cpu::AdamWStep base = AdamWStepFor(config_, step_, lr, scale);
+  // The master weights are this rank's copy of the parameters in its shard.
+  for (size_t k = 0; k < pieces_.size(); ++k)
+    std::memcpy(piece_params_[k].f32(), params_[pieces_[k].tensor].f32() + pieces_[k].offset,
+                piece_params_[k].bytes());
+  state_->Visit(
+      piece_params_, piece_grads_, sub_group_elems_, [&](std::span<const OptimizerSlice> slices) {
+        for (const OptimizerSlice& sl : slices) {
+          cpu::AdamWStep s = base;
+          s.weight_decay =
+              params_[pieces_[sl.tensor].tensor].shape().ndim() >= 2 ? config_.weight_decay : 0.0f;
+          cpu::Vec().adamw(sl.master, sl.grad, sl.m, sl.v, sl.count, s);
+        }
+      });
   for (Bucket& b : buckets_) {
     float* shard_param = flat_param_.data() + b.flat_offset + comm_.rank() * b.shard;
-    ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
-      float* p = shard_param + in_shard;
-      std::memcpy(p, params_[t].f32() + in_tensor, len * sizeof(float));
-      cpu::AdamWStep s = base;
-      s.weight_decay = params_[t].shape().ndim() >= 2 ? config_.weight_decay : 0.0f;
-      const int64_t o = b.shard_offset + in_shard;
-      cpu::Vec().adamw(p, shard_grad_.data() + o, m_.data() + o, v_.data() + o, len, s);
-    });
     b.work =
         comm_.StartAllGather(shard_param, flat_param_.data() + b.flat_offset, b.shard, DType::kF32);
   }

@@ -21,10 +21,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "parallel/communicator.h"
 #include "runtime/optimizer.h"
+#include "runtime/optimizer_state_store.h"
 #include "runtime/tensor.h"
 
 namespace seqmesh {
@@ -72,6 +74,9 @@ class GradSync {
   void LoadMoments(const std::vector<const float*>& m, const std::vector<const float*>& v,
                    int64_t step);
   int64_t shard_elements() const { return shard_total_; }  // moments held by this rank
+  // AdamW's state visited in sub-groups of at most this many elements (0: one group); the
+  // result does not depend on it (the update is per element).
+  void set_sub_group_elems(int64_t elems) { sub_group_elems_ = elems; }
 
  private:
   struct Bucket {
@@ -97,8 +102,21 @@ class GradSync {
   std::vector<int> start_order_;
   size_t next_start_ = 0;  // index into start_order_
   AdamWConfig config_;
-  std::vector<float> flat_grad_, flat_param_, shard_grad_, m_, v_;
+  std::vector<float> flat_grad_, flat_param_, shard_grad_;
+  // This rank's shard as pieces of the parameter tensors (tensor, offset in it), each viewed as a
+  // parameter of its own over flat_param_ (the master weights it updates) and shard_grad_. Their
+  // AdamW moments live in `state_` and are visited through it in sub-groups, as AdamW's are
+  // (runtime/optimizer_state_store.h): an offloaded store plugs in here.
+  struct Piece {
+    size_t tensor;
+    int64_t offset;
+  };
+  void BuildPieces();
+  std::vector<Piece> pieces_;
+  std::vector<Tensor> piece_params_, piece_grads_;
+  std::unique_ptr<OptimizerStateStore> state_;
   int64_t shard_total_ = 0;
+  int64_t sub_group_elems_ = 0;
   int64_t step_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "parallel/hdp_step.h"
@@ -171,6 +172,41 @@ TEST(WorldOfOne, ANonFiniteGradientNormSkipsTheUpdate) {
   // The next finite step updates as usual.
   EXPECT_TRUE(std::isfinite(hdp.Run(packed.plan, 128, read, 1e-3f, 1.0f).grad_norm));
   EXPECT_EQ(hdp.sync().step(), 2);
+}
+
+// GradSync's ZeRO-1 update goes through the OptimizerStateStore (issue 12, item 5): visited in
+// sub-groups of any size, the parameters and moments are bitwise those of one group.
+TEST(WorldOfOne, TheShardUpdateIsTheSameForEverySubGroupSize) {
+  auto run = [](int64_t group) {
+    WorldOfOne comm;
+    NoRingLink link;
+    HdpStepOptions so;
+    so.capacity = kCapacity;
+    auto hdp = std::make_unique<HdpStep>(Config(), so, comm, link, AdamWConfig{});
+    hdp->model().InitRandom(5, 0.1f);
+    hdp->sync().set_sub_group_elems(group);
+    const scheduler::PackedPlan packed =
+        scheduler::PlanPacked(scheduler::CostModel{}, {90, 140, 20}, kCapacity, 1, 0);
+    auto read = [](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+      for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
+    };
+    for (int k = 0; k < 3; ++k) hdp->Run(packed.plan, 247, read, 1e-3f, 1.0f);
+    std::vector<float> state;
+    for (const Tensor& p : hdp->model().params())
+      state.insert(state.end(), p.f32(), p.f32() + p.numel());
+    hdp->sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
+      state.insert(state.end(), m, m + n);
+      state.insert(state.end(), v, v + n);
+    });
+    return state;
+  };
+  const std::vector<float> one = run(0);
+  for (int64_t group : {7, 1000, 65536}) {
+    const std::vector<float> other = run(group);
+    ASSERT_EQ(other.size(), one.size());
+    EXPECT_EQ(0, std::memcmp(other.data(), one.data(), one.size() * sizeof(float)))
+        << "sub-groups of " << group;
+  }
 }
 
 TEST(WorldOfOne, APlanThatRingsASequenceFailsNamingWhy) {
