@@ -202,9 +202,8 @@ int Train(RunConfig config, const TrainerOptions& options, std::ostream& out) {
   LocalRun run;
   Setup(config, options, data, run, out);
   const scheduler::CostModel cost = scheduler::PlannerCostModel(config);
-  std::vector<std::string> names = data.prefixes;
   scheduler::StepPlanner planner(cost, scheduler::StepPlannerOptions::FromConfig(config, 1),
-                                 data.sampler, names, run.step, run.cursor);
+                                 data.sampler, data.prefixes, run.step, run.cursor);
   const ValidationSet validation = ChooseValidationSet(data);
   const std::string metrics_path = config.metrics_path();
   // Steps after the one resumed from are redone: their earlier records are superseded.

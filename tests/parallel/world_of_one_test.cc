@@ -39,6 +39,29 @@ int32_t Token(int64_t seq, int64_t i) { return static_cast<int32_t>((seq * 7 + i
 
 constexpr int64_t kCapacity = 128;
 
+// One rank's step on a world of one, as `seqmesh train` builds it.
+struct OneRank {
+  WorldOfOne comm;
+  NoRingLink link;
+  HdpStep hdp{Config(), HdpStepOptions{kCapacity, {}, nullptr}, comm, link, AdamWConfig{}};
+  OneRank() { hdp.model().InitRandom(5, 0.1f); }
+};
+
+// The tokens of sequence `seq` are Token(seq, i).
+void ReadTokens(uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+  for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
+}
+
+// This rank's moments, m then v of each piece, in piece order.
+std::vector<float> Moments(const HdpStep& hdp) {
+  std::vector<float> out;
+  hdp.sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
+    out.insert(out.end(), m, m + n);
+    out.insert(out.end(), v, v + n);
+  });
+  return out;
+}
+
 // The trainer's loop before HdpStep (launch/trainer.cc at 80b19ae), on a global batch of lengths.
 struct OldLoop {
   Model model{Config(), [] {
@@ -79,12 +102,8 @@ struct OldLoop {
 TEST(WorldOfOne, HdpStepOnThePackedPlanEqualsTheTrainersOldLoopBitwise) {
   OldLoop old;
   old.model.InitRandom(5, 0.1f);
-  WorldOfOne comm;
-  NoRingLink link;
-  HdpStepOptions so;
-  so.capacity = kCapacity;
-  HdpStep hdp(Config(), so, comm, link, AdamWConfig{});
-  hdp.model().InitRandom(5, 0.1f);
+  OneRank rank;
+  HdpStep& hdp = rank.hdp;
   const scheduler::CostModel cost;
   int64_t cut = 0;
   for (int step = 0; step < 4; ++step) {
@@ -101,9 +120,7 @@ TEST(WorldOfOne, HdpStepOnThePackedPlanEqualsTheTrainersOldLoopBitwise) {
         scheduler::PlanPacked(cost, lengths64, kCapacity, 1, static_cast<uint64_t>(step));
     EXPECT_TRUE(scheduler::ValidateStepPlan(packed.plan).empty());
     cut += packed.cut_sequences;
-    auto read = [](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
-      for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
-    };
+    const TokenReader read = ReadTokens;
     const float lr = 1e-3f * static_cast<float>(step + 1);
     const auto [loss, norm] = old.Step(lengths, lr);
     const HdpStepResult r = hdp.Run(packed.plan, targets, read, lr, 1.0f);
@@ -134,26 +151,16 @@ TEST(WorldOfOne, HdpStepOnThePackedPlanEqualsTheTrainersOldLoopBitwise) {
 // Issue 13, item 6: a step whose gradient norm is not finite never updates: the parameters,
 // the moments and the optimizer's step count stay bit for bit, and the norm says so.
 TEST(WorldOfOne, ANonFiniteGradientNormSkipsTheUpdate) {
-  WorldOfOne comm;
-  NoRingLink link;
-  HdpStepOptions so;
-  so.capacity = kCapacity;
-  HdpStep hdp(Config(), so, comm, link, AdamWConfig{});
-  hdp.model().InitRandom(5, 0.1f);
+  OneRank rank;
+  HdpStep& hdp = rank.hdp;
   const std::vector<int64_t> lengths = {90, 40};
   const scheduler::PackedPlan packed =
       scheduler::PlanPacked(scheduler::CostModel{}, lengths, kCapacity, 1, 0);
-  auto read = [](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
-    for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
-  };
+  const TokenReader read = ReadTokens;
   EXPECT_TRUE(std::isfinite(hdp.Run(packed.plan, 128, read, 1e-3f, 1.0f).grad_norm));
   std::vector<std::vector<float>> before;
   for (const Tensor& p : hdp.model().params()) before.emplace_back(p.f32(), p.f32() + p.numel());
-  std::vector<float> moments_before;
-  hdp.sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
-    moments_before.insert(moments_before.end(), m, m + n);
-    moments_before.insert(moments_before.end(), v, v + n);
-  });
+  const std::vector<float> moments_before = Moments(hdp);
   hdp.Execute(packed.plan, 128, read);
   hdp.model().grads()[3].f32()[7] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(std::isnan(hdp.Update(1e-3f, 1.0f)));
@@ -162,11 +169,7 @@ TEST(WorldOfOne, ANonFiniteGradientNormSkipsTheUpdate) {
     EXPECT_EQ(0, std::memcmp(before[i].data(), hdp.model().params()[i].f32(),
                              before[i].size() * sizeof(float)))
         << hdp.model().params()[i].name();
-  std::vector<float> moments_after;
-  hdp.sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
-    moments_after.insert(moments_after.end(), m, m + n);
-    moments_after.insert(moments_after.end(), v, v + n);
-  });
+  const std::vector<float> moments_after = Moments(hdp);
   EXPECT_EQ(0, std::memcmp(moments_before.data(), moments_after.data(),
                            moments_before.size() * sizeof(float)));
   // The next finite step updates as usual.
@@ -178,26 +181,18 @@ TEST(WorldOfOne, ANonFiniteGradientNormSkipsTheUpdate) {
 // sub-groups of any size, the parameters and moments are bitwise those of one group.
 TEST(WorldOfOne, TheShardUpdateIsTheSameForEverySubGroupSize) {
   auto run = [](int64_t group) {
-    WorldOfOne comm;
-    NoRingLink link;
-    HdpStepOptions so;
-    so.capacity = kCapacity;
-    auto hdp = std::make_unique<HdpStep>(Config(), so, comm, link, AdamWConfig{});
-    hdp->model().InitRandom(5, 0.1f);
+    auto rank = std::make_unique<OneRank>();
+    HdpStep* hdp = &rank->hdp;
     hdp->sync().set_sub_group_elems(group);
     const scheduler::PackedPlan packed =
         scheduler::PlanPacked(scheduler::CostModel{}, {90, 140, 20}, kCapacity, 1, 0);
-    auto read = [](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
-      for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
-    };
+    const TokenReader read = ReadTokens;
     for (int k = 0; k < 3; ++k) hdp->Run(packed.plan, 247, read, 1e-3f, 1.0f);
     std::vector<float> state;
     for (const Tensor& p : hdp->model().params())
       state.insert(state.end(), p.f32(), p.f32() + p.numel());
-    hdp->sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
-      state.insert(state.end(), m, m + n);
-      state.insert(state.end(), v, v + n);
-    });
+    const std::vector<float> moments = Moments(*hdp);
+    state.insert(state.end(), moments.begin(), moments.end());
     return state;
   };
   const std::vector<float> one = run(0);
