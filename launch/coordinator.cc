@@ -56,6 +56,7 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
   if (const int64_t n = SupersedeRecordsAfter(metrics_path_, start_step_))
     out_ << "coordinator: " << n << " record(s) of steps after " << start_step_ << " moved to '"
          << metrics_path_ << ".superseded' (those steps are redone)" << std::endl;
+  if (config_.metrics.tensorboard) events_.emplace(config_.tensorboard_dir());
   planner_.emplace(scheduler::PlannerCostModel(config_),
                    scheduler::StepPlannerOptions::FromConfig(config_, n), data_.sampler,
                    data_.prefixes, start_step_, std::move(cursor));
@@ -404,6 +405,15 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     if (!metrics.good()) {
       JobFailure f;
       f.message = "cannot append to the metrics file '" + metrics_path_ + "'";
+      Fail(std::move(f));
+    }
+  }
+  if (events_) {
+    try {
+      events_->WriteScalars(static_cast<int64_t>(step + 1), ScalarsOf(line));
+    } catch (const Error& e) {
+      JobFailure f;
+      f.message = e.what();
       Fail(std::move(f));
     }
   }

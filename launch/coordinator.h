@@ -35,6 +35,7 @@
 #include "launch/job_checkpoint.h"
 #include "launch/job_token.h"
 #include "launch/nonfinite.h"
+#include "launch/tensorboard.h"
 #include "launch/training_data.h"
 #include "proto/coordinator.pb.h"
 #include "runtime/batch_sampler.h"
@@ -178,6 +179,7 @@ class Coordinator {
   uint64_t total_steps_ = 0;
   std::string resume_checkpoint_;
   std::string metrics_path_;
+  std::optional<EventFileWriter> events_;  // metrics.tensorboard; written by FinishStep (under mu_)
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;

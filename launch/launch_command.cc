@@ -26,6 +26,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -33,6 +34,7 @@
 #include <optional>
 #include <regex>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "launch/command.h"
@@ -175,10 +177,9 @@ class Child {
         const ssize_t n = read(fd, buf, sizeof(buf));
         if (n <= 0) break;
         fwrite(buf, 1, n, stderr);
-        std::lock_guard<std::mutex> lock(mu_);
-        tail_.append(buf, n);
-        if (tail_.size() > 65536) tail_.erase(0, tail_.size() - 65536);
+        Keep(std::string_view(buf, n));
       }
+      Keep("\n");  // a last line without its newline
       close(fd);
     });
   }
@@ -228,9 +229,10 @@ class Child {
     }
     return "status " + std::to_string(status_);
   }
-  std::string tail() {
+  // Its last lines (64 KiB), each with when it arrived: which came first decides a root cause.
+  std::vector<StderrLine> lines() {
     std::lock_guard<std::mutex> lock(mu_);
-    return tail_;
+    return {lines_.begin(), lines_.end()};
   }
   const std::string& name() const { return name_; }
 
@@ -241,7 +243,28 @@ class Child {
   int status_ = 0;
   std::thread reader_;
   std::mutex mu_;
-  std::string tail_;
+  std::string partial_;  // the current line, until its newline comes
+  std::deque<StderrLine> lines_;
+  size_t kept_bytes_ = 0;
+
+  void Keep(std::string_view chunk) {
+    const double now = std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t start = 0; start < chunk.size();) {
+      const size_t end = chunk.find('\n', start);
+      partial_.append(chunk.substr(start, end == std::string_view::npos ? end : end - start));
+      if (end == std::string_view::npos) break;
+      start = end + 1;
+      if (partial_.empty()) continue;
+      kept_bytes_ += partial_.size();
+      lines_.push_back({now, std::move(partial_)});
+      partial_.clear();
+      while (kept_bytes_ > 65536) {
+        kept_bytes_ -= lines_.front().text.size();
+        lines_.pop_front();
+      }
+    }
+  }
 };
 
 // The size of `path` now (0 when it does not exist): where this attempt's metrics start.
@@ -427,7 +450,7 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     if (end.exit) return *end.exit;
     workers.Stop(std::chrono::seconds(10));
     coordinator.Stop(std::chrono::seconds(5));
-    std::string cause = RootCause(workers.tail(), coordinator.tail());
+    std::string cause = RootCause(workers.lines(), coordinator.lines());
     if (cause.empty()) cause = end.failure;
     const int64_t last = LastLoggedStep(config.metrics_path(), metrics_start);
     const std::string done =

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "launch/format.h"
+#include "offload/optimizer_store.h"
 #include "runtime/check.h"
 #include "scheduler/planner.h"
 #include "scheduler/step_planner.h"
@@ -22,11 +23,60 @@ int Cores() {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
+// A number from a cgroup file ("max" and a missing file: -1).
+double CgroupValue(const std::string& path) {
+  std::ifstream f(path);
+  std::string v;
+  if (!(f >> v) || v == "max") return -1;
+  return std::atof(v.c_str());
+}
+
+// The value of `key` in a cgroup's memory.stat (0 if absent).
+double CgroupStat(const std::string& dir, const std::string& key) {
+  std::ifstream f(dir + "/memory.stat");
+  std::string k;
+  double v = 0;
+  while (f >> k >> v)
+    if (k == key) return v;
+  return 0;
+}
+
+// What this process's memory cgroup and its ancestors still allow (limit - usage + the
+// reclaimable file cache), the smallest over the hierarchy; -1 without a limit. cgroup v1
+// (memory.limit_in_bytes) and v2 (memory.max).
+double CgroupAvailableBytes() {
+  std::ifstream f("/proc/self/cgroup");
+  double best = -1;
+  for (std::string line; std::getline(f, line);) {
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1);
+    const bool v1 = controllers == "memory", v2 = line.rfind("0::", 0) == 0;
+    if (!v1 && !v2) continue;
+    const std::string root = v1 ? "/sys/fs/cgroup/memory" : "/sys/fs/cgroup";
+    for (std::string path = line.substr(b + 1);; path = path.substr(0, path.rfind('/'))) {
+      const std::string dir = root + path;
+      const double limit = CgroupValue(dir + (v1 ? "/memory.limit_in_bytes" : "/memory.max"));
+      const double used = CgroupValue(dir + (v1 ? "/memory.usage_in_bytes" : "/memory.current"));
+      // v1 reports "no limit" as a huge number.
+      if (limit > 0 && limit < 1e18 && used >= 0) {
+        const double cache = CgroupStat(dir, v1 ? "total_inactive_file" : "inactive_file");
+        const double room = std::max(0.0, limit - used + cache);
+        best = best < 0 ? room : std::min(best, room);
+      }
+      if (path.empty() || path == "/") break;
+    }
+  }
+  return best;
+}
+
 double AvailableBytes() {
+  double have = 0;
   std::ifstream f("/proc/meminfo");
   for (std::string line; std::getline(f, line);)
-    if (line.rfind("MemAvailable:", 0) == 0) return std::atof(line.c_str() + 13) * 1024.0;
-  return 0;
+    if (line.rfind("MemAvailable:", 0) == 0) have = std::atof(line.c_str() + 13) * 1024.0;
+  const double cgroup = CgroupAvailableBytes();
+  return cgroup >= 0 && (have <= 0 || cgroup < have) ? cgroup : have;
 }
 
 void CheckCores(const RunConfig& config, const PreflightOptions& o, std::ostream& log) {
@@ -86,9 +136,24 @@ void CheckTokens(const RunConfig& config, const TrainingData& data) {
 double EstimatedRankBytes(const RunConfig& config, int ranks) {
   const ModelConfig& m = config.model;
   const double p = static_cast<double>(m.NumParams());
-  // Parameters and gradients, GradSync's flat gradient and parameter buffers, and this rank's
-  // shard of the gradient and the two moments.
-  const double state = 4 * p * (4 + 3.0 / ranks);
+  const OffloadConfig& off = config.offload;
+  const bool one_micro_batch =
+      config.training.global_batch_tokens <= config.training.micro_batch_tokens;
+  double state = 0;
+  if (ranks == 1) {
+    // Parameters and gradients (the shard is the model itself), and the moments unless
+    // offloaded; an SSD store that holds the gradients gives them back as backward finishes,
+    // when a step is one micro-batch (about a layer's are resident then, counted as 1/layers).
+    const bool handed_off = off.optimizer == OffloadDevice::kNvme && one_micro_batch;
+    state = 4 * p * (1 + (handed_off ? 2.0 / std::max<int64_t>(1, m.layers) : 1.0));
+    if (off.optimizer == OffloadDevice::kNone) state += 8 * p;
+  } else {
+    // Parameters and gradients, GradSync's flat gradient and parameter buffers, and this rank's
+    // shard of the gradient and (unless offloaded) of the two moments.
+    state = 4 * p * (4 + (off.optimizer == OffloadDevice::kNone ? 3.0 : 1.0) / ranks);
+  }
+  state += static_cast<double>(OffloadedOptimizerStateStore::ArenaBytes(
+      static_cast<int64_t>(p / ranks), off, ranks == 1 && off.optimizer == OffloadDevice::kNvme));
   const double h = static_cast<double>(m.hidden), ffn = static_cast<double>(m.ffn);
   const double kv = static_cast<double>(m.kv_heads * m.head_dim());
   const double c = static_cast<double>(config.training.micro_batch_tokens);
@@ -116,8 +181,12 @@ void PreflightJob(const RunConfig& config, const TrainingData& data, const Prefl
       << " GiB: parameters, gradients, optimizer state and the activations of "
          "training.micro_batch_tokens = "
       << config.training.micro_batch_tokens << "), but this machine has " << Fixed(have / gib, 1)
-      << " GiB available: lower training.micro_batch_tokens, set "
-         "training.checkpoint_activations = true, or use fewer ranks";
+      << " GiB available (the smaller of MemAvailable and the memory cgroup's room): "
+      << (config.offload.optimizer == OffloadDevice::kNone
+              ? "offload the optimizer state (offload.optimizer = \"nvme\", docs/OFFLOAD.md), "
+              : "")
+      << "lower training.micro_batch_tokens, set training.checkpoint_activations = true, or use "
+         "fewer ranks";
 }
 
 }  // namespace seqmesh::launch

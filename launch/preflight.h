@@ -22,7 +22,8 @@ void PreflightJob(const RunConfig& config, const TrainingData& data, const Prefl
                   std::ostream& log);
 
 // About how many bytes one rank holds: parameters, gradients, the gradient sync's flat buffers
-// and ZeRO-1 shard of the moments, and the activations of one micro-batch.
+// and ZeRO-1 shard of the moments (or, offloaded, the pinned arena), and the activations of one
+// micro-batch.
 double EstimatedRankBytes(const RunConfig& config, int ranks);
 
 }  // namespace seqmesh::launch

@@ -10,6 +10,8 @@
 namespace seqmesh::launch {
 namespace {
 
+constexpr double kGiB = double(1 << 30);
+
 // JSON cannot hold NaN or infinity (a diverged loss): those are written as null.
 Json NumberOrNull(double v) { return std::isfinite(v) ? Json::Number(v) : Json(); }
 
@@ -75,6 +77,7 @@ Json StepRecordJson(uint64_t step, const StepTotals& totals,
   line.Set("rank_bytes_sent", std::move(rank_bytes));
   line.Set("rank_micro_batches", std::move(rank_mb));
   line.Set("rank_mem_mib", std::move(rank_mem));
+  AddOffloadFields(reports, line);
   line.Set("time", Json::String(UtcTimestamp()));
   return line;
 }
@@ -88,7 +91,60 @@ std::string ConsoleStepLine(uint64_t steps_done, const StepTotals& totals,
      << "  sent: " << Bytes(static_cast<double>(totals.bytes_sent))
      << "  micro-batches: " << totals.micro_batches;
   if (rank0.has_val_loss()) os << "  val_loss: " << Fixed(rank0.val_loss(), 4);
+  if (rank0.has_offload()) os << OffloadConsoleText(rank0.offload());
   return os.str();
+}
+
+void AddOffloadFields(const proto::OffloadReport& f, Json& record) {
+  record.Set("offload_read_bytes", Json::Integer(static_cast<int64_t>(f.read_bytes())));
+  record.Set("offload_written_bytes", Json::Integer(static_cast<int64_t>(f.written_bytes())));
+  const double moved = static_cast<double>(f.read_bytes() + f.written_bytes());
+  record.Set("offload_gib_per_s", Json::Number(f.io_s() > 0 ? moved / kGiB / f.io_s() : 0.0));
+  record.Set("offload_overlap", Json::Number(f.overlap()));
+  record.Set("offload_ms", Json::Number(f.update_ms()));
+  record.Set("vm_hwm_mib", Json::Number(f.vm_hwm_mib()));
+  record.Set("vm_lck_mib", Json::Number(f.vm_lck_mib()));
+}
+
+void AddOffloadFields(const std::vector<std::optional<proto::MetricsReport>>& reports,
+                      Json& record) {
+  proto::OffloadReport total;
+  total.set_overlap(1.0);
+  Json rank_hwm = Json::Array();
+  bool any = false;
+  for (const auto& r : reports) {
+    if (!r || !r->has_offload()) {
+      rank_hwm.Push(Json());
+      continue;
+    }
+    const proto::OffloadReport& f = r->offload();
+    any = true;
+    total.set_read_bytes(total.read_bytes() + f.read_bytes());
+    total.set_written_bytes(total.written_bytes() + f.written_bytes());
+    total.set_io_s(std::max(total.io_s(), f.io_s()));
+    total.set_overlap(std::min(total.overlap(), f.overlap()));
+    total.set_update_ms(std::max(total.update_ms(), f.update_ms()));
+    total.set_vm_hwm_mib(std::max(total.vm_hwm_mib(), f.vm_hwm_mib()));
+    total.set_vm_lck_mib(std::max(total.vm_lck_mib(), f.vm_lck_mib()));
+    rank_hwm.Push(Json::Number(f.vm_hwm_mib()));
+  }
+  if (!any) return;
+  AddOffloadFields(total, record);
+  record.Set("rank_vm_hwm_mib", std::move(rank_hwm));
+}
+
+std::string OffloadConsoleText(const proto::OffloadReport& f) {
+  std::ostringstream out;
+  if (f.read_bytes() + f.written_bytes() > 0) {
+    const double moved = static_cast<double>(f.read_bytes() + f.written_bytes());
+    out << "  ssd: " << Bytes(static_cast<double>(f.read_bytes())) << " in "
+        << Bytes(static_cast<double>(f.written_bytes())) << " out "
+        << Fixed(f.io_s() > 0 ? moved / kGiB / f.io_s() : 0.0, 2) << "GiB/s overlap "
+        << Fixed(f.overlap(), 2);
+  }
+  out << "  hwm: " << Fixed(f.vm_hwm_mib(), 0) << "MiB  locked: " << Fixed(f.vm_lck_mib(), 0)
+      << "MiB";
+  return out.str();
 }
 
 }  // namespace seqmesh::launch

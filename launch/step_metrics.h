@@ -33,6 +33,16 @@ Json StepRecordJson(uint64_t step, const StepTotals& totals,
 std::string ConsoleStepLine(uint64_t steps_done, const StepTotals& totals,
                             const proto::MetricsReport& rank0, double tokens_per_s);
 
+// "offload_read_bytes", "offload_written_bytes", "offload_gib_per_s", "offload_overlap",
+// "offload_ms", "vm_hwm_mib", "vm_lck_mib" added to a metrics.jsonl record (`train`'s, or a
+// job's from its ranks' reports: bytes summed, GiB/s over the slowest rank's I/O time, the
+// lowest overlap, the highest VmHWM and VmLck, and per rank as rank_vm_hwm_mib).
+void AddOffloadFields(const proto::OffloadReport& f, Json& record);
+void AddOffloadFields(const std::vector<std::optional<proto::MetricsReport>>& reports,
+                      Json& record);
+// "  ssd: 1.2GiB in 1.2GiB out 1.41GiB/s overlap 0.93  hwm: 812MiB  locked: 72MiB"
+std::string OffloadConsoleText(const proto::OffloadReport& f);
+
 // 1023B, 1.5KiB, 129.4MiB, 2.25GiB
 std::string Bytes(double b);
 

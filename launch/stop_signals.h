@@ -1,10 +1,15 @@
-// SIGINT and SIGTERM for the long-running commands (train, coordinator, launch): blocked in
+// SIGINT, SIGTERM and SIGHUP for the long-running commands (train, coordinator, launch): blocked in
 // every thread started after a StopSignals is made (OpenMP, oneDNN and gRPC workers included)
 // and taken by one thread waiting in sigwait(), which only records the signal; the main loop
 // polls StopSignals::Received() and acts. A handler must not run on a compute thread: oneDNN's
 // JIT kernels keep data below the stack pointer, and a signal frame pushed there corrupts it
 // (seen as heap corruption after a SIGINT mid-step). Make one before the first thread starts;
 // one at a time per process.
+//
+// SIGHUP (the terminal or the parent is gone: seqmesh.launch asks for it with PR_SET_PDEATHSIG)
+// asks for the graceful stop and never for the stop at once, however often it comes: the kernel
+// sends a parent-death signal again each time the child is handed to another thread of the dying
+// parent, so one kill -9 of a threaded Python script can deliver it twice.
 #pragma once
 
 #include <pthread.h>
@@ -23,14 +28,18 @@ class StopSignals {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set_, &old_);
     waiter_ = std::thread([this] {
       while (true) {
         int sig = 0;
         if (sigwait(&set_, &sig) != 0) continue;
         if (done_.load()) return;
-        received_.store(sig);
-        count_.fetch_add(1);
+        if (sig != SIGHUP || count_.load() == 0) {  // a SIGHUP is never a second signal
+          received_.store(sig);
+          count_.fetch_add(1);
+        }
+        taken_.fetch_add(1);  // last: a reader that sees it sees the signal's effect
       }
     });
   }
@@ -47,10 +56,13 @@ class StopSignals {
   static int Received() { return received_.load(); }
   // How many were taken: the first asks a job to stop gracefully, a second to stop at once.
   static int Count() { return count_.load(); }
+  // How many signals the waiter has taken, repeated SIGHUPs included.
+  static int Taken() { return taken_.load(); }
 
  private:
   static inline std::atomic<int> received_{0};
   static inline std::atomic<int> count_{0};
+  static inline std::atomic<int> taken_{0};
   sigset_t set_, old_;
   std::atomic<bool> done_{false};
   std::thread waiter_;

@@ -31,6 +31,7 @@
 #include "launch/dist_checkpoint.h"
 #include "launch/flags.h"
 #include "launch/metrics_file.h"
+#include "launch/optimizer_offload.h"
 #include "launch/training_data.h"
 #include "launch/validation.h"
 #include "launch/worker.h"
@@ -241,7 +242,10 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
                                         config.training.checkpoint_activations);
   step_options.backend =
       MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(config.training.threads)});
+  OptimizerOffload offload(config.offload, rank);
+  step_options.optimizer_state = offload.Factory();
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
+  if (offload.enabled() && rank == 0) std::cerr << "offload: " << offload.Describe() << std::endl;
   hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!job.resume_checkpoint().empty())
     LoadCheckpointParts(job.resume_checkpoint(), hdp.model(), hdp.sync());
@@ -280,6 +284,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     if (trace) WriteTrace(trace.get(), rank, reply.plan(), done.run, times);
     proto::MetricsReport metrics = MetricsOf(rank, step, generation, done, lr, times, sync_bytes);
     metrics.set_rss_mib(ResidentMiB());
+    if (offload.enabled()) *metrics.mutable_offload() = ReportOf(offload.TakeStepFigures());
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
       const double val = ValidationLoss(hdp, comm, validation, datasets, cost,

@@ -11,7 +11,8 @@ namespace seqmesh {
 
 GradSync::GradSync(Communicator& comm, const std::vector<Tensor>& params,
                    const std::vector<Tensor>& grads, const AdamWConfig& config,
-                   std::vector<size_t> bucket_ends, std::vector<int> start_order)
+                   std::vector<size_t> bucket_ends, std::vector<int> start_order,
+                   const OptimizerStateFactory& make_state)
     : comm_(comm), params_(params), grads_(grads), config_(config) {
   config_.Validate();
   SM_CHECK(params.size() == grads.size() && !params.empty())
@@ -50,10 +51,13 @@ GradSync::GradSync(Communicator& comm, const std::vector<Tensor>& params,
     first = end;
   }
   shard_total_ = shard_total;
-  flat_grad_.assign(flat, 0.0f);  // padding stays zero
-  flat_param_.assign(flat, 0.0f);
-  shard_grad_.assign(shard_total, 0.0f);
-  BuildPieces();
+  alone_ = n == 1;
+  if (!alone_) {
+    flat_grad_.assign(flat, 0.0f);  // padding stays zero
+    flat_param_.assign(flat, 0.0f);
+    shard_grad_.assign(shard_total, 0.0f);
+  }
+  BuildPieces(make_state);
   if (start_order.empty())
     for (int b = num_buckets() - 1; b >= 0; --b) start_order.push_back(b);
   std::vector<int> sorted = start_order;
@@ -75,18 +79,54 @@ void GradSync::ForEachShardPiece(const Bucket& b, Fn&& fn) const {
   }
 }
 
-void GradSync::BuildPieces() {
+void GradSync::BuildPieces(const OptimizerStateFactory& make_state) {
   for (const Bucket& b : buckets_) {
-    float* shard_param = flat_param_.data() + b.flat_offset + comm_.rank() * b.shard;
     ForEachShardPiece(b, [&](size_t t, int64_t in_tensor, int64_t in_shard, int64_t len) {
       pieces_.push_back({t, in_tensor});
       const std::string name = params_[t].name() + "@" + std::to_string(in_tensor);
-      piece_params_.emplace_back(name, DType::kF32, Shape{len}, shard_param + in_shard);
-      piece_grads_.emplace_back("grad." + name, DType::kF32, Shape{len},
-                                shard_grad_.data() + b.shard_offset + in_shard);
+      // Alone, the shard is the whole model: its pieces are the tensors themselves.
+      float* param = alone_
+                         ? params_[t].f32() + in_tensor
+                         : flat_param_.data() + b.flat_offset + comm_.rank() * b.shard + in_shard;
+      float* grad =
+          alone_ ? grads_[t].f32() + in_tensor : shard_grad_.data() + b.shard_offset + in_shard;
+      piece_params_.emplace_back(name, DType::kF32, Shape{len}, param);
+      piece_grads_.emplace_back("grad." + name, DType::kF32, Shape{len}, grad);
     });
   }
-  state_ = std::make_unique<InMemoryOptimizerStateStore>(piece_params_);
+  state_ = make_state ? make_state(piece_params_)
+                      : std::make_unique<InMemoryOptimizerStateStore>(piece_params_);
+  // Alone, the pieces are the tensors in order (first_piece_ maps one to the other), and a store
+  // that can hold the gradients takes them bucket by bucket as backward finishes.
+  if (alone_ && state_->CanHoldGradients()) {
+    handoff_ = true;
+    gradients_released_ = true;  // a new model's gradients are zero and untouched
+    state_->HoldGradients();
+    squares_.resize(params_.size());
+    first_piece_.assign(params_.size() + 1, pieces_.size());
+    for (size_t k = pieces_.size(); k-- > 0;) first_piece_[pieces_[k].tensor] = k;
+    for (size_t t = params_.size(); t-- > 0;)
+      first_piece_[t] = std::min(first_piece_[t], first_piece_[t + 1]);
+  }
+}
+
+// The bucket's gradients are final: their share of the norm is taken now (as GlobalNorm would
+// take it), the store copies them, and their memory is given back (it reads as zero, which is
+// what the next step starts from).
+void GradSync::HandOff(const Bucket& b) {
+  for (size_t t = b.first; t < b.last; ++t) {
+    squares_[t].clear();
+    AppendChunkSquares(grads_[t], squares_[t]);
+  }
+  state_->GradientsReady(piece_grads_, first_piece_[b.first], first_piece_[b.last]);
+  for (size_t t = b.first; t < b.last; ++t) ZeroAndRelease(grads_[t].data(), grads_[t].bytes());
+}
+
+void GradSync::CopyParamsToShard() {
+  if (alone_) return;  // the pieces are the parameters
+  for (size_t k = 0; k < pieces_.size(); ++k)
+    std::memcpy(piece_params_[k].f32(), params_[pieces_[k].tensor].f32() + pieces_[k].offset,
+                piece_params_[k].bytes());
 }
 
 void GradSync::LayerReady(int bi) {
@@ -102,37 +142,44 @@ void GradSync::LayerReady(int bi) {
 void GradSync::StartReady() {
   while (next_start_ < start_order_.size() && buckets_[start_order_[next_start_]].ready) {
     Bucket& b = buckets_[start_order_[next_start_++]];
+    b.started = true;
+    if (handoff_) HandOff(b);
+    if (alone_) continue;  // the sum over one rank is its gradient, where it is
     float* flat = flat_grad_.data() + b.flat_offset;
     for (size_t t = b.first; t < b.last; ++t)
       std::memcpy(flat + tensor_offset_[t], grads_[t].f32(), grads_[t].bytes());
     b.work =
         comm_.StartReduceScatter(flat, shard_grad_.data() + b.shard_offset, b.shard, DType::kF32);
-    b.started = true;
   }
 }
 
 void GradSync::ForEachMomentPiece(
     const std::function<void(size_t, int64_t, const float*, const float*, int64_t)>& fn) const {
-  // One whole sub-group per piece: the store hands out the state; nothing is written.
-  state_->Visit(piece_params_, piece_grads_, 0, [&](std::span<const OptimizerSlice> slices) {
+  // The store hands out the state sub-group by sub-group; nothing is written.
+  state_->Visit(piece_params_, {}, StateAccess::kRead, [&](std::span<const OptimizerSlice> slices) {
     for (const OptimizerSlice& s : slices)
       fn(pieces_[s.tensor].tensor, pieces_[s.tensor].offset + s.begin, s.m, s.v, s.count);
   });
 }
 
-void GradSync::LoadMoments(const std::vector<const float*>& m, const std::vector<const float*>& v,
-                           int64_t step) {
-  SM_CHECK(m.size() == params_.size() && v.size() == params_.size())
-      << "GradSync::LoadMoments: " << m.size() << " and " << v.size() << " moment tensors for "
-      << params_.size() << " parameters";
+std::vector<MomentPiece> GradSync::moment_pieces() const {
+  std::vector<MomentPiece> out;
+  for (size_t k = 0; k < pieces_.size(); ++k)
+    out.push_back({pieces_[k].tensor, pieces_[k].offset, piece_params_[k].numel()});
+  return out;
+}
+
+void GradSync::LoadMoments(
+    const std::function<void(size_t, int64_t, int64_t, float*, float*)>& fill, int64_t step) {
   SM_CHECK(step >= 0) << "GradSync::LoadMoments: negative optimizer step " << step;
-  state_->Visit(piece_params_, piece_grads_, 0, [&](std::span<const OptimizerSlice> slices) {
-    for (const OptimizerSlice& s : slices) {
-      const Piece& p = pieces_[s.tensor];
-      std::memcpy(s.m, m[p.tensor] + p.offset + s.begin, s.count * sizeof(float));
-      std::memcpy(s.v, v[p.tensor] + p.offset + s.begin, s.count * sizeof(float));
-    }
-  });
+  CopyParamsToShard();  // the loaded parameters become the master weights
+  state_->Visit(piece_params_, {}, StateAccess::kOverwrite,
+                [&](std::span<const OptimizerSlice> slices) {
+                  for (const OptimizerSlice& s : slices) {
+                    const Piece& p = pieces_[s.tensor];
+                    fill(p.tensor, p.offset + s.begin, s.count, s.m, s.v);
+                  }
+                });
   step_ = step;
 }
 
@@ -154,7 +201,12 @@ double GradSync::Step(float lr, float max_norm) {
   // A world of one holds the whole gradient, the model's own: its norm is GlobalNorm's, the
   // unsharded AdamW's, so `seqmesh train` steps exactly as it did before it ran HdpStep.
   double norm = 0.0;
-  if (comm_.size() == 1) {
+  if (handoff_) {
+    std::vector<double> squares;
+    for (const std::vector<double>& s : squares_) squares.insert(squares.end(), s.begin(), s.end());
+    norm = NormOfSquares(squares);
+    gradients_released_ = true;
+  } else if (comm_.size() == 1) {
     norm = GlobalNorm(grads_);
   } else {
     double local = 0.0;
@@ -176,31 +228,33 @@ double GradSync::Step(float lr, float max_norm) {
   // The same per-element update as AdamW::Step.
   ++step_;
   const cpu::AdamWStep base = AdamWStepFor(config_, step_, lr, scale);
-  // The master weights are this rank's copy of the parameters in its shard.
-  for (size_t k = 0; k < pieces_.size(); ++k)
-    std::memcpy(piece_params_[k].f32(), params_[pieces_[k].tensor].f32() + pieces_[k].offset,
-                piece_params_[k].bytes());
-  state_->Visit(
-      piece_params_, piece_grads_, sub_group_elems_, [&](std::span<const OptimizerSlice> slices) {
-        for (const OptimizerSlice& sl : slices) {
-          cpu::AdamWStep s = base;
-          s.weight_decay =
-              params_[pieces_[sl.tensor].tensor].shape().ndim() >= 2 ? config_.weight_decay : 0.0f;
-          cpu::Vec().adamw(sl.master, sl.grad, sl.m, sl.v, sl.count, s);
-        }
-      });
+  // The in-memory store's master weights are this rank's copy of the parameters in its shard
+  // (another store keeps its own, equal to it; it overwrites the copy with the update).
+  CopyParamsToShard();
+  state_->Visit(piece_params_, piece_grads_, StateAccess::kUpdate,
+                [&](std::span<const OptimizerSlice> slices) {
+                  for (const OptimizerSlice& sl : slices) {
+                    cpu::AdamWStep s = base;
+                    s.weight_decay = params_[pieces_[sl.tensor].tensor].shape().ndim() >= 2
+                                         ? config_.weight_decay
+                                         : 0.0f;
+                    cpu::Vec().adamw(sl.master, sl.grad, sl.m, sl.v, sl.count, s);
+                  }
+                });
   for (Bucket& b : buckets_) {
+    if (alone_) break;  // updated in place
     float* shard_param = flat_param_.data() + b.flat_offset + comm_.rank() * b.shard;
     b.work =
         comm_.StartAllGather(shard_param, flat_param_.data() + b.flat_offset, b.shard, DType::kF32);
   }
   for (Bucket& b : buckets_) {
+    b.started = false;
+    b.ready = false;
+    if (alone_) continue;
     comm_.Wait(b.work);
     const float* flat = flat_param_.data() + b.flat_offset;
     for (size_t t = b.first; t < b.last; ++t)
       std::memcpy(params_[t].f32(), flat + tensor_offset_[t], params_[t].bytes());
-    b.started = false;
-    b.ready = false;
   }
   next_start_ = 0;
   return norm;

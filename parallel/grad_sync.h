@@ -5,7 +5,8 @@
 // it), so the whole-batch gradient is the plain sum over ranks. Parameters are grouped into
 // buckets of consecutive tensors (e.g. one per layer). Each bucket is flattened into a buffer
 // padded to a multiple of the rank count n and cut into n equal shards; rank r owns shard r of
-// every bucket, and keeps AdamW moments for its shards only (ZeRO-1).
+// every bucket, and keeps AdamW moments for its shards only (ZeRO-1). A world of one keeps no
+// flat buffers: its shard is the parameters and gradients themselves.
 //
 // One step:
 //   LayerReady(b)  for buckets whose backward finished: copy the bucket's gradients into its flat
@@ -31,6 +32,13 @@
 
 namespace seqmesh {
 
+// A run of consecutive elements of one parameter tensor whose AdamW moments a rank holds.
+struct MomentPiece {
+  size_t tensor = 0;   // index into the parameters
+  int64_t offset = 0;  // first element in the tensor
+  int64_t length = 0;
+};
+
 class GradSync {
  public:
   // `bucket_ends` are the exclusive end indices of the buckets in params (last = params.size());
@@ -42,9 +50,13 @@ class GradSync {
   // different times (a rank with no micro-batch calls no LayerReady at all), so LayerReady only
   // marks a bucket ready and reductions start in this order as far as the ready buckets allow.
   // Empty: descending bucket index (layers finish backward last to first).
+  //
+  // `make_state` makes the store of this rank's AdamW state (its shard, as pieces of the
+  // parameter tensors each viewed as a parameter of its own); null: in memory, one sub-group.
+  // The result does not depend on the store or its sub-group size (the update is per element).
   GradSync(Communicator& comm, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
            const AdamWConfig& config, std::vector<size_t> bucket_ends = {},
-           std::vector<int> start_order = {});
+           std::vector<int> start_order = {}, const OptimizerStateFactory& make_state = {});
 
   int num_buckets() const { return static_cast<int>(buckets_.size()); }
   // Bucket b's gradients are final (its backward is done); at most once a step. Starts the
@@ -66,17 +78,35 @@ class GradSync {
 
   // Checkpoints: this rank's moments, as pieces of the parameter tensors (the shard layout
   // depends on the rank count; the pieces do not, so any rank count can load them).
-  // fn(tensor index, offset in the tensor, m, v, length).
+  //
+  // The pieces, in the order ForEachMomentPiece and LoadMoments visit them: a writer lays out
+  // its file from these before the first visit.
+  std::vector<MomentPiece> moment_pieces() const;
+  // fn(tensor index, offset in the tensor, m, v, length) for this rank's moments, in piece order.
+  // The store visits its state in sub-groups, so a piece may arrive split into consecutive
+  // sub-pieces (one call each, in order, together covering the piece once), and m and v point
+  // into the store's staging memory: they are valid only during the call.
   void ForEachMomentPiece(const std::function<void(size_t tensor, int64_t offset, const float* m,
                                                    const float* v, int64_t length)>& fn) const;
-  // Loads this rank's moments from whole-tensor moments (m[t], v[t]: numel floats of tensor t)
-  // and the optimizer step count.
-  void LoadMoments(const std::vector<const float*>& m, const std::vector<const float*>& v,
+  // Loads this rank's moments and sets the optimizer step count: the store is visited as by
+  // ForEachMomentPiece and fill(tensor index, offset in the tensor, length, m, v) writes the
+  // moments of elements [offset, offset + length) of that tensor into m and v (length floats
+  // each, valid only during the call), once per (sub-)piece.
+  void LoadMoments(const std::function<void(size_t tensor, int64_t offset, int64_t length, float* m,
+                                            float* v)>& fill,
                    int64_t step);
   int64_t shard_elements() const { return shard_total_; }  // moments held by this rank
-  // AdamW's state visited in sub-groups of at most this many elements (0: one group); the
-  // result does not depend on it (the update is per element).
-  void set_sub_group_elems(int64_t elems) { sub_group_elems_ = elems; }
+  OptimizerStateStore& state() { return *state_; }
+  // A world of one whose store holds the gradients (an SSD store, GradientsReady): each bucket's
+  // gradients go to the store when the bucket is ready and their memory is given back, so a
+  // step holds about one bucket's gradients at a time (with one micro-batch per step; earlier
+  // micro-batches accumulate into all of them). The norm is GlobalNorm's, bit for bit.
+  bool hands_off_gradients() const { return handoff_; }
+  // After a step that handed every gradient off, the gradients read as zero already: the next
+  // step need not zero them (which would make them resident again). Cleared by the caller when
+  // it writes gradients.
+  bool gradients_released() const { return gradients_released_; }
+  void GradientsInUse() { gradients_released_ = false; }
 
  private:
   struct Bucket {
@@ -111,12 +141,19 @@ class GradSync {
     size_t tensor;
     int64_t offset;
   };
-  void BuildPieces();
+  void BuildPieces(const OptimizerStateFactory& make_state);
+  void CopyParamsToShard();  // params_ -> piece_params_ (this rank's shard of flat_param_)
   std::vector<Piece> pieces_;
   std::vector<Tensor> piece_params_, piece_grads_;
   std::unique_ptr<OptimizerStateStore> state_;
   int64_t shard_total_ = 0;
-  int64_t sub_group_elems_ = 0;
+  // A world of one: no flat buffers; the pieces view the parameters and gradients themselves
+  // (reducing over one rank copies nothing), so `seqmesh train` holds 16 bytes per parameter.
+  bool alone_ = false;
+  void HandOff(const Bucket& b);
+  bool handoff_ = false, gradients_released_ = false;
+  std::vector<std::vector<double>> squares_;  // per tensor: its chunks' squares (hand-off)
+  std::vector<size_t> first_piece_;           // per tensor (and one past): its first piece
   int64_t step_ = 0;
 };
 

@@ -38,7 +38,7 @@ HdpStep::HdpStep(const ModelConfig& config, const HdpStepOptions& options, Commu
     : rank_(comm.rank()),
       model_(config, ModelOptionsFor(options)),
       sync_(comm, model_.params(), model_.grads(), adamw, BucketEnds(model_.param_layout()),
-            model_.param_layout().finish_order),
+            model_.param_layout().finish_order, options.optimizer_state),
       executor_(model_, link, comm.rank()) {
   const ParamLayout& layout = model_.param_layout();
   buckets_of_layer_.assign(config.layers + 1, {});
@@ -53,7 +53,9 @@ void HdpStep::LayerGradsReady(int64_t layer) {
 
 StepResult HdpStep::Execute(const proto::StepPlan& plan, uint64_t target_tokens,
                             const TokenReader& read, Overlap overlap) {
-  model_.ZeroGrad();
+  // Gradients handed off to the optimizer's store were given back as zero pages already.
+  if (!sync_.gradients_released()) model_.ZeroGrad();
+  sync_.GradientsInUse();
   overlap_ = overlap == Overlap::kDuringBackward;
   return executor_.Run(plan, target_tokens, read);
 }

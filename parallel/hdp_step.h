@@ -29,9 +29,10 @@
 namespace seqmesh {
 
 struct HdpStepOptions {
-  int64_t capacity = 0;                 // tokens of one rank's micro-batch (micro_batch_tokens)
-  std::vector<bool> checkpoint_layers;  // per layer; empty: none
-  std::shared_ptr<Backend> backend;     // where the model computes; null: CPU, one thread
+  int64_t capacity = 0;                   // tokens of one rank's micro-batch (micro_batch_tokens)
+  std::vector<bool> checkpoint_layers;    // per layer; empty: none
+  std::shared_ptr<Backend> backend;       // where the model computes; null: CPU, one thread
+  OptimizerStateFactory optimizer_state;  // where this rank's AdamW state lives; null: memory
 };
 
 struct HdpStepResult {

@@ -1,4 +1,5 @@
-// Files: a read-only memory map (move-only RAII) and atomic whole-file writes.
+// Files: a read-only memory map (move-only RAII), a file written in place and published
+// atomically (move-only RAII), and atomic whole-file writes.
 #pragma once
 
 #include <cstddef>
@@ -26,8 +27,34 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Writes `path` atomically: a temporary file beside it, fsync, rename over `path`, fsync of the
-// directory. A crash leaves either the old file or the new one, never a mix.
+// A file written at any offsets and published atomically (move-only): the bytes go to
+// `path`.tmp; Commit fsyncs it, renames it over `path` and fsyncs the directory, so a crash leaves
+// either the old file or the new one, never a mix. Destroyed uncommitted, the temporary is
+// removed and `path` is untouched.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const std::string& path);
+  AtomicFileWriter(AtomicFileWriter&& other) noexcept;
+  AtomicFileWriter& operator=(AtomicFileWriter&& other) noexcept;
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  ~AtomicFileWriter();
+
+  // Sets the file's size (bytes never written read as zeros).
+  void Resize(uint64_t bytes);
+  // Writes `bytes` bytes at `offset` (pwrite, retried until complete).
+  void WriteAt(uint64_t offset, const void* data, size_t bytes);
+  // Makes the file `path`, durably. Nothing may be written afterwards.
+  void Commit();
+  const std::string& path() const { return path_; }
+
+ private:
+  void Discard() noexcept;  // closes and removes the temporary
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+// Writes `path` atomically (AtomicFileWriter).
 void WriteFileAtomically(const std::string& path, const void* data, size_t bytes);
 
 }  // namespace seqmesh

@@ -4,11 +4,14 @@
 #include <cmath>
 #include <numbers>
 
+#include "runtime/cpu/vec.h"
+
 namespace seqmesh {
 namespace {
 
 // AdamW's ranges are cut at multiples of kChunk elements of each tensor (and at sub-group ends),
-// so every thread gets similar work.
+// so every thread gets similar work; the global norm sums squares over chunks of the same size
+// (runtime/cpu/cpu_backend.cc), which AppendChunkSquares repeats.
 constexpr int64_t kChunk = 1 << 16;
 
 }  // namespace
@@ -41,6 +44,18 @@ void LrSchedule::Validate() const {
 
 double GlobalNorm(const std::vector<Tensor>& tensors, const ExecutionContext& context) {
   return MakeBackend(Device::kCpu, context)->GlobalNorm(tensors);
+}
+
+void AppendChunkSquares(const Tensor& t, std::vector<double>& out) {
+  CheckDType(t, DType::kF32);
+  for (int64_t b = 0; b < t.numel(); b += kChunk)
+    out.push_back(cpu::Vec().sum_squares(t.f32() + b, std::min(t.numel(), b + kChunk) - b));
+}
+
+double NormOfSquares(const std::vector<double>& squares) {
+  double sum = 0.0;
+  for (double s : squares) sum += s;
+  return std::sqrt(sum);
 }
 
 AdamWStep AdamWStepFor(const AdamWConfig& config, int64_t step, float lr, float grad_scale) {
@@ -76,7 +91,7 @@ AdamW::AdamW(const std::vector<Tensor>& params, const AdamWConfig& config, AdamW
   if (!options_.backend) options_.backend = MakeBackend(Device::kCpu, {});
   state_ = options_.state;
   if (!state_) {
-    own_state_ = std::make_unique<InMemoryOptimizerStateStore>(params);
+    own_state_ = std::make_unique<InMemoryOptimizerStateStore>(params, options_.sub_group_elems);
     state_ = own_state_.get();
   }
 }
@@ -120,7 +135,7 @@ void AdamW::Step(const std::vector<Tensor>& params, const std::vector<Tensor>& g
     }
     options_.backend->AdamW(ranges);
   };
-  state_->Visit(params, grads, options_.sub_group_elems, update);
+  state_->Visit(params, grads, StateAccess::kUpdate, update);
 }
 
 }  // namespace seqmesh

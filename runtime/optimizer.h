@@ -37,6 +37,12 @@ struct LrSchedule {
 // sqrt(sum of squares) over all tensors, accumulated in double in a fixed order (on a CPU
 // backend with `context`; Backend::GlobalNorm is the same on any backend).
 double GlobalNorm(const std::vector<Tensor>& tensors, const ExecutionContext& context = {});
+// GlobalNorm in two halves, for gradients handed on as their backward finishes: the squares of
+// one tensor's 65,536-element chunks, in order (appended to `out`), and the norm of the squares of
+// all tensors in tensor order. Together they equal GlobalNorm bit for bit (the same chunks, the
+// same kernel, the same order of the sum).
+void AppendChunkSquares(const Tensor& t, std::vector<double>& out);
+double NormOfSquares(const std::vector<double>& squares);
 // torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); max_norm <= 0
 // disables clipping (factor 1).
 float ClipScale(double norm, float max_norm);
@@ -52,7 +58,7 @@ struct AdamWOptions {
   // Null: AdamW owns an InMemoryOptimizerStateStore (moments in host memory). Not owned; must
   // outlive the optimizer.
   OptimizerStateStore* state = nullptr;
-  int64_t sub_group_elems = 0;  // elements per visited sub-group; 0: all in one
+  int64_t sub_group_elems = 0;  // the own store's sub-group size; 0: all in one
 };
 
 class AdamW {

@@ -84,7 +84,15 @@ std::vector<Field> Schema(RunConfig& c) {
       {"distributed.refit", ChoiceOf(&c.distributed.refit, RefitNames())},
       {"distributed.heartbeat_timeout_s", &c.distributed.heartbeat_timeout_s},
       {"distributed.comm_deadline_s", &c.distributed.comm_deadline_s},
+      {"offload.optimizer", ChoiceOf(&c.offload.optimizer, OffloadDeviceNames())},
+      {"offload.nvme_path", &c.offload.nvme_path},
+      {"offload.pin_memory", &c.offload.pin_memory},
+      {"offload.buffer_count", &c.offload.buffer_count},
+      {"offload.sub_group_size", &c.offload.sub_group_size},
+      {"offload.block_size", &c.offload.block_size},
+      {"offload.queue_depth", &c.offload.queue_depth},
       {"metrics.jsonl", &c.metrics.jsonl},
+      {"metrics.tensorboard", &c.metrics.tensorboard},
   };
 }
 
@@ -121,6 +129,9 @@ const std::vector<std::pair<std::string, std::string>>& Aliases() {
       {"save_interval", "checkpoint.interval"},
       {"eval_interval", "training.eval_interval"},
       {"data_path", "data.path"},
+      {"device", "offload.optimizer"},  // DeepSpeed's offload_optimizer.device
+      {"offload_optimizer", "offload.optimizer"},
+      {"io_queue_depth", "offload.queue_depth"},
   };
   return aliases;
 }
@@ -210,6 +221,13 @@ const std::vector<std::string>& PlannerNames() {
 const std::vector<std::string>& NonFiniteNames() {
   static const std::vector<std::string> names = {"stop", "skip"};
   return names;
+}
+const std::vector<std::string>& OffloadDeviceNames() {
+  static const std::vector<std::string> names = {"none", "cpu", "nvme"};
+  return names;
+}
+const std::string& Name(OffloadDevice device) {
+  return OffloadDeviceNames().at(static_cast<size_t>(device));
 }
 const std::vector<std::string>& RefitNames() {
   static const std::vector<std::string> names = {"predict", "plan", "off"};
@@ -424,6 +442,17 @@ void RunConfig::Validate() const {
       << "distributed.heartbeat_timeout_s must be > 0, got " << d.heartbeat_timeout_s;
   SM_CHECK(d.comm_deadline_s > 0) << "distributed.comm_deadline_s must be > 0, got "
                                   << d.comm_deadline_s;
+  const OffloadConfig& o = offload;
+  SM_CHECK(o.buffer_count >= 2 && o.buffer_count <= 64)
+      << "offload.buffer_count must be in [2, 64], got " << o.buffer_count;
+  SM_CHECK(o.sub_group_size >= 1024 && o.sub_group_size <= (int64_t{1} << 34))
+      << "offload.sub_group_size must be in [1024, 2^34] elements, got " << o.sub_group_size;
+  SM_CHECK(o.block_size >= 4096 && o.block_size % 4096 == 0 && o.block_size <= (int64_t{1} << 30))
+      << "offload.block_size must be a multiple of 4096 bytes up to 1 GiB, got " << o.block_size;
+  SM_CHECK(o.queue_depth >= 1 && o.queue_depth <= 4096)
+      << "offload.queue_depth must be in [1, 4096], got " << o.queue_depth;
+  SM_CHECK(o.optimizer != OffloadDevice::kNvme || !o.nvme_path.empty())
+      << "offload.optimizer = \"nvme\" needs offload.nvme_path (a directory on a local disk)";
   SM_CHECK(optimizer.warmup_steps <= t.steps)
       << "optimizer.warmup_steps (" << optimizer.warmup_steps << ") exceeds training.steps ("
       << t.steps << ")";
@@ -434,6 +463,8 @@ void RunConfig::Validate() const {
 std::string RunConfig::metrics_path() const {
   return metrics.jsonl.empty() ? checkpoint.dir + "/metrics.jsonl" : metrics.jsonl;
 }
+
+std::string RunConfig::tensorboard_dir() const { return checkpoint.dir + "/tensorboard"; }
 
 AdamWConfig RunConfig::adamw() const {
   AdamWConfig a;

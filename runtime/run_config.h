@@ -1,5 +1,5 @@
 // The configuration of a training run: one TOML file in sections
-//   [model] [training] [optimizer] [data] [checkpoint] [distributed] [metrics]
+//   [model] [training] [optimizer] [data] [checkpoint] [distributed] [offload] [metrics]
 // plus dotted overrides from the command line (`--training.steps=100`), which win over the file,
 // which wins over the defaults. Unknown sections and keys are rejected with the closest valid
 // name suggested; a value of the wrong type names the key and both types. ToToml() prints the
@@ -83,8 +83,26 @@ struct DistributedConfig {
   double comm_deadline_s = 120;     // the longest a collective or ring exchange may wait
 };
 
+// Where AdamW's state (master weights and both moments) lives: in memory with the parameters
+// (none), in pinned host memory (cpu) or in an extent file on SSD (nvme). DeepSpeed's
+// zero_optimization.offload_optimizer.device; docs/OFFLOAD.md maps every key of [offload].
+enum class OffloadDevice { kNone, kCpu, kNvme };
+const std::vector<std::string>& OffloadDeviceNames();
+const std::string& Name(OffloadDevice device);
+
+struct OffloadConfig {
+  OffloadDevice optimizer = OffloadDevice::kNone;
+  std::string nvme_path = "/var/tmp";  // directory of the scratch file (on a local disk)
+  bool pin_memory = true;              // lock the staging arena (mlock)
+  int64_t buffer_count = 3;            // nvme staging buffers: read i+1 || update i || write i-1
+  int64_t sub_group_size = int64_t{1} << 21;  // elements per sub-group (12 bytes each staged)
+  int64_t block_size = int64_t{1} << 20;      // bytes per I/O request (aio.block_size)
+  int64_t queue_depth = 32;  // requests in flight (aio.queue_depth); from the sweep in BENCHMARKS
+};
+
 struct MetricsConfig {
-  std::string jsonl;  // metrics file; empty: <checkpoint.dir>/metrics.jsonl
+  std::string jsonl;        // metrics file; empty: <checkpoint.dir>/metrics.jsonl
+  bool tensorboard = true;  // also write each step's scalars to <checkpoint.dir>/tensorboard/
 };
 
 // One key of the configuration schema, for help texts.
@@ -101,6 +119,7 @@ struct RunConfig {
   DataConfig data;
   CheckpointConfig checkpoint;
   DistributedConfig distributed;
+  OffloadConfig offload;
   MetricsConfig metrics;
 
   // Defaults, then `path` (if not empty), then each override "section.key=value" (a leading
@@ -119,6 +138,8 @@ struct RunConfig {
   LrSchedule schedule() const;
   // The metrics file: metrics.jsonl if set, else <checkpoint.dir>/metrics.jsonl.
   std::string metrics_path() const;
+  // Where TensorBoard event files go: <checkpoint.dir>/tensorboard (metrics.tensorboard).
+  std::string tensorboard_dir() const;
 
  private:
   // `text` null: read `path` (none if empty).

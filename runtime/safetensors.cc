@@ -142,48 +142,129 @@ void SafetensorsFile::ReadInto(const std::string& name, const Tensor& dst) const
   }
 }
 
-void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors, bool as_bf16,
-                      const std::map<std::string, std::string>& metadata) {
+namespace {
+
+// Adds [begin, end) to `ranges` (disjoint, begin -> end), merging what touches it.
+void AddRange(std::map<uint64_t, uint64_t>& ranges, uint64_t begin, uint64_t end) {
+  if (begin == end) return;
+  auto it = ranges.upper_bound(begin);
+  if (it != ranges.begin() && std::prev(it)->second >= begin) --it;
+  while (it != ranges.end() && it->first <= end) {
+    begin = std::min(begin, it->first);
+    end = std::max(end, it->second);
+    it = ranges.erase(it);
+  }
+  ranges.emplace(begin, end);
+}
+
+std::string HeaderText(const std::vector<SafetensorsTensorSpec>& tensors,
+                       const std::vector<uint64_t>& begin,
+                       const std::map<std::string, std::string>& metadata) {
   Json header = Json::Object();
   Json meta = Json::Object();
   meta.Set("format", Json::String("pt"));
   for (const auto& [k, v] : metadata)
     if (k != "format") meta.Set(k, Json::String(v));
   header.Set("__metadata__", std::move(meta));
-  const size_t item = as_bf16 ? 2 : 4;
-  int64_t offset = 0;
-  for (const Tensor& t : tensors) {
-    CheckDType(t, DType::kF32);
+  for (size_t i = 0; i < tensors.size(); ++i) {
     Json shape = Json::Array();
-    for (int i = 0; i < t.shape().ndim(); ++i) shape.Push(Json::Integer(t.dim(i)));
+    for (int64_t d : tensors[i].shape) shape.Push(Json::Integer(d));
     Json entry = Json::Object();
-    entry.Set("dtype", Json::String(as_bf16 ? "BF16" : "F32"));
+    entry.Set("dtype", Json::String(tensors[i].dtype));
     entry.Set("shape", std::move(shape));
-    const int64_t bytes = t.numel() * static_cast<int64_t>(item);
-    entry.Set("data_offsets", Json::Array({Json::Integer(offset), Json::Integer(offset + bytes)}));
-    SM_CHECK(header.Find(t.name()) == nullptr) << "two tensors named '" << t.name() << "'";
-    header.Set(t.name(), std::move(entry));
-    offset += bytes;
+    entry.Set("data_offsets", Json::Array({Json::Integer(static_cast<int64_t>(begin[i])),
+                                           Json::Integer(static_cast<int64_t>(begin[i + 1]))}));
+    SM_CHECK(header.Find(tensors[i].name) == nullptr)
+        << "two tensors named '" << tensors[i].name << "'";
+    header.Set(tensors[i].name, std::move(entry));
   }
   std::string text = header.Dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::vector<uint8_t> out(8 + text.size() + offset);
-  const uint64_t n = text.size();
-  std::memcpy(out.data(), &n, 8);
-  std::memcpy(out.data() + 8, text.data(), text.size());
-  uint8_t* at = out.data() + 8 + text.size();
-  for (const Tensor& t : tensors) {
-    if (as_bf16) {
-      for (int64_t i = 0; i < t.numel(); ++i) {
-        const uint16_t h = FloatToBf16(t.f32()[i]);
-        std::memcpy(at + 2 * i, &h, 2);
-      }
-    } else {
-      std::memcpy(at, t.data(), t.bytes());
+  return text;
+}
+
+}  // namespace
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path,
+                                     std::vector<SafetensorsTensorSpec> tensors,
+                                     const std::map<std::string, std::string>& metadata)
+    : file_(path), tensors_(std::move(tensors)), written_(tensors_.size()) {
+  begin_.push_back(0);
+  for (const SafetensorsTensorSpec& t : tensors_) {
+    const size_t item = DTypeBytes(t.dtype);
+    SM_CHECK(item > 0) << "'" << path << "' tensor '" << t.name << "' has unknown dtype "
+                       << t.dtype;
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      SM_CHECK(d >= 0) << "'" << path << "' tensor '" << t.name << "' has a negative dimension "
+                       << d;
+      numel *= static_cast<uint64_t>(d);
     }
-    at += t.numel() * item;
+    begin_.push_back(begin_.back() + numel * item);
   }
-  WriteFileAtomically(path, out.data(), out.size());
+  const std::string text = HeaderText(tensors_, begin_, metadata);
+  const uint64_t n = text.size();
+  buffer_start_ = 8 + n;
+  file_.Resize(buffer_start_ + begin_.back());
+  file_.WriteAt(0, &n, 8);
+  file_.WriteAt(8, text.data(), text.size());
+}
+
+void SafetensorsWriter::Write(size_t i, uint64_t offset, const void* data, size_t bytes) {
+  SM_CHECK(i < tensors_.size()) << "'" << path() << "' has no tensor " << i << " (it has "
+                                << tensors_.size() << ")";
+  const uint64_t size = tensor_bytes(i);
+  SM_CHECK(offset <= size && bytes <= size - offset)
+      << "'" << path() << "': writing bytes [" << offset << ", " << offset + bytes
+      << ") of tensor '" << tensors_[i].name << "' runs past its " << size << " bytes";
+  if (bytes == 0) return;
+  file_.WriteAt(buffer_start_ + begin_[i] + offset, data, bytes);
+  AddRange(written_[i], offset, offset + bytes);
+}
+
+void SafetensorsWriter::Commit() {
+  for (size_t i = 0; i < tensors_.size(); ++i) {
+    const uint64_t size = tensor_bytes(i);
+    const auto& ranges = written_[i];
+    if (size == 0 ||
+        (ranges.size() == 1 && ranges.begin()->first == 0 && ranges.begin()->second == size))
+      continue;
+    // The first gap: before the first range, or after it.
+    uint64_t gap = 0, gap_end = size;
+    if (!ranges.empty() && ranges.begin()->first == 0) {
+      gap = ranges.begin()->second;
+      if (ranges.size() > 1) gap_end = std::next(ranges.begin())->first;
+    } else if (!ranges.empty()) {
+      gap_end = ranges.begin()->first;
+    }
+    SM_CHECK(false) << "'" << path() << "': bytes [" << gap << ", " << gap_end << ") of tensor '"
+                    << tensors_[i].name << "' (" << size << " bytes) were never written";
+  }
+  file_.Commit();
+}
+
+void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors, bool as_bf16,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<SafetensorsTensorSpec> specs;
+  for (const Tensor& t : tensors) {
+    CheckDType(t, DType::kF32);
+    SafetensorsTensorSpec spec{t.name(), as_bf16 ? "BF16" : "F32", {}};
+    for (int i = 0; i < t.shape().ndim(); ++i) spec.shape.push_back(t.dim(i));
+    specs.push_back(std::move(spec));
+  }
+  SafetensorsWriter writer(path, std::move(specs), metadata);
+  std::vector<uint16_t> bf16;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    if (as_bf16) {
+      bf16.resize(t.numel());
+      for (int64_t k = 0; k < t.numel(); ++k) bf16[k] = FloatToBf16(t.f32()[k]);
+      writer.Write(i, 0, bf16.data(), bf16.size() * sizeof(uint16_t));
+    } else {
+      writer.Write(i, 0, t.data(), t.bytes());
+    }
+  }
+  writer.Commit();
 }
 
 }  // namespace seqmesh

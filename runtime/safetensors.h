@@ -46,8 +46,47 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// A tensor as a header declares it: what SafetensorsWriter lays out.
+struct SafetensorsTensorSpec {
+  std::string name;
+  std::string dtype;  // "F32", "BF16", ...
+  std::vector<int64_t> shape;
+};
+
+// Writes a safetensors file a region at a time, in any order, so that its tensors never have to
+// be in memory together (an optimizer part whose moments are offloaded: launch/dist_checkpoint.cc).
+//
+// Protocol: the constructor lays out the header as WriteSafetensors does ("__metadata__" first,
+// {"format": "pt"} plus `metadata`, then the tensors in the given order with their regions in
+// that order), writes it and sizes the file; Write puts bytes of one tensor at their place;
+// Commit checks that every byte of every tensor was written (a missed piece would otherwise be
+// stored as zeros) and publishes the file as AtomicFileWriter does. Destroyed uncommitted, it
+// leaves nothing at `path`.
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, std::vector<SafetensorsTensorSpec> tensors,
+                    const std::map<std::string, std::string>& metadata = {});
+
+  const std::string& path() const { return file_.path(); }
+  uint64_t tensor_bytes(size_t i) const { return begin_.at(i + 1) - begin_.at(i); }
+
+  // Writes `bytes` bytes at byte `offset` of tensor i's region; a range past the region's end
+  // is an error naming the tensor. Bytes written twice keep the later ones.
+  void Write(size_t i, uint64_t offset, const void* data, size_t bytes);
+  // Errors name the first tensor with bytes never written, and those bytes.
+  void Commit();
+
+ private:
+  AtomicFileWriter file_;
+  std::vector<SafetensorsTensorSpec> tensors_;
+  uint64_t buffer_start_ = 0;    // in the file: 8 + the padded header
+  std::vector<uint64_t> begin_;  // tensor i's region is [begin_[i], begin_[i + 1]) of the buffer
+  // Per tensor, the byte ranges written so far: disjoint, merged, begin -> end.
+  std::vector<std::map<uint64_t, uint64_t>> written_;
+};
+
 // Writes f32 tensors (as F32, or rounded to BF16) under their names, atomically, with
-// {"format": "pt"} plus `metadata` in "__metadata__".
+// {"format": "pt"} plus `metadata` in "__metadata__" (a SafetensorsWriter, one tensor at a time).
 void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors,
                       bool as_bf16 = false,
                       const std::map<std::string, std::string>& metadata = {});

@@ -1,5 +1,8 @@
 #include "runtime/tensor.h"
 
+#include <sys/mman.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <sstream>
 #include <vector>
@@ -115,17 +118,54 @@ void CheckDevice(const Tensor& t, Device expected) {
 
 namespace {
 constexpr size_t kAlign = 64;
+constexpr size_t kPage = 4096;
+// From this size on, memory comes straight from mmap: its zero pages cost nothing until they are
+// touched, so resident memory is what a run uses (a gradient arena handed to an SSD store and
+// given back, an activation arena sized for the longest micro-batch), not what it reserved.
+constexpr size_t kMapFrom = size_t{1} << 20;
 size_t RoundUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-void* AlignedZeroed(size_t bytes, const std::string& what) {
-  void* p = std::aligned_alloc(kAlign, RoundUp(bytes ? bytes : 1));
+// Zeroed memory of at least `bytes`; *mapped is the mapping's size (0: from aligned_alloc).
+void* AlignedZeroed(size_t bytes, const std::string& what, size_t* mapped) {
+  const size_t n = RoundUp(bytes ? bytes : 1);
+  if (n >= kMapFrom) {
+    const size_t len = (n + kPage - 1) / kPage * kPage;
+    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    SM_CHECK(p != MAP_FAILED) << "out of memory mapping " << bytes << " bytes for " << what << ": "
+                              << std::strerror(errno);
+    *mapped = len;
+    return p;
+  }
+  void* p = std::aligned_alloc(kAlign, n);
   SM_CHECK(p != nullptr) << "out of memory allocating " << bytes << " bytes for " << what;
-  std::memset(p, 0, RoundUp(bytes ? bytes : 1));
+  std::memset(p, 0, n);
+  *mapped = 0;
   return p;
+}
+void FreeAligned(void* p, size_t mapped) {
+  if (mapped > 0)
+    munmap(p, mapped);
+  else
+    std::free(p);
 }
 }  // namespace
 
-void Arena::Free::operator()(void* p) const { std::free(p); }
-void AlignedBuffer::Free::operator()(float* p) const { std::free(p); }
+void ZeroAndRelease(void* data, size_t bytes) {
+  char* p = static_cast<char*>(data);
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
+  const uintptr_t lo = (begin + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
+  if (hi <= lo) {
+    std::memset(p, 0, bytes);
+    return;
+  }
+  std::memset(p, 0, lo - begin);
+  std::memset(reinterpret_cast<char*>(hi), 0, end - hi);
+  // Private anonymous pages read as zero after MADV_DONTNEED (Linux): no memset, no residency.
+  SM_CHECK(madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED) == 0)
+      << "madvise(MADV_DONTNEED) of " << (hi - lo) << " bytes failed: " << std::strerror(errno);
+}
+
+void Arena::Free::operator()(void* p) const { FreeAligned(p, mapped); }
+void AlignedBuffer::Free::operator()(float* p) const { FreeAligned(p, mapped); }
 
 Tensor* Arena::Add(std::string name, DType dtype, Shape shape, bool packed) {
   SM_CHECK(!allocated()) << "arena '" << name_ << "': Add('" << name << "') after Allocate()";
@@ -144,7 +184,9 @@ void Arena::Allocate() {
     total += tensors_[i].bytes();
   }
   total = RoundUp(total);
-  base_.reset(AlignedZeroed(total, "arena '" + name_ + "'"));
+  size_t mapped = 0;
+  void* base = AlignedZeroed(total, "arena '" + name_ + "'", &mapped);
+  base_ = std::unique_ptr<void, Free>(base, Free{mapped});
   bytes_ = total;
   char* p = static_cast<char*>(base_.get());
   for (size_t i = 0; i < tensors_.size(); ++i) {
@@ -164,7 +206,10 @@ AlignedBuffer::AlignedBuffer(size_t count) { Reserve(count); }
 
 void AlignedBuffer::Reserve(size_t count) {
   if (count <= size_) return;
-  data_.reset(static_cast<float*>(AlignedZeroed(count * sizeof(float), "scratch buffer")));
+  size_t mapped = 0;
+  float* data =
+      static_cast<float*>(AlignedZeroed(count * sizeof(float), "scratch buffer", &mapped));
+  data_ = std::unique_ptr<float, Free>(data, Free{mapped});
   size_ = count;
 }
 

@@ -95,6 +95,7 @@ class Arena {
 
  private:
   struct Free {
+    size_t mapped;  // the mapping's size; 0: aligned_alloc (value-initialized: 0)
     void operator()(void* p) const;
   };
   std::string name_;
@@ -103,6 +104,10 @@ class Arena {
   std::unique_ptr<void, Free> base_;
   size_t bytes_ = 0;
 };
+
+// Sets `bytes` at `data` to zero and gives the whole pages among them back to the OS (they read
+// as zero and cost no memory until written again): memory whose contents were handed on.
+void ZeroAndRelease(void* data, size_t bytes);
 
 // An aligned, zero-initialized buffer of floats for scratch that is not part of a named arena.
 class AlignedBuffer {
@@ -116,6 +121,7 @@ class AlignedBuffer {
 
  private:
   struct Free {
+    size_t mapped;
     void operator()(float* p) const;
   };
   std::unique_ptr<float, Free> data_;

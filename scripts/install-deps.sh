@@ -11,11 +11,10 @@ packages=(
   openmpi-bin libopenmpi-dev         # CPU collectives and process launch (parallel/)
   protobuf-compiler libprotobuf-dev  # the wire format (proto/)
   libgrpc++-dev protobuf-compiler-grpc  # the coordinator service (gRPC)
+  liburing-dev libisal-dev fio       # SSD offload: io_uring, CRC32C, and the benchmark's anchor
+  pybind11-dev python3-dev python3-numpy  # the Python package (python/), for /usr/bin/python3
+  python3-pytest python3-torch       # its tests; PyTorch is their reference, never a dependency
 )
-# The PyTorch reference is only needed to regenerate fixtures and for the peer benchmark.
-if [[ "${SEQMESH_WITH_TORCH:-0}" == 1 ]]; then
-  packages+=(python3-torch python3-numpy)
-fi
 
 missing=()
 for p in "${packages[@]}"; do

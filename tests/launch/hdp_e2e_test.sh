@@ -14,6 +14,7 @@
 #   hang) SIGSTOP of a worker: the root-cause line names the rank the coordinator declared dead.
 #   c) a checkpoint written by 4 ranks resumes on 2 ranks and the loss goes on as on 4 ranks.
 #   tls) 2 workers train over mutual TLS (a job CA signs the coordinator's and workers' certs).
+#   offload) the optimizer state on SSD: bitwise the in-memory job, through kill -9 and resumes.
 # The learning rate is constant (warmup 0, min_lr = lr) so a run stopped early and resumed with
 # more steps follows the same schedule.
 set -euo pipefail
@@ -139,6 +140,64 @@ grep -q "holds an earlier run .*--resume.*--overwrite" "$work/used.err" \
   || fail "(a) used directory: $(cat "$work/used.err")"
 if grep -q "launch: attempt" "$work/used.err"; then fail "(a) processes started for a used directory"; fi
 [[ $which == a ]] && exit 0
+
+# (offload) The optimizer offloaded (issue 14): each rank's shard of the AdamW state in its
+# extent file on SSD, and in a world of one the gradients too. An offloaded job ends bitwise
+# where (a) ended; kill -9 of a worker at a random moment of an offloaded step (reading or
+# writing extents included) restarts from the last commit and still ends bitwise there, with
+# no scratch file left behind; checkpoints written with offload resume without it and the
+# reverse; `train` killed mid-step and resumed with offload ends bitwise as uninterrupted.
+if [[ $which == all || $which == offload ]]; then
+  nvme=$(mktemp -d "${SEQMESH_TEST_SCRATCH:-/var/tmp}/seqmesh-e2e-nvme-XXXXXX")
+  off=(--offload.optimizer='"nvme"' --offload.nvme_path="\"$nvme\"" --offload.sub_group_size=1024
+       --offload.block_size=8192)
+  same_files() {  # dir_a, dir_b, step, what
+    for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003.safetensors; do
+      cmp "$1/step-0000000$3/$f" "$2/step-0000000$3/$f" || fail "$4: $f differs"
+    done
+  }
+  mkdir -p "$work/o1"
+  launch "$work/o1" -n 4 "${off[@]}"
+  grep -q '"offload_read_bytes"' "$work/o1/metrics.jsonl" || fail "(offload) no offload figures in metrics.jsonl"
+  grep -q "ssd: .* in .* out" "$work/o1.out" || fail "(offload) no ssd figures on the console"
+  same_files "$work/a" "$work/o1" 8 "(offload) offloaded vs in-memory job"
+  mkdir -p "$work/o2"
+  kill_at=$(( RANDOM % 4 + 2 ))
+  ( sleep "0.$(( RANDOM % 10 ))"; signal_worker_after "$work/o2" "$kill_at" -9 "$work/o2.killed" ) &
+  killer=$!
+  launch "$work/o2" -n 4 --max-restarts 2 "${off[@]}"
+  wait $killer
+  [[ -f "$work/o2.killed" ]] || fail "(offload) the killer never fired"
+  grep -q "restarting all 4 workers" "$work/o2.err" || fail "(offload) no restart after the kill"
+  same_files "$work/a" "$work/o2" 8 "(offload) killed and restarted vs uninterrupted"
+  [[ -z $(ls -A "$nvme") ]] || fail "(offload) scratch files left in $nvme: $(ls -A "$nvme")"
+  # Offload on and off across a resume, both ways: the one checkpoint format.
+  cp -r "$work/a" "$work/o3" && rm -rf "$work"/o3/step-0000000[68] "$work/o3/metrics.jsonl"
+  launch "$work/o3" -n 4 --resume "${off[@]}"
+  same_files "$work/a" "$work/o3" 8 "(offload) in-memory checkpoint resumed offloaded"
+  cp -r "$work/o1" "$work/o4" && rm -rf "$work"/o4/step-0000000[68] "$work/o4/metrics.jsonl"
+  launch "$work/o4" -n 4 --resume
+  same_files "$work/a" "$work/o4" 8 "(offload) offloaded checkpoint resumed in memory"
+  # A world of one: the gradients go to SSD too; kill -9 during a step, resume, bitwise.
+  one=(--training.micro_batch_tokens=1024 --checkpoint.interval=1)
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/o5" "${one[@]}" "${off[@]}" \
+    > "$work/o5.out" 2>&1 || fail "(offload) train: $(tail -3 "$work/o5.out")"
+  grep -q "ssd: .* in .* out" "$work/o5.out" || fail "(offload) train printed no ssd figures"
+  ( "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/o6" "${one[@]}" "${off[@]}" \
+      > "$work/o6.out" 2>&1 & pid=$!
+    while (( $( (losses "$work/o6/metrics.jsonl" 2>/dev/null || true) | wc -l) < 3 )); do sleep 0.01; done
+    sleep "0.0$(( RANDOM % 10 ))"; kill -9 "$pid"; wait "$pid" 2> /dev/null || true ) 2> /dev/null
+  [[ -z $(ls -A "$nvme") ]] || fail "(offload) train left scratch files in $nvme"
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/o6" --resume "${one[@]}" \
+    "${off[@]}" > "$work/o6r.out" 2>&1 || fail "(offload) train --resume: $(tail -3 "$work/o6r.out")"
+  for f in model.safetensors optimizer-rank-00000.safetensors; do
+    cmp "$work/o5/step-00000008/$f" "$work/o6/step-00000008/$f" \
+      || fail "(offload) train killed and resumed: $f differs"
+  done
+  rm -rf "$nvme"
+  echo "(offload) ok: offloaded = in memory; $(cat "$work/o2.killed"), restarted bitwise; resume across offload both ways; train killed and resumed bitwise"
+fi
+[[ $which == offload ]] && exit 0
 
 # (x) One checkpoint layout (issue 12, item 4): `train` (a world of one, nothing cut) resumes a
 # checkpoint 4 ranks wrote, and 4 ranks resume one `train` wrote; the steps after the resume
@@ -293,11 +352,14 @@ echo "(tty) ok"
 [[ $which == hang ]] && exit 0
 
 # (stop) Ctrl-C to launch (issue 13, item 4): the job finishes its step, commits a checkpoint and
-# exits 0; --resume continues it to the end, bitwise equal to the uninterrupted run (a). Two
-# Ctrl-C stop it at once (exit 130).
+# exits 0; --resume continues it, bitwise equal to an uninterrupted run. Two Ctrl-C stop it at
+# once (exit 130). A tiny step takes ~10 ms on a fast machine, so an 8-step job can finish before
+# the signal lands: the stopped job is given 400 steps (the learning rate is constant, so
+# training.steps changes no step's bits), resumed to 2 steps after the stop, and compared with a
+# fresh run of that many steps.
 mkdir -p "$work/stop"
 "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/stop" -n 4 \
-  > "$work/stop.out" 2> "$work/stop.err" &
+  --training.steps=400 > "$work/stop.out" 2> "$work/stop.err" &
 pid=$!
 for _ in $(seq 1 3000); do
   (( $( (losses "$work/stop/metrics.jsonl" 2>/dev/null || true) | wc -l) >= 2 )) && break
@@ -310,27 +372,39 @@ wait "$pid" || status=$?
 grep -q "launch: job stopped with a checkpoint" "$work/stop.err" \
   || fail "(stop) no stop line: $(grep launch: "$work/stop.err")"
 newest=$(ls -d "$work"/stop/step-*/manifest.json | tail -1 | sed 's/.*step-0*\([0-9]*\)\/.*/\1/')
-(( newest >= 2 && newest < 8 )) || fail "(stop) the checkpoint after the stop is step $newest"
-launch "$work/stop" -n 4 --resume
+(( newest >= 2 && newest < 400 )) || fail "(stop) the checkpoint after the stop is step $newest"
+end=$((newest + 2))
+launch "$work/stop" -n 4 --resume --training.steps=$end
+mkdir -p "$work/stopref"
+launch "$work/stopref" -n 4 --training.steps=$end
 for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003.safetensors; do
-  cmp "$work/a/step-00000008/$f" "$work/stop/step-00000008/$f" \
+  step=$(printf 'step-%08d' "$end")
+  cmp "$work/stopref/$step/$f" "$work/stop/$step/$f" \
     || fail "(stop) $f after stop at $newest and --resume differs from the uninterrupted run's"
 done
+# Two Ctrl-C: the second is sent once launch has taken the first (two SIGINTs pending at once are
+# one signal). A larger model, so that the step and checkpoint after the first outlast the gap.
 mkdir -p "$work/stop2"
 "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/stop2" -n 4 \
-  --training.steps=1000 > "$work/stop2.out" 2> "$work/stop2.err" &
+  --training.steps=1000 --model.hidden=256 --model.ffn=1024 --model.layers=4 \
+  > "$work/stop2.out" 2> "$work/stop2.err" &
 pid=$!
 for _ in $(seq 1 3000); do
   (( $( (losses "$work/stop2/metrics.jsonl" 2>/dev/null || true) | wc -l) >= 1 )) && break
   sleep 0.01
 done
-kill -INT "$pid"; sleep 0.2; kill -INT "$pid"
+kill -INT "$pid"
+for _ in $(seq 1 3000); do
+  grep -q "launch: signal 2: " "$work/stop2.err" && break
+  sleep 0.01
+done
+kill -INT "$pid" 2> /dev/null || fail "(stop) two Ctrl-C: the job ended before the second"
 status=0
 wait "$pid" || status=$?
 [[ $status -eq 130 ]] || fail "(stop) two Ctrl-C: exit status $status, expected 130"
 grep -q "launch: stopped at once by a second signal 2" "$work/stop2.err" \
   || fail "(stop) two Ctrl-C: $(grep launch: "$work/stop2.err")"
-echo "(stop) ok: stopped at step $newest with a checkpoint, resumed to 8 bitwise; two Ctrl-C: 130"
+echo "(stop) ok: stopped at step $newest with a checkpoint, resumed to $end bitwise; two Ctrl-C: 130"
 [[ $which == stop ]] && exit 0
 
 # (c) 4 ranks write step 4; 2 ranks resume and go on to step 8.

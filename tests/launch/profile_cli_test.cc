@@ -57,6 +57,15 @@ class ProfileCli : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
+  // Where a command's report (stderr) goes when stdout is the cost file: read back on failure.
+  std::string Stderr() const { return (dir_ / "stderr.txt").string(); }
+  std::string ReadStderr() const {
+    std::ifstream in(Stderr());
+    std::stringstream text;
+    text << in.rdbuf();
+    return "\nstderr:\n" + text.str();
+  }
+
   std::string Profile(const std::string& flags) const {
     return std::string(SEQMESH_BINARY) + " profile --config " + config_ + " " + flags;
   }
@@ -98,11 +107,11 @@ TEST_F(ProfileCli, WritesACostFileThePlannerLoadsAndThatFitsItsOwnSamples) {
   const CostModel m = LoadCostModel(out);
   EXPECT_EQ(m.name, "tiny-cpu");  // from --out
   EXPECT_EQ(m.layers_per_rank, kLayers);
-  // Attention is most of this model's layer at 2K tokens, so the quadratic term is there under
-  // any load. The projections' linear term is not asserted > 0: at these lengths it is within
-  // the noise of a shared machine (b1 = 0, the constant taking its place, was seen at load 2.5),
-  // and asserting it would be a timed assertion.
-  EXPECT_GT(m.a1, 0);
+  // The coefficients' signs are not asserted beyond >= 0 (the fit clamps them): each is within
+  // the noise of a shared machine at these lengths (b1 = 0 was seen at load 2.5, and a1 = 0 with
+  // a 2-thread training job beside ctest -j2), and asserting one would be a timed assertion.
+  // That a longer layer costs more is what the planner needs, and holds under any load seen.
+  EXPECT_GE(m.a1, 0);
   EXPECT_GE(m.b1, 0);
   EXPECT_GT(m.LayerMs(2048), m.LayerMs(512));
   const int head_dim = kHidden / kHeads;
@@ -145,8 +154,8 @@ TEST_F(ProfileCli, WritesACostFileThePlannerLoadsAndThatFitsItsOwnSamples) {
 TEST_F(ProfileCli, UnderMpirunRanksZeroAndOnePingPongAndTheFileGoesToStdout) {
   // Only rank 0 writes; without --out the cost file is stdout and the report stderr.
   Result r = RunShell(std::string(SEQMESH_MPIRUN) + " " +
-                      Profile("--lengths 256,512,1K --reps 1 --name two-ranks") + " 2>/dev/null");
-  ASSERT_EQ(r.status, 0) << r.output;
+                      Profile("--lengths 256,512,1K --reps 1 --name two-ranks") + " 2>" + Stderr());
+  ASSERT_EQ(r.status, 0) << r.output << ReadStderr();
   const CostModel m = ParseCostModel(r.output, "stdout");
   EXPECT_EQ(m.name, "two-ranks");
   EXPECT_GT(m.p2p_gbps, 0);
@@ -158,8 +167,8 @@ TEST_F(ProfileCli, RingsCalibratePassesThatTheFileRecordsAndReproduces) {
   Result r = RunShell(std::string(SEQMESH_MPIRUN) + " " +
                       Profile("--lengths 256,512,1K --reps 1 --concurrent --rings "
                               "--ring-tokens 64,128,256 --name rings") +
-                      " 2>/dev/null");
-  ASSERT_EQ(r.status, 0) << r.output;
+                      " 2>" + Stderr());
+  ASSERT_EQ(r.status, 0) << r.output << ReadStderr();
   const CostModel m = ParseCostModel(r.output, "stdout");
   // Two ranks: local passes (D = 1) and a ring of both (D = 2); no rank is left beside a ring,
   // so there is no contended calibration.

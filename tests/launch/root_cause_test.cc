@@ -55,7 +55,8 @@ TEST(RootCause, AHangNamesTheRankTheCoordinatorDeclaredDeadInEveryExitOrder) {
 }
 
 // kill -9 of rank 2: the first rank killed by a signal, whatever the others did and in whatever
-// order; the coordinator's verdict on the same rank adds nothing, on another rank it wins.
+// order; the coordinator's verdict on the same rank adds nothing; on another rank, with no times
+// to tell which came first, it wins.
 TEST(RootCause, AKilledRankIsNamedWithItsSignalWhateverTheSurvivorsDid) {
   std::mt19937 rng(9);
   for (int trial = 0; trial < 200; ++trial) {
@@ -74,6 +75,44 @@ TEST(RootCause, AKilledRankIsNamedWithItsSignalWhateverTheSurvivorsDid) {
   }
   EXPECT_EQ(RootCause(SignalLine(2, 4321, 9, "Killed"), kVerdict),
             "rank 3 (pid 777 on host vm) declared dead after 30.5 s without a heartbeat at step 5");
+}
+
+// With arrival times (what the launcher has): whichever came first of the kill and the verdict.
+// kill -9 of rank 2, after which mpirun aborts the others slowly enough that the coordinator
+// declares a silent survivor dead (seen in the end-to-end test): the kill is the cause.
+TEST(RootCause, AKillReportedBeforeAVerdictOnAnotherRankIsTheCause) {
+  std::mt19937 rng(13);
+  const std::string kill =
+      "mpirun noticed that process rank 2 with PID 0 on node vm exited on "
+      "signal 9 (Killed).";
+  const std::string verdict =
+      "coordinator: rank 0 (pid 31 on host vm) declared dead after 5.4 s without a heartbeat at "
+      "step 5";
+  for (int trial = 0; trial < 50; ++trial) {
+    const double t_kill = 10 + static_cast<double>(rng() % 100) / 10;
+    const double t_verdict = t_kill + 0.5 + static_cast<double>(rng() % 60) / 10;
+    std::vector<StderrLine> mpirun = {{t_kill - 1,
+                                       "Primary job  terminated normally, but 1 "
+                                       "process returned"},
+                                      {t_kill, kill}};
+    // The survivors' own reports come after, in any order.
+    std::vector<StderrLine> after = {{t_kill + 0.1, "  Process name: [[4242,1],1]"},
+                                     {t_kill + 0.1, "  Exit code:    1"}};
+    if (rng() % 2) std::swap(mpirun[0], mpirun[1]);
+    mpirun.insert(mpirun.end(), after.begin(), after.end());
+    const std::vector<StderrLine> coordinator = {{t_kill - 2, "coordinator: step 5 ..."},
+                                                 {t_verdict, verdict}};
+    EXPECT_EQ(RootCause(mpirun, coordinator),
+              "worker rank 2 (on vm) was killed by signal 9 (Killed)")
+        << trial;
+    // The other way round (a hang, then a kill of another rank): the verdict.
+    std::vector<StderrLine> late = {{t_verdict + 1, kill}};
+    EXPECT_EQ(RootCause(late, coordinator),
+              "rank 0 (pid 31 on host vm) declared dead after 5.4 s without a heartbeat at step 5");
+  }
+  // The launcher's own stop (SIGTERM) before a verdict is no cause.
+  EXPECT_EQ(RootCause({{1, SignalLine(1, 8, 15, "Terminated")}}, {{2, kVerdict}}),
+            kVerdict.substr(13, kVerdict.size() - 14));
 }
 
 TEST(RootCause, ANonZeroExitOnlyWhenNothingElseIsKnown) {

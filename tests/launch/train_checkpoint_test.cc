@@ -102,8 +102,9 @@ TEST_F(TrainCheckpointTest, KeepsTheLastKAndIgnoresIncompleteOnes) {
   c.training.steps = 4;
   Run(c, false);
   std::vector<std::string> left;
-  for (const auto& e : fs::directory_iterator(dir_ + "/k"))
-    if (e.is_directory()) left.push_back(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(dir_ + "/k"))  // step dirs, not tensorboard/
+    if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0)
+      left.push_back(e.path().filename().string());
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"step-00000003", "step-00000004"}));
   // A step directory without a manifest (a save cut short) is not a checkpoint, and a part its

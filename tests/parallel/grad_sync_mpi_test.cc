@@ -14,6 +14,7 @@
 
 #include "parallel/grad_sync.h"
 #include "tests/parallel/mpi_test_main.h"
+#include "tests/parallel/param_set.h"
 
 namespace seqmesh {
 namespace {
@@ -21,25 +22,8 @@ namespace {
 using testing::World;
 
 // Tensors of mixed rank (so weight decay differs) whose sizes do not divide by 2, 3 or 4.
-struct Model {
-  Arena params{"params"}, grads{"grads"};
-  std::vector<Tensor> p, g;
-  Model() {
-    const std::vector<Shape> shapes = {{37, 5}, {11}, {3, 7}, {1}, {13, 3}, {29}};
-    std::vector<Tensor*> pp, gg;
-    for (size_t i = 0; i < shapes.size(); ++i) {
-      pp.push_back(params.Add("w" + std::to_string(i), DType::kF32, shapes[i]));
-      gg.push_back(grads.Add("grad.w" + std::to_string(i), DType::kF32, shapes[i]));
-    }
-    params.Allocate();
-    grads.Allocate();
-    for (auto* t : pp) p.push_back(*t);
-    for (auto* t : gg) g.push_back(*t);
-    std::mt19937 rng(7);
-    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-    for (auto& t : p)
-      for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
-  }
+struct Model : testing::ParamSet {
+  Model() : ParamSet({{37, 5}, {11}, {3, 7}, {1}, {13, 3}, {29}}) {}
 };
 
 // Rank r's gradient at step k: an exact multiple of 2^-12 in [-0.25, 0.25].

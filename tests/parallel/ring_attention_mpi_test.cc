@@ -85,7 +85,7 @@ TEST(RingAttentionMpi, MixedPlacementModelStepEqualsSingleRank) {
   reference.Backward();
   MpiCommunicator comm(MPI_COMM_WORLD, CommOptions{kDeadline});
   MpiRingLink link(MPI_COMM_WORLD, kDeadline);
-  HdpStep hdp(scenario.config(), {scenario.capacity(), {}, nullptr}, comm, link, AdamWConfig{});
+  HdpStep hdp(scenario.config(), {scenario.capacity(), {}, nullptr, {}}, comm, link, AdamWConfig{});
   hdp.model().InitRandom(99, 0.2f);
   const Model& model = hdp.model();
   auto read = [&](uint64_t s, int64_t b, int64_t e, std::vector<int32_t>& out) {
@@ -124,7 +124,7 @@ TEST(RingAttentionMpi, MixedPlacementStepWithZero1EqualsSingleRankAdamW) {
   MpiCommunicator comm(MPI_COMM_WORLD, CommOptions{kDeadline});
   const int64_t layers = scenario.config().layers;
   MpiRingLink link(MPI_COMM_WORLD, kDeadline);
-  HdpStep hdp(scenario.config(), {scenario.capacity(), {}, nullptr}, comm, link, adamw_config);
+  HdpStep hdp(scenario.config(), {scenario.capacity(), {}, nullptr, {}}, comm, link, adamw_config);
   hdp.model().InitRandom(99, 0.2f);
   const Model& model = hdp.model();
   ASSERT_EQ(hdp.sync().num_buckets(), layers + 2);

@@ -43,8 +43,13 @@ constexpr int64_t kCapacity = 128;
 struct OneRank {
   WorldOfOne comm;
   NoRingLink link;
-  HdpStep hdp{Config(), HdpStepOptions{kCapacity, {}, nullptr}, comm, link, AdamWConfig{}};
-  OneRank() { hdp.model().InitRandom(5, 0.1f); }
+  HdpStep hdp;
+  // `state`: where the shard's AdamW state lives (null: memory, one sub-group).
+  explicit OneRank(OptimizerStateFactory state = {})
+      : hdp(Config(), HdpStepOptions{kCapacity, {}, nullptr, std::move(state)}, comm, link,
+            AdamWConfig{}) {
+    hdp.model().InitRandom(5, 0.1f);
+  }
 };
 
 // The tokens of sequence `seq` are Token(seq, i).
@@ -52,13 +57,15 @@ void ReadTokens(uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& 
   for (int64_t i = begin; i < end; ++i) out.push_back(Token(static_cast<int64_t>(seq), i));
 }
 
-// This rank's moments, m then v of each piece, in piece order.
+// This rank's moments: all m, then all v, in piece order (a store may hand a piece out in
+// several sub-pieces).
 std::vector<float> Moments(const HdpStep& hdp) {
-  std::vector<float> out;
+  std::vector<float> out, v_all;
   hdp.sync().ForEachMomentPiece([&](size_t, int64_t, const float* m, const float* v, int64_t n) {
     out.insert(out.end(), m, m + n);
-    out.insert(out.end(), v, v + n);
+    v_all.insert(v_all.end(), v, v + n);
   });
+  out.insert(out.end(), v_all.begin(), v_all.end());
   return out;
 }
 
@@ -181,9 +188,10 @@ TEST(WorldOfOne, ANonFiniteGradientNormSkipsTheUpdate) {
 // sub-groups of any size, the parameters and moments are bitwise those of one group.
 TEST(WorldOfOne, TheShardUpdateIsTheSameForEverySubGroupSize) {
   auto run = [](int64_t group) {
-    auto rank = std::make_unique<OneRank>();
+    auto rank = std::make_unique<OneRank>([group](std::span<const Tensor> params) {
+      return std::make_unique<InMemoryOptimizerStateStore>(params, group);
+    });
     HdpStep* hdp = &rank->hdp;
-    hdp->sync().set_sub_group_elems(group);
     const scheduler::PackedPlan packed =
         scheduler::PlanPacked(scheduler::CostModel{}, {90, 140, 20}, kCapacity, 1, 0);
     const TokenReader read = ReadTokens;

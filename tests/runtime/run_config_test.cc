@@ -136,5 +136,40 @@ TEST_F(RunConfigTest, TypeAndValueErrorsNameTheKey) {
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("/nonexistent/x.toml"); }, "x.toml"));
 }
 
+// The [offload] section (issue 14): DeepSpeed's vocabulary, a closed set of devices, bounds that
+// name the key and the value, and DeepSpeed's `device` key pointing at ours.
+TEST_F(RunConfigTest, OffloadSectionParsesAndRefusesBadValues) {
+  Write(
+      "[offload]\noptimizer = \"nvme\"\nnvme_path = \"/data/swap\"\nbuffer_count = 4\n"
+      "sub_group_size = 4096\nblock_size = 8192\nqueue_depth = 32\npin_memory = false\n");
+  const RunConfig c = RunConfig::Load(path_);
+  EXPECT_EQ(c.offload.optimizer, OffloadDevice::kNvme);
+  EXPECT_EQ(c.offload.nvme_path, "/data/swap");
+  EXPECT_EQ(c.offload.buffer_count, 4);
+  EXPECT_EQ(c.offload.sub_group_size, 4096);
+  EXPECT_EQ(c.offload.block_size, 8192);
+  EXPECT_EQ(c.offload.queue_depth, 32);
+  EXPECT_FALSE(c.offload.pin_memory);
+  EXPECT_EQ(RunConfig::Parse(c.ToToml(), "resolved").offload.optimizer, OffloadDevice::kNvme);
+  EXPECT_EQ(RunConfig::Load("").offload.optimizer, OffloadDevice::kNone) << "off by default";
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--offload.optimizer=\"ssd\""}); },
+                         "offload.optimizer must be none, cpu or nvme, got \"ssd\""));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--offload.buffer_count=1"}); },
+                         "offload.buffer_count must be in [2, 64], got 1"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--offload.block_size=5000"}); },
+                         "offload.block_size must be a multiple of 4096"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--offload.queue_depth=0"}); },
+                         "offload.queue_depth must be in [1, 4096], got 0"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--offload.sub_group_size=10"}); },
+                         "offload.sub_group_size must be in [1024, 2^34]"));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        RunConfig::Load("", {"--offload.optimizer=\"nvme\"", "--offload.nvme_path=\"\""});
+      },
+      "needs offload.nvme_path"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--offload.device=\"nvme\""}); },
+                         "did you mean 'offload.optimizer'?"));
+}
+
 }  // namespace
 }  // namespace seqmesh

@@ -1,5 +1,7 @@
 // JSON and safetensors: exact bytes from crafted input, round trips (F32, BF16), a model's
-// weights with Hugging Face names, and a named error for each kind of malformed file.
+// weights with Hugging Face names, a named error for each kind of malformed file, and the
+// streaming writer: the bytes of WriteSafetensors in any order and split, named errors for a
+// write past a tensor's end and for bytes never written, nothing left behind uncommitted.
 #include "runtime/safetensors.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -90,6 +93,73 @@ TEST_F(SafetensorsTest, WriterProducesTheReferenceLayoutExactly) {
   std::memcpy(expected.data() + 8, header.data(), n);
   std::memcpy(expected.data() + 8 + n, data, 8);
   EXPECT_EQ(bytes, expected);
+}
+
+std::vector<uint8_t> ReadBytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+TEST_F(SafetensorsTest, StreamingWriterGivesWriteSafetensorsBytesInAnyOrderAndSplit) {
+  std::vector<float> a(6), b(5);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = 0.5f + static_cast<float>(i);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = -1.25f * static_cast<float>(i);
+  const std::map<std::string, std::string> meta = {{"optimizer_step", "7"}, {"rank", "1"}};
+  const std::string whole = (dir_ / "whole.safetensors").string();
+  WriteSafetensors(
+      whole,
+      {Tensor("a", DType::kF32, {2, 3}, a.data()), Tensor("empty", DType::kF32, {0}, nullptr),
+       Tensor("b", DType::kF32, {5}, b.data())},
+      false, meta);
+  SafetensorsWriter w(path_, {{"a", "F32", {2, 3}}, {"empty", "F32", {0}}, {"b", "F32", {5}}},
+                      meta);
+  EXPECT_EQ(w.tensor_bytes(0), 24u);
+  EXPECT_EQ(w.tensor_bytes(1), 0u);
+  // b's tail, a in three pieces last to first (one written twice), then b's head.
+  w.Write(2, 12, b.data() + 3, 8);
+  w.Write(0, 16, a.data() + 4, 8);
+  w.Write(0, 4, a.data() + 1, 12);
+  w.Write(0, 0, a.data(), 8);
+  w.Write(2, 0, b.data(), 12);
+  EXPECT_FALSE(fs::exists(path_));  // nothing appears before Commit
+  w.Commit();
+  EXPECT_EQ(ReadBytes(path_), ReadBytes(whole));
+}
+
+TEST_F(SafetensorsTest, StreamingWriterNamesBadWritesAndUnwrittenBytes) {
+  const float x[4] = {1, 2, 3, 4};
+  {
+    SafetensorsWriter w(path_, {{"a", "F32", {2}}, {"b", "F32", {3}}});
+    EXPECT_TRUE(ThrowsWith([&] { w.Write(1, 4, x, 12); },
+                           "writing bytes [4, 16) of tensor 'b' runs past its 12 bytes"));
+    EXPECT_TRUE(ThrowsWith([&] { w.Write(2, 0, x, 4); }, "has no tensor 2"));
+    w.Write(0, 0, x, 8);
+    w.Write(1, 0, x, 4);
+    w.Write(1, 8, x, 4);
+    EXPECT_TRUE(ThrowsWith([&] { w.Commit(); },
+                           "bytes [4, 8) of tensor 'b' (12 bytes) were never written"));
+  }
+  {
+    SafetensorsWriter w(path_, {{"a", "F32", {2}}});
+    w.Write(0, 4, x, 4);
+    EXPECT_TRUE(
+        ThrowsWith([&] { w.Commit(); }, "bytes [0, 4) of tensor 'a' (8 bytes) were never written"));
+  }
+  {
+    SafetensorsWriter w(path_, {{"a", "F32", {2}}});  // destroyed uncommitted
+  }
+  EXPECT_FALSE(fs::exists(path_));
+  EXPECT_FALSE(fs::exists(path_ + ".tmp"));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        SafetensorsWriter(path_, {{"a", "F32", {1}}, {"a", "F32", {1}}});
+      },
+      "two tensors named 'a'"));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        SafetensorsWriter(path_, {{"q", "Q4", {1}}});
+      },
+      "tensor 'q' has unknown dtype Q4"));
 }
 
 TEST_F(SafetensorsTest, ModelWeightsRoundTripInF32AndBf16) {

@@ -254,12 +254,14 @@ struct AdamWFixture {
 // Records the sub-groups the in-memory store hands out.
 class RecordingStateStore final : public OptimizerStateStore {
  public:
-  explicit RecordingStateStore(std::span<const Tensor> params) : inner_(params) {}
-  void Visit(std::span<const Tensor> params, std::span<const Tensor> grads, int64_t group_elems,
+  RecordingStateStore(std::span<const Tensor> params, int64_t group_elems)
+      : inner_(params, group_elems) {}
+  int64_t sub_group_elems() const override { return inner_.sub_group_elems(); }
+  void Visit(std::span<const Tensor> params, std::span<const Tensor> grads, StateAccess access,
              const Visitor& visit) override {
     size_t tensor = 0;  // where the next slice must start
     int64_t begin = 0;
-    inner_.Visit(params, grads, group_elems, [&](std::span<const OptimizerSlice> group) {
+    inner_.Visit(params, grads, access, [&](std::span<const OptimizerSlice> group) {
       int64_t n = 0;
       for (const OptimizerSlice& s : group) {
         while (tensor < params.size() && begin == params[tensor].numel()) ++tensor, begin = 0;
@@ -288,7 +290,7 @@ TEST(OptimizerStateStoreTest, SubGroupsOfAnySizeGiveTheSameAdamWStepsBitwise) {
   for (const Tensor& t : ref.params) total += t.numel();
   for (int64_t size : {int64_t{7}, int64_t{1000}, int64_t{65536}, int64_t{90001}, total}) {
     AdamWFixture f;
-    RecordingStateStore store(f.params);
+    RecordingStateStore store(f.params, size);
     AdamW sub(f.params, AdamWConfig{}, {backend, &store, size});
     for (int s = 0; s < 3; ++s) sub.Step(f.params, f.grads, 1e-2f, 0.7f);
     for (size_t i = 0; i < f.p.size(); ++i) {
