@@ -1,11 +1,14 @@
 #include "runtime/run_config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
 #include <variant>
 #define TOML_EXCEPTIONS 1
@@ -16,6 +19,167 @@
 
 namespace seqmesh {
 namespace {
+
+// Checks that a config file is the TOML a seqmesh config needs, before toml++ sees it: [section]
+// headers and `key = value` lines, each value one string, number or boolean, with comments and
+// blank lines. Debian's toml++ 3.3.0 cannot take some other inputs safely (found by fuzzing,
+// tests/fuzz/fuzz_run_config.cc): a header whose name starts wrong (`[\x01a]`, `[=a]`, `[[[a]]]`,
+// `[` then a newline) or an array that starts wrong (`[}`) breaks one of its assertions, which
+// the shared library, built without them, assumes instead (undefined behaviour), and some
+// non-ASCII code points outside strings (é, U+FEDF: a file starting EF BB 9F) reach
+// TOML_UNREACHABLE. So the parser sees only this small grammar, ASCII outside strings and
+// comments; every refusal names the line and column.
+class TomlScreen {
+ public:
+  TomlScreen(std::string_view text, std::string where) : s_(text), where_(std::move(where)) {}
+
+  void Check() {
+    if (s_.substr(0, 3) == "\xEF\xBB\xBF") {
+      i_ = 3;  // a UTF-8 byte-order mark
+    } else if (s_.substr(0, 2) == "\xEF\xBB") {
+      SM_CHECK(false) << where_ << " starts with the bytes EF BB but not EF BB BF, a broken "
+                      << "UTF-8 byte-order mark: save it as UTF-8 text";
+    }
+    while (i_ < s_.size()) Line();
+  }
+
+ private:
+  // A config's grammar, for the messages.
+  static constexpr const char* kGrammar =
+      " (a seqmesh config is [section] headers and key = value lines, each value a string, a "
+      "number or true/false)";
+
+  int Peek() const { return i_ < s_.size() ? static_cast<unsigned char>(s_[i_]) : -1; }
+  void Next() {
+    if ((static_cast<unsigned char>(s_[i_]) & 0xC0) != 0x80) ++column_;  // characters, not bytes
+    ++i_;
+  }
+  [[noreturn]] void Fail(const std::string& what, bool grammar = true) const {
+    const int c = Peek();
+    if (c != '\n' && c != '\r') Printable();  // a control character says so
+    SM_CHECK(false) << where_ << " line " << line_ << ", column " << column_ << ": " << what
+                    << (grammar ? kGrammar : "");
+    __builtin_unreachable();
+  }
+  // A character allowed in strings and comments: any but control characters other than tab.
+  void Printable() const {
+    const int c = Peek();
+    if (c != -1 && ((c < 0x20 && c != '\t') || c == 0x7f)) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", c);
+      SM_CHECK(false) << where_ << " line " << line_ << ", column " << column_
+                      << ": control character " << hex
+                      << " (TOML allows only tab, newline and carriage return; inside a string "
+                         "write it as an escape such as \\u0001)";
+    }
+  }
+  void Spaces() {
+    while (Peek() == ' ' || Peek() == '\t') Next();
+  }
+  static bool Bare(int c) { return c >= 0 && (std::isalnum(c) || c == '_' || c == '-'); }
+
+  // The rest of a line after its content: spaces, a comment, the line break.
+  void End() {
+    Spaces();
+    if (Peek() == '#') {
+      Next();
+      while (Peek() != -1 && Peek() != '\n' && !(Peek() == '\r' && NextIs('\n'))) {
+        Printable();
+        Next();
+      }
+    }
+    if (Peek() == '\r' && NextIs('\n')) Next();
+    if (Peek() == '\n') {
+      ++i_, ++line_, column_ = 1;
+    } else if (Peek() != -1) {
+      Fail(Peek() >= 0x80 ? "a non-ASCII character outside a string or comment (quote it)"
+                          : std::string("unexpected '") + static_cast<char>(Peek()) + "'");
+    }
+  }
+  bool NextIs(char c) const { return i_ + 1 < s_.size() && s_[i_ + 1] == c; }
+
+  void Line() {
+    Spaces();
+    if (Peek() == '[') {
+      Next();
+      Spaces();
+      if (Peek() == '[') Fail("an array of tables ([[...]])");
+      Name("a table header's name must follow '[' (a letter, digit, '_', '-' or a quoted name)");
+      if (Peek() != ']') Fail("a table header must end with ']'");
+      Next();
+    } else if (Peek() != '#' && Peek() != '\n' && Peek() != '\r' && Peek() != -1) {
+      Name("a key must start a line (a letter, digit, '_', '-' or a quoted name)");
+      if (Peek() != '=') Fail("'=' must follow the key");
+      Next();
+      Spaces();
+      Value();
+    }
+    End();
+  }
+  // A key or header name: segments joined by dots, each bare or quoted (single-line).
+  void Name(const char* what) {
+    while (true) {
+      Spaces();
+      if (Peek() == '"' || Peek() == '\'') {
+        String();
+      } else if (Bare(Peek())) {
+        while (Bare(Peek())) Next();
+      } else {
+        Fail(Peek() >= 0x80 ? "a non-ASCII character outside a string or comment (quote it)"
+                            : what);
+      }
+      Spaces();
+      if (Peek() != '.') return;
+      Next();
+    }
+  }
+  void Value() {
+    const int c = Peek();
+    if (c == '"' || c == '\'') {
+      String();
+    } else if (c == '[' || c == '{') {
+      Fail("arrays and inline tables are not config values");
+    } else if (c >= 0 && (std::isalnum(c) || c == '+' || c == '-')) {
+      // A number, true/false, inf or nan: one token of these characters; toml++ reads it.
+      while (Peek() >= 0 && (std::isalnum(Peek()) || std::strchr("+-._:", Peek()))) Next();
+    } else {
+      Fail(c == -1 || c == '\n' || c == '\r' ? "a value must follow '='"
+           : c >= 0x80                       ? "a non-ASCII character outside a string (quote it)"
+                       : std::string("a value cannot start with '") + static_cast<char>(c) + "'");
+    }
+  }
+  // A single-line basic ("...", with escapes) or literal ('...') string.
+  void String() {
+    const int quote = Peek();
+    if (NextIs(static_cast<char>(quote)) && i_ + 2 < s_.size() && s_[i_ + 2] == s_[i_])
+      Fail("multi-line strings are not config values");
+    Next();
+    while (Peek() != quote) {
+      if (Peek() == -1 || Peek() == '\n' || Peek() == '\r') Fail("a string must end on its line");
+      Printable();
+      if (quote == '"' && Peek() == '\\') {
+        Next();
+        const int e = Peek();
+        if (e == -1 || !std::strchr("btnfr\"\\uU", e))
+          Fail(
+              "a string's backslash must start an escape: \\b \\t \\n \\f \\r \\\" \\\\ "
+              "\\uXXXX or \\UXXXXXXXX",
+              false);
+      }
+      Next();
+    }
+    Next();
+  }
+
+  std::string_view s_;
+  std::string where_;
+  size_t i_ = 0;
+  int64_t line_ = 1, column_ = 1;
+};
+
+void ScreenToml(std::string_view text, const std::string& where) {
+  TomlScreen(text, where).Check();
+}
 
 // A key whose value is one of a closed set of names, stored as an enum.
 struct Choice {
@@ -291,9 +455,18 @@ RunConfig RunConfig::FromText(const std::string* text, const std::string& path,
                            << "': " << std::strerror(errno);
   }
   if (text || !path.empty()) {
+    std::string contents;
+    if (!text) {
+      std::ifstream in(path, std::ios::binary);
+      contents.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      SM_CHECK(!in.bad()) << "cannot read the config file '" << path
+                          << "': " << std::strerror(errno);
+    }
+    const std::string& source = text ? *text : contents;
+    ScreenToml(source, "'" + path + "'");
     toml::table file;
     try {
-      file = text ? toml::parse(*text, path) : toml::parse_file(path);
+      file = toml::parse(source, path);
     } catch (const toml::parse_error& e) {
       SM_CHECK(false) << "'" << path << "' line " << e.source().begin.line << ": "
                       << e.description();
@@ -318,9 +491,18 @@ RunConfig RunConfig::FromText(const std::string* text, const std::string& path,
     const std::string name = o.substr(0, eq), text = o.substr(eq + 1);
     const Field& f = field(name, "command line");
     // The value is TOML (100, 3e-4, true, "x"); a bare word is taken as a string.
+    for (size_t k = 0; k < text.size(); ++k) {
+      const auto c = static_cast<unsigned char>(text[k]);
+      SM_CHECK((c >= 0x20 || c == '\t') && c != 0x7f)
+          << "command line --" << name << ": control character " << static_cast<int>(c)
+          << " at byte " << k + 1;
+    }
     toml::table t;
     try {
+      ScreenToml("v = " + text, "command line --" + name);
       t = toml::parse("v = " + text);
+    } catch (const Error&) {
+      t = toml::table{{"v", text}};  // not one of the screened values
     } catch (const toml::parse_error&) {
       t = toml::table{{"v", text}};
     }

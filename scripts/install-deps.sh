@@ -14,6 +14,7 @@ packages=(
   liburing-dev libisal-dev fio       # SSD offload: io_uring, CRC32C, and the benchmark's anchor
   pybind11-dev python3-dev python3-numpy  # the Python package (python/), for /usr/bin/python3
   python3-pytest python3-torch       # its tests; PyTorch is their reference, never a dependency
+  clang libclang-rt-14-dev libomp-dev  # the libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
 )
 
 missing=()

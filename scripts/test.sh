@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test with CTest.
+# Installs what is missing, builds, runs every test with CTest, then the fuzzers (tests/fuzz).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh"
@@ -7,3 +7,5 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
 cd "$build"
 ctest --output-on-failure -j"$(nproc)" "$@"
+# The libFuzzer harnesses, 20 s each on their committed corpora (scripts/fuzz.sh runs longer).
+"$root/scripts/fuzz.sh" "${FUZZ_SECONDS:-20}"
