@@ -25,5 +25,6 @@ int RunProfile(const Args& args);
 int RunCoordinator(const Args& args);
 int RunWorker(const Args& args);
 int RunLaunch(const Args& args);
+int RunTraceCommand(const Args& args);
 
 }  // namespace seqmesh::launch

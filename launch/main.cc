@@ -21,6 +21,8 @@ constexpr Command kCommands[] = {
     {"launch", "start an HDP training job: a coordinator and N workers (mpirun), with restarts",
      RunLaunch},
     {"worker", "one rank of a training job (started under MPI by launch)", RunWorker},
+    {"trace", "put the ranks' Perfetto traces of a run on one timeline (trace merge RUN_DIR)",
+     RunTraceCommand},
 };
 
 void Usage(std::ostream& os) {

@@ -39,6 +39,7 @@ std::vector<fs::path> RunFiles(const RunConfig& config) {
   for (const char* name : {"config.toml", "generation", "refit.cost"})
     if (fs::exists(root / name)) out.push_back(root / name);
   if (fs::exists(config.tensorboard_dir())) out.push_back(config.tensorboard_dir());
+  if (fs::exists(config.trace_dir())) out.push_back(config.trace_dir());
   return out;
 }
 

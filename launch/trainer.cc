@@ -23,6 +23,7 @@
 #include "launch/optimizer_offload.h"
 #include "launch/preflight.h"
 #include "launch/run_dir.h"
+#include "launch/run_trace.h"
 #include "launch/step_metrics.h"
 #include "launch/stop_signals.h"
 #include "launch/tensorboard.h"
@@ -33,6 +34,7 @@
 #include "runtime/backend.h"
 #include "runtime/hf_checkpoint.h"
 #include "runtime/json.h"
+#include "runtime/trace.h"
 #include "scheduler/step_planner.h"
 
 namespace seqmesh::launch {
@@ -220,6 +222,7 @@ std::vector<int64_t> LengthsOf(const Documents& documents, uint64_t* target_toke
 // What one step runs on: a plan, its tokens and where the data cursor goes after it.
 struct StepInputs {
   std::chrono::steady_clock::time_point start;
+  int64_t start_us = 0;  // the same instant in the trace's clock
   const proto::StepPlan* plan = nullptr;
   uint64_t target_tokens = 0;
   int64_t tokens = 0;
@@ -236,6 +239,7 @@ struct Trainer::State {
   ValidationSet validation;
   std::ofstream metrics;
   std::optional<EventFileWriter> events;  // metrics.tensorboard
+  std::optional<RunTrace> trace;          // metrics.trace
   std::optional<MachinePeak> peak;
   std::optional<LrSchedule> schedule;
   std::optional<NonFiniteGuard> guard;
@@ -292,6 +296,7 @@ Trainer::Trainer(RunConfig config, const TrainerOptions& options, std::ostream& 
   s_->metrics.open(metrics_path, std::ios::app);
   SM_CHECK(s_->metrics.good()) << "cannot open the metrics file '" << metrics_path << "'";
   if (config_.metrics.tensorboard) s_->events.emplace(config_.tensorboard_dir());
+  s_->trace.emplace(config_, 0, std::nullopt, "train");
 
   s_->peak.emplace(static_cast<int>(config_.training.threads));
   out << "model: " << config_.model.NumParams() << " params; data: ";
@@ -325,6 +330,7 @@ Json Trainer::Step() {
                            "documents, or set data.path to a `seqmesh prep` dataset";
   StepInputs in;
   in.start = std::chrono::steady_clock::now();
+  in.start_us = trace::NowUs();
   const scheduler::PlannedStep planned = s_->planner->Next();
   in.plan = &planned.plan;
   in.target_tokens = planned.target_tokens;
@@ -340,6 +346,7 @@ Json Trainer::Step(const Documents& documents) {
   CheckDocuments(documents, config_.model.vocab);
   StepInputs in;
   in.start = std::chrono::steady_clock::now();
+  in.start_us = trace::NowUs();
   const std::vector<int64_t> lengths = LengthsOf(documents, &in.target_tokens);
   const proto::StepPlan plan = scheduler::PlanFixedBatch(
       s_->cost, scheduler::StepPlannerOptions::FromConfig(config_, 1), lengths, step());
@@ -354,6 +361,15 @@ Json Trainer::Step(const Documents& documents) {
 
 Json Trainer::Finish(const StepInputs& in) {
   LocalRun& run = *s_->run;
+  // The step from its start (planning included) to its record, in the trace.
+  struct StepEvent {
+    int64_t start_us, step;
+    ~StepEvent() {
+      trace::Complete("step " + std::to_string(step), "step", start_us, trace::NowUs() - start_us,
+                      {trace::Int("step", step)});
+      trace::Flush();
+    }
+  } step_event{in.start_us, static_cast<int64_t>(run.step + 1)};
   const ModelConfig& m = config_.model;
   const float lr = s_->schedule->At(static_cast<int64_t>(run.step));
   const HdpStepResult done = run.hdp->Run(*in.plan, in.target_tokens, in.read, lr,
@@ -365,8 +381,10 @@ Json Trainer::Finish(const StepInputs& in) {
                      12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(*in.plan);
   s_->cut_total += in.cut_sequences;
   double val = std::nan("");
-  if (config_.training.eval_interval > 0 && run.step % config_.training.eval_interval == 0)
+  if (config_.training.eval_interval > 0 && run.step % config_.training.eval_interval == 0) {
+    const trace::Scope s("validation", "step");
     val = Evaluate();
+  }
   const double step_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - in.start)
           .count();
@@ -395,6 +413,7 @@ Json Trainer::Finish(const StepInputs& in) {
 std::string Trainer::Save() {
   const std::string dir = CheckpointStepDir(config_, step());
   if (s_->saved_step == step()) return dir;  // already written (an interval, then a stop)
+  const trace::Scope s("checkpoint", "checkpoint", {trace::Int("step", int64_t(step()))});
   launch::Save(config_, *s_->run, out_);
   s_->saved_step = step();
   return dir;

@@ -32,6 +32,7 @@
 #include "launch/flags.h"
 #include "launch/metrics_file.h"
 #include "launch/optimizer_offload.h"
+#include "launch/run_trace.h"
 #include "launch/training_data.h"
 #include "launch/validation.h"
 #include "launch/worker.h"
@@ -47,6 +48,7 @@
 #include "runtime/hf_checkpoint.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/run_config.h"
+#include "runtime/trace.h"
 
 namespace seqmesh::launch {
 namespace {
@@ -256,15 +258,21 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   for (const Tensor& p : hdp.model().params()) sync_bytes += p.bytes();
   sync_bytes = sync_bytes * 2 * (world - 1) / world;
   TraceFile trace = OpenTrace(rank);
+  const RunTrace run_trace(config, rank, generation, "rank " + std::to_string(rank));
   for (uint64_t step = job.start_step(); step < job.total_steps(); ++step) {
     heartbeat.SetStep(step);
     comm.SetStep(static_cast<int64_t>(step));
     const auto t0 = std::chrono::steady_clock::now();
+    trace::Scope step_scope("step " + std::to_string(step + 1), "step",
+                            {trace::Int("step", static_cast<int64_t>(step + 1))});
     proto::PlanRequest req;
     req.set_rank(rank);
     req.set_step(step);
     req.set_generation(generation);
-    const proto::PlanReply reply = client.GetPlan(req);
+    const proto::PlanReply reply = [&] {
+      const trace::Scope s("get plan", "coordinator");
+      return client.GetPlan(req);
+    }();
     StepTimes times;
     times.fetch_ms = MsSince(t0);
     SM_CHECK(reply.plan().step() == step)
@@ -287,12 +295,21 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     if (offload.enabled()) *metrics.mutable_offload() = ReportOf(offload.TakeStepFigures());
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
+      const trace::Scope s("validation", "step");
       const double val = ValidationLoss(hdp, comm, validation, datasets, cost,
                                         scheduler::StepPlannerOptions::FromConfig(config, world));
       if (!std::isnan(val)) metrics.set_val_loss(val);  // NaN: no held-out sequences
     }
-    client.ReportMetrics(metrics);
-    if (reply.checkpoint_after()) CommitPart(client, config, hdp, world, generation, step + 1);
+    {
+      const trace::Scope s("report metrics", "coordinator");
+      client.ReportMetrics(metrics);
+    }
+    if (reply.checkpoint_after()) {
+      const trace::Scope s("checkpoint", "checkpoint",
+                           {trace::Int("step", static_cast<int64_t>(step + 1))});
+      CommitPart(client, config, hdp, world, generation, step + 1);
+    }
+    trace::Flush();
     if (reply.last_step()) break;  // a stop was requested: this step's checkpoint ends the job
   }
   // Every rank's last commit is in before anyone leaves (the coordinator then finishes).

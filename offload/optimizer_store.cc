@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "runtime/check.h"
+#include "runtime/trace.h"
 
 namespace seqmesh {
 namespace {
@@ -309,6 +310,7 @@ void OffloadedOptimizerStateStore::VisitNvme(std::span<const Tensor> params,
   auto buffer = [&](int g) { return arena_.buffer(kStaging, g % count).data(); };
   auto grad_buffer = [&](int g) { return arena_.buffer(kGradStaging, g % count).data(); };
   auto wait = [&](SsdEngine::Ticket t) {
+    const trace::Scope s("wait for SSD", "offload");
     const double w = Now();
     engine_->Wait(t);
     stats_.stall_seconds += Now() - w;
@@ -334,8 +336,12 @@ void OffloadedOptimizerStateStore::VisitNvme(std::span<const Tensor> params,
       if (state) wait(*state);
       if (grad) wait(*grad);
       if (!read && !read_grads) free_buffer(g);
-      Compute(groups_[g], buffer(g), read_grads ? grad_buffer(g) : nullptr, params, grads, access,
-              visit);
+      {
+        const trace::Scope s("sub-group", "offload",
+                             {trace::Int("group", g), trace::Int("elements", groups_[g].elems)});
+        Compute(groups_[g], buffer(g), read_grads ? grad_buffer(g) : nullptr, params, grads, access,
+                visit);
+      }
       if (write) writing[g % count] = engine_->Write(g, buffer(g), 12 * groups_[g].elems);
     }
     for (auto& w : writing)

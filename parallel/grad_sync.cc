@@ -6,6 +6,7 @@
 
 #include "runtime/check.h"
 #include "runtime/cpu/vec.h"
+#include "runtime/trace.h"
 
 namespace seqmesh {
 
@@ -150,7 +151,19 @@ void GradSync::StartReady() {
       std::memcpy(flat + tensor_offset_[t], grads_[t].f32(), grads_[t].bytes());
     b.work =
         comm_.StartReduceScatter(flat, shard_grad_.data() + b.shard_offset, b.shard, DType::kF32);
+    if (trace::On()) {
+      b.trace_id = ++trace_ids_;
+      trace::AsyncBegin("reduce-scatter", "gradients", b.trace_id, trace::NowUs(),
+                        {trace::Int("bucket", start_order_[next_start_ - 1]),
+                         trace::Int("bytes", b.shard * comm_.size() * 4)});
+    }
   }
+}
+
+void GradSync::TraceDone(Bucket& b) {
+  if (b.trace_id == 0 || b.work.pending()) return;
+  trace::AsyncEnd("reduce-scatter", "gradients", b.trace_id, trace::NowUs());
+  b.trace_id = 0;
 }
 
 void GradSync::ForEachMomentPiece(
@@ -185,13 +198,20 @@ void GradSync::LoadMoments(
 
 void GradSync::Progress() {
   for (Bucket& b : buckets_)
-    if (b.started && b.work.pending()) comm_.Test(b.work);
+    if (b.started && b.work.pending()) {
+      comm_.Test(b.work);
+      TraceDone(b);
+    }
 }
 
 void GradSync::FinishReductions() {
+  const trace::Scope s("wait for gradient reductions", "gradients");
   for (Bucket& b : buckets_) b.ready = true;
   StartReady();
-  for (Bucket& b : buckets_) comm_.Wait(b.work);
+  for (Bucket& b : buckets_) {
+    comm_.Wait(b.work);
+    TraceDone(b);
+  }
 }
 
 double GradSync::Step(float lr, float max_norm) {
@@ -224,6 +244,7 @@ double GradSync::Step(float lr, float max_norm) {
     return norm;
   }
   const float scale = ClipScale(norm, max_norm);
+  const trace::Scope update_scope("optimizer update", "optimizer");
 
   // The same per-element update as AdamW::Step.
   ++step_;
@@ -241,6 +262,7 @@ double GradSync::Step(float lr, float max_norm) {
                     cpu::Vec().adamw(sl.master, sl.grad, sl.m, sl.v, sl.count, s);
                   }
                 });
+  const trace::Scope gather_scope("all-gather parameters", "gradients");
   for (Bucket& b : buckets_) {
     if (alone_) break;  // updated in place
     float* shard_param = flat_param_.data() + b.flat_offset + comm_.rank() * b.shard;

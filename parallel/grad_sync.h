@@ -118,8 +118,10 @@ class GradSync {
     CommWork work;
     bool ready = false;
     bool started = false;
+    uint64_t trace_id = 0;  // its open async event in the trace (0: none)
   };
-  void StartReady();  // starts buckets in start_order_ while the next one is ready
+  void TraceDone(Bucket& b);  // ends b's async event once its reduction completed
+  void StartReady();          // starts buckets in start_order_ while the next one is ready
   // Calls fn(tensor index, offset in tensor, offset in shard, length) for the parts of this
   // rank's shard of bucket b that hold tensor elements (not padding).
   template <typename Fn>
@@ -131,6 +133,7 @@ class GradSync {
   std::vector<Bucket> buckets_;
   std::vector<int> start_order_;
   size_t next_start_ = 0;  // index into start_order_
+  uint64_t trace_ids_ = 0;
   AdamWConfig config_;
   std::vector<float> flat_grad_, flat_param_, shard_grad_;
   // This rank's shard as pieces of the parameter tensors (tensor, offset in it), each viewed as a

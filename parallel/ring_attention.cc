@@ -7,6 +7,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/check.h"
+#include "runtime/trace.h"
 
 namespace seqmesh {
 namespace {
@@ -117,6 +118,8 @@ void RingAttention::Forward(Backend& backend, StridedRows q, StridedRows k, Stri
   int cur = 0;
   for (int t = 0; t < d_ring; ++t) {
     const int source = (position_ - t + d_ring) % d_ring;
+    const trace::Scope ring_step("ring forward pass", "ring",
+                                 {trace::Int("pass", t), trace::Int("source", source)});
     if (t + 1 < d_ring) {
       const int incoming = (source - 1 + d_ring) % d_ring;
       link_.Post(kTagForwardKv, block_[cur].data(), layout_.LocalTokens(source) * 2 * kw, Next(),
@@ -137,6 +140,7 @@ void RingAttention::Forward(Backend& backend, StridedRows q, StridedRows k, Stri
                              part_lse_.data() + seg.q_begin, max_rows_);
     }
     if (t + 1 < d_ring) {
+      const trace::Scope wait("wait for K/V", "ring");
       link_.Complete(kTagForwardKv);
       cur = 1 - cur;
     }
@@ -154,6 +158,8 @@ void RingAttention::Backward(Backend& backend, StridedRows q, StridedRows k, Str
     const int source = (position_ - t + d_ring) % d_ring;
     const int incoming = (source - 1 + d_ring) % d_ring;
     const int64_t source_rows = layout_.LocalTokens(source);
+    const trace::Scope ring_step("ring backward pass", "ring",
+                                 {trace::Int("pass", t), trace::Int("source", source)});
     if (t + 1 < d_ring)
       link_.Post(kTagBackwardKv, block_[cur].data(), source_rows * 2 * kw, Next(),
                  block_[1 - cur].data(), layout_.LocalTokens(incoming) * 2 * kw, Prev());
@@ -172,10 +178,12 @@ void RingAttention::Backward(Backend& backend, StridedRows q, StridedRows k, Str
                                 {grad, 2 * kw}, {grad + kw, 2 * kw}, scale_);
     // Add what the positions before this one contributed (received during the compute).
     if (t > 0) {
+      const trace::Scope wait("wait for dK/dV", "ring");
       link_.Complete(kTagBackwardGrad);
       backend.Add(grad, grad_in_.data(), source_rows * 2 * kw);
     }
     if (t + 1 < d_ring) {
+      const trace::Scope wait("wait for K/V", "ring");
       link_.Complete(kTagBackwardKv);
       cur = 1 - cur;
     }
@@ -189,6 +197,7 @@ void RingAttention::Backward(Backend& backend, StridedRows q, StridedRows k, Str
   }
   const float* own = grad_[0].data();
   if (d_ring > 1) {
+    const trace::Scope wait("wait for dK/dV", "ring");
     link_.Complete(kTagBackwardGrad);
     own = grad_in_.data();
   }

@@ -7,6 +7,7 @@
 
 #include "runtime/check.h"
 #include "runtime/layers.h"
+#include "runtime/trace.h"
 
 namespace seqmesh {
 namespace {
@@ -185,6 +186,10 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
   const auto start = std::chrono::steady_clock::now();
   for (size_t p = 0; p < passes.size(); ++p) {
     const proto::MicroBatch& mb = mine.micro_batches(passes[p].micro_batch);
+    const trace::Scope pass_scope(
+        passes[p].segment < 0 ? "micro-batch" : "micro-batch (ring)", "step",
+        {trace::Int("micro_batch", passes[p].micro_batch), trace::Int("segment", passes[p].segment),
+         trace::Int("ring_size", std::max(1, mb.ring_size()))});
     PackedBatch packed;
     std::unique_ptr<RingAttention> ring_attention;
     if (passes[p].segment < 0)
@@ -198,9 +203,15 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
     }
     PassTiming timing{passes[p].micro_batch, passes[p].segment, std::max(1, mb.ring_size()),
                       batch.num_tokens,      MsSince(start),    0};
-    result.loss += model_.Forward(batch, normalizer);
+    {
+      const trace::Scope s("forward", "compute", {trace::Int("tokens", batch.num_tokens)});
+      result.loss += model_.Forward(batch, normalizer);
+    }
     in_last_backward_ = p + 1 == passes.size();
-    model_.Backward();
+    {
+      const trace::Scope s("backward", "compute", {trace::Int("tokens", batch.num_tokens)});
+      model_.Backward();
+    }
     in_last_backward_ = false;
     timing.end_ms = MsSince(start);
     result.passes.push_back(timing);

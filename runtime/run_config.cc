@@ -257,6 +257,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"offload.queue_depth", &c.offload.queue_depth},
       {"metrics.jsonl", &c.metrics.jsonl},
       {"metrics.tensorboard", &c.metrics.tensorboard},
+      {"metrics.trace", &c.metrics.trace},
   };
 }
 
@@ -647,6 +648,7 @@ std::string RunConfig::metrics_path() const {
 }
 
 std::string RunConfig::tensorboard_dir() const { return checkpoint.dir + "/tensorboard"; }
+std::string RunConfig::trace_dir() const { return checkpoint.dir + "/trace"; }
 
 AdamWConfig RunConfig::adamw() const {
   AdamWConfig a;

@@ -103,6 +103,7 @@ struct OffloadConfig {
 struct MetricsConfig {
   std::string jsonl;        // metrics file; empty: <checkpoint.dir>/metrics.jsonl
   bool tensorboard = true;  // also write each step's scalars to <checkpoint.dir>/tensorboard/
+  bool trace = true;        // each rank writes a Perfetto trace to <checkpoint.dir>/trace/
 };
 
 // One key of the configuration schema, for help texts.
@@ -140,6 +141,8 @@ struct RunConfig {
   std::string metrics_path() const;
   // Where TensorBoard event files go: <checkpoint.dir>/tensorboard (metrics.tensorboard).
   std::string tensorboard_dir() const;
+  // Where the ranks' traces go: <checkpoint.dir>/trace (metrics.trace).
+  std::string trace_dir() const;
 
  private:
   // `text` null: read `path` (none if empty).
