@@ -26,5 +26,6 @@ int RunCoordinator(const Args& args);
 int RunWorker(const Args& args);
 int RunLaunch(const Args& args);
 int RunTraceCommand(const Args& args);
+int RunReport(const Args& args);
 
 }  // namespace seqmesh::launch

@@ -23,6 +23,8 @@ constexpr Command kCommands[] = {
     {"worker", "one rank of a training job (started under MPI by launch)", RunWorker},
     {"trace", "put the ranks' Perfetto traces of a run on one timeline (trace merge RUN_DIR)",
      RunTraceCommand},
+    {"report", "summarize a run and chart its loss, throughput and step times (SVG, PNG)",
+     RunReport},
 };
 
 void Usage(std::ostream& os) {

@@ -15,6 +15,7 @@ packages=(
   pybind11-dev python3-dev python3-numpy  # the Python package (python/), for /usr/bin/python3
   python3-pytest python3-torch       # its tests; PyTorch is their reference, never a dependency
   clang libclang-rt-14-dev libomp-dev  # the libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
+  libcairo2-dev fonts-dejavu-core     # `seqmesh report`'s charts (SVG, PNG)
 )
 
 missing=()
