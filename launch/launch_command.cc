@@ -481,6 +481,11 @@ int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env
   SM_CHECK(a.max_restarts == 0)
       << "launch: --max-restarts needs a local job; inside " << env.source
       << " restarts are that launcher's (e.g. srun --requeue, torchrun --max-restarts)";
+  // The allocation's launcher signals the ranks (scancel -s TERM, Ctrl-C to mpirun or srun): the
+  // first signal is the graceful stop, which the coordinator runs (rank 0 passes it on as SIGHUP,
+  // never a second signal, in case it did not come to the coordinator as well); the ranks go on
+  // to the step the coordinator makes the last. A second signal stops the rank at once.
+  StopSignals signals;  // before MPI and every other thread
   mpi::Session session(nullptr, nullptr);
   int rank = 0, size = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -530,7 +535,39 @@ int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env
   w.tls_root = a.root();
   w.tls_cert = a.tls_client_cert;
   w.tls_key = a.tls_client_key;
-  const int status = RunWorkerRank(w);
+  std::atomic<bool> done{false};
+  std::thread watch([&] {
+    bool forwarded = false;
+    while (!done.load()) {
+      if (StopSignals::Count() >= 2) {
+        std::fprintf(stderr, "launch: rank %d stopped at once by a second signal %d\n", rank,
+                     StopSignals::Received());
+        if (coordinator) coordinator->Kill(SIGKILL);
+        std::_Exit(128 + StopSignals::Received());
+      }
+      if (StopSignals::Count() == 1 && !forwarded) {
+        forwarded = true;
+        if (coordinator) {
+          coordinator->Kill(SIGHUP);
+          std::fprintf(stderr,
+                       "launch: signal %d: the job finishes its step, commits a checkpoint and "
+                       "stops (--resume continues it; a second signal stops at once)\n",
+                       StopSignals::Received());
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  int status = 1;
+  try {
+    status = RunWorkerRank(w);
+  } catch (...) {
+    done.store(true);
+    watch.join();
+    throw;
+  }
+  done.store(true);
+  watch.join();
   if (coordinator) {
     const auto stop = Clock::now() + std::chrono::seconds(60);
     while (!coordinator->Reap(false) && Clock::now() < stop)

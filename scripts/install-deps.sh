@@ -16,6 +16,7 @@ packages=(
   python3-pytest python3-torch       # its tests; PyTorch is their reference, never a dependency
   clang libclang-rt-14-dev libomp-dev  # the libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
   libcairo2-dev fonts-dejavu-core     # `seqmesh report`'s charts (SVG, PNG)
+  slurm-wlm munge iproute2 util-linux  # tests of a real Slurm and of hosts in network namespaces
 )
 
 missing=()
