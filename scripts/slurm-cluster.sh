@@ -23,16 +23,25 @@ if [[ $cmd == stop ]]; then
   stop
   exit 0
 fi
-[[ $cmd == start ]] || { echo "slurm-cluster.sh: unknown command $cmd (start or stop)" >&2; exit 2; }
+if [[ $cmd != start ]]; then
+  echo "slurm-cluster.sh: unknown command $cmd (start or stop)" >&2
+  exit 2
+fi
 for tool in munged slurmctld slurmd sbatch; do
-  command -v "$tool" > /dev/null || { echo "slurm-cluster.sh: $tool not found: apt-get install slurm-wlm munge" >&2; exit 1; }
+  if ! command -v "$tool" > /dev/null; then
+    echo "slurm-cluster.sh: $tool not found: apt-get install slurm-wlm munge" >&2
+    exit 1
+  fi
 done
 mkdir -p "$dir"/{munge,state,spool,log}
 chmod 700 "$dir/munge"
-[[ -f "$dir/munge/munge.key" ]] || dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
+if [[ ! -f "$dir/munge/munge.key" ]]; then
+  dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
+fi
 chmod 600 "$dir/munge/munge.key"
 munged --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" --force \
-  --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/seed"
+  --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
+  --seed-file="$dir/munge/seed"
 # Two free TCP ports for slurmctld and slurmd.
 read -r ctld_port d_port < <(/usr/bin/python3 -c '
 import socket
@@ -77,5 +86,9 @@ for _ in $(seq 1 100); do
   sinfo -h -o %t 2> /dev/null | grep -q idle && break
   sleep 0.1
 done
-sinfo -h -o %t | grep -q idle || { echo "slurm-cluster.sh: the node did not come up: $(tail -3 "$dir/log/slurmctld.log")" >&2; stop; exit 1; }
+if ! sinfo -h -o %t | grep -q idle; then
+  echo "slurm-cluster.sh: the node did not come up: $(tail -3 "$dir/log/slurmctld.log")" >&2
+  stop
+  exit 1
+fi
 echo "export SLURM_CONF=$SLURM_CONF"

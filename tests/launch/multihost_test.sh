@@ -102,25 +102,32 @@ on_hosts() {  # command line to run under the two-host mpirun
     --mca oob_tcp_if_include $net.0/24 -x SEQMESH_COORDINATOR_ADDR=$net.1 \
     -x OMP_NUM_THREADS -n 4 $*"
 }
-rx_before=$(ip -n "$ns2" -s -j link show "$vb" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])')
+rx_bytes() {  # bytes received by h2's end of the veth pair
+  ip -n "$ns2" -s -j link show "$vb" \
+    | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'
+}
+rx_before=$(rx_bytes)
 on_hosts "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/two" \
   > "$work/two.out" 2>&1 || fail "the two-host job: $(tail -5 "$work/two.out")"
-rx_after=$(ip -n "$ns2" -s -j link show "$vb" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])')
+rx_after=$(rx_bytes)
 crossed=$((rx_after - rx_before))
 for r in 0 1 2 3; do
   host=$([[ $r -lt 2 ]] && echo h1 || echo h2)
   grep -q "\"rank $r ($host, pid " "$work/two/trace/rank-0000$r.gen-1.json" \
-    || fail "rank $r did not run on $host: $(grep -o '"rank [0-9] ([^,]*' "$work/two/trace/rank-0000$r.gen-1.json")"
+    || fail "rank $r did not run on $host:" \
+      "$(grep -o '"rank [0-9] ([^,]*' "$work/two/trace/rank-0000$r.gen-1.json")"
 done
 # The same job on one host (this namespace's loopback): the same plans, the same reduction order.
 mpirun --oversubscribe -x OMP_NUM_THREADS -n 4 "$seqmesh" launch --config "$work/tiny.toml" \
-  --checkpoint.dir="$work/one" > "$work/one.out" 2>&1 || fail "the one-host job: $(tail -5 "$work/one.out")"
+  --checkpoint.dir="$work/one" > "$work/one.out" 2>&1 \
+  || fail "the one-host job: $(tail -5 "$work/one.out")"
 for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003.safetensors; do
   cmp "$work/two/step-00000006/$f" "$work/one/step-00000006/$f" \
     || fail "$f of the two-host job differs from the one-host job's"
 done
 (( crossed > 1000000 )) || fail "only $crossed bytes crossed the veth pair"
-echo "ok: 4 ranks on h1 and h2 (coordinator on h1), bitwise the one-host job; $crossed bytes crossed h1 -> h2"
+echo "ok: 4 ranks on h1 and h2 (coordinator on h1), bitwise the one-host job;" \
+  "$crossed bytes crossed h1 -> h2"
 
 # A rank killed on h2: the job fails with a root cause naming the rank and the host; --resume
 # continues from the last checkpoint, bitwise the uninterrupted run.
@@ -145,10 +152,12 @@ wait "$job" || status=$?
 (( status != 0 )) || fail "the job with a killed rank exited 0"
 # Inside an allocation the outer launcher owns failures (docs/LAUNCH.md): mpirun names the rank
 # and the host it ran on, and restarts are a resubmission with --resume.
-cause=$(grep -m1 -E "rank [23] with PID [0-9]+ on node $net.2 exited on signal 9" "$work/kill.out") \
+killed="rank [23] with PID [0-9]+ on node $net.2 exited on signal 9"
+cause=$(grep -m1 -E "$killed" "$work/kill.out") \
   || fail "no line naming the killed rank on h2: $(grep -i 'rank\|error' "$work/kill.out" | tail -5)"
 on_hosts "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/kill" --resume \
-  --training.steps=6 > "$work/resume.out" 2>&1 || fail "--resume on two hosts: $(tail -5 "$work/resume.out")"
+  --training.steps=6 > "$work/resume.out" 2>&1 \
+  || fail "--resume on two hosts: $(tail -5 "$work/resume.out")"
 for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003.safetensors; do
   cmp "$work/two/step-00000006/$f" "$work/kill/step-00000006/$f" \
     || fail "$f after the kill and --resume differs from the uninterrupted two-host job's"

@@ -21,7 +21,10 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root (slurmd)" >&2; exit 77; }
 for tool in slurmctld slurmd munged sbatch; do
-  command -v $tool > /dev/null || { echo "SKIP: $tool not installed (slurm-wlm, munge)" >&2; exit 77; }
+  if ! command -v $tool > /dev/null; then
+    echo "SKIP: $tool not installed (slurm-wlm, munge)" >&2
+    exit 77
+  fi
 done
 eval "$("$root/scripts/slurm-cluster.sh" start "$work/cluster")"
 
@@ -77,7 +80,8 @@ for _ in $(seq 1 1200); do
   [[ -f "$work/a/step-00000004/manifest.json" ]] && break
   sleep 0.1
 done
-[[ -f "$work/a/step-00000004/manifest.json" ]] || fail "no checkpoint after step 4: $(tail -5 "$work/a1.out")"
+[[ -f "$work/a/step-00000004/manifest.json" ]] \
+  || fail "no checkpoint after step 4: $(tail -5 "$work/a1.out")"
 scancel "$job"
 wait_job "$job"
 grep -q "coordinator: stopped after [0-9]* steps; checkpoint" "$work/a1.out" \
@@ -91,7 +95,8 @@ job=$(submit "$work/a2.out" "$work/a" --training.steps=$end)
 wait_job "$job"
 grep -q "fresh start" "$work/a2.out" && fail "the second submission did not resume"
 grep -q "training steps $((newest + 1))..$end" "$work/a2.out" \
-  || fail "the second submission did not continue at step $((newest + 1)): $(grep -v '^\[' "$work/a2.out" | tail -5)"
+  || fail "the second submission did not continue at step $((newest + 1)):" \
+    "$(grep -v '^\[' "$work/a2.out" | tail -5)"
 job=$(submit "$work/ref.out" "$work/ref" --training.steps=$end)
 wait_job "$job"
 step=$(printf 'step-%08d' "$end")
@@ -99,4 +104,5 @@ for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003
   cmp "$work/ref/$step/$f" "$work/a/$step/$f" \
     || fail "$f after scancel and resubmission differs from one uninterrupted submission's"
 done
-echo "ok: resubmitted, the job resumed at step $((newest + 1)) and ended at $end bitwise the uninterrupted one"
+echo "ok: resubmitted, the job resumed at step $((newest + 1)) and ended at $end," \
+  "bitwise the uninterrupted one"
