@@ -377,8 +377,9 @@ Json Trainer::Finish(const StepInputs& in) {
   ++run.step;
   if (in.cursor_after) run.cursor = *in.cursor_after;
   s_->since.tokens += in.tokens;
-  s_->since.flops += 6.0 * m.NumMatmulParams() * in.tokens +
-                     12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(*in.plan);
+  const double step_flops = 6.0 * m.NumMatmulParams() * in.tokens +
+                            12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(*in.plan);
+  s_->since.flops += step_flops;
   s_->cut_total += in.cut_sequences;
   double val = std::nan("");
   if (config_.training.eval_interval > 0 && run.step % config_.training.eval_interval == 0) {
@@ -390,6 +391,8 @@ Json Trainer::Finish(const StepInputs& in) {
           .count();
   Json record = StepRecord(run.step, done.run.loss, done.grad_norm, lr, in.tokens, in.cut_sequences,
                            val, step_ms);
+  // The step's model FLOP/s over this machine's measured peak (launch/machine_peak.h).
+  if (step_ms > 0) record.Set("mfu", Json::Number(s_->peak->Mfu(step_flops / step_ms / 1e6)));
   std::string offload_text;
   if (run.offload->enabled()) {
     const proto::OffloadReport f = ReportOf(run.offload->TakeStepFigures());
