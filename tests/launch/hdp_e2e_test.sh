@@ -163,7 +163,9 @@ if [[ $which == all || $which == offload ]]; then
   same_files "$work/a" "$work/o1" 8 "(offload) offloaded vs in-memory job"
   mkdir -p "$work/o2"
   kill_at=$(( RANDOM % 4 + 2 ))
-  ( sleep "0.$(( RANDOM % 10 ))"; signal_worker_after "$work/o2" "$kill_at" -9 "$work/o2.killed" ) &
+  # At most 90 ms before polling: a tiny step takes ~10 ms on a fast machine, and the whole job
+  # can finish within a second (a longer random delay once made the kill miss the job).
+  ( sleep "0.0$(( RANDOM % 10 ))"; signal_worker_after "$work/o2" "$kill_at" -9 "$work/o2.killed" ) &
   killer=$!
   launch "$work/o2" -n 4 --max-restarts 2 "${off[@]}"
   wait $killer
