@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "launch/coordinator_requests.h"
 #include "launch/format.h"
@@ -57,6 +58,11 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
     out_ << "coordinator: " << n << " record(s) of steps after " << start_step_ << " moved to '"
          << metrics_path_ << ".superseded' (those steps are redone)" << std::endl;
   if (config_.metrics.tensorboard) events_.emplace(config_.tensorboard_dir());
+  {
+    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
+    peak_.emplace(static_cast<int>(
+        std::min<int64_t>(cores, int64_t{options_.world_size} * config_.training.threads)));
+  }
   planner_.emplace(scheduler::PlannerCostModel(config_),
                    scheduler::StepPlannerOptions::FromConfig(config_, n), data_.sampler,
                    data_.prefixes, start_step_, std::move(cursor));
@@ -388,6 +394,14 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
   }
   Json line = StepRecordJson(step, totals, record.reports, record.planned, planner_->RefitScales(),
                              generation_);
+  if (totals.step_ms > 0 && peak_) {
+    std::set<std::string> hosts;
+    for (const RankState& r : ranks_) hosts.insert(r.host);
+    const double gflops =
+        StepModelFlops(config_.model, record.planned.plan, record.planned.tokens) / totals.step_ms /
+        1e6;
+    line.Set("mfu", Json::Number(peak_->Mfu(gflops / std::max<size_t>(1, hosts.size()))));
+  }
   const double norm = record.reports[0]->grad_norm();
   bool stop = false;
   try {

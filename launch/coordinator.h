@@ -34,6 +34,7 @@
 
 #include "launch/job_checkpoint.h"
 #include "launch/job_token.h"
+#include "launch/machine_peak.h"
 #include "launch/nonfinite.h"
 #include "launch/tensorboard.h"
 #include "launch/training_data.h"
@@ -180,6 +181,9 @@ class Coordinator {
   std::string resume_checkpoint_;
   std::string metrics_path_;
   std::optional<EventFileWriter> events_;  // metrics.tensorboard; written by FinishStep (under mu_)
+  // The MFU denominator of the records: this machine's peak for min(cores, world x threads)
+  // compute threads, times the number of hosts the ranks registered from (taken to be alike).
+  std::optional<MachinePeak> peak_;
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;

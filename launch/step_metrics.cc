@@ -24,6 +24,23 @@ std::string Bytes(double b) {
   return Fixed(b / (1024.0 * 1024 * 1024), 2) + "GiB";
 }
 
+double CausalPairs(const proto::StepPlan& plan) {
+  double pairs = 0;
+  for (const proto::RankPlan& r : plan.ranks())
+    for (const proto::MicroBatch& mb : r.micro_batches())
+      for (const proto::Segment& seg : mb.segments())
+        for (const proto::TokenRange& t : seg.ranges()) {
+          const double len = static_cast<double>(t.end() - t.begin());
+          pairs += 0.5 * len * (len + 1);
+        }
+  return pairs;
+}
+
+double StepModelFlops(const ModelConfig& m, const proto::StepPlan& plan, int64_t tokens) {
+  return 6.0 * m.NumMatmulParams() * tokens +
+         12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(plan);
+}
+
 StepTotals TotalOf(const std::vector<std::optional<proto::MetricsReport>>& reports) {
   StepTotals t;
   for (const auto& r : reports) {

@@ -10,6 +10,7 @@
 
 #include "proto/coordinator.pb.h"
 #include "runtime/json.h"
+#include "runtime/model.h"
 #include "scheduler/step_planner.h"
 
 namespace seqmesh::launch {
@@ -24,6 +25,12 @@ StepTotals TotalOf(const std::vector<std::optional<proto::MetricsReport>>& repor
 
 // The metrics.jsonl record of step `step` (0-based; the record says step + 1, the steps
 // completed, as the trainer's do).
+// Causal (query, key) pairs of a packed plan: each segment is a document of its own.
+double CausalPairs(const proto::StepPlan& plan);
+// The model FLOPs of a step of `tokens` tokens planned as `plan`: 6 per matmul parameter and
+// token, plus causal attention's 12 x layers x heads x head_dim per (query, key) pair.
+double StepModelFlops(const ModelConfig& m, const proto::StepPlan& plan, int64_t tokens);
+
 Json StepRecordJson(uint64_t step, const StepTotals& totals,
                     const std::vector<std::optional<proto::MetricsReport>>& reports,
                     const scheduler::PlannedStep& planned, const std::map<int, double>& refit_scale,

@@ -42,19 +42,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Causal (query, key) pairs of a packed plan: each segment is a document of its own.
-double CausalPairs(const proto::StepPlan& plan) {
-  double pairs = 0;
-  for (const proto::RankPlan& r : plan.ranks())
-    for (const proto::MicroBatch& mb : r.micro_batches())
-      for (const proto::Segment& seg : mb.segments())
-        for (const proto::TokenRange& t : seg.ranges()) {
-          const double len = static_cast<double>(t.end() - t.begin());
-          pairs += 0.5 * len * (len + 1);
-        }
-  return pairs;
-}
-
 // The world of one: its communicator, its step, and where the run stands.
 struct LocalRun {
   WorldOfOne comm;
@@ -377,8 +364,7 @@ Json Trainer::Finish(const StepInputs& in) {
   ++run.step;
   if (in.cursor_after) run.cursor = *in.cursor_after;
   s_->since.tokens += in.tokens;
-  const double step_flops = 6.0 * m.NumMatmulParams() * in.tokens +
-                            12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(*in.plan);
+  const double step_flops = StepModelFlops(m, *in.plan, in.tokens);
   s_->since.flops += step_flops;
   s_->cut_total += in.cut_sequences;
   double val = std::nan("");
