@@ -82,7 +82,7 @@ CONF
 export SLURM_CONF=$dir/slurm.conf
 slurmctld -c -f "$SLURM_CONF"
 slurmd -c -f "$SLURM_CONF"
-for _ in $(seq 1 100); do
+for _ in $(seq 1 600); do  # up to 60 s: a loaded machine starts the daemons slowly
   sinfo -h -o %t 2> /dev/null | grep -q idle && break
   sleep 0.1
 done
