@@ -11,12 +11,12 @@ Usage: demo_files_test.py SEQMESH_BINARY   (Debian's /usr/bin/python3 is enough)
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report_e2e_test  # noqa: E402
+from e2e_common import runner  # noqa: E402
 import tensorboard_e2e_test  # noqa: E402
 import trace_e2e_test  # noqa: E402
 
@@ -28,21 +28,16 @@ def main():
     work = tempfile.mkdtemp(prefix="demo_files_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     try:
-        def run(*args, what):
-            p = subprocess.run(list(args), env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-            trace_e2e_test.check(p.returncode == 0,
-                                 f"{what} failed ({p.returncode}):\n{p.stdout[-3000:]}")
-            return p.stdout
+        run = runner(seqmesh, env, cwd=ROOT)
 
         # As scripts/demo.sh does: the machine's own text, documents cut at 4,096 tokens.
         run(os.path.join(ROOT, "scripts", "gather-text.sh"), os.path.join(work, "text"),
             what="scripts/gather-text.sh")
         data = os.path.join(work, "hdp")
-        run(seqmesh, "prep", "--max-length", "4096", "--output", data, os.path.join(work, "text"),
+        run("prep", "--max-length", "4096", "--output", data, os.path.join(work, "text"),
             what="seqmesh prep")
         job = os.path.join(work, "run")
-        run(seqmesh, "launch", "-n", "4", "--config", os.path.join(ROOT, "examples", "hdp.toml"),
+        run("launch", "-n", "4", "--config", os.path.join(ROOT, "examples", "hdp.toml"),
             f"--checkpoint.dir={job}", f"--data.path={data}", "--training.steps=4",
             "--training.eval_interval=2", "--data.validation_fraction=0.02",
             "--checkpoint.interval=2", "--optimizer.warmup_steps=2",
@@ -52,7 +47,7 @@ def main():
         print(f"ok: the demo's traces: 4 ranks, {total} events, valid and nested; {counts}")
         n = tensorboard_e2e_test.check_run(job, job=True)
         print(f"ok: the demo's TensorBoard events: {n} steps, every CRC, tag and value")
-        out = run(seqmesh, "report", job, what="seqmesh report")
+        out = run("report", job, what="seqmesh report")
         report_e2e_test.check_report(job, out, world=4, val=True)
         print("ok: the demo's report: summary = metrics.jsonl; its PNGs decode and chart the run")
     finally:

@@ -23,6 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/e2e_data.sh"
 skip() { echo "SKIP: $*" >&2; exit 77; }
 [[ $(id -u) -eq 0 ]] || skip "needs root (ip netns)"
 command -v unshare > /dev/null || skip "needs unshare (util-linux)"
@@ -59,40 +60,8 @@ chmod +x "$work/netns-agent"
 printf '%s slots=2\n%s slots=2\n' "$net.1" "$net.2" > "$work/hostfile"
 
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mkdir "$work/text"
-awk -v dir="$work/text" 'BEGIN {
-  for (i = 1; i <= 40; i++) {
-    len = (i * 397) % 881 + 20; s = "";
-    while (length(s) < len) s = s "doc " i ": the quick brown fox jumps over the lazy dog\n";
-    printf "%s", substr(s, 1, len) > sprintf("%s/doc%02d.txt", dir, i);
-  } }'
-"$seqmesh" prep --output "$work/data" "$work/text" > /dev/null
-cat > "$work/tiny.toml" <<TOML
-[model]
-vocab = 259
-hidden = 32
-layers = 2
-heads = 4
-kv_heads = 2
-ffn = 64
-[training]
-steps = 6
-global_batch_tokens = 2048
-micro_batch_tokens = 256
-log_interval = 1
-threads = 1
-[optimizer]
-lr = 2e-3
-min_lr = 2e-3
-warmup_steps = 0
-[data]
-path = "$work/data"
-[checkpoint]
-interval = 2
-[distributed]
-heartbeat_timeout_s = 5
-comm_deadline_s = 20
-TOML
+tiny_data "$seqmesh" "$work"
+tiny_config "$work/tiny.toml" "$work/data" 2 6
 
 # mpirun on h1, every rank's daemon through the agent; MPI's TCP on the veth network only.
 on_hosts() {  # command line to run under the two-host mpirun

@@ -20,10 +20,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 import zlib
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_common import check, make_dataset, runner, write_config  # noqa: E402
 
 
 def read_png(path):
@@ -136,48 +134,13 @@ def main():
     work = tempfile.mkdtemp(prefix="report_e2e_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     try:
-        text = os.path.join(work, "text")
-        os.makedirs(text)
-        for i in range(1, 41):  # 40 documents of 20..900 bytes, as hdp_e2e_test
-            length = (i * 397) % 881 + 20
-            line = f"doc {i}: the quick brown fox jumps over the lazy dog {i % 7}\n"
-            with open(os.path.join(text, f"doc{i:02d}.txt"), "w") as f:
-                f.write((line * (length // len(line) + 1))[:length])
-        subprocess.run([seqmesh, "prep", "--output", os.path.join(work, "data"), text],
-                       check=True, stdout=subprocess.DEVNULL, env=env)
-        config = os.path.join(work, "tiny.toml")
-        with open(config, "w") as f:
-            f.write(f"""[model]
-vocab = 259
-hidden = 32
-layers = 2
-heads = 4
-kv_heads = 2
-ffn = 64
-[training]
-steps = 10
-global_batch_tokens = 2048
-micro_batch_tokens = 512
-eval_interval = 2
-threads = 1
-[optimizer]
-lr = 3e-3
-warmup_steps = 0
-[data]
-path = "{work}/data"
-validation_fraction = 0.1
-[checkpoint]
-interval = 4
-[distributed]
-heartbeat_timeout_s = 5
-comm_deadline_s = 20
-""")
-
-        def run(*args, what):
-            p = subprocess.run([seqmesh, *args], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-            check(p.returncode == 0, f"{what} failed ({p.returncode}):\n{p.stdout[-3000:]}")
-            return p.stdout
+        data = make_dataset(seqmesh, work, env)
+        config = write_config(
+            os.path.join(work, "tiny.toml"),
+            training={"steps": 10, "micro_batch_tokens": 512, "eval_interval": 2},
+            optimizer={"lr": 3e-3, "warmup_steps": 0},
+            data={"path": data, "validation_fraction": 0.1}, checkpoint={"interval": 4})
+        run = runner(seqmesh, env)
 
         train = os.path.join(work, "train")
         run("train", "--config", config, f"--checkpoint.dir={train}", what="seqmesh train")

@@ -19,6 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+. "$(dirname "$0")/e2e_data.sh"
 [[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root (slurmd)" >&2; exit 77; }
 for tool in slurmctld slurmd munged sbatch; do
   if ! command -v $tool > /dev/null; then
@@ -29,38 +30,8 @@ done
 eval "$("$root/scripts/slurm-cluster.sh" start "$work/cluster")"
 
 export OMP_NUM_THREADS=1
-mkdir "$work/text"
-awk -v dir="$work/text" 'BEGIN {
-  for (i = 1; i <= 40; i++) {
-    len = (i * 397) % 881 + 20; s = "";
-    while (length(s) < len) s = s "doc " i ": the quick brown fox jumps over the lazy dog\n";
-    printf "%s", substr(s, 1, len) > sprintf("%s/doc%02d.txt", dir, i);
-  } }'
-"$seqmesh" prep --output "$work/data" "$work/text" > /dev/null
-cat > "$work/tiny.toml" <<TOML
-[model]
-vocab = 259
-hidden = 32
-layers = 2
-heads = 4
-kv_heads = 2
-ffn = 64
-[training]
-global_batch_tokens = 2048
-micro_batch_tokens = 256
-log_interval = 1
-[optimizer]
-lr = 2e-3
-min_lr = 2e-3
-warmup_steps = 0
-[data]
-path = "$work/data"
-[checkpoint]
-interval = 4
-[distributed]
-heartbeat_timeout_s = 5
-comm_deadline_s = 20
-TOML
+tiny_data "$seqmesh" "$work"
+tiny_config "$work/tiny.toml" "$work/data" 4
 export SEQMESH=$seqmesh
 submit() {  # output file, run dir, overrides...: prints the job id
   local out=$1 dir=$2; shift 2

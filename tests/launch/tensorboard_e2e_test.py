@@ -16,9 +16,11 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_common import check, make_dataset, runner, write_config  # noqa: E402
 
 # ---- CRC32C (Castagnoli, reflected 0x82F63B78) and TFRecord's mask, from the spec ----------
 _TABLE = []
@@ -127,11 +129,6 @@ def event(data):
 
 
 # ---- the checks -----------------------------------------------------------------------------
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
 def f32(x):
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
@@ -177,49 +174,17 @@ def main():
     work = tempfile.mkdtemp(prefix="tensorboard_e2e_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     try:
-        text = os.path.join(work, "text")
-        os.makedirs(text)
-        for i in range(1, 41):  # 40 documents of 20..900 bytes (byte tokens), as hdp_e2e_test
-            length = (i * 397) % 881 + 20
-            line = f"doc {i}: the quick brown fox jumps over the lazy dog {i % 7}\n"
-            with open(os.path.join(text, f"doc{i:02d}.txt"), "w") as f:
-                f.write((line * (length // len(line) + 1))[:length])
-        subprocess.run([seqmesh, "prep", "--output", os.path.join(work, "data"), text],
-                       check=True, stdout=subprocess.DEVNULL, env=env)
-        config = os.path.join(work, "tiny.toml")
-        with open(config, "w") as f:
-            f.write(f"""[model]
-vocab = 259
-hidden = 32
-layers = 2
-heads = 4
-kv_heads = 2
-ffn = 64
-[training]
-steps = 6
-global_batch_tokens = 2048
-micro_batch_tokens = 512
-log_interval = 1
-eval_interval = 2
-threads = 1
-seed = 3
-[optimizer]
-lr = 2e-3
-warmup_steps = 2
-[data]
-path = "{work}/data"
-validation_fraction = 0.1
-[checkpoint]
-interval = 3
-[distributed]
-heartbeat_timeout_s = 5
-comm_deadline_s = 20
-""")
+        data = make_dataset(seqmesh, work, env)
+        config = write_config(
+            os.path.join(work, "tiny.toml"),
+            training={"steps": 6, "micro_batch_tokens": 512, "log_interval": 1,
+                      "eval_interval": 2, "seed": 3},
+            optimizer={"lr": 2e-3, "warmup_steps": 2},
+            data={"path": data, "validation_fraction": 0.1}, checkpoint={"interval": 3})
+        run_ = runner(seqmesh, env)
 
         def run(*args, what):
-            p = subprocess.run([seqmesh, *args, "--config", config], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            check(p.returncode == 0, f"{what} failed ({p.returncode}):\n{p.stdout[-3000:]}")
+            return run_(*args, "--config", config, what=what)
 
         train = os.path.join(work, "train")
         run("train", f"--checkpoint.dir={train}", what="seqmesh train")

@@ -18,14 +18,11 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_common import check, make_dataset, runner, write_config  # noqa: E402
 
 
 PHASES = {"X", "M", "b", "e"}  # what seqmesh writes, of the format's phases
@@ -131,45 +128,12 @@ def main():
     work = tempfile.mkdtemp(prefix="trace_e2e_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     try:
-        text = os.path.join(work, "text")
-        os.makedirs(text)
-        for i in range(1, 41):  # 40 documents of 20..900 bytes, as hdp_e2e_test
-            length = (i * 397) % 881 + 20
-            line = f"doc {i}: the quick brown fox jumps over the lazy dog {i % 7}\n"
-            with open(os.path.join(text, f"doc{i:02d}.txt"), "w") as f:
-                f.write((line * (length // len(line) + 1))[:length])
-        subprocess.run([seqmesh, "prep", "--output", os.path.join(work, "data"), text],
-                       check=True, stdout=subprocess.DEVNULL, env=env)
-        config = os.path.join(work, "tiny.toml")
-        with open(config, "w") as f:
-            f.write(f"""[model]
-vocab = 259
-hidden = 32
-layers = 2
-heads = 4
-kv_heads = 2
-ffn = 64
-[training]
-steps = 4
-global_batch_tokens = 2048
-micro_batch_tokens = 256
-threads = 1
-[optimizer]
-warmup_steps = 0
-[data]
-path = "{work}/data"
-[checkpoint]
-interval = 2
-[distributed]
-heartbeat_timeout_s = 5
-comm_deadline_s = 20
-""")
-
-        def run(*args, what):
-            p = subprocess.run([seqmesh, *args], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-            check(p.returncode == 0, f"{what} failed ({p.returncode}):\n{p.stdout[-3000:]}")
-            return p.stdout
+        data = make_dataset(seqmesh, work, env)
+        config = write_config(
+            os.path.join(work, "tiny.toml"),
+            training={"steps": 4, "micro_batch_tokens": 256}, optimizer={"warmup_steps": 0},
+            data={"path": data}, checkpoint={"interval": 2})
+        run = runner(seqmesh, env)
 
         job = os.path.join(work, "job")
         run("launch", "--config", config, f"--checkpoint.dir={job}", "-n", "4",
