@@ -10,13 +10,11 @@ Usage: demo_files_test.py SEQMESH_BINARY   (Debian's /usr/bin/python3 is enough)
 """
 
 import os
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report_e2e_test  # noqa: E402
-from e2e_common import runner  # noqa: E402
+from e2e_common import runner, work_dir  # noqa: E402
 import tensorboard_e2e_test  # noqa: E402
 import trace_e2e_test  # noqa: E402
 
@@ -25,9 +23,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 def main():
     seqmesh = os.path.abspath(sys.argv[1])
-    work = tempfile.mkdtemp(prefix="demo_files_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    try:
+    with work_dir("demo_files_") as work:
         run = runner(seqmesh, env, cwd=ROOT)
 
         # As scripts/demo.sh does: the machine's own text, documents cut at 4,096 tokens.
@@ -50,11 +47,6 @@ def main():
         out = run("report", job, what="seqmesh report")
         report_e2e_test.check_report(job, out, world=4, val=True)
         print("ok: the demo's report: summary = metrics.jsonl; its PNGs decode and chart the run")
-    finally:
-        if os.environ.get("KEEP"):
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

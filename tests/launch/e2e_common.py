@@ -1,15 +1,32 @@
-"""What the Python end-to-end tests of tests/launch share: a failing check, the tiny dataset (40
+"""What the Python end-to-end tests of tests/launch share: a work directory, a failing check, the tiny dataset (40
 documents of 20..900 bytes, as hdp_e2e_test makes), the tiny model's config with each test's
 keys over it, and a runner of `seqmesh` that fails naming the command and its output."""
 
+import contextlib
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 
 TINY = {
     "model": {"vocab": 259, "hidden": 32, "layers": 2, "heads": 4, "kv_heads": 2, "ffn": 64},
     "training": {"global_batch_tokens": 2048, "threads": 1},
     "distributed": {"heartbeat_timeout_s": 5, "comm_deadline_s": 20},
 }
+
+
+@contextlib.contextmanager
+def work_dir(prefix):
+    """A fresh temporary directory, removed afterwards unless KEEP is set (then named on stderr)."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield work
+    finally:
+        if os.environ.get("KEEP"):
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def check(cond, what):

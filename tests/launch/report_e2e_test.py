@@ -12,16 +12,14 @@ Usage: report_e2e_test.py SEQMESH_BINARY   (Debian's /usr/bin/python3 is enough)
 import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_common import check, make_dataset, runner, write_config  # noqa: E402
+from e2e_common import check, make_dataset, runner, work_dir, write_config  # noqa: E402
 
 
 def read_png(path):
@@ -131,9 +129,8 @@ def check_report(run_dir, out, world, val):
 
 def main():
     seqmesh = os.path.abspath(sys.argv[1])
-    work = tempfile.mkdtemp(prefix="report_e2e_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    try:
+    with work_dir("report_e2e_") as work:
         data = make_dataset(seqmesh, work, env)
         config = write_config(
             os.path.join(work, "tiny.toml"),
@@ -162,11 +159,6 @@ def main():
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         check(p.returncode == 1 and "is this a run directory" in p.stdout, p.stdout)
         print("ok: a directory without metrics.jsonl is refused in one line")
-    finally:
-        if os.environ.get("KEEP"):
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,12 @@ Usage: tensorboard_e2e_test.py SEQMESH_BINARY   (Debian's /usr/bin/python3 is en
 import glob
 import json
 import os
-import shutil
 import socket
 import struct
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_common import check, make_dataset, runner, write_config  # noqa: E402
+from e2e_common import check, make_dataset, runner, work_dir, write_config  # noqa: E402
 
 # ---- CRC32C (Castagnoli, reflected 0x82F63B78) and TFRecord's mask, from the spec ----------
 _TABLE = []
@@ -171,9 +169,8 @@ def check_run(run_dir, job):
 
 def main():
     seqmesh = os.path.abspath(sys.argv[1])
-    work = tempfile.mkdtemp(prefix="tensorboard_e2e_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    try:
+    with work_dir("tensorboard_e2e_") as work:
         data = make_dataset(seqmesh, work, env)
         config = write_config(
             os.path.join(work, "tiny.toml"),
@@ -212,11 +209,6 @@ def main():
         run("launch", f"--checkpoint.dir={job}", "-n", "2", what="seqmesh launch -n 2")
         n = check_run(job, job=True)
         print(f"ok: seqmesh launch -n 2: {n} steps written by the coordinator")
-    finally:
-        if os.environ.get("KEEP"):
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

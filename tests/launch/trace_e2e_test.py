@@ -17,12 +17,10 @@ import glob
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_common import check, make_dataset, runner, write_config  # noqa: E402
+from e2e_common import check, make_dataset, runner, work_dir, write_config  # noqa: E402
 
 
 PHASES = {"X", "M", "b", "e"}  # what seqmesh writes, of the format's phases
@@ -125,9 +123,8 @@ def check_rank_files(run_dir, world, steps):
 
 def main():
     seqmesh = os.path.abspath(sys.argv[1])
-    work = tempfile.mkdtemp(prefix="trace_e2e_")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    try:
+    with work_dir("trace_e2e_") as work:
         data = make_dataset(seqmesh, work, env)
         config = write_config(
             os.path.join(work, "tiny.toml"),
@@ -196,11 +193,6 @@ def main():
             what="seqmesh train --metrics.trace=false")
         check(not os.path.exists(os.path.join(off, "trace")), "metrics.trace=false wrote a trace")
         print("ok: --metrics.trace=false writes no trace")
-    finally:
-        if os.environ.get("KEEP"):
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
