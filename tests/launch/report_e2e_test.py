@@ -49,7 +49,8 @@ def read_png(path):
     check(len(raw) == h * (stride + 1), f"{path}: {len(raw)} bytes of rows for {w}x{h}")
     rows, prev = [], bytearray(stride)
     for y in range(h):
-        ftype, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        at = y * (stride + 1)
+        ftype, line = raw[at], bytearray(raw[at + 1:at + 1 + stride])
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b = prev[i]
@@ -105,10 +106,12 @@ def check_report(run_dir, out, world, val):
         got = re.search(r"val_loss: best (\S+) at step (\d+)", summary)
         check(got and int(got.group(2)) == best[1] and abs(float(got.group(1)) - best[0]) < 1e-3,
               f"best val_loss {best}: {summary}")
-    committed = [d for d in os.listdir(run_dir)
-                 if d.startswith("step-") and os.path.exists(os.path.join(run_dir, d, "manifest.json"))]
+    committed = [d for d in os.listdir(run_dir) if d.startswith("step-")
+                 and os.path.exists(os.path.join(run_dir, d, "manifest.json"))]
     check(f"checkpoints: {len(committed)}," in summary, summary)
-    names = ["loss", "throughput"] + (["rank_step_time", "simulated_step_time"] if world > 1 else [])
+    names = ["loss", "throughput"]
+    if world > 1:
+        names += ["rank_step_time", "simulated_step_time"]
     for name in names:
         check_svg(os.path.join(run_dir, "report", name + ".svg"))
         w, h, _ = read_png(os.path.join(run_dir, "report", name + ".png"))
@@ -117,13 +120,15 @@ def check_report(run_dir, out, world, val):
     left, right = pixels(rows, BLUE, 72, 180), pixels(rows, BLUE, 670, 776)
     check(left and right, f"loss.png: no loss curve pixels ({len(left)}, {len(right)})")
     mean = lambda ps: sum(y for _, y in ps) / len(ps)
-    check(mean(left) < mean(right), f"loss.png: the curve does not fall ({mean(left)} vs {mean(right)})")
+    check(mean(left) < mean(right),
+          f"loss.png: the curve does not fall ({mean(left)} vs {mean(right)})")
     if val:
         check(len(pixels(rows, ORANGE, 72, 600)) > 20, "loss.png: no validation markers")
     if world > 1:
         _, _, rows = read_png(os.path.join(run_dir, "report", "rank_step_time.png"))
         for rgb in (BLUE, ORANGE):
-            check(len(pixels(rows, rgb, 72, 600)) > 50, f"rank_step_time.png: no line of colour {rgb}")
+            check(len(pixels(rows, rgb, 72, 600)) > 50,
+                  f"rank_step_time.png: no line of colour {rgb}")
     return summary
 
 

@@ -158,7 +158,8 @@ def check_run(run_dir, job):
             want["mem_mib"] = max(x for x in m["rank_mem_mib"] if x is not None)
         # train's and the coordinator's records carry the MFU over this machine's measured peak
         check(0 < want.get("mfu", 0) <= 1, f"step {m['step']}: mfu {m.get('mfu')}")
-        check(sorted(got) == sorted(want), f"step {e['step']}: tags {sorted(got)} vs {sorted(want)}")
+        check(sorted(got) == sorted(want),
+              f"step {e['step']}: tags {sorted(got)} vs {sorted(want)}")
         for tag, value in want.items():
             check(got[tag] == f32(value),
                   f"step {e['step']}: {tag} {got[tag]!r} vs metrics.jsonl {value!r} as float32")
@@ -200,7 +201,8 @@ def main():
             what="seqmesh train --metrics.tensorboard=false")
         check(not os.path.exists(os.path.join(off, "tensorboard")), "tensorboard=false wrote files")
         with open(os.path.join(off, "config.toml")) as f:
-            check("tensorboard = false" in f.read(), "the resolved config lacks tensorboard = false")
+            check("tensorboard = false" in f.read(),
+                  "the resolved config lacks tensorboard = false")
         with open(os.path.join(train, "config.toml")) as f:
             check("tensorboard = true" in f.read(), "the resolved config lacks tensorboard = true")
         print("ok: --metrics.tensorboard=false writes no event file; config.toml records it")
