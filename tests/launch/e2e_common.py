@@ -1,6 +1,7 @@
 """What the Python end-to-end tests of tests/launch share: a work directory, a failing check,
-the tiny dataset (40 documents of 20..900 bytes, as hdp_e2e_test makes), the tiny model's config with each test's
-keys over it, and a runner of `seqmesh` that fails naming the command and its output."""
+the tiny dataset (40 documents of 20..900 bytes, as hdp_e2e_test makes), the tiny model's config
+with each test's keys over it, and a runner of `seqmesh` that fails naming the command and its
+output."""
 
 import contextlib
 import os
