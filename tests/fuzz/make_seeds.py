@@ -2,6 +2,7 @@
 """Writes the seed inputs of tests/fuzz/corpus/ (run once; the corpus is committed and grows
 with scripts/fuzz.sh --merge). Each seed is a valid input of its reader, so the fuzzer starts
 from the accepted paths: python3 tests/fuzz/make_seeds.py [CORPUS_DIR]"""
+import base64
 import json
 import os
 import struct
@@ -114,3 +115,9 @@ digest = field_bytes(1, b"optimizer-rank-00001.safetensors") + field_varint(2, 6
     field_bytes(3, b"00112233445566ff")
 put("requests", "part", b"\x02" + field_varint(1, 1) + field_varint(2, 4) + field_varint(3, 1) +
     field_bytes(4, digest))
+
+# A tiktoken rank file: every byte, then a few merges ("he", "ll", "hell", "hello", " w").
+lines = [base64.b64encode(bytes([b])).decode() + f" {b}" for b in range(256)]
+for i, t in enumerate([b"he", b"ll", b"hell", b"hello", b" w", b"or", b"orld"]):
+    lines.append(base64.b64encode(t).decode() + f" {256 + i}")
+put("tiktoken", "small.tiktoken", "\n".join(lines) + "\n")
