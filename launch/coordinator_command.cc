@@ -103,7 +103,7 @@ int Serve(Coordinator& coordinator, CoordinatorServer& server, const RunConfig& 
     if (sig && !coordinator.stop_requested()) {
       const uint64_t last = coordinator.RequestStop();
       std::cout << "coordinator: signal " << sig << ": the job stops after step " << last
-                << " with a checkpoint (--resume continues; a second signal stops at once)"
+                << " with a checkpoint (--resume continues; Ctrl-C again stops at once)"
                 << std::endl;
     }
   }

@@ -484,7 +484,7 @@ int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env
   // The allocation's launcher signals the ranks (scancel -s TERM, Ctrl-C to mpirun or srun): the
   // first signal is the graceful stop, which the coordinator runs (rank 0 passes it on as SIGHUP,
   // never a second signal, in case it did not come to the coordinator as well); the ranks go on
-  // to the step the coordinator makes the last. A second signal stops the rank at once.
+  // to the step the coordinator makes the last. Ctrl-C after it stops the rank at once.
   StopSignals signals;  // before MPI and every other thread
   mpi::Session session(nullptr, nullptr);
   int rank = 0, size = 0;
@@ -551,7 +551,7 @@ int RunJoined(const LaunchArgs& a, const RunConfig& config, const LaunchEnv& env
           coordinator->Kill(SIGHUP);
           std::fprintf(stderr,
                        "launch: signal %d: the job finishes its step, commits a checkpoint and "
-                       "stops (--resume continues it; a second signal stops at once)\n",
+                       "stops (--resume continues it; Ctrl-C again stops at once)\n",
                        StopSignals::Received());
         }
       }

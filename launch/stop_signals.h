@@ -6,10 +6,12 @@
 // (seen as heap corruption after a SIGINT mid-step). Make one before the first thread starts;
 // one at a time per process.
 //
-// SIGHUP (the terminal or the parent is gone: seqmesh.launch asks for it with PR_SET_PDEATHSIG)
-// asks for the graceful stop and never for the stop at once, however often it comes: the kernel
-// sends a parent-death signal again each time the child is handed to another thread of the dying
-// parent, so one kill -9 of a threaded Python script can deliver it twice.
+// The first signal asks for the graceful stop; only SIGINT (Ctrl-C again) after it asks for the
+// stop at once. A repeated SIGTERM or SIGHUP is the same request: schedulers deliver SIGTERM more
+// than once (Slurm's scancel reaches each process from slurmstepd and again through srun: seen
+// as "stopping at once on a second signal 15") and escalate with SIGKILL themselves after their
+// grace period; the kernel sends a parent-death SIGHUP (seqmesh.launch asks for it with
+// PR_SET_PDEATHSIG) again each time the child is handed to another thread of the dying parent.
 #pragma once
 
 #include <pthread.h>
@@ -35,7 +37,7 @@ class StopSignals {
         int sig = 0;
         if (sigwait(&set_, &sig) != 0) continue;
         if (done_.load()) return;
-        if (sig != SIGHUP || count_.load() == 0) {  // a SIGHUP is never a second signal
+        if (count_.load() == 0 || sig == SIGINT) {  // only Ctrl-C escalates
           received_.store(sig);
           count_.fetch_add(1);
         }
@@ -54,7 +56,7 @@ class StopSignals {
 
   // The last signal taken (0: none).
   static int Received() { return received_.load(); }
-  // How many were taken: the first asks a job to stop gracefully, a second to stop at once.
+  // The first signal and each SIGINT after it: 1 asks a job to stop gracefully, 2 at once.
   static int Count() { return count_.load(); }
   // How many signals the waiter has taken, repeated SIGHUPs included.
   static int Taken() { return taken_.load(); }

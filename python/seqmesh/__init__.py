@@ -445,8 +445,8 @@ def launch_steps(config: Union[Config, PathLike], n: int = 4, max_restarts: int 
         return new
 
     # Its own session: a terminal's Ctrl-C reaches the launcher only as the one SIGTERM sent
-    # below. Sharing our process group, it would take the SIGINT too, and SIGTERM on top of it
-    # is the launcher's "second signal": stop at once, without the checkpoint.
+    # below. Sharing our process group, it would take the SIGINT too, and a SIGINT after the
+    # SIGTERM is the launcher's "second signal": stop at once, without the checkpoint.
     try:
         job = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                bufsize=1, start_new_session=True,

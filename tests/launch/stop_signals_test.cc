@@ -1,6 +1,6 @@
-// StopSignals: the first SIGINT/SIGTERM/SIGHUP asks for the graceful stop, a second SIGINT or
-// SIGTERM for the stop at once; SIGHUP (a parent-death signal, which the kernel can deliver more
-// than once for one death) never counts as the second.
+// StopSignals: the first SIGINT/SIGTERM/SIGHUP asks for the graceful stop, a SIGINT after it for
+// the stop at once; a repeated SIGTERM (Slurm's scancel delivers two) or SIGHUP (a parent-death
+// signal, which the kernel can deliver more than once for one death) never counts as the second.
 #include "launch/stop_signals.h"
 
 #include <gtest/gtest.h>
@@ -34,12 +34,16 @@ TEST(StopSignals, RepeatedSighupIsOneGracefulStop) {
   EXPECT_EQ(StopSignals::Count(), 1) << "a repeated SIGHUP must not stop at once";
 }
 
-TEST(StopSignals, SigtermAfterSighupIsTheStopAtOnce) {
+TEST(StopSignals, RepeatedSigtermIsOneGracefulStopAndSigintAfterItTheStopAtOnce) {
   StopSignals signals;
-  SendAndSettle(SIGHUP);
   SendAndSettle(SIGTERM);
-  EXPECT_EQ(StopSignals::Count(), 2);
+  SendAndSettle(SIGTERM);
+  SendAndSettle(SIGHUP);
+  EXPECT_EQ(StopSignals::Count(), 1) << "scancel's two SIGTERMs must not stop at once";
   EXPECT_EQ(StopSignals::Received(), SIGTERM);
+  SendAndSettle(SIGINT);
+  EXPECT_EQ(StopSignals::Count(), 2);
+  EXPECT_EQ(StopSignals::Received(), SIGINT);
 }
 
 TEST(StopSignals, SecondSigintIsTheStopAtOnceAndSighupThenChangesNothing) {

@@ -13,6 +13,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# A command that fails outside a check says which (set -e would exit without a word).
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
   echo "SKIP: no node/npm" >&2
   exit 77
@@ -67,7 +69,7 @@ for enc in cl100k_base o200k_base r50k_base; do
   node "$root/tests/runtime/tiktoken_ref.js" "$modules" "$enc" "${docs[@]}" > "$work/$enc.ref"
   "$tool" "$ranks" "$enc" "${docs[@]}" > "$work/$enc.ours" || fail "$enc: tiktoken_tool failed"
   if ! cmp -s "$work/$enc.ref" "$work/$enc.ours"; then
-    line=$(cmp "$work/$enc.ref" "$work/$enc.ours" | sed -n 's/.* line \([0-9]*\)$/\1/p')
+    line=$(cmp "$work/$enc.ref" "$work/$enc.ours" | sed -n 's/.* line \([0-9]*\)$/\1/p' || true)
     fail "$enc: ids differ from gpt-tokenizer's for ${docs[$((line - 1))]}"
   fi
   ids=$(tr ',' '\n' < "$work/$enc.ours" | wc -l)
