@@ -47,20 +47,6 @@ void Append(State& s, const std::string& event) {
   if (s.buffer.size() > (1 << 20)) FlushLocked(s);  // never more than ~1 MiB held
 }
 
-void AppendArgs(std::string& e, std::initializer_list<Arg> args) {
-  if (args.size() == 0) return;
-  e += ",\"args\":{";
-  bool first = true;
-  for (const Arg& a : args) {
-    if (!first) e += ',';
-    first = false;
-    e += Quote(a.key);
-    e += ':';
-    e += a.value;
-  }
-  e += '}';
-}
-
 // The calling thread's track id in the current trace; names it on first use. Holds s.mu.
 int TidLocked(State& s) {
   if (track.tid < 0 || track.generation != s.generation) {
@@ -83,6 +69,18 @@ std::string Head(State& s, std::string_view name, std::string_view category, cha
 }
 
 }  // namespace
+
+std::string ArgsJson(std::initializer_list<Arg> args) {
+  if (args.size() == 0) return "";
+  std::string e = ",\"args\":{";
+  bool first = true;
+  for (const Arg& a : args) {
+    if (!first) e += ',';
+    first = false;
+    e += Quote(a.key) + ":" + a.value;
+  }
+  return e + "}";
+}
 
 std::string Quote(std::string_view in) {
   std::string out = "\"";
@@ -162,7 +160,7 @@ void Complete(std::string_view name, std::string_view category, int64_t start_us
   if (!s.file) return;
   std::string e = Head(s, name, category, 'X', start_us);
   e += ",\"dur\":" + std::to_string(dur_us < 0 ? 0 : dur_us);
-  AppendArgs(e, args);
+  e += ArgsJson(args);
   Append(s, e + "}");
 }
 
@@ -173,7 +171,7 @@ void AsyncBegin(std::string_view name, std::string_view category, uint64_t id, i
   std::lock_guard<std::mutex> lock(s.mu);
   if (!s.file) return;
   std::string e = Head(s, name, category, 'b', ts_us) + ",\"id\":" + std::to_string(id);
-  AppendArgs(e, args);
+  e += ArgsJson(args);
   Append(s, e + "}");
 }
 
@@ -192,15 +190,7 @@ Scope::~Scope() {
   std::lock_guard<std::mutex> lock(s.mu);
   if (!s.file) return;
   std::string e = Head(s, name_, category_, 'X', start_);
-  e += ",\"dur\":" + std::to_string(end - start_);
-  if (!args_.empty()) {
-    e += ",\"args\":{";
-    for (size_t i = 0; i < args_.size(); ++i) {
-      if (i) e += ',';
-      e += Quote(args_[i].key) + ":" + args_[i].value;
-    }
-    e += '}';
-  }
+  e += ",\"dur\":" + std::to_string(end - start_) + args_;
   Append(s, e + "}");
 }
 

@@ -15,7 +15,6 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace seqmesh::trace {
 
@@ -58,6 +57,9 @@ void AsyncBegin(std::string_view name, std::string_view category, uint64_t id, i
                 std::initializer_list<Arg> args = {});
 void AsyncEnd(std::string_view name, std::string_view category, uint64_t id, int64_t ts_us);
 
+// `,"args":{...}` of an event ("" without args).
+std::string ArgsJson(std::initializer_list<Arg> args);
+
 // A complete event from construction to destruction (nothing when tracing is off).
 class Scope {
  public:
@@ -66,7 +68,7 @@ class Scope {
     if (!on_) return;
     name_ = name;
     category_ = category;
-    for (const Arg& a : args) args_.push_back({std::string(a.key), a.value});
+    args_ = ArgsJson(args);
     start_ = NowUs();
   }
   ~Scope();
@@ -74,12 +76,8 @@ class Scope {
   Scope& operator=(const Scope&) = delete;
 
  private:
-  struct OwnedArg {
-    std::string key, value;
-  };
   bool on_;
-  std::string name_, category_;
-  std::vector<OwnedArg> args_;
+  std::string name_, category_, args_;
   int64_t start_ = 0;
 };
 
