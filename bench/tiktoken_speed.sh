@@ -10,14 +10,14 @@ enc=${2:-cl100k_base}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 KEEP_CORPUS=$work/docs "$root/tests/runtime/tiktoken_ref_test.sh" \
-  "$build/tests/runtime/tiktoken_tool" "$build/npm" > /dev/null
+  "$build/tests/runtime/tokenizer_tool" "$build/npm" > /dev/null
 modules=$build/npm/node_modules
 docs=("$work"/docs/*)
 bytes=$(du -cb "${docs[@]}" | tail -1 | cut -f1)
 for i in 1 2 3 4 5; do
-  TIKTOKEN_TIME=1 "$build/tests/runtime/tiktoken_tool" "$modules/gpt-tokenizer/data/$enc.tiktoken" \
-    "$enc" "${docs[@]}" 2>> "$work/ours" > /dev/null
-  TIKTOKEN_TIME=1 node "$root/tests/runtime/tiktoken_ref.js" "$modules" "$enc" "${docs[@]}" \
+  TOKENIZER_TIME=1 "$build/tests/runtime/tokenizer_tool" "$modules/gpt-tokenizer/data/$enc.tiktoken" \
+    "${docs[@]}" 2>> "$work/ours" > /dev/null
+  TOKENIZER_TIME=1 node "$root/tests/runtime/tiktoken_ref.js" "$modules" "$enc" "${docs[@]}" \
     2>> "$work/ref" > /dev/null
 done
 /usr/bin/python3 - "$work" "$bytes" "$enc" <<'PY'

@@ -1,14 +1,12 @@
 #include "runtime/tiktoken.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
 #include <climits>
 #include <filesystem>
 #include <fstream>
 
 #include "runtime/check.h"
+#include "runtime/regex.h"
 
 namespace seqmesh {
 namespace {
@@ -62,13 +60,6 @@ bool DecodeBase64(std::string_view in, std::string& out) {
 }
 
 }  // namespace
-
-struct TiktokenTokenizer::Regex {
-  pcre2_code* code = nullptr;
-  ~Regex() {
-    if (code) pcre2_code_free(code);
-  }
-};
 
 TiktokenTokenizer::~TiktokenTokenizer() = default;
 
@@ -125,21 +116,12 @@ std::unique_ptr<TiktokenTokenizer> TiktokenTokenizer::Load(const std::string& pa
   SM_CHECK(!pattern.empty()) << "'" << path << "': no split pattern for an encoding named '" << stem
                              << "': pass one (a PCRE2 expression, or cl100k_base, "
                              << "o200k_base, p50k_base or r50k_base)";
-  int error = 0;
-  PCRE2_SIZE offset = 0;
-  t->regex_ = std::make_unique<Regex>();
-  t->regex_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                  PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
-  if (!t->regex_->code) {
-    PCRE2_UCHAR message[256];
-    pcre2_get_error_message(error, message, sizeof message);
-    SM_CHECK(false) << "the split pattern does not compile at offset " << offset << ": "
-                    << reinterpret_cast<const char*>(message);
-  }
-  pcre2_jit_compile(t->regex_->code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter
+  t->regex_ = std::make_unique<Regex>(pattern, "the split pattern of '" + path + "'");
   return t;
 }
 
+// tiktoken's byte_pair_merge: the piece's bytes as parts, and while two adjacent parts form a
+// ranked token, the lowest-ranked such pair merges (the leftmost on a tie).
 // tiktoken's byte_pair_merge: the piece's bytes as parts, and while two adjacent parts form a
 // ranked token, the lowest-ranked such pair merges (the leftmost on a tie).
 void TiktokenTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>& out) const {
@@ -188,35 +170,16 @@ void TiktokenTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>
 }
 
 void TiktokenTokenizer::Encode(std::string_view text, std::vector<int32_t>& out) const {
-  pcre2_match_data* md = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
-  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  thread_local std::vector<std::pair<size_t, size_t>> matches;
+  matches.clear();
+  regex_->Matches(text, matches);
   size_t at = 0;
-  while (at < text.size()) {
-    // PCRE2 checks the whole subject's UTF-8 on every call unless told not to: once is enough.
-    const int rc = pcre2_match(regex_->code, subject, text.size(), at,
-                               at == 0 ? 0 : PCRE2_NO_UTF_CHECK, md, nullptr);
-    if (rc < 0) {
-      pcre2_match_data_free(md);
-      SM_CHECK(rc == PCRE2_ERROR_NOMATCH)
-          << "tiktoken: matching the split pattern failed at byte " << at << " (PCRE2 error " << rc
-          << "; is the text valid UTF-8?)";
-      // Text the pattern does not cover (a pattern of one's own): its bytes as they are.
-      EncodePiece(text.substr(at), out);
-      return;
-    }
-    const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-    if (ov[1] == ov[0]) {  // an empty match: step over one character
-      size_t next = at + 1;
-      while (next < text.size() && (static_cast<unsigned char>(text[next]) & 0xC0) == 0x80) ++next;
-      EncodePiece(text.substr(at, next - at), out);
-      at = next;
-      continue;
-    }
-    if (ov[0] > at) EncodePiece(text.substr(at, ov[0] - at), out);  // bytes between matches
-    EncodePiece(text.substr(ov[0], ov[1] - ov[0]), out);
-    at = ov[1];
+  for (const auto& [begin, end] : matches) {
+    if (begin > at) EncodePiece(text.substr(at, begin - at), out);  // text no match covers
+    EncodePiece(text.substr(begin, end - begin), out);
+    at = end;
   }
-  pcre2_match_data_free(md);
+  if (at < text.size()) EncodePiece(text.substr(at), out);
 }
 
 std::string TiktokenTokenizer::Decode(std::span<const int32_t> ids) const {

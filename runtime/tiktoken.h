@@ -17,6 +17,8 @@
 
 namespace seqmesh {
 
+class Regex;
+
 class TiktokenTokenizer : public Tokenizer {
  public:
   // The split pattern of a known encoding ("cl100k_base", "o200k_base", "p50k_base",
@@ -47,7 +49,6 @@ class TiktokenTokenizer : public Tokenizer {
   std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> ranks_;
   std::vector<std::string> tokens_;  // bytes by id
   int32_t eot_ = 0;                  // <|endoftext|>, the id after the last rank
-  struct Regex;
   std::unique_ptr<Regex> regex_;
 };
 

@@ -1,6 +1,8 @@
 #include "runtime/tokenizer.h"
 
 #include "runtime/check.h"
+#include "runtime/hf_tokenizer.h"
+#include "runtime/tiktoken.h"
 
 namespace seqmesh {
 
@@ -20,6 +22,13 @@ std::string ByteTokenizer::Decode(std::span<const int32_t> ids) const {
     if (id < 256) s += static_cast<char>(id);
   }
   return s;
+}
+
+std::unique_ptr<Tokenizer> LoadTokenizer(const std::string& path) {
+  if (path == "byte") return std::make_unique<ByteTokenizer>();
+  if (path.size() > 9 && path.compare(path.size() - 9, 9, ".tiktoken") == 0)
+    return TiktokenTokenizer::Load(path);
+  return HfTokenizer::Load(path);
 }
 
 }  // namespace seqmesh

@@ -1,8 +1,10 @@
 // Tokenizers. ByteTokenizer maps each byte to its own id (0..255) and adds BOS, EOS and PAD;
-// a BPE tokenizer (Hugging Face tokenizer.json) implements the same interface later.
+// TiktokenTokenizer (runtime/tiktoken.h) reads tiktoken rank files and HfTokenizer
+// (runtime/hf_tokenizer.h) Hugging Face tokenizer.json files. LoadTokenizer picks by the path.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -14,7 +16,7 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
   virtual int64_t vocab_size() const = 0;
-  virtual int32_t bos() const = 0;
+  virtual int32_t bos() const = 0;  // -1 where the tokenizer has none
   virtual int32_t eos() const = 0;
   virtual int32_t pad() const = 0;
   // Appends the ids of `text` (no BOS/EOS) to `out`.
@@ -32,5 +34,9 @@ class ByteTokenizer : public Tokenizer {
   void Encode(std::string_view text, std::vector<int32_t>& out) const override;
   std::string Decode(std::span<const int32_t> ids) const override;
 };
+
+// "byte": the byte tokenizer; a `.tiktoken` file: tiktoken (its split pattern named by the
+// file's stem, e.g. cl100k_base); otherwise a tokenizer.json or a directory holding one.
+std::unique_ptr<Tokenizer> LoadTokenizer(const std::string& path);
 
 }  // namespace seqmesh

@@ -7,7 +7,8 @@ packages=(
   cmake g++ make pkg-config          # build
   libdnnl-dev                        # CPU matmul (oneDNN)
   libtomlplusplus-dev                # run configuration files
-  libpcre2-dev                       # tiktoken's split patterns (Unicode properties)
+  libpcre2-dev                       # tokenizers' split patterns (Unicode properties)
+  libicu-dev                         # tokenizer.json's Unicode normalizers (NFC, NFKC, ...)
   libgtest-dev                       # tests
   openmpi-bin libopenmpi-dev         # CPU collectives and process launch (parallel/)
   protobuf-compiler libprotobuf-dev  # the wire format (proto/)

@@ -13,5 +13,5 @@ for (const doc of docs) {
   seconds += Number(process.hrtime.bigint() - t0) / 1e9;
   process.stdout.write(JSON.stringify(ids) + '\n');
 }
-// With TIKTOKEN_TIME set: the seconds spent encoding, to stderr (as tiktoken_tool writes them).
-if (process.env.TIKTOKEN_TIME) process.stderr.write(`encode_seconds ${seconds}\n`);
+// With TOKENIZER_TIME set: the seconds spent encoding, to stderr (as tokenizer_tool writes them).
+if (process.env.TOKENIZER_TIME) process.stderr.write(`encode_seconds ${seconds}\n`);

@@ -5,7 +5,7 @@
 # scripts with combining marks, emoji (with ZWJ sequences and skin tones), digits, runs of spaces,
 # tabs and newlines, and contractions in both cases. Every document's ids must equal
 # gpt-tokenizer's, and decode(encode(x)) == x. Exits 77 (skipped) when npm cannot install it.
-#   tiktoken_ref_test.sh TIKTOKEN_TOOL NPM_CACHE_DIR
+#   tiktoken_ref_test.sh TOKENIZER_TOOL NPM_CACHE_DIR
 set -euo pipefail
 tool=$(realpath "$1")
 cache=$(realpath -m "$2")
@@ -29,36 +29,7 @@ if [[ ! -f "$cache/node_modules/gpt-tokenizer/package.json" ]]; then
 fi
 modules=$cache/node_modules
 
-# The corpus: one document per file, valid UTF-8 only (JavaScript would replace invalid bytes).
-/usr/bin/python3 - "$work/docs" "$root" <<'PY'
-import glob, os, sys
-out, root = sys.argv[1], sys.argv[2]
-os.makedirs(out)
-docs = []
-for p in sorted(glob.glob("/usr/share/common-licenses/*")):
-    if os.path.isfile(p):
-        docs.append(open(p, "rb").read())
-for folder in ("runtime", "parallel", "launch", "scheduler"):
-    for p in sorted(glob.glob(os.path.join(root, folder, "*.cc"))):
-        docs.append(open(p, "rb").read())
-scripts = ("Ελληνικά κείμενα και τόνοι. Русский текст, ёлка! 中文文本，标点符号。"
-           " 日本語のテキスト、カタカナ。 한국어 텍스트입니다. العربية نص. עברית טקסט."
-           " हिन्दी पाठ। ไทย ข้อความ. Tiếng Việt có dấu. e\u0301 a\u0308 n\u0303 (combining),"
-           " \u00c5ngstr\u00f6m, \ufb01 ligature, \u2028 and \u00a0 spaces.")
-emoji = "😀 👍🏽 👨‍👩‍👧‍👦 🇫🇷 ❤️ 🧑🏿‍🚀 ✈︎ 1️⃣ "
-mixed = ("I'm we're they've she'd he'll IT'S WE'RE THEY'VE Don't DON'T o'clock "
-         "12345678901234567890 3.14159 1,000,000 0x1F 2026-12-02T14:00:00Z ")
-ws = "a  b   c    d\t\te\n\n\nf \n \n  g\r\nh   \n    \t  \n" + " " * 40 + "\n" + "\t" * 10 + "end  "
-for i in range(120):
-    docs.append(((scripts + emoji + mixed) * (i % 5 + 1) + ws * (i % 3 + 1)).encode())
-for i, d in enumerate(docs):
-    try:
-        d.decode("utf-8")
-    except UnicodeDecodeError:
-        continue
-    with open(os.path.join(out, f"doc{i:04d}.txt"), "wb") as f:
-        f.write(d)
-PY
+/usr/bin/python3 "$root/tests/runtime/tokenizer_corpus.py" "$work/docs" "$root"
 # KEEP_CORPUS=DIR keeps the corpus there (bench/tiktoken_speed.sh reads it).
 [[ -n "${KEEP_CORPUS:-}" ]] && rm -rf "$KEEP_CORPUS" && cp -r "$work/docs" "$KEEP_CORPUS"
 bytes=$(du -cb "$work"/docs/* | tail -1 | cut -f1)
@@ -67,7 +38,8 @@ docs=("$work"/docs/*)
 for enc in cl100k_base o200k_base r50k_base; do
   ranks=$modules/gpt-tokenizer/data/$enc.tiktoken
   node "$root/tests/runtime/tiktoken_ref.js" "$modules" "$enc" "${docs[@]}" > "$work/$enc.ref"
-  "$tool" "$ranks" "$enc" "${docs[@]}" > "$work/$enc.ours" || fail "$enc: tiktoken_tool failed"
+  TOKENIZER_LOSSLESS=1 "$tool" "$ranks" "${docs[@]}" > "$work/$enc.ours" ||
+    fail "$enc: tokenizer_tool failed"
   if ! cmp -s "$work/$enc.ref" "$work/$enc.ours"; then
     line=$(cmp "$work/$enc.ref" "$work/$enc.ours" | sed -n 's/.* line \([0-9]*\)$/\1/p' || true)
     fail "$enc: ids differ from gpt-tokenizer's for ${docs[$((line - 1))]}"
