@@ -90,7 +90,7 @@ TEST_F(TiktokenTest, BadFilesAndPatternsAreRefusedNamingTheLine) {
   EXPECT_TRUE(ThrowsWith([&] { TiktokenTokenizer::Load(Write()); },
                          "no split pattern for an encoding named 'seqmesh_tiktoken_"));
   EXPECT_TRUE(ThrowsWith([&] { TiktokenTokenizer::Load(Write(), "(unclosed"); },
-                         "the split pattern does not compile at offset 9"));
+                         "the pattern does not compile at offset 9"));
   EXPECT_TRUE(ThrowsWith([&] { TiktokenTokenizer::Load("/nonexistent/x.tiktoken"); },
                          "cannot read the tiktoken file '/nonexistent/x.tiktoken'"));
   const auto tok = TiktokenTokenizer::Load(Write(), "r50k_base");
