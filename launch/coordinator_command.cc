@@ -19,7 +19,9 @@
 #include "launch/command.h"
 #include "launch/coordinator.h"
 #include "launch/flags.h"
+#include "launch/preflight.h"
 #include "launch/stop_signals.h"
+#include "launch/training_data.h"
 #include "runtime/check.h"
 #include "runtime/files.h"
 #include "runtime/hf_checkpoint.h"
@@ -147,6 +149,8 @@ int RunCoordinator(const Args& args) {
     options.init_from = fs::absolute(a->init_from).lexically_normal().string();
     config.model = ReadHfConfig(options.init_from + "/config.json");
     config.Validate();
+    if (!config.data.path.empty())  // the vocabulary must be the one the ids came from
+      CheckInitFromTokenizer(OpenTrainingData(config), options.init_from, config.model.vocab);
   }
   Coordinator coordinator(config, options);
   CoordinatorServer server(coordinator, a->server);

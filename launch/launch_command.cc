@@ -412,7 +412,8 @@ int RunLocal(const LaunchArgs& a, const RunConfig& config) {
     // What can fail is refused before any process starts (the model as --init-from sets it).
     RunConfig checked = config;
     if (!a.init_from.empty()) checked.model = ReadHfConfig(a.init_from + "/config.json");
-    PreflightJob(checked, OpenTrainingData(checked), {a.n, a.oversubscribe, true}, std::cerr);
+    PreflightJob(checked, OpenTrainingData(checked), {a.n, a.oversubscribe, true, a.init_from},
+                 std::cerr);
     if (!config.distributed.cost.empty()) {
       const std::string warning = CostFileMachineWarning(
           scheduler::LoadCostModel(config.distributed.cost), config.distributed.cost,

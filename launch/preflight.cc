@@ -119,6 +119,15 @@ void CheckTokens(const RunConfig& config, const TrainingData& data) {
     const IndexedDataset& ds = data.datasets[d];
     if (ds.dtype() == TokenDType::kU8 && vocab >= 256) continue;  // every id fits
     if (ds.dtype() == TokenDType::kU16 && vocab >= 65536) continue;
+    const std::optional<DatasetCard>& card = data.cards[d];
+    if (card && card->tokens == ds.num_tokens() && card->documents == ds.num_sequences()) {
+      // prep recorded the largest id (a card that does not match the files is ignored)
+      SM_CHECK(card->max_token_id < vocab)
+          << "dataset '" << data.prefixes[d] << "' holds token ids up to " << card->max_token_id
+          << " (" << card->tokenizer.Describe() << "), outside model.vocab = " << vocab
+          << ": prepare the data with the model's tokenizer, or raise model.vocab";
+      continue;
+    }
     for (int64_t s = 0; s < ds.num_sequences(); ++s) {
       tokens.clear();
       ds.Read(s, tokens);
@@ -132,6 +141,30 @@ void CheckTokens(const RunConfig& config, const TrainingData& data) {
 }
 
 }  // namespace
+
+void CheckInitFromTokenizer(const TrainingData& data, const std::string& init_from,
+                            int64_t model_vocab) {
+  const std::string file = TokenizerFileIn(init_from);
+  for (size_t d = 0; d < data.cards.size(); ++d) {
+    if (!data.cards[d]) continue;
+    const TokenizerIdentity& made = data.cards[d]->tokenizer;
+    const std::string fix =
+        ": prepare the data with the model's tokenizer (seqmesh prep "
+        "--tokenizer " +
+        init_from + " ...)";
+    if (!file.empty()) {
+      const TokenizerIdentity model = IdentifyTokenizerFile(file);
+      SM_CHECK(made.SameAs(model)) << "dataset '" << data.prefixes[d] << "' was tokenized with "
+                                   << made.Describe() << ", but --init-from " << init_from
+                                   << " ships " << model.kind << " '" << file << "'" << fix;
+    }
+    SM_CHECK(made.vocab_size <= model_vocab &&
+             (!file.empty() || model_vocab - made.vocab_size < 1024))
+        << "dataset '" << data.prefixes[d] << "' was tokenized with " << made.Describe()
+        << ", but the model in --init-from " << init_from << " has vocab_size " << model_vocab
+        << fix;
+  }
+}
 
 double EstimatedRankBytes(const RunConfig& config, int ranks) {
   const ModelConfig& m = config.model;
@@ -171,6 +204,8 @@ void PreflightJob(const RunConfig& config, const TrainingData& data, const Prefl
                   std::ostream& log) {
   if (o.local) CheckCores(config, o, log);
   CheckLengths(config, data, o.ranks);
+  // The tokenizer first: a mismatch explains the out-of-range ids it causes.
+  if (!o.init_from.empty()) CheckInitFromTokenizer(data, o.init_from, config.model.vocab);
   CheckTokens(config, data);
   if (!o.local) return;
   const double need = o.ranks * EstimatedRankBytes(config, o.ranks), have = AvailableBytes();

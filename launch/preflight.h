@@ -16,6 +16,7 @@ struct PreflightOptions {
   int ranks = 1;
   bool oversubscribe = false;  // --oversubscribe: more than 4 ranks per core allowed
   bool local = true;           // every rank on this machine (cores and memory are checked)
+  std::string init_from;       // --init-from DIR: its vocabulary must be the datasets'
 };
 
 void PreflightJob(const RunConfig& config, const TrainingData& data, const PreflightOptions& o,
@@ -25,5 +26,14 @@ void PreflightJob(const RunConfig& config, const TrainingData& data, const Prefl
 // and ZeRO-1 shard of the moments (or, offloaded, the pinned arena), and the activations of one
 // micro-batch.
 double EstimatedRankBytes(const RunConfig& config, int ranks);
+
+// A model started from `init_from` (a Hugging Face directory of model.vocab = `model_vocab`) must
+// have the vocabulary the datasets' ids came from. Where a dataset records its tokenizer
+// (PREFIX.dataset.json), the directory's tokenizer file must be the same file, or, when the
+// directory ships none, the tokenizer's vocab must fit the model's, padded by less than 1,024 ids
+// (a byte dataset under a 32,000-id model is refused). Datasets without PREFIX.dataset.json are
+// not checked here (their ids still are).
+void CheckInitFromTokenizer(const TrainingData& data, const std::string& init_from,
+                            int64_t model_vocab);
 
 }  // namespace seqmesh::launch

@@ -261,7 +261,7 @@ Trainer::Trainer(RunConfig config, const TrainerOptions& options, std::ostream& 
   // global batches from the same config.
   if (!config_.data.path.empty()) {
     s_->data.emplace(OpenTrainingData(config_));
-    PreflightJob(config_, *s_->data, {1, false, true}, out);
+    PreflightJob(config_, *s_->data, {1, false, true, options.init_from}, out);
   }
   LocalRun& run = *s_->run;
   Setup(config_, options, s_->data ? &*s_->data : nullptr, run, out);

@@ -14,10 +14,12 @@ TrainingData OpenTrainingData(const RunConfig& config) {
   std::vector<IndexedDataset> datasets;
   std::vector<BlendSource> sources;
   std::vector<BlendedId> validation;
+  std::vector<std::optional<DatasetCard>> cards;
   int64_t train_sequences = 0, tokens_total = 0;
   for (const auto& [weight, prefix] : ParseBlend(config.data.path)) {
     prefixes.push_back(prefix);
     datasets.push_back(IndexedDataset::Open(prefix));
+    cards.push_back(ReadDatasetCard(prefix));
     const IndexedDataset& ds = datasets.back();
     const int64_t n = ds.num_sequences();
     const int64_t n_val = static_cast<int64_t>(std::llround(n * config.data.validation_fraction));
@@ -33,7 +35,8 @@ TrainingData OpenTrainingData(const RunConfig& config) {
   BlendedBatchSampler sampler(std::move(sources), static_cast<uint64_t>(config.training.seed),
                               config.training.global_batch_tokens);
   return TrainingData{std::move(prefixes), std::move(datasets), std::move(validation),
-                      train_sequences,     tokens_total,        std::move(sampler)};
+                      train_sequences,     tokens_total,        std::move(sampler),
+                      std::move(cards)};
 }
 
 }  // namespace seqmesh::launch

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "runtime/batch_sampler.h"
+#include "runtime/dataset_card.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/run_config.h"
 
@@ -23,6 +25,8 @@ struct TrainingData {
   int64_t tokens_total = 0;  // every token of every dataset, held-out ones included
   // Draws global batches from the training sequences only.
   BlendedBatchSampler sampler;
+  // Each dataset's PREFIX.dataset.json (its tokenizer), where prep wrote one.
+  std::vector<std::optional<DatasetCard>> cards;
 };
 
 // Opens every dataset of config.data.path, holds out validation sequences and builds the sampler.

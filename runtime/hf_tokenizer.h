@@ -41,6 +41,7 @@ class HfTokenizer : public Tokenizer {
   int32_t bos() const override;         // -1: the tokenizer has none (Qwen, GPT-2 use none)
   int32_t eos() const override;
   int32_t pad() const override;
+  std::vector<int32_t> DocumentPrefix() const override { return template_prefix(); }
   void Encode(std::string_view text, std::vector<int32_t>& out) const override;
   // The text of `ids` as the library's decode(ids, skip_special_tokens = true) gives it.
   std::string Decode(std::span<const int32_t> ids) const override;

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "runtime/check.h"
+#include "runtime/text.h"
 
 namespace seqmesh {
 
@@ -346,24 +347,6 @@ class JsonParser {
     return v;
   }
 
-  static void Utf8(uint32_t cp, std::string& out) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   std::string StringValue() {
     ++pos_;  // opening quote
     std::string out;
@@ -413,7 +396,7 @@ class JsonParser {
           } else {
             Expect(cp < 0xDC00 || cp > 0xDFFF, "unpaired surrogate in \\u escape");
           }
-          Utf8(cp, out);
+          AppendUtf8(out, cp);
           break;
         }
         default:

@@ -120,31 +120,17 @@ std::unique_ptr<TiktokenTokenizer> TiktokenTokenizer::Load(const std::string& pa
   return t;
 }
 
-// tiktoken's byte_pair_merge: the piece's bytes as parts, and while two adjacent parts form a
-// ranked token, the lowest-ranked such pair merges (the leftmost on a tie).
-// tiktoken's byte_pair_merge: the piece's bytes as parts, and while two adjacent parts form a
-// ranked token, the lowest-ranked such pair merges (the leftmost on a tie).
 void TiktokenTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>& out) const {
   if (auto it = ranks_.find(piece); it != ranks_.end()) {
     out.push_back(it->second);
     return;
   }
-  // Pieces repeat (words, indentation): each thread remembers the ids of the ones it merged, as
-  // tiktoken and gpt-tokenizer do, up to 64K pieces of this tokenizer.
-  struct Cache {
-    const TiktokenTokenizer* owner = nullptr;
-    std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> ids;
-  };
-  thread_local Cache cache;
-  if (cache.owner != this || cache.ids.size() > (1 << 16)) {
-    cache.ids.clear();
-    cache.owner = this;
-  }
-  if (auto it = cache.ids.find(piece); it != cache.ids.end()) {
-    out.insert(out.end(), it->second.begin(), it->second.end());
-    return;
-  }
-  const size_t first = out.size();
+  cache_.Ids(piece, out, [this](std::string_view p, std::vector<int32_t>& o) { MergePiece(p, o); });
+}
+
+// tiktoken's byte_pair_merge: the piece's bytes as parts, and while two adjacent parts form a
+// ranked token, the lowest-ranked such pair merges (the leftmost on a tie).
+void TiktokenTokenizer::MergePiece(std::string_view piece, std::vector<int32_t>& out) const {
   std::vector<size_t> starts(piece.size() + 1);
   for (size_t i = 0; i <= piece.size(); ++i) starts[i] = i;
   auto rank_of = [&](size_t i) {  // rank of parts i and i + 1 joined, or INT32_MAX
@@ -166,7 +152,6 @@ void TiktokenTokenizer::EncodePiece(std::string_view piece, std::vector<int32_t>
   }
   for (size_t i = 0; i + 1 < starts.size(); ++i)
     out.push_back(ranks_.find(piece.substr(starts[i], starts[i + 1] - starts[i]))->second);
-  cache.ids.emplace(std::string(piece), std::vector<int32_t>(out.begin() + first, out.end()));
 }
 
 void TiktokenTokenizer::Encode(std::string_view text, std::vector<int32_t>& out) const {

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runtime/piece_cache.h"
 #include "runtime/tokenizer.h"
 
 namespace seqmesh {
@@ -41,15 +42,13 @@ class TiktokenTokenizer : public Tokenizer {
  private:
   TiktokenTokenizer() = default;
   void EncodePiece(std::string_view piece, std::vector<int32_t>& out) const;
+  void MergePiece(std::string_view piece, std::vector<int32_t>& out) const;
 
-  struct Hash {  // lookups by string_view, without a copy
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
-  };
-  std::unordered_map<std::string, int32_t, Hash, std::equal_to<>> ranks_;
+  StringMap<int32_t> ranks_;
   std::vector<std::string> tokens_;  // bytes by id
   int32_t eot_ = 0;                  // <|endoftext|>, the id after the last rank
   std::unique_ptr<Regex> regex_;
+  PieceCache cache_;
 };
 
 }  // namespace seqmesh

@@ -19,6 +19,9 @@ class Tokenizer {
   virtual int32_t bos() const = 0;  // -1 where the tokenizer has none
   virtual int32_t eos() const = 0;
   virtual int32_t pad() const = 0;
+  // The ids put before each document: the BOS that the tokenizer's own template adds (Llama's);
+  // none where it adds none (GPT-2, Qwen, tiktoken, the byte tokenizer).
+  virtual std::vector<int32_t> DocumentPrefix() const { return {}; }
   // Appends the ids of `text` (no BOS/EOS) to `out`.
   virtual void Encode(std::string_view text, std::vector<int32_t>& out) const = 0;
   // Text of the ids; special ids are dropped, unknown ids are an error.

@@ -293,16 +293,21 @@ def _run_command(run: Callable[[list[str]], int], name: str, args: list[str]) ->
 
 
 def prep(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
-         max_length: Optional[int] = None, jsonl: bool = False, eos: bool = True) -> str:
+         max_length: Optional[int] = None, jsonl: bool = False, eos: bool = True,
+         tokenizer: PathLike = "byte", threads: Optional[int] = None) -> str:
     """``seqmesh prep``: tokenize text (or JSONL with a "text" field) files or folders into the
-    indexed dataset `output` (.bin/.idx). Returns `output`, for data.path."""
+    indexed dataset `output` (.bin/.idx, and .json naming the tokenizer) with `tokenizer` ("byte",
+    a tokenizer.json or a folder holding one, or a .tiktoken file). Returns `output`, for
+    data.path."""
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not paths:
         raise ValueError("inputs is empty; pass text files or folders")
     for p in paths:
         if not os.path.exists(p):
             raise FileNotFoundError(f"prep: input '{os.fspath(p)}' does not exist")
-    args = ["--output", os.fspath(output)]
+    args = ["--output", os.fspath(output), "--tokenizer", os.fspath(tokenizer)]
+    if threads is not None:
+        args += ["--threads", str(int(threads))]
     if max_length is not None:
         args += ["--max-length", str(int(max_length))]
     if jsonl:

@@ -111,9 +111,11 @@ class Trainer:
         """A checkpoint directory (manifest.json) or a Hugging Face directory (config.json)."""
 
 def prep(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
-         max_length: Optional[int] = None, jsonl: bool = False, eos: bool = True) -> str:
-    """``seqmesh prep``: text or JSONL files or folders into the dataset `output` (.bin/.idx).
-    Returns `output`, for data.path."""
+         max_length: Optional[int] = None, jsonl: bool = False, eos: bool = True,
+         tokenizer: PathLike = "byte", threads: Optional[int] = None) -> str:
+    """``seqmesh prep``: text or JSONL files or folders into the dataset `output` (.bin/.idx/.json)
+    with `tokenizer` ("byte", a tokenizer.json or its folder, or a .tiktoken file). Returns
+    `output`, for data.path."""
 
 def synth(task: str, lengths: str, count: int, max_length: int, output: PathLike,
           min_length: int = 128, seed: int = 1) -> str:

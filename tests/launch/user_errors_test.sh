@@ -47,8 +47,16 @@ if "$seqmesh" train --config "$work/ok.toml" --checkpoint.dir="\"$work/v\"" \
   --data.path="\"$work/data\"" --model.vocab=100 > /dev/null 2> "$work/err"; then
   fail "token ids beyond the vocabulary trained"
 fi
-grep -q "holds token id [0-9]*, outside model.vocab = 100: prepare the data with the model's tokenizer" \
+grep -q "holds token ids up to 257 (the byte tokenizer (vocab 259)), outside model.vocab = 100: prepare the data with the model's tokenizer" \
   "$work/err" || fail "vocab: $(cat "$work/err")"
+# Without the dataset's card (a Megatron-made dataset), every sequence is scanned.
+rm "$work/data.dataset.json"
+if "$seqmesh" train --config "$work/ok.toml" --checkpoint.dir="\"$work/v2\"" \
+  --data.path="\"$work/data\"" --model.vocab=100 > /dev/null 2> "$work/err"; then
+  fail "token ids beyond the vocabulary trained (no card)"
+fi
+grep -q "sequence 0 holds token id 257, outside model.vocab = 100" "$work/err" \
+  || fail "vocab without a card: $(cat "$work/err")"
 if "$seqmesh" train --config "$work/ok.toml" --checkpoint.dir="\"$work/m\"" \
   --data.path="\"$work/data\"" --model.vocab=259 --model.hidden=16384 --model.heads=128 --model.kv_heads=128 \
   --model.ffn=65536 --model.layers=64 > /dev/null 2> "$work/err"; then

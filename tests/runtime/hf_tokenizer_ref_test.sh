@@ -15,20 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
-if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
-  echo "SKIP: no node/npm" >&2
-  exit 77
-fi
-mkdir -p "$cache"
-for pkg in tokenizers@0.23.2 gpt-tokenizer@4.0.0; do
-  if [[ ! -f "$cache/node_modules/${pkg%@*}/package.json" ]]; then
-    if ! npm install --prefix "$cache" --silent --no-audit --no-fund "$pkg" > /dev/null 2>&1; then
-      echo "SKIP: npm could not install $pkg" >&2
-      exit 77
-    fi
-  fi
-done
-modules=$cache/node_modules
+. "$root/tests/runtime/npm_packages.sh"
+npm_packages "$cache" tokenizers@0.23.2 gpt-tokenizer@4.0.0
 /usr/bin/python3 "$root/tests/runtime/tokenizer_corpus.py" "$work/docs" "$root" --specials
 bytes=$(du -cb "$work"/docs/* | tail -1 | cut -f1)
 (( bytes >= 1000000 )) || fail "the corpus is only $bytes bytes"
@@ -66,6 +54,8 @@ decoded = [json.loads(l) for l in open(dec)]
 n_ids = [len(json.loads(l)) for l in open(ids)]
 assert len(decoded) == len(docs) and sum(n_ids) > 0
 marks = ("<s>", "</s>", "<unk>", "<|")  # special tokens, which decode drops (source code has them)
+if name == "llama2":  # metaspace: a literal "▁" in the text decodes as a space, in the library too
+    marks += ("\u2581",)
 for d, text_path in zip(decoded, docs):
     text = open(text_path, encoding="utf-8", newline="").read()
     if lossless and not any(m in text for m in marks):

@@ -15,19 +15,8 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 # A command that fails outside a check says which (set -e would exit without a word).
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
-if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
-  echo "SKIP: no node/npm" >&2
-  exit 77
-fi
-mkdir -p "$cache"
-if [[ ! -f "$cache/node_modules/gpt-tokenizer/package.json" ]]; then
-  if ! npm install --prefix "$cache" --silent --no-audit --no-fund gpt-tokenizer@4.0.0 \
-      > /dev/null 2>&1; then
-    echo "SKIP: npm could not install gpt-tokenizer@4.0.0" >&2
-    exit 77
-  fi
-fi
-modules=$cache/node_modules
+. "$root/tests/runtime/npm_packages.sh"
+npm_packages "$cache" gpt-tokenizer@4.0.0
 
 /usr/bin/python3 "$root/tests/runtime/tokenizer_corpus.py" "$work/docs" "$root"
 # KEEP_CORPUS=DIR keeps the corpus there (bench/tiktoken_speed.sh reads it).

@@ -1,0 +1,120 @@
+"""Files for prep_tokenizer_test.sh.
+
+  make-bytelevel OUT VOCAB   a GPT-2 shaped tokenizer.json: the 256 byte-level characters, the
+                             merges "a b" -> "ab" and "Ġ t" -> "Ġt", filler tokens up to VOCAB - 1
+                             ids, and <|endoftext|> (special) as the last id
+  make-llama OUT_DIR         a Llama 2 shaped tokenizer.json (metaspace, byte fallback, the
+                             template "<s> $A") with a tokenizer_config.json naming <s> and </s>
+  read PREFIX                prints the dataset's dtype code, then each sequence's ids as a JSON
+                             array, one per line (Megatron's .idx/.bin, read independently of
+                             seqmesh's reader)
+"""
+import json
+import struct
+import sys
+
+
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def make_bytelevel(out, vocab_size):
+    alphabet = bytes_to_unicode()
+    vocab = {alphabet[b]: b for b in range(256)}
+    vocab["ab"] = 256
+    vocab["\u0120t"] = 257
+    while len(vocab) < vocab_size - 1:
+        vocab[f"<filler{len(vocab)}>"] = len(vocab)
+    eot = vocab_size - 1
+    doc = {
+        "version": "1.0", "truncation": None, "padding": None,
+        "added_tokens": [{"id": eot, "content": "<|endoftext|>", "single_word": False,
+                          "lstrip": False, "rstrip": False, "normalized": False,
+                          "special": True}],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                          "use_regex": True},
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                           "use_regex": True},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                    "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": False,
+                  "byte_fallback": False, "vocab": vocab, "merges": ["a b", "\u0120 t"]},
+    }
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+
+
+def make_llama(out_dir):
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for t in ["\u2581", "h", "i", "hi", "\u2581hi"]:
+        vocab[t] = len(vocab)
+    added = [{"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for c, i in [("<unk>", 0), ("<s>", 1),
+                                                                 ("</s>", 2)]]
+    doc = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+        "pre_tokenizer": None,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                     {"Sequence": {"id": "A", "type_id": 0}},
+                     {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": True, "byte_fallback": True, "vocab": vocab,
+                  "merges": ["h i", "\u2581 hi"]},
+    }
+    with open(f"{out_dir}/tokenizer.json", "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    with open(f"{out_dir}/tokenizer_config.json", "w", encoding="utf-8") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}, f)
+
+
+def read(prefix):
+    idx = open(prefix + ".idx", "rb").read()
+    assert idx[:9] == b"MMIDIDX\x00\x00", "bad magic"
+    (version,) = struct.unpack_from("<Q", idx, 9)
+    assert version == 1
+    dtype = idx[17]
+    count, _ = struct.unpack_from("<QQ", idx, 18)
+    lengths = struct.unpack_from(f"<{count}i", idx, 34)
+    pointers = struct.unpack_from(f"<{count}q", idx, 34 + 4 * count)
+    fmt, size = {8: ("H", 2), 4: ("i", 4)}[dtype]
+    data = open(prefix + ".bin", "rb").read()
+    print(dtype)
+    for n, p in zip(lengths, pointers):
+        print(json.dumps(list(struct.unpack_from(f"<{n}{fmt}", data, p))).replace(" ", ""))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "make-bytelevel":
+        make_bytelevel(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "make-llama":
+        make_llama(sys.argv[2])
+    elif cmd == "read":
+        read(sys.argv[2])
+    else:
+        sys.exit(f"unknown command {cmd}")
