@@ -65,7 +65,7 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
   }
   planner_.emplace(scheduler::PlannerCostModel(config_),
                    scheduler::StepPlannerOptions::FromConfig(config_, n), data_.sampler,
-                   data_.prefixes, start_step_, std::move(cursor));
+                   data_.prefixes, start_step_, std::move(cursor), data_.trained_targets);
   final_committed_ = start_step_ >= total_steps_;
   ranks_.resize(n);
   watchdog_ = std::thread([this] { WatchdogLoop(); });

@@ -272,7 +272,8 @@ Trainer::Trainer(RunConfig config, const TrainerOptions& options, std::ostream& 
   s_->cost = scheduler::PlannerCostModel(config_);
   if (s_->data) {
     s_->planner.emplace(s_->cost, scheduler::StepPlannerOptions::FromConfig(config_, 1),
-                        s_->data->sampler, s_->data->prefixes, run.step, run.cursor);
+                        s_->data->sampler, s_->data->prefixes, run.step, run.cursor,
+                        s_->data->trained_targets);
     s_->validation = ChooseValidationSet(*s_->data);
   }
   const std::string metrics_path = config_.metrics_path();
@@ -323,7 +324,7 @@ Json Trainer::Step() {
   in.target_tokens = planned.target_tokens;
   in.tokens = planned.tokens;
   in.cut_sequences = planned.cut_sequences;
-  in.read = BatchTokenReader(s_->data->datasets, planned.batch);
+  in.read = BatchTokenReader(*s_->data, planned.batch);
   in.cursor_after = planned.cursor_after;
   return Finish(in);
 }
@@ -423,13 +424,14 @@ void Trainer::Load(const std::string& checkpoint_dir) {
   s_->saved_step.reset();
   if (s_->data)
     s_->planner.emplace(s_->cost, scheduler::StepPlannerOptions::FromConfig(config_, 1),
-                        s_->data->sampler, s_->data->prefixes, run.step, run.cursor);
+                        s_->data->sampler, s_->data->prefixes, run.step, run.cursor,
+                        s_->data->trained_targets);
   out_ << "loaded: " << cp.dir << " (step " << cp.step << ")\n";
 }
 
 double Trainer::Evaluate() {
   if (!s_->data) return std::nan("");
-  return ValidationLoss(*s_->run->hdp, s_->run->comm, s_->validation, s_->data->datasets, s_->cost,
+  return ValidationLoss(*s_->run->hdp, s_->run->comm, s_->validation, *s_->data, s_->cost,
                         scheduler::StepPlannerOptions::FromConfig(config_, 1));
 }
 

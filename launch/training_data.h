@@ -27,6 +27,18 @@ struct TrainingData {
   BlendedBatchSampler sampler;
   // Each dataset's PREFIX.dataset.json (its tokenizer), where prep wrote one.
   std::vector<std::optional<DatasetCard>> cards;
+  // Each dataset's loss mask (PREFIX.loss_mask, from prep --chat), where its card names one.
+  std::vector<std::optional<IndexedDataset>> masks;
+  // The next-token targets each sequence trains, by dataset, for the masked datasets only.
+  std::vector<std::vector<int32_t>> trained_targets;
+
+  // The targets sequence `id` trains: length - 1, less the masked ones.
+  uint64_t TrainedTargets(const BlendedId& id) const;
+  bool has_masks() const;
+  // Appends the loss mask of tokens [begin, begin + count) of a sequence (1s where the dataset
+  // has no mask).
+  void ReadTrained(int dataset, int64_t sequence, int64_t begin, int64_t count,
+                   std::vector<uint8_t>& out) const;
 };
 
 // Opens every dataset of config.data.path, holds out validation sequences and builds the sampler.

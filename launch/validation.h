@@ -28,12 +28,11 @@ ValidationSet ChooseValidationSet(const TrainingData& data);
 // The loss of `hdp`'s model on the set (NaN when it is empty). Every rank of `comm` calls it and
 // gets the sum; `capacity` is training.micro_batch_tokens.
 double ValidationLoss(HdpStep& hdp, Communicator& comm, const ValidationSet& set,
-                      const std::vector<IndexedDataset>& datasets, const scheduler::CostModel& cost,
+                      const TrainingData& data, const scheduler::CostModel& cost,
                       const scheduler::StepPlannerOptions& options);
 
-// Reads tokens of the plan's sequence `seq`, which is `batch[seq]` of the datasets: the
-// TokenReader of a batch drawn in this process.
-TokenReader BatchTokenReader(const std::vector<IndexedDataset>& datasets,
-                             const std::vector<BlendedId>& batch);
+// Reads the tokens, and the loss mask where the dataset has one, of the plan's sequence `seq`,
+// which is `batch[seq]` of the datasets: the TokenReader of a batch drawn in this process.
+TokenReader BatchTokenReader(const TrainingData& data, const std::vector<BlendedId>& batch);
 
 }  // namespace seqmesh::launch

@@ -280,9 +280,18 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     SM_CHECK(reply.batch_size() == reply.plan().sequences_size())
         << "step " << step << ": " << reply.batch_size() << " batch entries for "
         << reply.plan().sequences_size() << " plan sequences";
-    auto read = [&](uint64_t seq, int64_t begin, int64_t end, std::vector<int32_t>& out) {
+    TokenReader::Tokens tokens = [&](uint64_t seq, int64_t begin, int64_t end,
+                                     std::vector<int32_t>& out) {
       ReadPlannedTokens(reply, datasets, seq, begin, end, out);
     };
+    TokenReader::Mask trained;  // chat data: the loss mask of the sequence ReadPlannedTokens read
+    if (data.has_masks())
+      trained = [&](uint64_t seq, int64_t begin, int64_t end, std::vector<uint8_t>& out) {
+        const proto::BatchSequence& b = reply.batch(static_cast<int>(seq));
+        data.ReadTrained(static_cast<int>(b.dataset()), static_cast<int64_t>(b.sequence()), begin,
+                         end - begin, out);
+      };
+    const TokenReader read(std::move(tokens), std::move(trained));
     const double wait_before = link.wait_ms();
     const float lr = schedule.At(static_cast<int64_t>(step));
     const HdpStepResult done = hdp.Run(reply.plan(), reply.target_tokens(), read, lr,
@@ -296,7 +305,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
       const trace::Scope s("validation", "step");
-      const double val = ValidationLoss(hdp, comm, validation, datasets, cost,
+      const double val = ValidationLoss(hdp, comm, validation, data, cost,
                                         scheduler::StepPlannerOptions::FromConfig(config, world));
       if (!std::isnan(val)) metrics.set_val_loss(val);  // NaN: no held-out sequences
     }

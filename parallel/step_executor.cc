@@ -36,6 +36,7 @@ class CountingLink : public RingLink {
 struct PackedBatch {
   std::vector<int32_t> tokens, targets, positions, cu{0};
   std::vector<int32_t> scratch;
+  std::vector<uint8_t> trained;  // the reader's loss mask of the scratch range
 
   // Positions are g - position_base (0: the tokens' places in the whole sequence).
   void AddRange(const TokenReader& read, uint64_t sequence, int64_t length, int64_t begin,
@@ -46,9 +47,17 @@ struct PackedBatch {
     SM_CHECK(static_cast<int64_t>(scratch.size()) == stop - begin)
         << "sequence " << sequence << ": read " << scratch.size() << " tokens of [" << begin << ", "
         << stop << ")";
+    trained.clear();
+    if (read.has_mask()) {
+      read.Trained(sequence, begin, stop, trained);
+      SM_CHECK(trained.size() == scratch.size())
+          << "sequence " << sequence << ": read " << trained.size() << " loss-mask bytes for "
+          << scratch.size() << " tokens";
+    }
     for (int64_t g = begin; g < end; ++g) {
       tokens.push_back(scratch[g - begin]);
-      targets.push_back(g + 1 < length ? scratch[g + 1 - begin] : kIgnoreIndex);
+      const bool counts = g + 1 < length && (trained.empty() || trained[g + 1 - begin] != 0);
+      targets.push_back(counts ? scratch[g + 1 - begin] : kIgnoreIndex);
       positions.push_back(static_cast<int32_t>(g - position_base));
     }
   }

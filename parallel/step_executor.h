@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "parallel/ring_attention.h"
@@ -23,10 +24,38 @@
 
 namespace seqmesh {
 
-// Appends tokens [begin, end) of the plan's sequence `sequence` (its index in the global batch)
-// to `out` (as IndexedDataset::ReadRange does).
-using TokenReader =
-    std::function<void(uint64_t sequence, int64_t begin, int64_t end, std::vector<int32_t>& out)>;
+// Where a step's tokens come from. Called as a function, it appends tokens [begin, end) of the
+// plan's sequence `sequence` (its index in the global batch) to `out` (as IndexedDataset's
+// ReadRange does). With a loss mask (chat data: prompts are not trained on), Trained appends one
+// byte per token of the same range: 1 where the token counts as a next-token target, 0 where it
+// does not; without one every token counts. Any callable of the first shape converts to it.
+class TokenReader {
+ public:
+  using Tokens =
+      std::function<void(uint64_t sequence, int64_t begin, int64_t end, std::vector<int32_t>& out)>;
+  using Mask =
+      std::function<void(uint64_t sequence, int64_t begin, int64_t end, std::vector<uint8_t>& out)>;
+
+  TokenReader() = default;
+  template <typename F, typename = std::enable_if_t<std::is_invocable_v<
+                            F&, uint64_t, int64_t, int64_t, std::vector<int32_t>&>>>
+  TokenReader(F tokens) : tokens_(std::move(tokens)) {}  // NOLINT: implicit on purpose
+  TokenReader(Tokens tokens, Mask trained)
+      : tokens_(std::move(tokens)), trained_(std::move(trained)) {}
+
+  void operator()(uint64_t sequence, int64_t begin, int64_t end, std::vector<int32_t>& out) const {
+    tokens_(sequence, begin, end, out);
+  }
+  bool has_mask() const { return static_cast<bool>(trained_); }
+  void Trained(uint64_t sequence, int64_t begin, int64_t end, std::vector<uint8_t>& out) const {
+    trained_(sequence, begin, end, out);
+  }
+  explicit operator bool() const { return static_cast<bool>(tokens_); }
+
+ private:
+  Tokens tokens_;
+  Mask trained_;
+};
 
 // One forward + backward as it ran: times from the start of Run, ms.
 struct PassTiming {

@@ -70,6 +70,7 @@ std::string TokenizerFileIn(const std::string& dir) {
 }
 
 std::string DatasetCardPath(const std::string& prefix) { return prefix + ".dataset.json"; }
+std::string LossMaskPrefix(const std::string& prefix) { return prefix + ".loss_mask"; }
 
 void WriteDatasetCard(const std::string& prefix, const DatasetCard& card) {
   const TokenizerIdentity& t = card.tokenizer;
@@ -86,6 +87,9 @@ void WriteDatasetCard(const std::string& prefix, const DatasetCard& card) {
   j.Set("documents", Json::Integer(card.documents));
   j.Set("tokens", Json::Integer(card.tokens));
   j.Set("max_token_id", Json::Integer(card.max_token_id));
+  j.Set("loss_mask", Json::Bool(card.loss_mask));
+  j.Set("trained_tokens", Json::Integer(card.trained_tokens));
+  j.Set("chat_format", Json::String(card.chat_format));
   const std::string text = j.Dump() + "\n";
   WriteFileAtomically(DatasetCardPath(prefix), text.data(), text.size());
 }
@@ -124,6 +128,10 @@ std::optional<DatasetCard> ReadDatasetCard(const std::string& prefix) {
       << w << " max_token_id " << top << " is outside the tokenizer's vocab of "
       << card.tokenizer.vocab_size;
   card.max_token_id = static_cast<int32_t>(top);
+  if (const Json* m = j.Find("loss_mask")) card.loss_mask = m->AsBool(w + " loss_mask");
+  const Json* trained = j.Find("trained_tokens");
+  card.trained_tokens = trained ? trained->AsInt(w + " trained_tokens") : card.tokens;
+  if (const Json* f = j.Find("chat_format")) card.chat_format = f->AsString(w + " chat_format");
   return card;
 }
 

@@ -7,7 +7,13 @@
 //    "tokenizer": {"kind": "byte" | "tiktoken" | "tokenizer.json", "file": "tokenizer.json",
 //                  "fnv1a64": "0123456789abcdef", "vocab_size": 128256, "bos": 128000,
 //                  "eos": 128001},
-//    "documents": 12, "tokens": 34567, "max_token_id": 128001}
+//    "documents": 12, "tokens": 34567, "max_token_id": 128001,
+//    "loss_mask": false, "trained_tokens": 34567, "chat_format": ""}
+//
+// With `loss_mask` (prep --chat), PREFIX.loss_mask.bin/.idx is a second Megatron dataset of the
+// same sequences with one uint8 per token: 1 where the token is trained on as a next-token
+// target (a completion, an assistant turn and its end-of-turn token), 0 where it is not (the
+// prompt, the template's headers). `trained_tokens` counts the 1s.
 //
 // `fnv1a64` hashes the tokenizer file's bytes (0 for the byte tokenizer): two tokenizers are the
 // same when kind and hash are.
@@ -45,9 +51,13 @@ struct DatasetCard {
   TokenizerIdentity tokenizer;
   int64_t documents = 0, tokens = 0;
   int32_t max_token_id = -1;
+  bool loss_mask = false;
+  int64_t trained_tokens = 0;
+  std::string chat_format;  // the chat template prep rendered with, "" for plain text
 };
 
 std::string DatasetCardPath(const std::string& prefix);  // PREFIX.dataset.json
+std::string LossMaskPrefix(const std::string& prefix);   // PREFIX.loss_mask
 void WriteDatasetCard(const std::string& prefix, const DatasetCard& card);
 // nullopt when PREFIX.dataset.json does not exist (a dataset made before cards, or by Megatron); a
 // malformed card is an error naming the file and the field.

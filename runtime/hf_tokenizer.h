@@ -47,7 +47,7 @@ class HfTokenizer : public Tokenizer {
   std::string Decode(std::span<const int32_t> ids) const override;
 
   // The id of a token (model vocabulary or added token), or -1.
-  int32_t TokenId(std::string_view token) const;
+  int32_t TokenId(std::string_view token) const override;
   // Whether `id` is a special added token (decode drops it).
   bool IsSpecial(int32_t id) const;
   // The tokens the post-processor's single-sequence template puts before and after the text

@@ -22,6 +22,9 @@ class Tokenizer {
   // The ids put before each document: the BOS that the tokenizer's own template adds (Llama's);
   // none where it adds none (GPT-2, Qwen, tiktoken, the byte tokenizer).
   virtual std::vector<int32_t> DocumentPrefix() const { return {}; }
+  // The id of a token written as text (an added or special token such as "<|eot_id|>", or a
+  // vocabulary entry), or -1.
+  virtual int32_t TokenId(std::string_view token) const { return -1; }
   // Appends the ids of `text` (no BOS/EOS) to `out`.
   virtual void Encode(std::string_view text, std::vector<int32_t>& out) const = 0;
   // Text of the ids; special ids are dropped, unknown ids are an error.

@@ -51,11 +51,12 @@ StepPlannerOptions StepPlannerOptions::FromConfig(const RunConfig& config, int n
 
 StepPlanner::StepPlanner(CostModel cost, StepPlannerOptions options, BlendedBatchSampler sampler,
                          std::vector<std::string> dataset_names, uint64_t first_step,
-                         BlendCursor cursor)
+                         BlendCursor cursor, std::vector<std::vector<int32_t>> trained_targets)
     : cost_(std::move(cost)),
       options_(options),
       sampler_(std::move(sampler)),
       dataset_names_(std::move(dataset_names)),
+      trained_targets_(std::move(trained_targets)),
       next_step_(first_step),
       cursor_(std::move(cursor)) {
   SM_CHECK(options_.num_ranks >= 1) << "the world size must be >= 1, got " << options_.num_ranks;
@@ -83,7 +84,10 @@ PlannedStep StepPlanner::Next() {
                      << " (training.micro_batch_tokens); the job has " << n
                      << " ranks (at most about " << n * capacity << " tokens per sequence)";
     out.lengths.push_back(len);
-    out.target_tokens += static_cast<uint64_t>(std::max<int64_t>(0, len - 1));
+    const bool masked = static_cast<size_t>(id.dataset) < trained_targets_.size() &&
+                        !trained_targets_[id.dataset].empty();
+    out.target_tokens += masked ? static_cast<uint64_t>(trained_targets_[id.dataset][id.sequence])
+                                : static_cast<uint64_t>(std::max<int64_t>(0, len - 1));
     longest = std::max(longest, len);
     out.tokens += len;
   }

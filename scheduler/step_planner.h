@@ -74,9 +74,12 @@ class StepPlanner {
  public:
   // `sampler` draws the batches (its lengths are the datasets'); `dataset_names` name the
   // datasets in errors. Planning starts at `first_step` with `cursor` (a checkpoint's, or
-  // sampler.Start()).
+  // sampler.Start()). `trained_targets[d][s]`, where dataset d has a loss mask, is the number
+  // of next-token targets sequence s trains (the loss normalizer counts only those); a dataset
+  // without one (an empty vector, or none given) trains length - 1.
   StepPlanner(CostModel cost, StepPlannerOptions options, BlendedBatchSampler sampler,
-              std::vector<std::string> dataset_names, uint64_t first_step, BlendCursor cursor);
+              std::vector<std::string> dataset_names, uint64_t first_step, BlendCursor cursor,
+              std::vector<std::vector<int32_t>> trained_targets = {});
 
   // Draws and plans the next step: with one rank the packed plan (long sequences cut, never an
   // error), with N the configured planner. Throws seqmesh::Error naming the sequence when a
@@ -99,6 +102,7 @@ class StepPlanner {
   StepPlannerOptions options_;
   BlendedBatchSampler sampler_;
   std::vector<std::string> dataset_names_;
+  std::vector<std::vector<int32_t>> trained_targets_;
   uint64_t next_step_;
   BlendCursor cursor_;
   Refit refit_;

@@ -294,11 +294,13 @@ def _run_command(run: Callable[[list[str]], int], name: str, args: list[str]) ->
 
 def prep(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
          max_length: Optional[int] = None, jsonl: bool = False, eos: bool = True,
-         tokenizer: PathLike = "byte", threads: Optional[int] = None) -> str:
+         tokenizer: PathLike = "byte", threads: Optional[int] = None, chat: bool = False,
+         chat_template: str = "auto") -> str:
     """``seqmesh prep``: tokenize text (or JSONL with a "text" field) files or folders into the
     indexed dataset `output` (.bin/.idx, and .json naming the tokenizer) with `tokenizer` ("byte",
-    a tokenizer.json or a folder holding one, or a .tiktoken file). Returns `output`, for
-    data.path."""
+    a tokenizer.json or a folder holding one, or a .tiktoken file). With `chat`, the inputs are
+    JSONL chat or prompt/completion examples rendered with `chat_template` and a loss mask is
+    written (docs/TOKENIZERS.md). Returns `output`, for data.path."""
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not paths:
         raise ValueError("inputs is empty; pass text files or folders")
@@ -308,6 +310,8 @@ def prep(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
     args = ["--output", os.fspath(output), "--tokenizer", os.fspath(tokenizer)]
     if threads is not None:
         args += ["--threads", str(int(threads))]
+    if chat:
+        args += ["--chat", "--chat-template", chat_template]
     if max_length is not None:
         args += ["--max-length", str(int(max_length))]
     if jsonl:

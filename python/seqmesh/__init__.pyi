@@ -112,7 +112,8 @@ class Trainer:
 
 def prep(inputs: Union[PathLike, Sequence[PathLike]], output: PathLike,
          max_length: Optional[int] = None, jsonl: bool = False, eos: bool = True,
-         tokenizer: PathLike = "byte", threads: Optional[int] = None) -> str:
+         tokenizer: PathLike = "byte", threads: Optional[int] = None, chat: bool = False,
+         chat_template: str = "auto") -> str:
     """``seqmesh prep``: text or JSONL files or folders into the dataset `output` (.bin/.idx/.json)
     with `tokenizer` ("byte", a tokenizer.json or its folder, or a .tiktoken file). Returns
     `output`, for data.path."""

@@ -5,6 +5,11 @@
                              ids, and <|endoftext|> (special) as the last id
   make-llama OUT_DIR         a Llama 2 shaped tokenizer.json (metaspace, byte fallback, the
                              template "<s> $A") with a tokenizer_config.json naming <s> and </s>
+  make-llama3-chat OUT_DIR   a Llama 3 shaped directory: the 256 byte-level characters, then
+                             <|begin_of_text|> 256, <|end_of_text|> 257, <|start_header_id|> 258,
+                             <|end_header_id|> 259, <|eot_id|> 260 (special), the template
+                             "<|begin_of_text|> $A", and a tokenizer_config.json whose
+                             chat_template is Llama 3's
   read PREFIX                prints the dataset's dtype code, then each sequence's ids as a JSON
                              array, one per line (Megatron's .idx/.bin, read independently of
                              seqmesh's reader)
@@ -92,6 +97,42 @@ def make_llama(out_dir):
         json.dump({"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}, f)
 
 
+def make_llama3_chat(out_dir):
+    alphabet = bytes_to_unicode()
+    vocab = {alphabet[b]: b for b in range(256)}
+    names = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+             "<|eot_id|>"]
+    added = [{"id": 256 + i, "content": n, "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False, "special": True} for i, n in enumerate(names)]
+    doc = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                          "use_regex": True},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+            "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [256],
+                                                     "tokens": ["<|begin_of_text|>"]}}},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                    "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": True,
+                  "vocab": vocab, "merges": []},
+    }
+    with open(f"{out_dir}/tokenizer.json", "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    template = ("{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + "
+                "message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
+                "'<|eot_id|>' }}{%- endfor %}")
+    with open(f"{out_dir}/tokenizer_config.json", "w", encoding="utf-8") as f:
+        json.dump({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>",
+                   "chat_template": template}, f)
+
+
 def read(prefix):
     idx = open(prefix + ".idx", "rb").read()
     assert idx[:9] == b"MMIDIDX\x00\x00", "bad magic"
@@ -101,7 +142,7 @@ def read(prefix):
     count, _ = struct.unpack_from("<QQ", idx, 18)
     lengths = struct.unpack_from(f"<{count}i", idx, 34)
     pointers = struct.unpack_from(f"<{count}q", idx, 34 + 4 * count)
-    fmt, size = {8: ("H", 2), 4: ("i", 4)}[dtype]
+    fmt, size = {8: ("H", 2), 4: ("i", 4), 1: ("B", 1)}[dtype]
     data = open(prefix + ".bin", "rb").read()
     print(dtype)
     for n, p in zip(lengths, pointers):
@@ -114,6 +155,8 @@ if __name__ == "__main__":
         make_bytelevel(sys.argv[2], int(sys.argv[3]))
     elif cmd == "make-llama":
         make_llama(sys.argv[2])
+    elif cmd == "make-llama3-chat":
+        make_llama3_chat(sys.argv[2])
     elif cmd == "read":
         read(sys.argv[2])
     else:

@@ -159,3 +159,86 @@ fi
 grep -q "ships tokenizer.json" "$work/launch.log" || fail "launch: $(tail -3 "$work/launch.log")"
 ! grep -q "worker" "$work/launch.log" || fail "launch started workers: $(cat "$work/launch.log")"
 echo "ok: launch -n 2 refuses it before starting a process"
+
+# (6) Chat data (issue 18, item 3): prep --chat renders Llama 3's template (found in
+# tokenizer_config.json) and writes a loss mask that trains only the assistant turns and their
+# <|eot_id|>; train and launch -n 2 train on it with the same losses.
+mkdir -p "$work/l3"
+py "$files" make-llama3-chat "$work/l3"
+cat > "$work/chat.jsonl" <<'JSONL'
+{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+{"prompt": "ab", "completion": " cd "}
+JSONL
+"$seqmesh" prep --chat --tokenizer "$work/l3" --output "$work/chat" "$work/chat.jsonl" \
+  > "$work/chat.log" || fail "prep --chat: $(cat "$work/chat.log")"
+grep -q "llama3 chat format, 6 tokens trained on" "$work/chat.log" || fail "$(cat "$work/chat.log")"
+py "$files" read "$work/chat" > "$work/chat.ids"
+py "$files" read "$work/chat.loss_mask" > "$work/chat.mask"
+# <|begin_of_text|> <|start_header_id|> u s e r <|end_header_id|> \n \n h i <|eot_id|>
+# <|start_header_id|> a s s i s t a n t <|end_header_id|> \n \n y o <|eot_id|>
+want_ids="[256,258,117,115,101,114,259,10,10,104,105,260,258,97,115,115,105,115,116,97,110,116,259,10,10,121,111,260]"
+want_mask="[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1]"
+[[ $(sed -n 2p "$work/chat.ids") == "$want_ids" ]] || fail "chat ids: $(sed -n 2p "$work/chat.ids")"
+[[ $(sed -n 2p "$work/chat.mask") == "$want_mask" ]] || fail "chat mask: $(sed -n 2p "$work/chat.mask")"
+# A prompt/completion example is one user and one assistant turn (the completion trimmed).
+[[ $(sed -n 3p "$work/chat.mask" | tr -cd 1 | wc -c) == 3 ]] || fail "completion mask: $(sed -n 3p "$work/chat.mask")"
+[[ $(card "$work/chat.dataset.json" "c['loss_mask'], c['trained_tokens'], c['chat_format']") == \
+   "(True, 6, 'llama3')" ]] || fail "chat card: $(cat "$work/chat.dataset.json")"
+echo "ok: prep --chat: Llama 3 template from tokenizer_config.json, exact ids and loss mask"
+# Bad chat input: one line naming the line and the fault.
+printf '{"messages": [{"role": "assistant", "content": "x"}]}\n' > "$work/badchat.jsonl"
+if "$seqmesh" prep --chat --tokenizer "$work/l3" --output "$work/bc" "$work/badchat.jsonl" \
+    > "$work/bc.log" 2>&1; then fail "a conversation starting with the assistant was accepted"; fi
+grep -q "badchat.jsonl' line 1: message 0 is a assistant turn where a user turn was expected" \
+  "$work/bc.log" || fail "$(cat "$work/bc.log")"
+if "$seqmesh" prep --chat --chat-template chatml --tokenizer "$work/l3" --output "$work/bc" \
+    "$work/chat.jsonl" > "$work/bc.log" 2>&1; then fail "chatml without its tokens was accepted"; fi
+grep -q "the chatml chat format needs the token '<|im_start|>'" "$work/bc.log" \
+  || fail "$(cat "$work/bc.log")"
+echo "ok: bad chat data refused: $(cat "$work/bc.log" | cut -c1-150)"
+# Train on it: a world of one and launch -n 2 give the same losses (the workers read the mask
+# and the coordinator's normalizer counts only trained targets).
+py -c "
+import json, random
+random.seed(3)
+words = ['alpha', 'beta', 'gamma', 'delta', 'omega']
+for i in range(60):
+    q = ' '.join(random.choice(words) for _ in range(random.randint(3, 30)))
+    a = ' '.join(random.choice(words) for _ in range(random.randint(2, 40)))
+    print(json.dumps({'messages': [{'role': 'system', 'content': 'be brief'},
+                                   {'role': 'user', 'content': q},
+                                   {'role': 'assistant', 'content': a}]}))" > "$work/sft.jsonl"
+"$seqmesh" prep --chat --tokenizer "$work/l3" --output "$work/sft" "$work/sft.jsonl" > /dev/null
+cat > "$work/chat.toml" <<TOML
+[model]
+vocab = 261
+hidden = 32
+layers = 2
+heads = 4
+kv_heads = 2
+ffn = 64
+[training]
+steps = 3
+global_batch_tokens = 2048
+micro_batch_tokens = 512
+threads = 1
+[optimizer]
+warmup_steps = 0
+TOML
+"$seqmesh" train --config "$work/chat.toml" --data.path="\"$work/sft\"" \
+  --checkpoint.dir="$work/c1" > "$work/c1.log" 2>&1 || fail "train on chat data: $(tail -3 "$work/c1.log")"
+"$seqmesh" launch -n 2 --config "$work/chat.toml" --data.path="\"$work/sft\"" \
+  --checkpoint.dir="$work/c2" > "$work/c2.log" 2>&1 || fail "launch on chat data: $(tail -3 "$work/c2.log")"
+losses() { sed -n 's/.*"loss": *\([-0-9.eE+]*\).*/\1/p' "$1"; }
+paste <(losses "$work/c1/metrics.jsonl") <(losses "$work/c2/metrics.jsonl") > "$work/both"
+[[ $(wc -l < "$work/both") -eq 3 ]] || fail "expected 3 steps from each: $(cat "$work/both")"
+awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 2e-5 * $1) exit 1 }' "$work/both" \
+  || fail "train and launch -n 2 losses differ on chat data: $(cat "$work/both")"
+echo "ok: train and launch -n 2 on chat data: the same losses ($(head -1 "$work/both"))"
+# The same tokens without the mask train every target: another loss (so both runs used the mask).
+cp "$work/sft.bin" "$work/nomask.bin" && cp "$work/sft.idx" "$work/nomask.idx"
+"$seqmesh" train --config "$work/chat.toml" --data.path="\"$work/nomask\"" --model.vocab=261 \
+  --checkpoint.dir="$work/c3" > "$work/c3.log" 2>&1 || fail "train without mask: $(tail -3 "$work/c3.log")"
+[[ $(losses "$work/c3/metrics.jsonl" | head -1) != $(losses "$work/c1/metrics.jsonl" | head -1) ]] \
+  || fail "the loss mask changed nothing"
+echo "ok: without the mask the loss is $(losses "$work/c3/metrics.jsonl" | head -1)"

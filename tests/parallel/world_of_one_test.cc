@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -78,12 +79,14 @@ struct OldLoop {
               }()};
   AdamW adamw{model.params(), AdamWConfig{}};
 
-  std::pair<double, double> Step(const std::vector<int32_t>& lengths, float lr) {
+  // `trained(seq, i)`: whether token i of sequence seq is a target (a loss mask); null: all.
+  std::pair<double, double> Step(const std::vector<int32_t>& lengths, float lr,
+                                 const std::function<bool(int64_t, int64_t)>& trained = nullptr) {
     std::vector<int64_t> ids;
     float normalizer = 0;
     for (size_t i = 0; i < lengths.size(); ++i) {
       ids.push_back(static_cast<int64_t>(i));
-      normalizer += static_cast<float>(std::max(0, lengths[i] - 1));
+      for (int32_t k = 1; k < lengths[i]; ++k) normalizer += !trained || trained(i, k);
     }
     const PackResult packed = PackMicroBatches(ids, lengths, kCapacity);
     model.ZeroGrad();
@@ -93,7 +96,8 @@ struct OldLoop {
       for (const PackedPiece& p : mb.pieces)
         for (int64_t i = p.begin; i < p.begin + p.length; ++i) {
           tokens.push_back(Token(p.id, i));
-          targets.push_back(i + 1 < lengths[p.id] ? Token(p.id, i + 1) : kIgnoreIndex);
+          const bool counts = i + 1 < lengths[p.id] && (!trained || trained(p.id, i + 1));
+          targets.push_back(counts ? Token(p.id, i + 1) : kIgnoreIndex);
         }
       Batch b{tokens.data(), targets.data(), mb.cu_seqlens.data(),
               static_cast<int64_t>(mb.pieces.size()), mb.tokens()};
@@ -152,6 +156,46 @@ TEST(WorldOfOne, HdpStepOnThePackedPlanEqualsTheTrainersOldLoopBitwise) {
     ASSERT_EQ(static_cast<int64_t>(m[t].size()), moments[2 * t].numel());
     EXPECT_EQ(0, std::memcmp(m[t].data(), moments[2 * t].data(), moments[2 * t].bytes()));
     EXPECT_EQ(0, std::memcmp(v[t].data(), moments[2 * t + 1].data(), moments[2 * t + 1].bytes()));
+  }
+}
+
+// Issue 18, item 3: with a loss mask (chat data), only the marked tokens are targets and the
+// normalizer counts only them: the step equals, bitwise, the old loop with the masked targets set
+// to the ignore index by hand, cut sequences included; and it is not the unmasked step.
+TEST(WorldOfOne, ALossMaskTrainsOnlyTheMarkedTargets) {
+  auto trained = [](int64_t seq, int64_t i) { return (seq * 5 + i) % 3 != 0 && i % 40 > 9; };
+  OldLoop old;
+  old.model.InitRandom(5, 0.1f);
+  OneRank rank, unmasked;
+  const TokenReader read(ReadTokens,
+                         [&](uint64_t seq, int64_t begin, int64_t end, std::vector<uint8_t>& out) {
+                           for (int64_t i = begin; i < end; ++i)
+                             out.push_back(trained(static_cast<int64_t>(seq), i));
+                         });
+  for (int step = 0; step < 3; ++step) {
+    std::vector<int32_t> lengths;
+    std::vector<int64_t> lengths64;
+    uint64_t targets = 0, all = 0;
+    for (int i = 0; i < 10; ++i) {
+      lengths.push_back(2 + (step * 131 + i * 97) % 290);
+      lengths64.push_back(lengths.back());
+      for (int32_t k = 1; k < lengths.back(); ++k) targets += trained(i, k);
+      all += lengths.back() - 1;
+    }
+    ASSERT_LT(targets, all * 3 / 4) << "the mask must leave out many targets";
+    const scheduler::PackedPlan packed =
+        scheduler::PlanPacked(scheduler::CostModel{}, lengths64, kCapacity, 1, step);
+    ASSERT_GT(packed.cut_sequences, 0);
+    const auto [loss, norm] = old.Step(lengths, 1e-3f, trained);
+    const HdpStepResult r = rank.hdp.Run(packed.plan, targets, read, 1e-3f, 1.0f);
+    EXPECT_EQ(r.run.loss, loss) << "step " << step;
+    EXPECT_EQ(r.grad_norm, norm) << "step " << step;
+    const HdpStepResult u = unmasked.hdp.Run(packed.plan, all, ReadTokens, 1e-3f, 1.0f);
+    EXPECT_NE(u.run.loss, r.run.loss);
+  }
+  for (size_t i = 0; i < old.model.params().size(); ++i) {
+    const Tensor& a = old.model.params()[i];
+    EXPECT_EQ(0, std::memcmp(a.data(), rank.hdp.model().params()[i].data(), a.bytes())) << a.name();
   }
 }
 
