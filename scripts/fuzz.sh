@@ -14,7 +14,7 @@ if [[ ${1:-} == --merge ]]; then merge=1; shift; fi
 seconds=300
 if [[ ${1:-} =~ ^[0-9]+$ ]]; then seconds=$1; shift; fi
 names=("$@")
-if ((${#names[@]} == 0)); then names=(json safetensors idx run_config manifest requests tiktoken); fi
+if ((${#names[@]} == 0)); then names=(json safetensors idx run_config manifest requests tiktoken hf_tokenizer); fi
 
 if ! command -v clang++ > /dev/null; then
   echo "fuzz: clang++ not found: run scripts/install-deps.sh" >&2

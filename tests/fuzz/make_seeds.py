@@ -121,3 +121,51 @@ lines = [base64.b64encode(bytes([b])).decode() + f" {b}" for b in range(256)]
 for i, t in enumerate([b"he", b"ll", b"hell", b"hello", b" w", b"or", b"orld"]):
     lines.append(base64.b64encode(t).decode() + f" {256 + i}")
 put("tiktoken", "small.tiktoken", "\n".join(lines) + "\n")
+
+# tokenizer.json: a byte-level BPE (GPT-2's shape) and a metaspace one with byte fallback and a
+# template (Llama 2's), small enough to mutate.
+def bytes_to_unicode():
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+alphabet = bytes_to_unicode()
+vocab = {alphabet[b]: b for b in range(256)}
+vocab.update({"he": 256, "ll": 257, "hell": 258, "\u0120w": 259})
+put("hf_tokenizer", "bytelevel.json", json.dumps({
+    "added_tokens": [{"id": 260, "content": "<|endoftext|>", "special": True, "normalized": False}],
+    "normalizer": {"type": "NFC"},
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"}, "behavior": "Isolated"},
+        {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]},
+    "decoder": {"type": "ByteLevel"},
+    "model": {"type": "BPE", "vocab": vocab, "merges": ["h e", "l l", "he ll", "\u0120 w"]}},
+    ensure_ascii=False))
+mvocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+for b in range(256):
+    mvocab[f"<0x{b:02X}>"] = len(mvocab)
+for t in ["\u2581", "h", "i", "hi", "\u2581hi"]:
+    mvocab[t] = len(mvocab)
+put("hf_tokenizer", "metaspace.json", json.dumps({
+    "added_tokens": [{"id": i, "content": c, "special": True, "normalized": False, "lstrip": i == 2}
+                     for c, i in [("<unk>", 0), ("<s>", 1), ("</s>", 2)]],
+    "normalizer": {"type": "Sequence", "normalizers": [
+        {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+    "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+                      "split": True},
+    "post_processor": {"type": "TemplateProcessing",
+                       "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}],
+                       "special_tokens": {"<s>": {"id": "<s>", "ids": [1]}}},
+    "decoder": {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+    "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": True, "fuse_unk": True,
+              "vocab": mvocab, "merges": ["h i", "\u2581 hi"]}}, ensure_ascii=False))

@@ -19,6 +19,9 @@ trap 'echo "FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 npm_packages "$cache" tokenizers@0.23.2 gpt-tokenizer@4.0.0
 /usr/bin/python3 "$root/tests/runtime/tokenizer_corpus.py" "$work/docs" "$root" --specials
 bytes=$(du -cb "$work"/docs/* | tail -1 | cut -f1)
+# KEEP_FILES=DIR keeps the corpus (DIR/docs) and the five tokenizer.json files there
+# (bench/hf_tokenizer_speed.sh reads them).
+keep() { [[ -z "${KEEP_FILES:-}" ]] || { mkdir -p "$KEEP_FILES" && cp -r "$@" "$KEEP_FILES/"; }; }
 (( bytes >= 1000000 )) || fail "the corpus is only $bytes bytes"
 docs=("$work"/docs/*)
 make=$root/tests/runtime/make_tokenizer_json.py
@@ -32,6 +35,7 @@ node "$root/tests/runtime/hf_tokenizer_train.js" "$modules" "$work/trained.json"
   /usr/share/common-licenses/* "$work/unicode.txt" > /dev/null 2>&1
 /usr/bin/python3 "$make" metaspace "$work/trained.json" "$work/llama2.json" llama2
 /usr/bin/python3 "$make" metaspace "$work/trained.json" "$work/mistral.json" mistral
+keep "$work/docs" "$work"/{gpt2,llama3,qwen2,llama2,mistral}.json
 for f in gpt2 llama3 qwen2 llama2 mistral; do
   TOKENIZER_DECODED=$work/$f.ref.dec node "$root/tests/runtime/hf_tokenizer_ref.js" "$modules" \
     "$work/$f.json" "${docs[@]}" > "$work/$f.ref"
