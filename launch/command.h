@@ -27,5 +27,6 @@ int RunWorker(const Args& args);
 int RunLaunch(const Args& args);
 int RunTraceCommand(const Args& args);
 int RunReport(const Args& args);
+int RunExport(const Args& args);
 
 }  // namespace seqmesh::launch

@@ -25,6 +25,7 @@ constexpr Command kCommands[] = {
      RunTraceCommand},
     {"report", "summarize a run and chart its loss, throughput and step times (SVG, PNG)",
      RunReport},
+    {"export", "write a Hugging Face model with a LoRA adapter merged (--merge-lora)", RunExport},
 };
 
 void Usage(std::ostream& os) {

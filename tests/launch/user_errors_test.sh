@@ -64,4 +64,11 @@ if "$seqmesh" train --config "$work/ok.toml" --checkpoint.dir="\"$work/m\"" \
 fi
 grep -q "the job needs about [0-9.]* GiB .* but this machine has [0-9.]* GiB available" "$work/err" \
   || fail "memory: $(cat "$work/err")"
+# export --merge-lora names a missing adapter.
+if "$seqmesh" export --merge-lora "$work/no-adapter" --base "$work" --output "$work/merged" \
+    > /dev/null 2> "$work/err"; then
+  fail "export merged a missing adapter"
+fi
+grep -q "no-adapter/adapter_config.json' does not exist" "$work/err" || fail "export: $(cat "$work/err")"
+[ "$(wc -l < "$work/err")" -eq 1 ] || fail "export: more than one line: $(cat "$work/err")"
 echo PASS
