@@ -124,16 +124,8 @@ put("tiktoken", "small.tiktoken", "\n".join(lines) + "\n")
 
 # tokenizer.json: a byte-level BPE (GPT-2's shape) and a metaspace one with byte fallback and a
 # template (Llama 2's), small enough to mutate.
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime"))
+from make_tokenizer_json import bytes_to_unicode  # noqa: E402  GPT-2's byte alphabet
 
 alphabet = bytes_to_unicode()
 vocab = {alphabet[b]: b for b in range(256)}

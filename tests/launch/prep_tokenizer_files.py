@@ -15,20 +15,12 @@
                              seqmesh's reader)
 """
 import json
+import os
 import struct
 import sys
 
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime"))
+from make_tokenizer_json import bytes_to_unicode  # noqa: E402  GPT-2's byte alphabet
 
 
 def make_bytelevel(out, vocab_size):
