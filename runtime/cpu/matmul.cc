@@ -7,6 +7,8 @@
 #include <exception>
 #include <limits>
 
+#include "runtime/cpu/gemm_tiles.h"
+
 namespace seqmesh {
 
 namespace {
@@ -22,34 +24,6 @@ void SgemmTile(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
   SM_CHECK_DNNL(dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb,
                            beta, c, ldc))
       << "sgemm M=" << m << " N=" << n << " K=" << k;
-}
-
-// Tiles of C, chosen from the shape alone (never from the thread count): C is cut along its
-// longer side into up to kMaxTiles tiles of at least kMinTile rows or columns (multiples of 16).
-// Each tile is one single-threaded sgemm over the whole K, so every element of C is summed in
-// the same order however many threads share the tiles. oneDNN's own threading splits K for
-// small M x N on AVX2 (partial sums per thread, added at the end), which made gradients differ in
-// their last bits between 1 and 2 threads there (issue 13, item 10).
-//
-// The operand shared by every tile is packed again per tile, so tiles are few and large: on the
-// 12-layer bench model (bench/step_cpu, 2 threads, AVX2) 16 tiles of >= 32 ran the step at 0.83x
-// of oneDNN's own threading, 8 of >= 256 at 0.91x, 4 of >= 256 at 1.00x (docs/BENCHMARKS.md).
-// The cost of the cap: a GEMM uses at most kMaxTiles threads.
-constexpr int64_t kMaxTiles = 4;
-constexpr int64_t kMinTile = 128;
-
-struct Tiling {
-  bool along_m;
-  int64_t size;   // rows (along_m) or columns per tile
-  int64_t count;  // number of tiles
-};
-
-Tiling TilesOf(int64_t m, int64_t n) {
-  const bool along_m = m >= n;
-  const int64_t side = along_m ? m : n;
-  const int64_t count = std::clamp<int64_t>(side / kMinTile, 1, kMaxTiles);
-  const int64_t size = ((side + count - 1) / count + 15) / 16 * 16;
-  return {along_m, size, (side + size - 1) / size};
 }
 
 }  // namespace
@@ -71,7 +45,7 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     SgemmTile(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  const Tiling tiles = TilesOf(m, n);
+  const GemmTiling tiles = GemmTilesOf(m, n);
   // Tile i of A (rows of op(A)) or of B (columns of op(B)) in row-major storage.
   auto tile = [&](int64_t i) {
     const int64_t lo = i * tiles.size;
@@ -85,27 +59,7 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
                 beta, c + lo, ldc);
     }
   };
-  // Even a single tile, or a single thread, runs inside a parallel region: called outside one,
-  // sgemm would thread (and split K) on its own. A check that fails in a tile is rethrown here
-  // (an exception may not leave an OpenMP region).
-  std::exception_ptr error;
-  auto run = [&](int64_t i) {
-    try {
-      tile(i);
-    } catch (...) {
-#pragma omp critical(seqmesh_gemm_error)
-      if (!error) error = std::current_exception();
-    }
-  };
-  if (ctx.threads == 1) {
-#pragma omp parallel num_threads(1)
-    for (int64_t i = 0; i < tiles.count; ++i) run(i);
-  } else {
-    const int threads = static_cast<int>(std::min<int64_t>(tiles.count, ctx.threads));
-#pragma omp parallel for schedule(static) num_threads(std::max(threads, 2))
-    for (int64_t i = 0; i < tiles.count; ++i) run(i);
-  }
-  if (error) std::rethrow_exception(error);
+  RunGemmTiles(tiles.count, ctx, tile);
 }
 
 namespace {
