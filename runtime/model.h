@@ -110,13 +110,13 @@ class Model {
   const Tensor& Param(const std::string& name) const;
   const ParamLayout& param_layout() const { return layout_; }
   size_t param_bytes() const { return param_arena_.bytes(); }
+  size_t activation_bytes() const { return act_arena_.bytes(); }
 
   // The Hugging Face directory the weights were last loaded from (its config.json, weight dtypes
   // and tokenizer files), which SaveHfModel writes back; null for weights of seqmesh's own.
   // LoadHfWeights sets it.
   const std::shared_ptr<const HfSource>& hf_source() const { return hf_source_; }
   void set_hf_source(std::shared_ptr<const HfSource> source) { hf_source_ = std::move(source); }
-  size_t activation_bytes() const { return act_arena_.bytes(); }
 
   // Normal(0, std) matrices (std = 0.02 by default; the embedding as well), ones for norms.
   void InitRandom(uint64_t seed, float std = 0.02f);

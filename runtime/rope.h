@@ -4,7 +4,7 @@
 //
 // Scalings, as Hugging Face transformers computes them (modeling_rope_utils.py):
 //   default  inv_freq[i] = theta^(-2i / head_dim)
-//   linear   inv_freq[i] / factor   (positions interpolated: Code Llama, LongChat)
+//   linear   inv_freq[i] / factor   (position interpolation: LongChat, Vicuna 16K)
 //   llama3   _compute_llama3_parameters (Llama 3.1, 3.2, 3.3): with wavelen = 2 pi / inv_freq,
 //            low = original_max_positions / low_freq_factor and
 //            high = original_max_positions / high_freq_factor,
