@@ -69,13 +69,11 @@ void OptimizerPartWriter::Write(size_t tensor, int64_t offset, const float* m, c
 }
 
 std::vector<std::string> WriteCheckpointPart(const std::string& dir, int rank, int world_size,
-                                             const Model& model, const GradSync& sync) {
+                                             const Model& model, const GradSync& sync,
+                                             ExportDType dtype) {
   fs::create_directories(dir);
   std::vector<std::string> files;
-  if (rank == 0) {
-    SaveHfModel(model, dir);
-    files = {"config.json", "model.safetensors"};
-  }
+  if (rank == 0) files = SaveHfModel(model, dir, dtype);
   const std::string name = OptimizerPartName(rank);
   OptimizerPartWriter part(dir + "/" + name, model.params(), sync.moment_pieces(),
                            {{"optimizer_step", std::to_string(sync.step())},

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "parallel/grad_sync.h"
+#include "runtime/hf_checkpoint.h"
 #include "runtime/model.h"
 #include "runtime/safetensors.h"
 
@@ -46,9 +47,11 @@ class OptimizerPartWriter {
 };
 
 // Writes this rank's files into `dir` (created if needed), each atomically; returns their names
-// relative to `dir`.
+// relative to `dir`. Rank 0 writes the Hugging Face directory (SaveHfModel: the weights in
+// `dtype`, the config and tokenizer files of the model's source).
 std::vector<std::string> WriteCheckpointPart(const std::string& dir, int rank, int world_size,
-                                             const Model& model, const GradSync& sync);
+                                             const Model& model, const GradSync& sync,
+                                             ExportDType dtype);
 
 // Loads the parameters and this rank's moments from every optimizer part `dir`'s manifest lists.
 // Every element of every parameter must be covered by exactly one piece of m and one of v, and

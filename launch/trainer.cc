@@ -62,7 +62,8 @@ void Save(const RunConfig& config, LocalRun& run, std::ostream& out) {
   commit.cursor = run.cursor;
   commit.job_id = run.job_id;
   commit.parts.push_back(
-      DigestFiles(dir, WriteCheckpointPart(dir, 0, 1, run.hdp->model(), run.hdp->sync())));
+      DigestFiles(dir, WriteCheckpointPart(dir, 0, 1, run.hdp->model(), run.hdp->sync(),
+                                           config.checkpoint.export_dtype)));
   WriteJobCommit(dir, commit);
   PruneJobCheckpoints(CheckpointRoot(config), config.checkpoint.keep, run.step,
                       [](uint64_t) { return false; });

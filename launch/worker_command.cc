@@ -219,7 +219,8 @@ void CommitPart(CoordinatorClient& client, const RunConfig& config, HdpStep& hdp
   part.set_step(steps);
   part.set_generation(generation);
   for (proto::FileDigest& d :
-       DigestFiles(dir, WriteCheckpointPart(dir, hdp.rank(), world, hdp.model(), hdp.sync())))
+       DigestFiles(dir, WriteCheckpointPart(dir, hdp.rank(), world, hdp.model(), hdp.sync(),
+                                            config.checkpoint.export_dtype)))
     *part.add_files() = std::move(d);
   client.CommitCheckpoint(part);
 }

@@ -69,9 +69,10 @@ class Backend {
                                const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                                bool accumulate) = 0;
 
-  // cos, sin (T, head_dim/2) for positions (T) i32 (Hugging Face's inv_freq).
-  virtual void RopeTable(const Tensor& positions, int head_dim, float theta, const Tensor& cos,
-                         const Tensor& sin) = 0;
+  // cos, sin (T, head_dim/2) for positions (T) i32 and the head_dim/2 inverse frequencies
+  // (runtime/rope.h: plain or scaled, as Hugging Face computes them).
+  virtual void RopeTable(const Tensor& positions, std::span<const double> inv_freq,
+                         const Tensor& cos, const Tensor& sin) = 0;
   // Rotates, in place, `heads` heads of head_dim columns starting at column `column` of every
   // row of x (T, width); inverse applies the transpose rotation (backward).
   virtual void RopeApply(const Tensor& x, int64_t column, int heads, int head_dim,

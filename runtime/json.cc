@@ -46,6 +46,30 @@ Json Json::Number(double v) {
   return j;
 }
 
+// As Python's repr of the shortest digits: scientific ("1e-05") below 1e-4 and from 1e16, else
+// positional with at least one decimal ("500000.0"), so a config reads as transformers writes it.
+Json Json::Float(float v) {
+  SM_CHECK(std::isfinite(v)) << "JSON cannot hold the number " << v;
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  SM_CHECK(ec == std::errc()) << "cannot format the float " << v;
+  const std::string_view sci(buf, end - buf);
+  int exponent = 0;
+  const char* e = sci.data() + sci.find('e') + 1;
+  std::from_chars(e + (*e == '+'), end, exponent);
+  Json j;
+  j.type_ = Type::kNumber;
+  if (v != 0 && (exponent < -4 || exponent >= 16)) {
+    j.text_ = sci;
+    return j;
+  }
+  const auto fixed = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  SM_CHECK(fixed.ec == std::errc()) << "cannot format the float " << v;
+  j.text_.assign(buf, fixed.ptr);
+  if (j.text_.find('.') == std::string::npos) j.text_ += ".0";
+  return j;
+}
+
 Json Json::Integer(int64_t v) {
   Json j;
   j.type_ = Type::kNumber;
@@ -127,6 +151,13 @@ Json& Json::Set(std::string key, Json value) {
   return members_.back().second;
 }
 
+Json& Json::Put(std::string_view key, Json value) {
+  SM_CHECK(type_ == Type::kObject) << "Json::Put on " << TypeName(type_);
+  for (auto& [k, v] : members_)
+    if (k == key) return v = std::move(value);
+  return Set(std::string(key), std::move(value));
+}
+
 void Json::Push(Json value) {
   SM_CHECK(type_ == Type::kArray) << "Json::Push on " << TypeName(type_);
   items_.push_back(std::move(value));
@@ -172,7 +203,14 @@ void DumpString(const std::string& s, std::string& out) {
   out += '"';
 }
 
-void DumpTo(const Json& j, std::string& out) {
+// indent 0: compact. Otherwise nested members start a new line `indent` spaces deeper than
+// their container (`depth` levels in); empty arrays and objects stay "[]" and "{}".
+void DumpTo(const Json& j, std::string& out, int indent, int depth) {
+  auto newline = [&](int level) {
+    if (indent == 0) return;
+    out += '\n';
+    out.append(static_cast<size_t>(indent) * level, ' ');
+  };
   switch (j.type()) {
     case Json::Type::kNull:
       out += "null";
@@ -192,8 +230,10 @@ void DumpTo(const Json& j, std::string& out) {
       for (const Json& v : j.AsArray("")) {
         if (!first) out += ',';
         first = false;
-        DumpTo(v, out);
+        newline(depth + 1);
+        DumpTo(v, out, indent, depth + 1);
       }
+      if (!first) newline(depth);
       out += ']';
       break;
     }
@@ -203,10 +243,12 @@ void DumpTo(const Json& j, std::string& out) {
       for (const auto& [k, v] : j.AsObject("")) {
         if (!first) out += ',';
         first = false;
+        newline(depth + 1);
         DumpString(k, out);
-        out += ':';
-        DumpTo(v, out);
+        out += indent == 0 ? ":" : ": ";
+        DumpTo(v, out, indent, depth + 1);
       }
+      if (!first) newline(depth);
       out += '}';
       break;
     }
@@ -215,10 +257,10 @@ void DumpTo(const Json& j, std::string& out) {
 
 }  // namespace
 
-std::string Json::Dump() const {
+std::string Json::Dump(int indent) const {
   if (type_ == Type::kNumber) return text_;
   std::string out;
-  DumpTo(*this, out);
+  DumpTo(*this, out, indent, 0);
   return out;
 }
 

@@ -1,6 +1,7 @@
 // A small JSON value with a strict parser and a writer: enough for safetensors headers,
 // Hugging Face config.json files, manifests and metrics lines. Objects keep their key order and
-// reject duplicate keys; numbers keep their text, so 64-bit integers survive exactly.
+// reject duplicate keys; numbers keep their text, so 64-bit integers survive exactly and a parsed
+// document is written back with every number as it was read (1e-06 stays 1e-06).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,11 @@ class Json {
 
   Json() = default;
   static Json Bool(bool b);
-  static Json Number(double v);
+  static Json Number(double v);  // %.17g: the double exactly
+  // The shortest digits that read back as the float `v`, laid out as Python's repr (1e-05f is
+  // "1e-05", not the double nearest to it, 9.9999997473787516e-06; 5e5f is "500000.0"): how a
+  // config's float field is written.
+  static Json Float(float v);
   static Json Integer(int64_t v);
   static Json String(std::string s);
   static Json Array(std::vector<Json> items = {});
@@ -48,10 +53,13 @@ class Json {
   const Json& Require(std::string_view key, const std::string& what) const;
   // Appends a member to an object (no duplicate check: the writer's caller owns the keys).
   Json& Set(std::string key, Json value);
+  // Replaces the member `key` in place (keeping its position), or appends it when absent.
+  Json& Put(std::string_view key, Json value);
   void Push(Json value);
 
-  // Compact text (no spaces), keys in insertion order.
-  std::string Dump() const;
+  // Compact text (no spaces), keys in insertion order; with indent > 0, one member or item a
+  // line, as Python's json.dumps(indent=indent) writes it (Hugging Face's config.json layout).
+  std::string Dump(int indent = 0) const;
 
  private:
   Type type_ = Type::kNull;

@@ -28,6 +28,7 @@ void ModelConfig::Validate() const {
   SM_CHECK(head_dim() % 2 == 0) << "head_dim = hidden / heads = " << head_dim()
                                 << " must be even for rotary embeddings";
   SM_CHECK(rope_theta > 0) << "model.rope_theta must be > 0, got " << rope_theta;
+  rope_scaling.Validate();
   SM_CHECK(norm_eps > 0) << "model.norm_eps must be > 0, got " << norm_eps;
 }
 
@@ -150,6 +151,8 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
       << DeviceName(options_.backend->device());
   dims_ = {static_cast<int>(config_.heads), static_cast<int>(config_.kv_heads),
            static_cast<int>(config_.head_dim())};
+  rope_inv_freq_ = RopeInverseFrequencies(static_cast<int>(config_.head_dim()), config_.rope_theta,
+                                          config_.rope_scaling);
 
   BuildParams(param_arena_, params_, "");
   BuildParams(grad_arena_, grads_, "grad.");
@@ -384,8 +387,7 @@ void Model::PrepareBatch(const Batch& batch, float normalizer) {
   } else {
     PositionsFromCuSeqlens(batch.cu_seqlens, batch.num_docs + 1, pos);
   }
-  options_.backend->RopeTable(Live(positions_), static_cast<int>(config_.head_dim()),
-                              config_.rope_theta, Live(rope_cos_), Live(rope_sin_));
+  options_.backend->RopeTable(Live(positions_), rope_inv_freq_, Live(rope_cos_), Live(rope_sin_));
 }
 
 Model::HeadParams Model::AcquireHead() {

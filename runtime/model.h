@@ -26,9 +26,12 @@
 #include "runtime/backend.h"
 #include "runtime/layers.h"
 #include "runtime/parameter_store.h"
+#include "runtime/rope.h"
 #include "runtime/tensor.h"
 
 namespace seqmesh {
+
+struct HfSource;  // runtime/hf_checkpoint.h
 
 struct ModelConfig {
   int64_t vocab = 0;
@@ -40,6 +43,7 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   float norm_eps = 1e-5f;
   bool tie_embeddings = false;
+  RopeScaling rope_scaling;  // default: none (positions as trained)
 
   int64_t head_dim() const { return hidden / heads; }
   // Errors name the field: heads must divide hidden, kv_heads must divide heads, head_dim even...
@@ -108,6 +112,12 @@ class Model {
   size_t param_bytes() const { return param_arena_.bytes(); }
   size_t activation_bytes() const { return act_arena_.bytes(); }
 
+  // The Hugging Face directory the weights were last loaded from (its config.json, weight dtypes
+  // and tokenizer files), which SaveHfModel writes back; null for weights of seqmesh's own.
+  // LoadHfWeights sets it.
+  const std::shared_ptr<const HfSource>& hf_source() const { return hf_source_; }
+  void set_hf_source(std::shared_ptr<const HfSource> source) { hf_source_ = std::move(source); }
+
   // Normal(0, std) matrices (std = 0.02 by default; the embedding as well), ones for norms.
   void InitRandom(uint64_t seed, float std = 0.02f);
   void ZeroGrad();
@@ -151,6 +161,8 @@ class Model {
   ModelConfig config_;
   ModelOptions options_;
   AttentionDims dims_;
+  std::vector<double> rope_inv_freq_;  // (head_dim / 2): config_'s theta and scaling
+  std::shared_ptr<const HfSource> hf_source_;
 
   Arena param_arena_{"parameters"};
   Arena grad_arena_{"gradients"};

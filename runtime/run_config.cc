@@ -219,6 +219,11 @@ std::vector<Field> Schema(RunConfig& c) {
       {"model.rope_theta", &c.model.rope_theta},
       {"model.norm_eps", &c.model.norm_eps},
       {"model.tie_embeddings", &c.model.tie_embeddings},
+      {"model.rope_scaling", ChoiceOf(&c.model.rope_scaling.type, RopeTypeNames())},
+      {"model.rope_factor", &c.model.rope_scaling.factor},
+      {"model.rope_low_freq_factor", &c.model.rope_scaling.low_freq_factor},
+      {"model.rope_high_freq_factor", &c.model.rope_scaling.high_freq_factor},
+      {"model.rope_original_max_positions", &c.model.rope_scaling.original_max_positions},
       {"training.steps", &c.training.steps},
       {"training.global_batch_tokens", &c.training.global_batch_tokens},
       {"training.micro_batch_tokens", &c.training.micro_batch_tokens},
@@ -242,6 +247,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"checkpoint.dir", &c.checkpoint.dir},
       {"checkpoint.interval", &c.checkpoint.interval},
       {"checkpoint.keep", &c.checkpoint.keep},
+      {"checkpoint.export_dtype", ChoiceOf(&c.checkpoint.export_dtype, ExportDTypeNames())},
       {"distributed.planner", ChoiceOf(&c.distributed.planner, PlannerNames())},
       {"distributed.cost", &c.distributed.cost},
       {"distributed.context", &c.distributed.context},
@@ -430,7 +436,7 @@ RunConfig RunConfig::FromText(const std::string* text, const std::string& path,
                               const std::vector<std::string>& overrides) {
   RunConfig c;
   // Small defaults that train on one core in seconds (examples/ overrides them).
-  c.model = {256, 64, 2, 4, 2, 128, 10000.0f, 1e-5f, false};
+  c.model = {256, 64, 2, 4, 2, 128, 10000.0f, 1e-5f, false, {}};
   const std::vector<Field> schema = Schema(c);
   std::vector<std::string> names, sections;
   for (const Field& f : schema) {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/hf_checkpoint.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
 
@@ -55,6 +56,9 @@ struct CheckpointConfig {
   std::string dir = "runs/default";
   int64_t interval = 0;  // steps between checkpoints; 0: only at the end and on a signal
   int64_t keep = 3;
+  // The dtype of the weights in model.safetensors: auto keeps each tensor's dtype as read from
+  // --init-from (or the checkpoint resumed), float32 for weights seqmesh initialized.
+  ExportDType export_dtype = ExportDType::kAuto;
 };
 
 // The HDP planner of a job (scheduler/planner.h): balanced (DP-Balance), naive (HDP without

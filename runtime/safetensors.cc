@@ -33,6 +33,29 @@ float HalfToFloat(uint16_t h) {
 
 }  // namespace
 
+uint16_t FloatToF16(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t a = x & 0x7fffffffu;
+  if (a > 0x7f800000u) return sign | 0x7e00u;   // NaN stays NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;  // from 65520 (half-way past 65504): infinity
+  if (a < 0x38800000u) {
+    // Below 2^-14: a subnormal half, in units of 2^-24. The product is exact (a power of two)
+    // and nearbyint rounds half to even; 1024 units is the smallest normal, 0x0400.
+    float abs_f;
+    std::memcpy(&abs_f, &a, 4);
+    return sign | static_cast<uint16_t>(std::nearbyint(abs_f * 16777216.0f));
+  }
+  // Normal: rebias the exponent (127 -> 15), then round the 13 dropped bits half to even (a
+  // carry into the exponent is the right result, up to 65504).
+  uint32_t r = a - 0x38000000u;
+  r += 0xfffu + ((r >> 13) & 1u);
+  return sign | static_cast<uint16_t>(r >> 13);
+}
+
+float F16ToFloat(uint16_t h) { return HalfToFloat(h); }
+
 SafetensorsFile SafetensorsFile::Open(const std::string& path) {
   SafetensorsFile f{MappedFile(path)};
   const uint8_t* p = f.file_.data();
@@ -245,24 +268,39 @@ void SafetensorsWriter::Commit() {
 
 void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors, bool as_bf16,
                       const std::map<std::string, std::string>& metadata) {
+  WriteSafetensors(path, tensors,
+                   std::vector<std::string>(tensors.size(), as_bf16 ? "BF16" : "F32"), metadata);
+}
+
+void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors,
+                      const std::vector<std::string>& dtypes,
+                      const std::map<std::string, std::string>& metadata) {
+  SM_CHECK(dtypes.size() == tensors.size())
+      << "'" << path << "': " << dtypes.size() << " dtypes for " << tensors.size() << " tensors";
   std::vector<SafetensorsTensorSpec> specs;
-  for (const Tensor& t : tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
     CheckDType(t, DType::kF32);
-    SafetensorsTensorSpec spec{t.name(), as_bf16 ? "BF16" : "F32", {}};
-    for (int i = 0; i < t.shape().ndim(); ++i) spec.shape.push_back(t.dim(i));
+    SM_CHECK(dtypes[i] == "F32" || dtypes[i] == "BF16" || dtypes[i] == "F16")
+        << "'" << path << "': tensor '" << t.name() << "' cannot be written as " << dtypes[i]
+        << " (F32, BF16 or F16)";
+    SafetensorsTensorSpec spec{t.name(), dtypes[i], {}};
+    for (int d = 0; d < t.shape().ndim(); ++d) spec.shape.push_back(t.dim(d));
     specs.push_back(std::move(spec));
   }
   SafetensorsWriter writer(path, std::move(specs), metadata);
-  std::vector<uint16_t> bf16;
+  std::vector<uint16_t> half;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
-    if (as_bf16) {
-      bf16.resize(t.numel());
-      for (int64_t k = 0; k < t.numel(); ++k) bf16[k] = FloatToBf16(t.f32()[k]);
-      writer.Write(i, 0, bf16.data(), bf16.size() * sizeof(uint16_t));
-    } else {
+    if (dtypes[i] == "F32") {
       writer.Write(i, 0, t.data(), t.bytes());
+      continue;
     }
+    half.resize(t.numel());
+    const bool bf16 = dtypes[i] == "BF16";
+    for (int64_t k = 0; k < t.numel(); ++k)
+      half[k] = bf16 ? FloatToBf16(t.f32()[k]) : FloatToF16(t.f32()[k]);
+    writer.Write(i, 0, half.data(), half.size() * sizeof(uint16_t));
   }
   writer.Commit();
 }

@@ -90,5 +90,13 @@ class SafetensorsWriter {
 void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors,
                       bool as_bf16 = false,
                       const std::map<std::string, std::string>& metadata = {});
+// The same with a dtype per tensor: "F32", or "BF16" / "F16" rounded to nearest even.
+void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors,
+                      const std::vector<std::string>& dtypes,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// IEEE half <-> f32: round to nearest even (overflow to infinity, NaN stays NaN); exact widening.
+uint16_t FloatToF16(float f);
+float F16ToFloat(uint16_t h);
 
 }  // namespace seqmesh

@@ -265,7 +265,8 @@ class Trainer:
     def save(self, path: Optional[PathLike] = None) -> str:
         """None: a checkpoint of the run in checkpoint.dir (weights, moments, step, data cursor;
         what resume continues). A path: a Hugging Face directory (config.json and
-        model.safetensors) of the weights. Returns the directory."""
+        model.safetensors, in checkpoint.export_dtype; with the config.json and tokenizer files
+        of the directory the model came from, if any) of the weights. Returns the directory."""
         if path is None:
             return self._t.save()
         self._t.save_hf(os.fspath(path))

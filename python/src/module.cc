@@ -246,7 +246,7 @@ PYBIND11_MODULE(_seqmesh, m) {
           "save_hf",
           [](PyTrainer& t, const std::string& dir) {
             py::gil_scoped_release release;
-            SaveHfModel(t.get().model(), dir);
+            SaveHfModel(t.get().model(), dir, t.get().config().checkpoint.export_dtype);
           },
           py::arg("path"))
       .def(

@@ -97,13 +97,14 @@ void CpuBackend::RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor
                            accumulate, ctx_);
 }
 
-void CpuBackend::RopeTable(const Tensor& positions, int head_dim, float theta, const Tensor& cos,
-                           const Tensor& sin) {
+void CpuBackend::RopeTable(const Tensor& positions, std::span<const double> inv_freq,
+                           const Tensor& cos, const Tensor& sin) {
   const int64_t t = positions.numel();
+  const int half = static_cast<int>(inv_freq.size());
   CheckRows(positions, t, 1);
-  CheckRows(cos, t, head_dim / 2);
-  CheckRows(sin, t, head_dim / 2);
-  seqmesh::RopeTable(positions.i32(), t, head_dim, theta, cos.f32(), sin.f32(), ctx_);
+  CheckRows(cos, t, half);
+  CheckRows(sin, t, half);
+  seqmesh::RopeTable(positions.i32(), t, inv_freq.data(), half, cos.f32(), sin.f32(), ctx_);
 }
 
 void CpuBackend::RopeApply(const Tensor& x, int64_t column, int heads, int head_dim,

@@ -28,7 +28,7 @@ class CpuBackend final : public Backend {
                       float eps) override;
   void RmsNormBackward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
                        const Tensor& dx, const Tensor& dw, bool accumulate) override;
-  void RopeTable(const Tensor& positions, int head_dim, float theta, const Tensor& cos,
+  void RopeTable(const Tensor& positions, std::span<const double> inv_freq, const Tensor& cos,
                  const Tensor& sin) override;
   void RopeApply(const Tensor& x, int64_t column, int heads, int head_dim, const Tensor& cos,
                  const Tensor& sin, bool inverse) override;

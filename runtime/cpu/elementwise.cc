@@ -63,12 +63,8 @@ void RmsNormBackward(const float* dy, const float* x, const float* w, const floa
   for (int64_t b = 0; b < blocks; ++b) cpu::Vec().add(dw, part + b * n, n);
 }
 
-void RopeTable(const int32_t* positions, int64_t t, int head_dim, float theta, float* cos,
+void RopeTable(const int32_t* positions, int64_t t, const double* inv_freq, int half, float* cos,
                float* sin, const ExecutionContext& ctx) {
-  const int half = head_dim / 2;
-  std::vector<double> inv_freq(half);
-  for (int i = 0; i < half; ++i)
-    inv_freq[i] = std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
 #pragma omp parallel for schedule(static) num_threads(ctx.threads)
   for (int64_t r = 0; r < t; ++r)
     for (int i = 0; i < half; ++i) {

@@ -26,8 +26,9 @@ void RmsNormBackward(const float* dy, const float* x, const float* w, const floa
                      float* dw, int64_t t, int64_t n, bool accumulate,
                      const ExecutionContext& ctx = {});
 
-// cos, sin (T, head_dim/2): angle = positions[t] * theta^(-2i/head_dim), Hugging Face's inv_freq.
-void RopeTable(const int32_t* positions, int64_t t, int head_dim, float theta, float* cos,
+// cos, sin (T, half): angle = positions[t] * inv_freq[i] in double, rounded once to float
+// (inv_freq: runtime/rope.h's RopeInverseFrequencies, half = head_dim / 2 of them).
+void RopeTable(const int32_t* positions, int64_t t, const double* inv_freq, int half, float* cos,
                float* sin, const ExecutionContext& ctx = {});
 // Rotates `heads` heads of each of T rows (row stride ld) in place, rotate_half convention;
 // inverse applies the transpose rotation (the backward of the forward rotation).

@@ -125,7 +125,8 @@ class DistCheckpointTest : public ::testing::Test {
             }
           },
           7);
-      const std::vector<std::string> files = WriteCheckpointPart(dir_, r, n, w.model, *w.syncs[r]);
+      const std::vector<std::string> files =
+          WriteCheckpointPart(dir_, r, n, w.model, *w.syncs[r], ExportDType::kAuto);
       if (listed.empty() || std::count(listed.begin(), listed.end(), r))
         names.insert(names.end(), files.begin(), files.end());
     }

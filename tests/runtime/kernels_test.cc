@@ -18,6 +18,7 @@
 #include "runtime/layers.h"
 #include "runtime/model.h"
 #include "runtime/optimizer.h"
+#include "runtime/rope.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -64,13 +65,20 @@ TEST(PositionsFromCuSeqlens, RestartAtEveryDocument) {
   EXPECT_EQ(pos, (std::vector<int32_t>{0, 1, 2, 0, 1, 2, 3, 0}));
 }
 
+// The unscaled table (theta only), as the model builds it.
+void PlainRopeTable(const int32_t* pos, int64_t t, int head_dim, double theta, float* cos,
+                    float* sin) {
+  const std::vector<double> inv_freq = RopeInverseFrequencies(head_dim, theta, {});
+  RopeTable(pos, t, inv_freq.data(), head_dim / 2, cos, sin);
+}
+
 // At position 0 every angle is 0: cos = 1 and sin = 0 exactly, and the rotation is the identity
 // bit for bit.
 TEST(RopeExact, PositionZeroIsIdentity) {
   const int head_dim = 10, heads = 3;
   const std::vector<int32_t> pos = {0, 0};
   std::vector<float> cos(2 * head_dim / 2), sin(cos.size());
-  RopeTable(pos.data(), 2, head_dim, 10000.0f, cos.data(), sin.data());
+  PlainRopeTable(pos.data(), 2, head_dim, 10000.0, cos.data(), sin.data());
   for (size_t i = 0; i < cos.size(); ++i) {
     EXPECT_EQ(cos[i], 1.0f);
     EXPECT_EQ(sin[i], 0.0f);
@@ -87,7 +95,7 @@ TEST(RopeExact, PositionZeroIsIdentity) {
 TEST(RopeExact, KnownAngleRotatesHalfPairs) {
   const int32_t pos = 2;
   float cos[2], sin[2];
-  RopeTable(&pos, 1, 4, 16.0f, cos, sin);
+  PlainRopeTable(&pos, 1, 4, 16.0, cos, sin);
   EXPECT_FLOAT_EQ(cos[0], std::cos(2.0f));
   EXPECT_FLOAT_EQ(sin[0], std::sin(2.0f));
   EXPECT_FLOAT_EQ(cos[1], std::cos(0.5f));
@@ -284,7 +292,7 @@ TEST(RopeGradient, InverseIsTheBackwardOfForward) {
   const int64_t ld = heads * head_dim + 4;
   std::vector<int32_t> pos = {0, 1, 2, 7, 100, 3};
   std::vector<float> cos(t * head_dim / 2), sin(cos.size());
-  RopeTable(pos.data(), t, head_dim, 10000.0f, cos.data(), sin.data());
+  PlainRopeTable(pos.data(), t, head_dim, 10000.0, cos.data(), sin.data());
   const auto x = RandomVector(t * ld, 4);
   const auto r = RandomVector(t * ld, 5);
   auto loss = [&](const std::vector<float>& xx) {

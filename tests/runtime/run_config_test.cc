@@ -220,5 +220,32 @@ TEST_F(RunConfigTest, OffloadSectionParsesAndRefusesBadValues) {
                          "did you mean 'offload.optimizer'?"));
 }
 
+// checkpoint.export_dtype and the RoPE scaling keys (issue 18, item 6): closed sets named in the
+// errors, bounds naming the key, and the resolved TOML carrying them (what the workers get).
+TEST_F(RunConfigTest, ExportDtypeAndRopeScalingKeys) {
+  const RunConfig d = RunConfig::Load("");
+  EXPECT_EQ(d.checkpoint.export_dtype, ExportDType::kAuto);
+  EXPECT_EQ(d.model.rope_scaling.type, RopeType::kDefault);
+  EXPECT_EQ(RunConfig::Load("", {"--checkpoint.export_dtype=\"bfloat16\""}).checkpoint.export_dtype,
+            ExportDType::kBfloat16);
+  EXPECT_TRUE(
+      ThrowsWith([&] { RunConfig::Load("", {"--checkpoint.export_dtype=\"fp16\""}); },
+                 "checkpoint.export_dtype must be auto, float32 or bfloat16, got \"fp16\""));
+  Write(
+      "[model]\nrope_scaling = \"llama3\"\nrope_factor = 32.0\nrope_low_freq_factor = 1.0\n"
+      "rope_high_freq_factor = 4.0\nrope_original_max_positions = 8192\n");
+  const RunConfig c = RunConfig::Load(path_);
+  EXPECT_EQ(c.model.rope_scaling.type, RopeType::kLlama3);
+  EXPECT_EQ(c.model.rope_scaling.factor, 32.0);
+  EXPECT_EQ(RunConfig::Parse(c.ToToml(), "resolved").model.rope_scaling, c.model.rope_scaling);
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--model.rope_scaling=\"yarn\""}); },
+                         "model.rope_scaling must be default, linear or llama3, got \"yarn\""));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        RunConfig::Load("", {"--model.rope_scaling=\"linear\"", "--model.rope_factor=0.5"});
+      },
+      "model.rope_factor must be >= 1 for rope_scaling \"linear\", got 0.5"));
+}
+
 }  // namespace
 }  // namespace seqmesh

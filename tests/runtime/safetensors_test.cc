@@ -37,6 +37,29 @@ TEST(Json, ParsesAndDumpsExactly) {
   EXPECT_EQ(Json::Parse(" [ ] ").Dump(), "[]");
 }
 
+// Numbers keep the text they were parsed from; Float writes a float as Python's repr of its
+// shortest digits; Put replaces in place; Dump(2) is json.dumps(indent=2)'s layout.
+TEST(Json, FloatsPutAndIndentedDumps) {
+  const Json j = Json::Parse(R"({"eps":1e-05,"theta":500000.0,"x":1.50,"e":[],"o":{}})");
+  EXPECT_EQ(j.Dump(), R"({"eps":1e-05,"theta":500000.0,"x":1.50,"e":[],"o":{}})");
+  EXPECT_EQ(Json::Float(1e-5f).Dump(), "1e-05");
+  EXPECT_EQ(Json::Float(1e-6f).Dump(), "1e-06");
+  EXPECT_EQ(Json::Float(500000.0f).Dump(), "500000.0");
+  EXPECT_EQ(Json::Float(0.02f).Dump(), "0.02");
+  EXPECT_EQ(Json::Float(0.0001f).Dump(), "0.0001");
+  EXPECT_EQ(Json::Float(1e16f).Dump(), "1e+16");
+  EXPECT_EQ(Json::Float(0.0f).Dump(), "0.0");
+  EXPECT_EQ(Json::Float(-2.5f).Dump(), "-2.5");
+  for (float f : {1e-5f, 3.14159265f, 1.17549435e-38f, 3.4028235e38f, 7e-45f})
+    EXPECT_EQ(static_cast<float>(Json::Float(f).AsDouble("f")), f) << f;
+  Json o = Json::Parse(R"({"a":1,"b":2})");
+  o.Put("a", Json::String("x"));
+  o.Put("c", Json::Bool(true));
+  EXPECT_EQ(o.Dump(), R"({"a":"x","b":2,"c":true})");
+  EXPECT_EQ(Json::Parse(R"({"a":[1,{"b":null}],"e":[]})").Dump(2),
+            "{\n  \"a\": [\n    1,\n    {\n      \"b\": null\n    }\n  ],\n  \"e\": []\n}");
+}
+
 TEST(Json, ErrorsNameTheProblemAndOffset) {
   EXPECT_TRUE(ThrowsWith([] { Json::Parse("{\"a\":1,\"a\":2}", "cfg"); },
                          "cfg: duplicate key \"a\" at byte 7"));
