@@ -266,7 +266,7 @@ void Model::ZeroGrad() { std::memset(grad_arena_.base(), 0, grad_arena_.bytes())
 Tensor Model::Live(const Tensor& t) const { return t.Rows(0, num_tokens_); }
 
 void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor& x,
-                         const Tensor& out) {
+                         const Tensor& out, KvCache* cache, int64_t layer) {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
   const int64_t ld = qkv_width();
@@ -279,6 +279,16 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
   float* qkv = a.qkv.f32();
   AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
                  {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
+  if (cache) {
+    // Rows [length, length + T) of the cache become this call's keys and values; the segment
+    // (Decode) lets query row i see cache rows [0, length + i].
+    float* k = cache->k(layer).f32() + cache->length() * kw;
+    float* v = cache->v(layer).f32() + cache->length() * kw;
+    be.CopyRows({k, kw}, io.k, num_tokens_, kw);
+    be.CopyRows({v, kw}, io.v, num_tokens_, kw);
+    io.k = {cache->k(layer).f32(), kw};
+    io.v = {cache->v(layer).f32(), kw};
+  }
   be.AttentionForward(dims_, segments_, io, 1.0f / std::sqrt(static_cast<float>(hd)));
   if (split_attention_) {
     const int64_t r = split_.q_begin;
@@ -384,6 +394,10 @@ void Model::PrepareBatch(const Batch& batch, float normalizer) {
   } else {
     PositionsFromCuSeqlens(batch.cu_seqlens, batch.num_docs + 1, pos);
   }
+  FillRopeTables();
+}
+
+void Model::FillRopeTables() {
   options_.backend->RopeTable(Live(positions_), static_cast<int>(config_.head_dim()),
                               config_.rope_theta, Live(rope_cos_), Live(rope_sin_));
 }
@@ -400,14 +414,21 @@ void Model::ReleaseHead() {
   param_store_->Release(head_group());
 }
 
+void Model::HeadLogits(int64_t first) {
+  const ModelConfig& c = config_;
+  Backend& be = *options_.backend;
+  auto rows = [&](const Tensor& t) { return t.Rows(first, num_tokens_); };
+  const HeadParams h = AcquireHead();
+  be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf_), rows(rstdf_), c.norm_eps);
+  be.LinearForward(rows(xf_), h.lm_head, rows(logits_), false);
+  ReleaseHead();
+}
+
 float Model::HeadForward(const Batch& batch, float normalizer, float* logits_out) {
   const ModelConfig& c = config_;
   const int64_t t = num_tokens_;
   Backend& be = *options_.backend;
-  const HeadParams h = AcquireHead();
-  be.RmsNormForward(Live(resid_[c.layers]), h.norm, Live(xf_), Live(rstdf_), c.norm_eps);
-  be.LinearForward(Live(xf_), h.lm_head, Live(logits_), false);
-  ReleaseHead();
+  HeadLogits(0);
   if (logits_out) std::memcpy(logits_out, logits_.f32(), t * c.vocab * sizeof(float));
   // From here logits_ holds d(loss_sum / normalizer) / d logits.
   const Tensor targets("targets", DType::kI32, {t}, const_cast<int32_t*>(batch.targets));
@@ -415,9 +436,8 @@ float Model::HeadForward(const Batch& batch, float normalizer, float* logits_out
   return static_cast<float>(loss_sum / normalizer);
 }
 
-float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
+void Model::ForwardLayers(KvCache* cache) {
   const ModelConfig& c = config_;
-  PrepareBatch(batch, normalizer);
   Backend& be = *options_.backend;
   ParameterStore& store = *param_store_;
   be.EmbeddingForward(Live(tokens_), store.Acquire(0)[0], Live(resid_[0]));
@@ -426,13 +446,48 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
   for (int l = 0; l < c.layers; ++l) {
     const LayerParams w = LayerView(store.Acquire(l + 1), l);
     store.Prefetch(l + 2);  // the next layer's group, or the head's after the last layer
-    LayerForward(w, acts_[l], Live(resid_[l]), Live(resid_[l + 1]));
+    LayerForward(w, acts_[l], Live(resid_[l]), Live(resid_[l + 1]), cache, l);
     store.Release(l + 1);
-    if (options_.checkpoint_layers[l]) act_store_->Save(l, Live(resid_[l]));
+    if (!cache && options_.checkpoint_layers[l]) act_store_->Save(l, Live(resid_[l]));
   }
+}
+
+float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
+  PrepareBatch(batch, normalizer);
+  ForwardLayers(nullptr);
   const float loss = HeadForward(batch, normalizer, logits_out);
   have_forward_ = true;
   return loss;
+}
+
+void Model::Decode(std::span<const int32_t> tokens, KvCache& cache, float* logits_out,
+                   bool all_logits) {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(tokens.size()), past = cache.length();
+  SM_CHECK(n >= 1) << "Decode needs at least one token";
+  SM_CHECK(n <= options_.max_tokens) << "Decode of " << n << " tokens, more than the model's "
+                                     << "capacity max_tokens = " << options_.max_tokens;
+  SM_CHECK(cache.layers() == c.layers && cache.width() == c.kv_heads * c.head_dim())
+      << "the KV cache was planned for " << cache.layers() << " layers of width " << cache.width()
+      << ", the model has " << c.layers << " of width " << c.kv_heads * c.head_dim();
+  SM_CHECK(past + n <= cache.capacity())
+      << "the KV cache holds " << cache.capacity() << " positions; " << past << " are filled and "
+      << n << " more do not fit";
+  SM_CHECK(logits_out != nullptr) << "Decode needs somewhere to put the logits";
+  have_forward_ = false;  // the activations no longer match a Forward
+  num_tokens_ = n;
+  split_attention_ = nullptr;
+  // One segment: query row i is position past + i and sees cache rows [0, past + i].
+  segments_.assign(1, AttentionSegment{0, n, 0, past + n, past, 0});
+  std::memcpy(tokens_.i32(), tokens.data(), n * sizeof(int32_t));
+  int32_t* pos = positions_.i32();
+  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(past + i);
+  FillRopeTables();
+  ForwardLayers(&cache);
+  cache.Advance(n);
+  const int64_t first = all_logits ? 0 : n - 1;
+  HeadLogits(first);
+  std::memcpy(logits_out, logits_.f32() + first * c.vocab, (n - first) * c.vocab * sizeof(float));
 }
 
 void Model::HeadBackward() {
