@@ -68,6 +68,15 @@ ModelConfig ReadHfConfig(const std::string& path) {
   return c;
 }
 
+int64_t ReadHfMaxPositions(const std::string& path) {
+  const Json j = Json::Parse(ReadText(path), "'" + path + "'");
+  const Json* v = j.Find("max_position_embeddings");
+  if (!v || v->is_null()) return 0;
+  const int64_t n = v->AsInt("'" + path + "': max_position_embeddings");
+  SM_CHECK(n >= 1) << "'" << path << "': max_position_embeddings must be >= 1, got " << n;
+  return n;
+}
+
 void WriteHfConfig(const ModelConfig& c, const std::string& path) {
   Json j = Json::Object();
   j.Set("architectures", Json::Array({Json::String("LlamaForCausalLM")}));

@@ -13,6 +13,9 @@ namespace seqmesh {
 // other than silu, head_dim != hidden / heads) are errors naming the key.
 ModelConfig ReadHfConfig(const std::string& path);
 void WriteHfConfig(const ModelConfig& config, const std::string& path);
+// max_position_embeddings of config.json: the longest sequence the model was made for (what
+// generation may fill); 0 when the file names none (seqmesh's own configs).
+int64_t ReadHfMaxPositions(const std::string& path);
 
 // Writes dir/config.json and dir/model.safetensors (F32, or BF16 when bf16), each atomically.
 void SaveHfModel(const Model& model, const std::string& dir, bool bf16 = false);
