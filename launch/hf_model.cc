@@ -42,6 +42,7 @@ HfModelDir ReadHfModelDir(const std::string& dir) {
 Model LoadHfModel(const HfModelDir& m, int64_t max_tokens, int threads) {
   ModelOptions options;
   options.max_tokens = max_tokens;
+  options.gradients = false;  // inference: half the memory of a trainable model, and less
   options.backend = MakeBackend(Device::kCpu, ExecutionContext{threads});
   Model model(m.config, options);
   LoadHfWeights(model, m.dir);

@@ -24,8 +24,8 @@ struct HfModelDir {
 // naming it (for a seqmesh run directory, its latest step-N checkpoint, which is one).
 HfModelDir ReadHfModelDir(const std::string& dir);
 
-// The model with activations for `max_tokens` tokens per call and the directory's weights, on
-// `threads` CPU threads.
+// The model for inference (no gradients, one set of layer activations) with activations for
+// `max_tokens` tokens per call and the directory's weights, on `threads` CPU threads.
 Model LoadHfModel(const HfModelDir& m, int64_t max_tokens, int threads);
 
 // The tokenizer of the model in `m`: `path` when given (--tokenizer), else the directory's own

@@ -152,17 +152,20 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
            static_cast<int>(config_.head_dim())};
 
   BuildParams(param_arena_, params_, "");
-  BuildParams(grad_arena_, grads_, "grad.");
   for (Tensor& p : params_) {
     if (p.shape().ndim() == 1) std::fill(p.f32(), p.f32() + p.numel(), 1.0f);
   }
-  for (int l = 0; l < config_.layers; ++l) {
-    const ParamLayout::Group& g = layout_.groups[l + 1];
-    dw_.push_back(LayerView(std::span<const Tensor>(grads_).subspan(g.first, g.last - g.first), l));
+  if (options_.gradients) {
+    BuildParams(grad_arena_, grads_, "grad.");
+    for (int l = 0; l < config_.layers; ++l) {
+      const ParamLayout::Group& g = layout_.groups[l + 1];
+      dw_.push_back(
+          LayerView(std::span<const Tensor>(grads_).subspan(g.first, g.last - g.first), l));
+    }
+    d_embed_ = grads_[layout_.groups[0].first];
+    d_norm_ = grads_[layout_.groups[head_group()].first];
+    d_lm_head_ = config_.tie_embeddings ? d_embed_ : grads_[layout_.groups[head_group()].first + 1];
   }
-  d_embed_ = grads_[layout_.groups[0].first];
-  d_norm_ = grads_[layout_.groups[head_group()].first];
-  d_lm_head_ = config_.tie_embeddings ? d_embed_ : grads_[layout_.groups[head_group()].first + 1];
   own_param_store_ = std::make_unique<InMemoryParameterStore>(params_, layout_);
   own_act_store_ = std::make_unique<InMemoryActivationStore>(config_.layers);
   param_store_ = own_param_store_.get();
@@ -185,15 +188,17 @@ void Model::PlanActivations() {
   std::vector<Tensor*> resid;
   for (int l = 0; l <= c.layers; ++l)
     resid.push_back(act_arena_.Add("resid" + std::to_string(l), DType::kF32, {t, c.hidden}));
-  // Layers that keep their activations get their own; checkpointed layers share one set.
+  // Layers that keep their activations get their own; checkpointed layers share one set, and so
+  // do all layers of a model without gradients (nothing is kept for a backward).
+  auto shared = [&](int l) { return options_.checkpoint_layers[l] || !options_.gradients; };
   bool any_checkpoint = false;
   for (int l = 0; l < c.layers; ++l) {
-    if (options_.checkpoint_layers[l]) any_checkpoint = true;
+    if (shared(l)) any_checkpoint = true;
   }
   // Arena::Add returns stable pointers; LayerActs copies views, so resolve after Allocate.
   std::vector<std::string> prefixes;
   for (int l = 0; l < c.layers; ++l)
-    if (!options_.checkpoint_layers[l]) prefixes.push_back("layer" + std::to_string(l) + ".");
+    if (!shared(l)) prefixes.push_back("layer" + std::to_string(l) + ".");
   size_t first_layer_act = act_arena_.tensors().size();
   for (const std::string& p : prefixes) AddLayerActs(p);
   if (any_checkpoint) AddLayerActs("recompute.");
@@ -205,13 +210,15 @@ void Model::PlanActivations() {
       {&rope_cos_, add("rope_cos", {t, hd / 2})},
       {&rope_sin_, add("rope_sin", {t, hd / 2})},
       {&positions_, act_arena_.Add("positions", DType::kI32, {t})},
-      {&tokens_, act_arena_.Add("tokens", DType::kI32, {t})},
-      {&d_resid_, add("d_resid", {t, c.hidden})},
-      {&d_xn_, add("d_xn", {t, c.hidden})},
-      {&d_attn_, add("d_attn", {t, c.heads * hd})},
-      {&d_qkv_, add("d_qkv", {t, qkv_width()})},
-      {&d_h_, add("d_h", {t, c.ffn})},
-      {&d_gate_up_, add("d_gate_up", {t, 2 * c.ffn})}};
+      {&tokens_, act_arena_.Add("tokens", DType::kI32, {t})}};
+  if (options_.gradients) {
+    named.insert(named.end(), {{&d_resid_, add("d_resid", {t, c.hidden})},
+                               {&d_xn_, add("d_xn", {t, c.hidden})},
+                               {&d_attn_, add("d_attn", {t, c.heads * hd})},
+                               {&d_qkv_, add("d_qkv", {t, qkv_width()})},
+                               {&d_h_, add("d_h", {t, c.ffn})},
+                               {&d_gate_up_, add("d_gate_up", {t, 2 * c.ffn})}});
+  }
   act_arena_.Allocate();
 
   for (Tensor* r : resid) resid_.push_back(*r);
@@ -226,8 +233,7 @@ void Model::PlanActivations() {
   for (size_t i = 0; i < prefixes.size(); ++i, next += 10) owned.push_back(read_acts(next));
   if (any_checkpoint) recompute_ = read_acts(next);
   size_t k = 0;
-  for (int l = 0; l < c.layers; ++l)
-    acts_.push_back(options_.checkpoint_layers[l] ? recompute_ : owned[k++]);
+  for (int l = 0; l < c.layers; ++l) acts_.push_back(shared(l) ? recompute_ : owned[k++]);
   for (auto& [member, planned] : named) *member = *planned;
 }
 
@@ -261,7 +267,9 @@ void Model::InitRandom(uint64_t seed, float std) {
   }
 }
 
-void Model::ZeroGrad() { std::memset(grad_arena_.base(), 0, grad_arena_.bytes()); }
+void Model::ZeroGrad() {
+  if (grad_arena_.allocated()) std::memset(grad_arena_.base(), 0, grad_arena_.bytes());
+}
 
 Tensor Model::Live(const Tensor& t) const { return t.Rows(0, num_tokens_); }
 
@@ -504,6 +512,8 @@ void Model::HeadBackward() {
 }
 
 void Model::Backward() {
+  SM_CHECK(options_.gradients)
+      << "Backward() on a model built for inference (ModelOptions::gradients = false)";
   SM_CHECK(have_forward_)
       << "Backward() needs a Forward() first (each Forward allows one Backward)";
   have_forward_ = false;

@@ -84,6 +84,10 @@ struct ModelOptions {
   // Where compute runs (and on how many threads); null: a CPU backend on one thread. Shared with
   // whoever else computes for this model (AdamW, ring attention).
   std::shared_ptr<Backend> backend;
+  // false: a model for inference only (Forward for logits and loss, Decode): no gradient arena
+  // and no backward buffers, and every layer shares one set of activations (nothing is kept for
+  // a backward); grads() is empty and Backward() an error.
+  bool gradients = true;
 };
 
 class Model {

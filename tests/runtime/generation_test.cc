@@ -7,7 +7,8 @@
 //     stops at the stop id;
 //   - top-p -> 0 and top-k = 1 are greedy; a seed gives the same samples twice; the nucleus
 //     keeps exactly the ids it should and draws them in proportion;
-//   - a cache that is full, or planned for another model, is an error naming it.
+//   - a cache that is full, or planned for another model, is an error naming it;
+//   - a model without gradients (inference) gives the same bits in less memory.
 // (The same greedy ids against an independent PyTorch reference: python/tests/test_generate.py.)
 #include "runtime/generation.h"
 
@@ -144,6 +145,28 @@ TEST(DecodeTest, AFullCacheAndAnotherModelsCacheAreRefused) {
   KvCache ok(c, 8);
   EXPECT_TRUE(ThrowsWith([&] { m.Decode(RandomTokens(5, c.vocab, 1), ok, logits.data()); },
                          "Decode of 5 tokens, more than the model's capacity max_tokens = 4"));
+}
+
+TEST(DecodeTest, AModelWithoutGradientsGivesTheSameBitsInLessMemory) {
+  const ModelConfig c = GqaConfig(false);
+  const std::vector<int32_t> tokens = RandomTokens(12, c.vocab, 2);
+  Model trainable = RandomModel(c, 12, 8);
+  ModelOptions o;
+  o.max_tokens = 12;
+  o.gradients = false;
+  Model inference(c, o);
+  inference.InitRandom(8, 0.2f);
+  EXPECT_TRUE(inference.grads().empty());
+  EXPECT_LT(inference.activation_bytes(), trainable.activation_bytes() / 2);
+  // The same kernels on the same shapes: bitwise the same logits, by Forward and by Decode.
+  EXPECT_EQ(FullLogits(inference, tokens), FullLogits(trainable, tokens));
+  KvCache a(c, 12), b(c, 12);
+  std::vector<float> la(12 * c.vocab), lb(12 * c.vocab);
+  inference.Decode(tokens, a, la.data(), true);
+  trainable.Decode(tokens, b, lb.data(), true);
+  EXPECT_EQ(la, lb);
+  EXPECT_TRUE(
+      ThrowsWith([&] { inference.Backward(); }, "Backward() on a model built for inference"));
 }
 
 // Greedy generation recomputed the slow way: a full Forward over prompt + ids at every step.
