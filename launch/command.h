@@ -21,6 +21,8 @@ int RunPrep(const Args& args);
 int RunTrain(const Args& args);
 int RunSynth(const Args& args);
 int RunPasskeyEval(const Args& args);
+int RunGenerate(const Args& args);
+int RunEval(const Args& args);
 int RunProfile(const Args& args);
 int RunCoordinator(const Args& args);
 int RunWorker(const Args& args);

@@ -10,8 +10,8 @@
 
 #include "launch/command.h"
 #include "launch/flags.h"
+#include "launch/hf_model.h"
 #include "runtime/check.h"
-#include "runtime/hf_checkpoint.h"
 #include "runtime/indexed_dataset.h"
 #include "runtime/layers.h"
 
@@ -36,12 +36,9 @@ int RunPasskeyEval(const Args& args) {
   const int64_t first = std::max<int64_t>(0, n - last);
   int64_t longest = 1;
   for (int64_t i = first; i < n; ++i) longest = std::max<int64_t>(longest, ds.Length(i));
-  const ModelConfig config = ReadHfConfig(model_dir + "/config.json");
-  ModelOptions options;
-  options.max_tokens = longest;
-  options.backend = MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(threads)});
-  Model model(config, options);
-  LoadHfWeights(model, model_dir);
+  const HfModelDir m = ReadHfModelDir(model_dir);
+  const ModelConfig& config = m.config;
+  Model model = LoadHfModel(m, longest, static_cast<int>(threads));
 
   int64_t exact = 0, correct_tokens = 0, docs = 0;
   std::vector<int32_t> tokens, targets;
@@ -52,8 +49,7 @@ int RunPasskeyEval(const Args& args) {
     const int64_t len = static_cast<int64_t>(tokens.size());
     SM_CHECK(len > answer + 1) << "sequence " << s << " is too short for a " << answer
                                << "-token answer";
-    targets.assign(len, kIgnoreIndex);
-    for (int64_t i = 0; i + 1 < len; ++i) targets[i] = tokens[i + 1];
+    NextTokenTargets(tokens, kIgnoreIndex, targets);
     const int32_t cu[2] = {0, static_cast<int32_t>(len)};
     Batch b{tokens.data(), targets.data(), cu, 1, len};
     model.Forward(b, 1.0f, logits.data());

@@ -142,27 +142,33 @@ void CheckTokens(const RunConfig& config, const TrainingData& data) {
 
 }  // namespace
 
+void CheckModelTokenizer(const std::string& prefix, const DatasetCard& card,
+                         const std::string& model_dir, const std::string& flag,
+                         int64_t model_vocab) {
+  const std::string file = TokenizerFileIn(model_dir);
+  const TokenizerIdentity& made = card.tokenizer;
+  const std::string fix =
+      ": prepare the data with the model's tokenizer (seqmesh prep "
+      "--tokenizer " +
+      model_dir + " ...)";
+  if (!file.empty()) {
+    const TokenizerIdentity model = IdentifyTokenizerFile(file);
+    SM_CHECK(made.SameAs(model)) << "dataset '" << prefix << "' was tokenized with "
+                                 << made.Describe() << ", but " << flag << " " << model_dir
+                                 << " ships " << model.kind << " '" << file << "'" << fix;
+  }
+  SM_CHECK(made.vocab_size <= model_vocab &&
+           (!file.empty() || model_vocab - made.vocab_size < 1024))
+      << "dataset '" << prefix << "' was tokenized with " << made.Describe()
+      << ", but the model in " << flag << " " << model_dir << " has vocab_size " << model_vocab
+      << fix;
+}
+
 void CheckInitFromTokenizer(const TrainingData& data, const std::string& init_from,
                             int64_t model_vocab) {
-  const std::string file = TokenizerFileIn(init_from);
   for (size_t d = 0; d < data.cards.size(); ++d) {
-    if (!data.cards[d]) continue;
-    const TokenizerIdentity& made = data.cards[d]->tokenizer;
-    const std::string fix =
-        ": prepare the data with the model's tokenizer (seqmesh prep "
-        "--tokenizer " +
-        init_from + " ...)";
-    if (!file.empty()) {
-      const TokenizerIdentity model = IdentifyTokenizerFile(file);
-      SM_CHECK(made.SameAs(model)) << "dataset '" << data.prefixes[d] << "' was tokenized with "
-                                   << made.Describe() << ", but --init-from " << init_from
-                                   << " ships " << model.kind << " '" << file << "'" << fix;
-    }
-    SM_CHECK(made.vocab_size <= model_vocab &&
-             (!file.empty() || model_vocab - made.vocab_size < 1024))
-        << "dataset '" << data.prefixes[d] << "' was tokenized with " << made.Describe()
-        << ", but the model in --init-from " << init_from << " has vocab_size " << model_vocab
-        << fix;
+    if (data.cards[d])
+      CheckModelTokenizer(data.prefixes[d], *data.cards[d], init_from, "--init-from", model_vocab);
   }
 }
 

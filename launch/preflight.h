@@ -36,4 +36,10 @@ double EstimatedRankBytes(const RunConfig& config, int ranks);
 void CheckInitFromTokenizer(const TrainingData& data, const std::string& init_from,
                             int64_t model_vocab);
 
+// The rule of CheckInitFromTokenizer for one dataset `prefix` with its card and a model directory
+// given by `flag` ("--init-from", "--model"): `seqmesh eval` refuses data this way too.
+void CheckModelTokenizer(const std::string& prefix, const DatasetCard& card,
+                         const std::string& model_dir, const std::string& flag,
+                         int64_t model_vocab);
+
 }  // namespace seqmesh::launch

@@ -98,6 +98,9 @@ class Backend {
                               int64_t part_lse_ld) = 0;
   // y[i] += x[i] over n floats (ring attention adds received gradient blocks).
   virtual void Add(float* y, const float* x, int64_t n) = 0;
+  // Row r of dst = row r of src over `cols` floats, r in [0, rows): the KV cache appends the k and
+  // v column slices of the fused qkv rows this way (runtime/kv_cache.h).
+  virtual void CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols) = 0;
 
   // Softmax cross-entropy over logits (T, V) in place with targets (T) i32: returns the sum of
   // the token losses (in double, in row order) and leaves d(loss_sum * grad_scale)/d(logits).

@@ -167,6 +167,15 @@ ModelConfig ReadHfConfig(const std::string& path) {
   return HfModelConfig(Json::Parse(ReadText(path), "'" + path + "'"), "'" + path + "': ");
 }
 
+int64_t ReadHfMaxPositions(const std::string& path) {
+  const Json j = Json::Parse(ReadText(path), "'" + path + "'");
+  const Json* v = j.Find("max_position_embeddings");
+  if (!v || v->is_null()) return 0;
+  const int64_t n = v->AsInt("'" + path + "': max_position_embeddings");
+  SM_CHECK(n >= 1) << "'" << path << "': max_position_embeddings must be >= 1, got " << n;
+  return n;
+}
+
 Json HfConfigJson(const ModelConfig& c, const Json* source, const std::string& torch_dtype) {
   if (source == nullptr || source->is_null()) {
     Json j = Json::Object();

@@ -45,6 +45,9 @@ bool HfCompanionFile(const std::string& name);
 // heads) are errors naming the key and the value. `where` prefixes every message.
 ModelConfig HfModelConfig(const Json& config, const std::string& where);
 ModelConfig ReadHfConfig(const std::string& path);
+// max_position_embeddings of config.json: the longest sequence the model was made for (what
+// generation may fill); 0 when the file names none (seqmesh's own configs).
+int64_t ReadHfMaxPositions(const std::string& path);
 // The config.json of `c`: `source` (a parsed config.json) with only the fields whose value
 // differs from `c` replaced (unchanged members keep their text and place), or a fresh one when
 // source is null. torch_dtype (or dtype, whichever the source uses) is set to `torch_dtype`.

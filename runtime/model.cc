@@ -155,17 +155,20 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
                                           config_.rope_scaling);
 
   BuildParams(param_arena_, params_, "");
-  BuildParams(grad_arena_, grads_, "grad.");
   for (Tensor& p : params_) {
     if (p.shape().ndim() == 1) std::fill(p.f32(), p.f32() + p.numel(), 1.0f);
   }
-  for (int l = 0; l < config_.layers; ++l) {
-    const ParamLayout::Group& g = layout_.groups[l + 1];
-    dw_.push_back(LayerView(std::span<const Tensor>(grads_).subspan(g.first, g.last - g.first), l));
+  if (options_.gradients) {
+    BuildParams(grad_arena_, grads_, "grad.");
+    for (int l = 0; l < config_.layers; ++l) {
+      const ParamLayout::Group& g = layout_.groups[l + 1];
+      dw_.push_back(
+          LayerView(std::span<const Tensor>(grads_).subspan(g.first, g.last - g.first), l));
+    }
+    d_embed_ = grads_[layout_.groups[0].first];
+    d_norm_ = grads_[layout_.groups[head_group()].first];
+    d_lm_head_ = config_.tie_embeddings ? d_embed_ : grads_[layout_.groups[head_group()].first + 1];
   }
-  d_embed_ = grads_[layout_.groups[0].first];
-  d_norm_ = grads_[layout_.groups[head_group()].first];
-  d_lm_head_ = config_.tie_embeddings ? d_embed_ : grads_[layout_.groups[head_group()].first + 1];
   own_param_store_ = std::make_unique<InMemoryParameterStore>(params_, layout_);
   own_act_store_ = std::make_unique<InMemoryActivationStore>(config_.layers);
   param_store_ = own_param_store_.get();
@@ -188,15 +191,17 @@ void Model::PlanActivations() {
   std::vector<Tensor*> resid;
   for (int l = 0; l <= c.layers; ++l)
     resid.push_back(act_arena_.Add("resid" + std::to_string(l), DType::kF32, {t, c.hidden}));
-  // Layers that keep their activations get their own; checkpointed layers share one set.
+  // Layers that keep their activations get their own; checkpointed layers share one set, and so
+  // do all layers of a model without gradients (nothing is kept for a backward).
+  auto shared = [&](int l) { return options_.checkpoint_layers[l] || !options_.gradients; };
   bool any_checkpoint = false;
   for (int l = 0; l < c.layers; ++l) {
-    if (options_.checkpoint_layers[l]) any_checkpoint = true;
+    if (shared(l)) any_checkpoint = true;
   }
   // Arena::Add returns stable pointers; LayerActs copies views, so resolve after Allocate.
   std::vector<std::string> prefixes;
   for (int l = 0; l < c.layers; ++l)
-    if (!options_.checkpoint_layers[l]) prefixes.push_back("layer" + std::to_string(l) + ".");
+    if (!shared(l)) prefixes.push_back("layer" + std::to_string(l) + ".");
   size_t first_layer_act = act_arena_.tensors().size();
   for (const std::string& p : prefixes) AddLayerActs(p);
   if (any_checkpoint) AddLayerActs("recompute.");
@@ -208,13 +213,15 @@ void Model::PlanActivations() {
       {&rope_cos_, add("rope_cos", {t, hd / 2})},
       {&rope_sin_, add("rope_sin", {t, hd / 2})},
       {&positions_, act_arena_.Add("positions", DType::kI32, {t})},
-      {&tokens_, act_arena_.Add("tokens", DType::kI32, {t})},
-      {&d_resid_, add("d_resid", {t, c.hidden})},
-      {&d_xn_, add("d_xn", {t, c.hidden})},
-      {&d_attn_, add("d_attn", {t, c.heads * hd})},
-      {&d_qkv_, add("d_qkv", {t, qkv_width()})},
-      {&d_h_, add("d_h", {t, c.ffn})},
-      {&d_gate_up_, add("d_gate_up", {t, 2 * c.ffn})}};
+      {&tokens_, act_arena_.Add("tokens", DType::kI32, {t})}};
+  if (options_.gradients) {
+    named.insert(named.end(), {{&d_resid_, add("d_resid", {t, c.hidden})},
+                               {&d_xn_, add("d_xn", {t, c.hidden})},
+                               {&d_attn_, add("d_attn", {t, c.heads * hd})},
+                               {&d_qkv_, add("d_qkv", {t, qkv_width()})},
+                               {&d_h_, add("d_h", {t, c.ffn})},
+                               {&d_gate_up_, add("d_gate_up", {t, 2 * c.ffn})}});
+  }
   act_arena_.Allocate();
 
   for (Tensor* r : resid) resid_.push_back(*r);
@@ -229,8 +236,7 @@ void Model::PlanActivations() {
   for (size_t i = 0; i < prefixes.size(); ++i, next += 10) owned.push_back(read_acts(next));
   if (any_checkpoint) recompute_ = read_acts(next);
   size_t k = 0;
-  for (int l = 0; l < c.layers; ++l)
-    acts_.push_back(options_.checkpoint_layers[l] ? recompute_ : owned[k++]);
+  for (int l = 0; l < c.layers; ++l) acts_.push_back(shared(l) ? recompute_ : owned[k++]);
   for (auto& [member, planned] : named) *member = *planned;
 }
 
@@ -264,12 +270,14 @@ void Model::InitRandom(uint64_t seed, float std) {
   }
 }
 
-void Model::ZeroGrad() { std::memset(grad_arena_.base(), 0, grad_arena_.bytes()); }
+void Model::ZeroGrad() {
+  if (grad_arena_.allocated()) std::memset(grad_arena_.base(), 0, grad_arena_.bytes());
+}
 
 Tensor Model::Live(const Tensor& t) const { return t.Rows(0, num_tokens_); }
 
 void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor& x,
-                         const Tensor& out) {
+                         const Tensor& out, KvCache* cache, int64_t layer) {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
   const int64_t ld = qkv_width();
@@ -282,6 +290,16 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
   float* qkv = a.qkv.f32();
   AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
                  {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
+  if (cache) {
+    // Rows [length, length + T) of the cache become this call's keys and values; the segment
+    // (Decode) lets query row i see cache rows [0, length + i].
+    float* k = cache->k(layer).f32() + cache->length() * kw;
+    float* v = cache->v(layer).f32() + cache->length() * kw;
+    be.CopyRows({k, kw}, io.k, num_tokens_, kw);
+    be.CopyRows({v, kw}, io.v, num_tokens_, kw);
+    io.k = {cache->k(layer).f32(), kw};
+    io.v = {cache->v(layer).f32(), kw};
+  }
   be.AttentionForward(dims_, segments_, io, 1.0f / std::sqrt(static_cast<float>(hd)));
   if (split_attention_) {
     const int64_t r = split_.q_begin;
@@ -387,6 +405,10 @@ void Model::PrepareBatch(const Batch& batch, float normalizer) {
   } else {
     PositionsFromCuSeqlens(batch.cu_seqlens, batch.num_docs + 1, pos);
   }
+  FillRopeTables();
+}
+
+void Model::FillRopeTables() {
   options_.backend->RopeTable(Live(positions_), rope_inv_freq_, Live(rope_cos_), Live(rope_sin_));
 }
 
@@ -402,14 +424,21 @@ void Model::ReleaseHead() {
   param_store_->Release(head_group());
 }
 
+void Model::HeadLogits(int64_t first) {
+  const ModelConfig& c = config_;
+  Backend& be = *options_.backend;
+  auto rows = [&](const Tensor& t) { return t.Rows(first, num_tokens_); };
+  const HeadParams h = AcquireHead();
+  be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf_), rows(rstdf_), c.norm_eps);
+  be.LinearForward(rows(xf_), h.lm_head, rows(logits_), false);
+  ReleaseHead();
+}
+
 float Model::HeadForward(const Batch& batch, float normalizer, float* logits_out) {
   const ModelConfig& c = config_;
   const int64_t t = num_tokens_;
   Backend& be = *options_.backend;
-  const HeadParams h = AcquireHead();
-  be.RmsNormForward(Live(resid_[c.layers]), h.norm, Live(xf_), Live(rstdf_), c.norm_eps);
-  be.LinearForward(Live(xf_), h.lm_head, Live(logits_), false);
-  ReleaseHead();
+  HeadLogits(0);
   if (logits_out) std::memcpy(logits_out, logits_.f32(), t * c.vocab * sizeof(float));
   // From here logits_ holds d(loss_sum / normalizer) / d logits.
   const Tensor targets("targets", DType::kI32, {t}, const_cast<int32_t*>(batch.targets));
@@ -417,9 +446,8 @@ float Model::HeadForward(const Batch& batch, float normalizer, float* logits_out
   return static_cast<float>(loss_sum / normalizer);
 }
 
-float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
+void Model::ForwardLayers(KvCache* cache) {
   const ModelConfig& c = config_;
-  PrepareBatch(batch, normalizer);
   Backend& be = *options_.backend;
   ParameterStore& store = *param_store_;
   be.EmbeddingForward(Live(tokens_), store.Acquire(0)[0], Live(resid_[0]));
@@ -428,13 +456,48 @@ float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
   for (int l = 0; l < c.layers; ++l) {
     const LayerParams w = LayerView(store.Acquire(l + 1), l);
     store.Prefetch(l + 2);  // the next layer's group, or the head's after the last layer
-    LayerForward(w, acts_[l], Live(resid_[l]), Live(resid_[l + 1]));
+    LayerForward(w, acts_[l], Live(resid_[l]), Live(resid_[l + 1]), cache, l);
     store.Release(l + 1);
-    if (options_.checkpoint_layers[l]) act_store_->Save(l, Live(resid_[l]));
+    if (!cache && options_.checkpoint_layers[l]) act_store_->Save(l, Live(resid_[l]));
   }
+}
+
+float Model::Forward(const Batch& batch, float normalizer, float* logits_out) {
+  PrepareBatch(batch, normalizer);
+  ForwardLayers(nullptr);
   const float loss = HeadForward(batch, normalizer, logits_out);
   have_forward_ = true;
   return loss;
+}
+
+void Model::Decode(std::span<const int32_t> tokens, KvCache& cache, float* logits_out,
+                   bool all_logits) {
+  const ModelConfig& c = config_;
+  const int64_t n = static_cast<int64_t>(tokens.size()), past = cache.length();
+  SM_CHECK(n >= 1) << "Decode needs at least one token";
+  SM_CHECK(n <= options_.max_tokens) << "Decode of " << n << " tokens, more than the model's "
+                                     << "capacity max_tokens = " << options_.max_tokens;
+  SM_CHECK(cache.layers() == c.layers && cache.width() == c.kv_heads * c.head_dim())
+      << "the KV cache was planned for " << cache.layers() << " layers of width " << cache.width()
+      << ", the model has " << c.layers << " of width " << c.kv_heads * c.head_dim();
+  SM_CHECK(past + n <= cache.capacity())
+      << "the KV cache holds " << cache.capacity() << " positions; " << past << " are filled and "
+      << n << " more do not fit";
+  SM_CHECK(logits_out != nullptr) << "Decode needs somewhere to put the logits";
+  have_forward_ = false;  // the activations no longer match a Forward
+  num_tokens_ = n;
+  split_attention_ = nullptr;
+  // One segment: query row i is position past + i and sees cache rows [0, past + i].
+  segments_.assign(1, AttentionSegment{0, n, 0, past + n, past, 0});
+  std::memcpy(tokens_.i32(), tokens.data(), n * sizeof(int32_t));
+  int32_t* pos = positions_.i32();
+  for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(past + i);
+  FillRopeTables();
+  ForwardLayers(&cache);
+  cache.Advance(n);
+  const int64_t first = all_logits ? 0 : n - 1;
+  HeadLogits(first);
+  std::memcpy(logits_out, logits_.f32() + first * c.vocab, (n - first) * c.vocab * sizeof(float));
 }
 
 void Model::HeadBackward() {
@@ -451,6 +514,8 @@ void Model::HeadBackward() {
 }
 
 void Model::Backward() {
+  SM_CHECK(options_.gradients)
+      << "Backward() on a model built for inference (ModelOptions::gradients = false)";
   SM_CHECK(have_forward_)
       << "Backward() needs a Forward() first (each Forward allows one Backward)";
   have_forward_ = false;

@@ -4,6 +4,8 @@
 //
 //   loss = Forward(batch, normalizer)   // sum of token losses / normalizer; keeps activations
 //   Backward()                          // grads += d loss / d params
+//   Decode(tokens, cache, logits)       // inference: the next positions of one sequence against
+//                                       // a KvCache (runtime/kv_cache.h; generation.h's loop)
 //
 // Token-level loss: with normalizer = the token count of a whole global batch, the gradients of
 // its micro-batches (or, later, of its ranks) add up to exactly the whole-batch gradient.
@@ -24,6 +26,7 @@
 #include "runtime/activation_store.h"
 #include "runtime/attention.h"
 #include "runtime/backend.h"
+#include "runtime/kv_cache.h"
 #include "runtime/layers.h"
 #include "runtime/parameter_store.h"
 #include "runtime/rope.h"
@@ -85,6 +88,10 @@ struct ModelOptions {
   // Where compute runs (and on how many threads); null: a CPU backend on one thread. Shared with
   // whoever else computes for this model (AdamW, ring attention).
   std::shared_ptr<Backend> backend;
+  // false: a model for inference only (Forward for logits and loss, Decode): no gradient arena
+  // and no backward buffers, and every layer shares one set of activations (nothing is kept for
+  // a backward); grads() is empty and Backward() an error.
+  bool gradients = true;
 };
 
 class Model {
@@ -129,6 +136,16 @@ class Model {
   // Accumulates the gradients of the last Forward's loss into grads().
   void Backward();
 
+  // Incremental decoding (runtime/kv_cache.h): runs the n = tokens.size() <= max_tokens tokens at
+  // positions cache.length() .. cache.length() + n - 1 of one sequence, each attending to the
+  // cached positions and to the new ones up to itself; appends their keys and values to the cache
+  // and advances it. The same kernels as Forward. logits_out gets the logits of the last token
+  // (vocab), or of every token (n, vocab) when all_logits. A prompt is prefilled in one call (or
+  // in pieces of at most max_tokens), then each new token is one call. Keeps nothing for
+  // Backward.
+  void Decode(std::span<const int32_t> tokens, KvCache& cache, float* logits_out,
+              bool all_logits = false);
+
  private:
   struct LayerParams {
     Tensor in_norm, qkv, o, post_norm, gate_up, down;  // qkv, gate_up: fused views
@@ -147,8 +164,18 @@ class Model {
   void PlanActivations();
   LayerActs AddLayerActs(const std::string& prefix);
   void PrepareBatch(const Batch& batch, float normalizer);
-  void LayerForward(const LayerParams& w, const LayerActs& a, const Tensor& x, const Tensor& out);
+  // With a cache (Decode), the layer's keys and values are appended to cache->k(layer), v(layer)
+  // and attention reads them there.
+  void LayerForward(const LayerParams& w, const LayerActs& a, const Tensor& x, const Tensor& out,
+                    KvCache* cache = nullptr, int64_t layer = -1);
   void LayerBackward(const LayerParams& w, int l, const LayerActs& a, const Tensor& x);
+  // The embedding of tokens_ and every layer over the first num_tokens_ rows into resid_; with a
+  // cache (Decode) attention reads and extends it and nothing is saved for backward.
+  void ForwardLayers(KvCache* cache);
+  // rope_cos_, rope_sin_ of the first num_tokens_ positions_.
+  void FillRopeTables();
+  // logits_ rows [first, num_tokens_): the final norm and the lm_head.
+  void HeadLogits(int64_t first);
   float HeadForward(const Batch& batch, float normalizer, float* logits_out);
   void HeadBackward();
   // Acquires the final norm and lm_head (and the embedding when tied, for the lm_head).

@@ -35,7 +35,7 @@ from ._seqmesh import ByteTokenizer, ConfigError, Error
 __version__: str = _seqmesh.__version__
 __all__ = [
     "ByteTokenizer", "Config", "ConfigError", "Error", "Model", "Tokenizer", "Trainer",
-    "launch", "launch_steps", "prep", "synth", "__version__",
+    "eval", "generate", "launch", "launch_steps", "prep", "synth", "__version__",
 ]
 
 #: The tokenizer of seqmesh's datasets (bytes; the BPE tokenizers come with fine-tuning).
@@ -334,6 +334,51 @@ def synth(task: str, lengths: str, count: int, max_length: int, output: PathLike
                   "--max-length", str(int(max_length)), "--min-length", str(int(min_length)),
                   "--seed", str(int(seed)), "--output", os.fspath(output)])
     return os.fspath(output)
+
+
+def _model_dir(model: PathLike) -> str:
+    model = os.fspath(model)
+    if not os.path.isdir(model):
+        raise FileNotFoundError(f"the model directory '{model}' does not exist")
+    return model
+
+
+def generate(model: PathLike, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
+             top_p: float = 1.0, top_k: int = 0, seed: int = 0,
+             tokenizer: Optional[PathLike] = None, threads: int = 2) -> dict[str, Any]:
+    """``seqmesh generate``: continues `prompt` with the Hugging Face model directory `model`
+    (KV cache; greedy at temperature 0, else sampled with top_p and top_k from `seed`) until the
+    tokenizer's EOS or `max_new_tokens`. The tokenizer defaults to the directory's (else the byte
+    tokenizer for a 259-id model). Returns the command's --json object: text, ids, prompt_ids,
+    stop ("eos" or "max_new_tokens"), prompt_tokens, new_tokens, prefill_tokens_per_s,
+    decode_tokens_per_s, tokenizer."""
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    out = _seqmesh._generate(_model_dir(model), prompt,
+                             "" if tokenizer is None else os.fspath(tokenizer),
+                             int(max_new_tokens), float(temperature), float(top_p), int(top_k),
+                             int(seed), int(threads))
+    return json.loads(out)
+
+
+def eval(model: PathLike, data: PathLike, max_length: Optional[int] = None,  # noqa: A001
+         threads: int = 2) -> dict[str, Any]:
+    """``seqmesh eval``: the mean token loss and perplexity (exp of it) of the Hugging Face model
+    directory `model` on every document of the dataset `data` (a prep PREFIX), counted as the
+    trainer's validation loss; documents longer than `max_length` are scored in windows. Returns
+    the command's --json object: documents, tokens, max_length, loss, perplexity, tokens_per_s.
+    A dataset made with another tokenizer than the model's is refused (seqmesh.Error). (Named
+    after the command; inside this module it shadows the builtin.)"""
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    out = _seqmesh._eval(_model_dir(model), os.fspath(data), int(max_length or 0), int(threads))
+    return json.loads(out)
 
 
 def _binary() -> str:

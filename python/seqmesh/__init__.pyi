@@ -123,6 +123,19 @@ def synth(task: str, lengths: str, count: int, max_length: int, output: PathLike
     """``seqmesh synth``: `count` long-context documents ("passkey" or "recall"). Returns
     `output`."""
 
+def generate(model: PathLike, prompt: str, max_new_tokens: int = 128, temperature: float = 0.0,
+             top_p: float = 1.0, top_k: int = 0, seed: int = 0,
+             tokenizer: Optional[PathLike] = None, threads: int = 2) -> dict[str, Any]:
+    """``seqmesh generate``: continues `prompt` with the model directory (KV cache; greedy, or
+    sampled with temperature, top_p, top_k and seed) until EOS or max_new_tokens. Returns the
+    --json object: text, ids, prompt_ids, stop, prompt_tokens, new_tokens, tokens/s."""
+
+def eval(model: PathLike, data: PathLike, max_length: Optional[int] = None,
+         threads: int = 2) -> dict[str, Any]:
+    """``seqmesh eval``: mean token loss and perplexity of the model directory on the dataset
+    `data`. Returns the --json object: documents, tokens, max_length, loss, perplexity,
+    tokens_per_s."""
+
 def launch_steps(config: Union[Config, PathLike], n: int = 4, max_restarts: int = 0,
                  overrides: Optional[Mapping[str, Any]] = None, resume: bool = False,
                  overwrite: bool = False, oversubscribe: bool = False,

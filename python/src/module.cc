@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "launch/command.h"
+#include "launch/generate.h"
+#include "launch/perplexity.h"
 #include "launch/trainer.h"
 #include "python/src/arrays.h"
 #include "runtime/check.h"
@@ -289,6 +291,42 @@ PYBIND11_MODULE(_seqmesh, m) {
       "_synth",
       [](const std::vector<std::string>& args) { return RunCommand(launch::RunSynth, args); },
       py::arg("args"));
+
+  // generate and eval: the commands' own functions (launch/generate.h, launch/perplexity.h); the
+  // result is their --json object, which the Python side parses.
+  m.def(
+      "_generate",
+      [](const std::string& model, const std::string& prompt, const std::string& tokenizer,
+         int64_t max_new_tokens, double temperature, double top_p, int64_t top_k, uint64_t seed,
+         int threads) {
+        launch::GenerateRequest r;
+        r.model_dir = model;
+        r.prompt = prompt;
+        r.tokenizer = tokenizer;
+        r.max_new_tokens = max_new_tokens;
+        r.sampling.temperature = static_cast<float>(temperature);
+        r.sampling.top_p = static_cast<float>(top_p);
+        r.sampling.top_k = top_k;
+        r.sampling.seed = seed;
+        r.threads = threads;
+        py::gil_scoped_release release;
+        return launch::GenerateText(r).ToJson().Dump();
+      },
+      py::arg("model"), py::arg("prompt"), py::arg("tokenizer"), py::arg("max_new_tokens"),
+      py::arg("temperature"), py::arg("top_p"), py::arg("top_k"), py::arg("seed"),
+      py::arg("threads"));
+  m.def(
+      "_eval",
+      [](const std::string& model, const std::string& data, int64_t max_length, int threads) {
+        launch::EvalRequest r;
+        r.model_dir = model;
+        r.data = data;
+        r.max_length = max_length;
+        r.threads = threads;
+        py::gil_scoped_release release;
+        return launch::EvaluatePerplexity(r).ToJson().Dump();
+      },
+      py::arg("model"), py::arg("data"), py::arg("max_length"), py::arg("threads"));
 
   py::class_<ByteTokenizer>(m, "ByteTokenizer",
                             "Bytes as tokens: ids 0..255 are the bytes, then BOS, EOS and PAD.")

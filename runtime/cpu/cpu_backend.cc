@@ -156,6 +156,14 @@ void CpuBackend::AttentionMerge(const AttentionDims& dims, int64_t rows, Strided
 
 void CpuBackend::Add(float* y, const float* x, int64_t n) { cpu::Vec().add(y, x, n); }
 
+void CpuBackend::CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols) {
+  SM_CHECK(rows >= 0 && cols >= 0 && dst.ld >= cols && src.ld >= cols)
+      << "CopyRows of " << rows << " x " << cols << " floats between rows " << src.ld << " and "
+      << dst.ld << " floats apart";
+  for (int64_t r = 0; r < rows; ++r)
+    std::memcpy(dst.data + r * dst.ld, src.data + r * src.ld, cols * sizeof(float));
+}
+
 double CpuBackend::CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) {
   const int64_t t = targets.numel(), vocab = logits.shape().ndim() == 2 ? logits.dim(1) : 0;
   CheckRows(targets, t, 1);

@@ -44,6 +44,7 @@ class CpuBackend final : public Backend {
                       int64_t lse_ld, StridedRows part, const float* part_lse,
                       int64_t part_lse_ld) override;
   void Add(float* y, const float* x, int64_t n) override;
+  void CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols) override;
 
   double CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) override;
   double GlobalNorm(std::span<const Tensor> tensors) override;
