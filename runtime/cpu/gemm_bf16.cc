@@ -136,20 +136,10 @@ void GemmBf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float
               int64_t ldc, const ExecutionContext& ctx) {
   if (m == 0 || n == 0) return;
   SM_CHECK(k > 0) << "GemmBf16: K = 0";
-  const GemmTiling tiles = GemmTilesOf(m, n);
-  auto tile = [&](int64_t i) {
-    const int64_t lo = i * tiles.size;
-    if (tiles.along_m) {
-      const uint16_t* a_tile = trans_a ? a + lo : a + lo * lda;
-      Bf16Tile(trans_a, trans_b, std::min(tiles.size, m - lo), n, k, alpha, a_tile, lda, b, ldb,
-               beta, c + lo * ldc, ldc);
-    } else {
-      const uint16_t* b_tile = trans_b ? b + lo * ldb : b + lo;
-      Bf16Tile(trans_a, trans_b, m, std::min(tiles.size, n - lo), k, alpha, a, lda, b_tile, ldb,
-               beta, c + lo, ldc);
-    }
-  };
-  RunGemmTiles(tiles.count, ctx, tile);
+  TiledGemm(trans_a, trans_b, m, n, a, lda, b, ldb, c, ldc, ctx,
+            [&](int64_t mt, int64_t nt, const uint16_t* at, const uint16_t* bt, float* ct) {
+              Bf16Tile(trans_a, trans_b, mt, nt, k, alpha, at, lda, bt, ldb, beta, ct, ldc);
+            });
 }
 
 std::string Bf16GemmImplementation() {

@@ -66,4 +66,21 @@ void RunGemmTiles(int64_t count, const ExecutionContext& ctx, const Tile& tile) 
   if (error) std::rethrow_exception(error);
 }
 
+// One single-threaded kernel call per tile of C: kernel(m_tile, n_tile, a_tile, b_tile, c_tile),
+// the tile's operands pointing into the caller's row-major storage (same leading dimensions).
+template <typename T, typename Kernel>
+void TiledGemm(bool trans_a, bool trans_b, int64_t m, int64_t n, const T* a, int64_t lda,
+               const T* b, int64_t ldb, float* c, int64_t ldc, const ExecutionContext& ctx,
+               const Kernel& kernel) {
+  const GemmTiling tiles = GemmTilesOf(m, n);
+  RunGemmTiles(tiles.count, ctx, [&](int64_t i) {
+    const int64_t lo = i * tiles.size;
+    if (tiles.along_m) {
+      kernel(std::min(tiles.size, m - lo), n, trans_a ? a + lo : a + lo * lda, b, c + lo * ldc);
+    } else {
+      kernel(m, std::min(tiles.size, n - lo), a, trans_b ? b + lo * ldb : b + lo, c + lo);
+    }
+  });
+}
+
 }  // namespace seqmesh

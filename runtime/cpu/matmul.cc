@@ -45,21 +45,10 @@ void Gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
     SgemmTile(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  const GemmTiling tiles = GemmTilesOf(m, n);
-  // Tile i of A (rows of op(A)) or of B (columns of op(B)) in row-major storage.
-  auto tile = [&](int64_t i) {
-    const int64_t lo = i * tiles.size;
-    if (tiles.along_m) {
-      const float* a_tile = trans_a ? a + lo : a + lo * lda;
-      SgemmTile(trans_a, trans_b, std::min(tiles.size, m - lo), n, k, alpha, a_tile, lda, b, ldb,
-                beta, c + lo * ldc, ldc);
-    } else {
-      const float* b_tile = trans_b ? b + lo * ldb : b + lo;
-      SgemmTile(trans_a, trans_b, m, std::min(tiles.size, n - lo), k, alpha, a, lda, b_tile, ldb,
-                beta, c + lo, ldc);
-    }
-  };
-  RunGemmTiles(tiles.count, ctx, tile);
+  TiledGemm(trans_a, trans_b, m, n, a, lda, b, ldb, c, ldc, ctx,
+            [&](int64_t mt, int64_t nt, const float* at, const float* bt, float* ct) {
+              SgemmTile(trans_a, trans_b, mt, nt, k, alpha, at, lda, bt, ldb, beta, ct, ldc);
+            });
 }
 
 namespace {
