@@ -40,10 +40,11 @@ int main(int argc, char** argv) {
   const ExecutionContext ctx{threads};
   std::printf("bf16 matmul implementation: %s; %d threads\n", Bf16GemmImplementation().c_str(),
               threads);
-  const Problem shapes[] = {{"square 1024^3", false, false, 1024, 1024, 1024},
-                          {"up+gate fwd (4096 x 2048 -> 16384)", false, true, 4096, 16384, 2048},
-                          {"down bwd-input (4096 x 2048 <- 8192)", false, false, 4096, 2048, 8192},
-                          {"down bwd-weight (2048 x 8192, K=4096)", true, false, 2048, 8192, 4096}};
+  const Problem shapes[] = {
+      {"square 1024^3", false, false, 1024, 1024, 1024},
+      {"up+gate fwd (4096 x 2048 -> 16384)", false, true, 4096, 16384, 2048},
+      {"down bwd-input (4096 x 2048 <- 8192)", false, false, 4096, 2048, 8192},
+      {"down bwd-weight (2048 x 8192, K=4096)", true, false, 2048, 8192, 4096}};
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1, 1);
   for (const Problem& s : shapes) {
