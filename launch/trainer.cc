@@ -157,7 +157,9 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   HdpStepOptions so;
   so.capacity = config.training.micro_batch_tokens;
   so.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
-  so.backend = MakeBackend(Device::kCpu, {static_cast<int>(config.training.threads)});
+  const DeviceChoice device = ChooseComputeDevice(config.training.device);
+  if (!device.note.empty()) std::cerr << device.note << std::endl;
+  so.backend = MakeBackend(device.device, {static_cast<int>(config.training.threads)});
   run.offload.emplace(config.offload, 0);
   so.optimizer_state = run.offload->Factory();
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());

@@ -243,8 +243,10 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   step_options.capacity = config.training.micro_batch_tokens;
   step_options.checkpoint_layers.assign(config.model.layers,
                                         config.training.checkpoint_activations);
+  const DeviceChoice device = ChooseComputeDevice(config.training.device);
+  if (!device.note.empty() && rank == 0) std::cerr << device.note << std::endl;
   step_options.backend =
-      MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(config.training.threads)});
+      MakeBackend(device.device, ExecutionContext{static_cast<int>(config.training.threads)});
   OptimizerOffload offload(config.offload, rank);
   step_options.optimizer_state = offload.Factory();
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());

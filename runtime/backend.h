@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "runtime/adamw_step.h"
 #include "runtime/attention.h"
@@ -112,7 +113,22 @@ class Backend {
   virtual void AdamW(std::span<const AdamWRange> ranges) = 0;
 };
 
-// The backend for `device` with `context` (Device::kCpu: runtime/cpu/'s CpuBackend).
+// The backend for `device` with `context`: Device::kCpu is runtime/cpu/'s CpuBackend,
+// Device::kCuda runtime/cuda/'s CudaBackend. A device this build or machine cannot use fails with
+// "device cuda: " and DeviceUnavailableReason's line.
 std::shared_ptr<Backend> MakeBackend(Device device, const ExecutionContext& context);
+
+// "" when MakeBackend(device) can work in this process, else one line naming the problem and the
+// fix: "built without CUDA: ..." or "no CUDA device: cudaGetDeviceCount returned ...".
+std::string DeviceUnavailableReason(Device device);
+
+// Where a run computes when training.device asks for `requested`. Today that is always the CPU:
+// the model's weights and activations are host arenas, so a run asking for "cuda" runs on CPU and
+// `note` (one line, printed once by the caller) says why. `note` is empty when the request is met.
+struct DeviceChoice {
+  Device device = Device::kCpu;
+  std::string note;
+};
+DeviceChoice ChooseComputeDevice(Device requested);
 
 }  // namespace seqmesh

@@ -235,6 +235,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"training.checkpoint_activations", &c.training.checkpoint_activations},
       {"training.nonfinite", ChoiceOf(&c.training.nonfinite, NonFiniteNames())},
       {"training.nonfinite_limit", &c.training.nonfinite_limit},
+      {"training.device", ChoiceOf(&c.training.device, DeviceNames())},
       {"optimizer.lr", &c.optimizer.lr},
       {"optimizer.min_lr", &c.optimizer.min_lr},
       {"optimizer.warmup_steps", &c.optimizer.warmup_steps},
@@ -391,6 +392,11 @@ const std::vector<std::string>& PlannerNames() {
 }
 const std::vector<std::string>& NonFiniteNames() {
   static const std::vector<std::string> names = {"stop", "skip"};
+  return names;
+}
+const std::vector<std::string>& DeviceNames() {
+  static const std::vector<std::string> names = {std::string(DeviceName(Device::kCpu)),
+                                                 std::string(DeviceName(Device::kCuda))};
   return names;
 }
 const std::vector<std::string>& OffloadDeviceNames() {
