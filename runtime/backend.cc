@@ -1,7 +1,7 @@
 #include "runtime/backend.h"
 
 #include "runtime/cpu/cpu_backend.h"
-#if SEQMESH_WITH_CUDA
+#if SEQMESH_CUDA_BACKEND
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_device.h"
 #endif
@@ -17,7 +17,7 @@ std::string DeviceUnavailableReason(Device device) {
     case Device::kCpu:
       return "";
     case Device::kCuda:
-#if SEQMESH_WITH_CUDA
+#if SEQMESH_CUDA_BACKEND
       return cuda::UnavailableReason();
 #else
       return "built without CUDA: this seqmesh has no CUDA backend (nvcc was not found at build "
@@ -34,7 +34,7 @@ std::shared_ptr<Backend> MakeBackend(Device device, const ExecutionContext& cont
     case Device::kCuda: {
       const std::string reason = DeviceUnavailableReason(device);
       SM_CHECK(reason.empty()) << "device cuda: " << reason;
-#if SEQMESH_WITH_CUDA
+#if SEQMESH_CUDA_BACKEND
       return std::make_shared<cuda::CudaBackend>(context);
 #endif
       break;

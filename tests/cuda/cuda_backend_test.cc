@@ -20,6 +20,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <ostream>
 #include <random>
 #include <string>
 #include <tuple>
@@ -300,6 +301,8 @@ struct AttentionCase {
   std::vector<AttentionSegment> segments;
   int64_t rows;
 };
+
+void PrintTo(const AttentionCase& c, std::ostream* os) { *os << c.name; }
 
 std::vector<AttentionSegment> Docs(std::vector<int32_t> cu) {
   return SegmentsFromCuSeqlens(cu.data(), static_cast<int64_t>(cu.size()), cu.back());

@@ -35,7 +35,7 @@ TEST(DeviceChoice, MakeBackendCudaWithoutAGpuFailsWithOneLineNamingTheFix) {
     EXPECT_EQ(MakeBackend(Device::kCuda, {})->device(), Device::kCuda);
     GTEST_SKIP() << "this machine has a usable CUDA device: MakeBackend(kCuda) succeeded";
   }
-#if SEQMESH_WITH_CUDA
+#if SEQMESH_CUDA_BACKEND
   EXPECT_EQ(reason.rfind("no CUDA device: cudaGetDeviceCount returned ", 0), 0u) << reason;
   EXPECT_NE(reason.find("run on a machine with an NVIDIA GPU"), std::string::npos) << reason;
 #else
