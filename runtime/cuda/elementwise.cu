@@ -171,6 +171,8 @@ void LaunchRmsNormBackward(const float* dy, const float* x, const float* w, cons
                                                                               accumulate);
   CheckLaunch("RmsNormBackward (dx)");
   const int64_t blocks = (t + kRmsRowsPerBlock - 1) / kRmsRowsPerBlock;
+  SM_CHECK(blocks <= 65535) << "RMSNorm backward over " << t << " rows: at most "
+                            << 65535 * kRmsRowsPerBlock << " rows per call";
   RmsNormBackwardPartialKernel<<<dim3(Blocks(n, kThreads), static_cast<unsigned>(blocks)), kThreads,
                                  0, stream>>>(dy, x, rstd, partial, t, n);
   CheckLaunch("RmsNormBackward (dw partials)");

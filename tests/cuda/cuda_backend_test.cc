@@ -261,8 +261,10 @@ TEST_F(CudaBackendTest, GlobalNormMatchesTheCpu) {
   for (const Twin* x : {&a, &b, &c}) x->Random(rng_);
   const std::vector<Tensor> host = {a.h(), b.h(), c.h()}, dev = {a.d(), b.d(), c.d()};
   const double want = cpu_->GlobalNorm(host), got = gpu_->GlobalNorm(dev);
-  // Double accumulation on both sides: far tighter than fp32's bound.
-  EXPECT_NEAR(got, want, 1e-12 * want);
+  // The CPU sums each 65536-element chunk in fp32 SIMD lanes and adds the chunks in double; the
+  // device sums everything in double. So the difference is the CPU's fp32 chunk rounding, well
+  // inside kTol.
+  EXPECT_NEAR(got, want, kTol * want);
 }
 
 TEST_F(CudaBackendTest, FiveAdamWStepsMatchTheCpu) {
