@@ -158,6 +158,8 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   so.capacity = config.training.micro_batch_tokens;
   so.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
   so.backend = MakeBackend(Device::kCpu, {static_cast<int>(config.training.threads)});
+  so.lora = config.lora;
+  so.lora_seed = static_cast<uint64_t>(config.training.seed);
   run.offload.emplace(config.offload, 0);
   so.optimizer_state = run.offload->Factory();
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());

@@ -245,6 +245,8 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
                                         config.training.checkpoint_activations);
   step_options.backend =
       MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(config.training.threads)});
+  step_options.lora = config.lora;
+  step_options.lora_seed = static_cast<uint64_t>(config.training.seed);
   OptimizerOffload offload(config.offload, rank);
   step_options.optimizer_state = offload.Factory();
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
@@ -256,7 +258,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     LoadHfWeights(hdp.model(), job.init_from());
   const LrSchedule schedule = config.schedule();
   int64_t sync_bytes = 0;  // reduce-scatter + all-gather of every parameter, per step
-  for (const Tensor& p : hdp.model().params()) sync_bytes += p.bytes();
+  for (const Tensor& p : hdp.model().trainable()) sync_bytes += p.bytes();
   sync_bytes = sync_bytes * 2 * (world - 1) / world;
   TraceFile trace = OpenTrace(rank);
   const RunTrace run_trace(config, rank, generation, "rank " + std::to_string(rank));

@@ -101,6 +101,15 @@ class Backend {
   // Row r of dst = row r of src over `cols` floats, r in [0, rows): the KV cache appends the k and
   // v column slices of the fused qkv rows this way (runtime/kv_cache.h).
   virtual void CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols) = 0;
+  // Row r of dst += scale * row r of src over `cols` floats (LoRA adds its low-rank update into
+  // column slices of the fused q|k|v and gate|up rows this way).
+  virtual void AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols,
+                       float scale) = 0;
+  // Inverted dropout, y = x * keep / (1 - p) elementwise over the (rows, cols) tensors x and y
+  // (y may be x): element (r, c) is kept when DropoutUniform(key, r * cols + c) >= p. The mask
+  // is a pure function of (key, r, c), so the backward pass applies the same mask again from
+  // the key (nothing is stored) and the result does not depend on the thread count.
+  virtual void Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) = 0;
 
   // Softmax cross-entropy over logits (T, V) in place with targets (T) i32: returns the sum of
   // the token losses (in double, in row order) and leaves d(loss_sum * grad_scale)/d(logits).
@@ -111,6 +120,16 @@ class Backend {
   // The fused AdamW update of every range (ranges never overlap).
   virtual void AdamW(std::span<const AdamWRange> ranges) = 0;
 };
+
+// The uniform [0, 1) number of element `index` under `key` that Dropout compares with p
+// (splitmix64 of key and index; every backend computes the same bits).
+inline float DropoutUniform(uint64_t key, uint64_t index) {
+  uint64_t z = key ^ (index * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * 0x1.0p-24f;
+}
 
 // The backend for `device` with `context` (Device::kCpu: runtime/cpu/'s CpuBackend).
 std::shared_ptr<Backend> MakeBackend(Device device, const ExecutionContext& context);

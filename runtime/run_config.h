@@ -1,5 +1,5 @@
 // The configuration of a training run: one TOML file in sections
-//   [model] [training] [optimizer] [data] [checkpoint] [distributed] [offload] [metrics]
+//   [model] [training] [optimizer] [data] [checkpoint] [distributed] [offload] [metrics] [lora]
 // plus dotted overrides from the command line (`--training.steps=100`), which win over the file,
 // which wins over the defaults. Unknown sections and keys are rejected with the closest valid
 // name suggested; a value of the wrong type names the key and both types. ToToml() prints the
@@ -126,6 +126,10 @@ struct RunConfig {
   DistributedConfig distributed;
   OffloadConfig offload;
   MetricsConfig metrics;
+  // LoRA fine-tuning (docs/LORA.md): rank 0 (the default) trains every weight; rank >= 1 freezes
+  // the base and trains adapters on lora.targets.
+  LoraConfig lora = DefaultLora();
+  static LoraConfig DefaultLora();
 
   // Defaults, then `path` (if not empty), then each override "section.key=value" (a leading
   // "--" is allowed). Validates the result.

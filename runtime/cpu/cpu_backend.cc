@@ -164,6 +164,37 @@ void CpuBackend::CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_
     std::memcpy(dst.data + r * dst.ld, src.data + r * src.ld, cols * sizeof(float));
 }
 
+void CpuBackend::AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols,
+                         float scale) {
+  SM_CHECK(rows >= 0 && cols >= 0 && dst.ld >= cols && src.ld >= cols)
+      << "AddRows of " << rows << " x " << cols << " floats between rows " << src.ld << " and "
+      << dst.ld << " floats apart";
+#pragma omp parallel for schedule(static) num_threads(ctx_.threads)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst.data + r * dst.ld;
+    const float* s = src.data + r * src.ld;
+    for (int64_t c = 0; c < cols; ++c) d[c] += scale * s[c];
+  }
+}
+
+void CpuBackend::Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) {
+  CheckDevice(x, Device::kCpu);
+  CheckDevice(y, Device::kCpu);
+  CheckDType(x, DType::kF32);
+  CheckDType(y, DType::kF32);
+  SM_CHECK(x.shape() == y.shape()) << "Dropout: tensor '" << y.name() << "' has shape "
+                                   << y.shape().ToString() << ", '" << x.name() << "' has "
+                                   << x.shape().ToString();
+  SM_CHECK(p >= 0 && p < 1) << "Dropout: p must be in [0, 1), got " << p;
+  const float keep_scale = 1.0f / (1.0f - p);
+  const int64_t n = x.numel();
+  const float* in = x.f32();
+  float* out = y.f32();
+#pragma omp parallel for schedule(static) num_threads(ctx_.threads)
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = DropoutUniform(key, static_cast<uint64_t>(i)) >= p ? in[i] * keep_scale : 0.0f;
+}
+
 double CpuBackend::CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) {
   const int64_t t = targets.numel(), vocab = logits.shape().ndim() == 2 ? logits.dim(1) : 0;
   CheckRows(targets, t, 1);
