@@ -75,7 +75,8 @@ std::vector<std::string> WriteCheckpointPart(const std::string& dir, int rank, i
   fs::create_directories(dir);
   std::vector<std::string> files;
   // A LoRA run's weights are its adapters (PEFT's files); the frozen base stays where it was.
-  if (rank == 0) files = model.lora() ? SaveLoraAdapter(model, dir) : SaveHfModel(model, dir, dtype);
+  if (rank == 0)
+    files = model.lora() ? SaveLoraAdapter(model, dir) : SaveHfModel(model, dir, dtype);
   const std::string name = OptimizerPartName(rank);
   OptimizerPartWriter part(dir + "/" + name, model.trainable(), sync.moment_pieces(),
                            {{"optimizer_step", std::to_string(sync.step())},

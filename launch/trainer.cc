@@ -290,7 +290,11 @@ Trainer::Trainer(RunConfig config, const TrainerOptions& options, std::ostream& 
   s_->trace.emplace(config_, 0, std::nullopt, "train");
 
   s_->peak.emplace(static_cast<int>(config_.training.threads));
-  out << "model: " << config_.model.NumParams() << " params; data: ";
+  out << "model: " << config_.model.NumParams() << " params";
+  if (config_.lora.rank > 0)
+    out << " (frozen; LoRA r = " << config_.lora.rank << " trains "
+        << LoraParams(config_.model, config_.lora) << ")";
+  out << "; data: ";
   if (s_->data)
     out << s_->data->datasets.size() << " dataset(s), " << s_->data->train_sequences
         << " training and " << s_->data->validation.size() << " validation sequences, "
@@ -368,7 +372,7 @@ Json Trainer::Finish(const StepInputs& in) {
   ++run.step;
   if (in.cursor_after) run.cursor = *in.cursor_after;
   s_->since.tokens += in.tokens;
-  const double step_flops = StepModelFlops(m, *in.plan, in.tokens);
+  const double step_flops = StepModelFlops(m, *in.plan, in.tokens, config_.lora);
   s_->since.flops += step_flops;
   s_->cut_total += in.cut_sequences;
   double val = std::nan("");

@@ -39,9 +39,8 @@ HdpStep::HdpStep(const ModelConfig& config, const HdpStepOptions& options, Commu
                  RingLink& link, const AdamWConfig& adamw)
     : rank_(comm.rank()),
       model_(config, ModelOptionsFor(options)),
-      sync_(comm, model_.trainable(), model_.grads(), adamw,
-            BucketEnds(model_.trainable_layout()), model_.trainable_layout().finish_order,
-            options.optimizer_state),
+      sync_(comm, model_.trainable(), model_.grads(), adamw, BucketEnds(model_.trainable_layout()),
+            model_.trainable_layout().finish_order, options.optimizer_state),
       executor_(model_, link, comm.rank()) {
   const ParamLayout& layout = model_.trainable_layout();
   buckets_of_layer_.assign(config.layers + 1, {});

@@ -96,13 +96,11 @@ void Model::BuildAdapters() {
     int64_t in, out, col;
     const char* path;
   };
-  const Geometry geometry[] = {{c.hidden, qw, 0, "self_attn.q_proj"},
-                               {c.hidden, kw, qw, "self_attn.k_proj"},
-                               {c.hidden, kw, qw + kw, "self_attn.v_proj"},
-                               {qw, c.hidden, 0, "self_attn.o_proj"},
-                               {c.hidden, c.ffn, 0, "mlp.gate_proj"},
-                               {c.hidden, c.ffn, c.ffn, "mlp.up_proj"},
-                               {c.ffn, c.hidden, 0, "mlp.down_proj"}};
+  const Geometry geometry[] = {
+      {c.hidden, qw, 0, "self_attn.q_proj"},       {c.hidden, kw, qw, "self_attn.k_proj"},
+      {c.hidden, kw, qw + kw, "self_attn.v_proj"}, {qw, c.hidden, 0, "self_attn.o_proj"},
+      {c.hidden, c.ffn, 0, "mlp.gate_proj"},       {c.hidden, c.ffn, c.ffn, "mlp.up_proj"},
+      {c.ffn, c.hidden, 0, "mlp.down_proj"}};
   const std::vector<std::string>& modules = LoraModules();
   std::vector<bool> on(modules.size(), false);
   for (const std::string& t : lc.targets)
@@ -144,8 +142,8 @@ void Model::BuildAdapters() {
   for (int64_t l = 0; l < c.layers; ++l) {
     for (size_t m = 0; m < modules.size(); ++m) {
       if (!on[m]) continue;
-      Adapter a{adapters_[k], adapters_[k + 1], grads_[k], grads_[k + 1], geometry[m].col,
-                static_cast<int>(m)};
+      Adapter a{adapters_[k],  adapters_[k + 1], grads_[k],
+                grads_[k + 1], geometry[m].col,  static_cast<int>(m)};
       k += 2;
       const double bound = 1.0 / std::sqrt(static_cast<double>(geometry[m].in));
       float* d = a.a.f32();
@@ -199,7 +197,7 @@ void Model::AdapterBackward(const Adapter& m, int64_t layer, const Tensor& x, co
   be.LinearForward(xin, m.a, u, false);
   be.Zero(g);
   be.AddRows({g.f32(), out}, {dy.f32() + m.col, dy.dim(1)}, num_tokens_, out, lora_scale_);
-  be.LinearBackwardWeight(g, u, m.db);   // dB += g^T u
+  be.LinearBackwardWeight(g, u, m.db);        // dB += g^T u
   be.LinearBackwardInput(g, m.b, du, false);  // du = g B
   be.LinearBackwardWeight(du, xin, m.da);     // dA += du^T dropout(x)
   if (drop) {
@@ -212,15 +210,14 @@ void Model::AdapterBackward(const Adapter& m, int64_t layer, const Tensor& x, co
   }
 }
 
-void Model::AdaptersForward(int64_t layer, int first, int last, const Tensor& x,
-                            const Tensor& y) {
+void Model::AdaptersForward(int64_t layer, int first, int last, const Tensor& x, const Tensor& y) {
   if (!lora_) return;
   for (int m = first; m < last; ++m)
     if (const auto& a = layer_adapters_[layer][m]) AdapterForward(*a, layer, x, y);
 }
 
-void Model::AdaptersBackward(int64_t layer, int first, int last, const Tensor& x,
-                             const Tensor& dy, const Tensor& dx) {
+void Model::AdaptersBackward(int64_t layer, int first, int last, const Tensor& x, const Tensor& dy,
+                             const Tensor& dx) {
   if (!lora_) return;
   for (int m = first; m < last; ++m)
     if (const auto& a = layer_adapters_[layer][m]) AdapterBackward(*a, layer, x, dy, dx);

@@ -25,8 +25,8 @@
 #include "python/src/arrays.h"
 #include "runtime/check.h"
 #include "runtime/hf_checkpoint.h"
-#include "runtime/lora_checkpoint.h"
 #include "runtime/layers.h"
+#include "runtime/lora_checkpoint.h"
 #include "runtime/run_config.h"
 #include "runtime/tokenizer.h"
 

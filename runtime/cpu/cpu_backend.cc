@@ -182,9 +182,9 @@ void CpuBackend::Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key
   CheckDevice(y, Device::kCpu);
   CheckDType(x, DType::kF32);
   CheckDType(y, DType::kF32);
-  SM_CHECK(x.shape() == y.shape()) << "Dropout: tensor '" << y.name() << "' has shape "
-                                   << y.shape().ToString() << ", '" << x.name() << "' has "
-                                   << x.shape().ToString();
+  SM_CHECK(x.shape() == y.shape())
+      << "Dropout: tensor '" << y.name() << "' has shape " << y.shape().ToString() << ", '"
+      << x.name() << "' has " << x.shape().ToString();
   SM_CHECK(p >= 0 && p < 1) << "Dropout: p must be in [0, 1), got " << p;
   const float keep_scale = 1.0f / (1.0f - p);
   const int64_t n = x.numel();

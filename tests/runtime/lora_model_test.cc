@@ -228,8 +228,10 @@ TEST(LoraModel, PeftFilesHavePeftNamesAndShapesAndMergeIntoTheAdaptedModel) {
   EXPECT_EQ(read.targets, lora.targets);
   SafetensorsFile f = SafetensorsFile::Open((dir / "adapter/adapter_model.safetensors").string());
   ASSERT_EQ(f.entries().size(), 12u);  // 2 layers x 3 projections x (A, B)
-  const SafetensorsEntry* a = f.Find("base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight");
-  const SafetensorsEntry* b = f.Find("base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight");
+  const SafetensorsEntry* a =
+      f.Find("base_model.model.model.layers.1.self_attn.k_proj.lora_A.weight");
+  const SafetensorsEntry* b =
+      f.Find("base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight");
   const SafetensorsEntry* d = f.Find("base_model.model.model.layers.0.mlp.down_proj.lora_A.weight");
   ASSERT_TRUE(a && b && d);
   EXPECT_EQ(a->shape, (std::vector<int64_t>{3, 16}));  // r x hidden

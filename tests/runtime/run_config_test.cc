@@ -273,13 +273,16 @@ TEST(RunConfigLora, SectionParsesRoundTripsAndRefusesBadValues) {
   EXPECT_EQ(o.lora.targets, std::vector<std::string>{"down_proj"});
   EXPECT_TRUE(testing::ThrowsWith([] { RunConfig::Parse("[lora]\ntargets = \"q_proj\"\n", "x"); },
                                   "lora.targets must be an array of strings, got a string"));
-  EXPECT_TRUE(testing::ThrowsWith(
-      [] { RunConfig::Parse("[lora]\nrank = 4\ntargets = [\"q\"]\n", "x"); },
-      "lora.targets: \"q\" is not a projection of a Llama layer"));
+  EXPECT_TRUE(
+      testing::ThrowsWith([] { RunConfig::Parse("[lora]\nrank = 4\ntargets = [\"q\"]\n", "x"); },
+                          "lora.targets: \"q\" is not a projection of a Llama layer"));
   EXPECT_TRUE(testing::ThrowsWith([] { RunConfig::Load("", {"lora.rank=-1"}); },
                                   "lora.rank must be >= 0 (0: no LoRA), got -1"));
-  EXPECT_TRUE(testing::ThrowsWith([] { RunConfig::Load("", {"lora.rank=2", "lora.alpha=0"}); },
-                                  "lora.alpha must be > 0"));
+  EXPECT_TRUE(testing::ThrowsWith(
+      [] {
+        RunConfig::Load("", {"lora.rank=2", "lora.alpha=0"});
+      },
+      "lora.alpha must be > 0"));
   EXPECT_TRUE(testing::ThrowsWith([] { RunConfig::Load("", {"lora.rnak=2"}); },
                                   "did you mean 'lora.rank'?"));
 }
