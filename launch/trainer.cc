@@ -158,12 +158,16 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   so.capacity = config.training.micro_batch_tokens;
   so.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
   so.backend = MakeBackend(Device::kCpu, {static_cast<int>(config.training.threads)});
+  so.precision = config.training.precision;
   so.lora = config.lora;
   so.lora_seed = static_cast<uint64_t>(config.training.seed);
   run.offload.emplace(config.offload, 0);
   so.optimizer_state = run.offload->Factory();
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());
   if (run.offload->enabled()) out << "offload: " << run.offload->Describe() << "\n";
+  if (config.training.precision == Precision::kBf16)
+    out << "precision: bf16 matrix multiplications with fp32 accumulation and master weights ("
+        << DescribeBf16Matmul(Device::kCpu) << ")\n";
   run.hdp->model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!options.init_from.empty()) LoadHfWeights(run.hdp->model(), options.init_from);
   if (data != nullptr) run.cursor = data->sampler.Start();

@@ -245,12 +245,16 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
                                         config.training.checkpoint_activations);
   step_options.backend =
       MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(config.training.threads)});
+  step_options.precision = config.training.precision;
   step_options.lora = config.lora;
   step_options.lora_seed = static_cast<uint64_t>(config.training.seed);
   OptimizerOffload offload(config.offload, rank);
   step_options.optimizer_state = offload.Factory();
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
   if (offload.enabled() && rank == 0) std::cerr << "offload: " << offload.Describe() << std::endl;
+  if (config.training.precision == Precision::kBf16 && rank == 0)
+    std::cerr << "precision: bf16 matrix multiplications with fp32 accumulation and master "
+              << "weights (" << DescribeBf16Matmul(Device::kCpu) << ")" << std::endl;
   hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!job.resume_checkpoint().empty())
     LoadCheckpointParts(job.resume_checkpoint(), hdp.model(), hdp.sync());

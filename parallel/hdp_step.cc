@@ -23,6 +23,7 @@ ModelOptions HdpStep::ModelOptionsFor(const HdpStepOptions& options) {
   mo.max_tokens = ActivationTokens(options.capacity);
   mo.checkpoint_layers = options.checkpoint_layers;
   mo.backend = options.backend;
+  mo.precision = options.precision;
   mo.lora = options.lora;
   mo.lora_seed = options.lora_seed;
   // Gradients are final only in the rank's last backward of the step; earlier backwards add.

@@ -35,6 +35,7 @@ struct HdpStepOptions {
   OptimizerStateFactory optimizer_state;  // where this rank's AdamW state lives; null: memory
   // LoRA (ModelOptions::lora): rank 0 trains every weight; otherwise gradient sync and ZeRO-1
   // cover only the adapters (Model::trainable()).
+  Precision precision = Precision::kF32;
   LoraConfig lora = ModelOptions{}.lora;
   uint64_t lora_seed = 1;
 };

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "runtime/adamw_step.h"
 #include "runtime/attention.h"
@@ -41,11 +42,14 @@ class Backend {
   virtual Device device() const = 0;
   virtual const ExecutionContext& context() const = 0;
 
-  // Memory of tensors on this device: dst = src (same shape), t = 0.
+  // Memory of tensors on this device: dst = src (same shape; f32 <-> bf16 converts, rounding to
+  // nearest even), t = 0.
   virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void Zero(const Tensor& t) = 0;
 
-  // Linear layers, weights in the PyTorch layout W (out, in):
+  // Linear layers, weights in the PyTorch layout W (out, in). With W (and x) in bf16 the products
+  // run in bf16 with fp32 accumulation into the f32 output (training.precision = "bf16"); the f32
+  // dy of the backward entries is rounded to bf16 for its GEMM, as autocast does.
   //   y (T, out)  = x (T, in) W^T     (+= if accumulate)   LinearForward
   //   dx (T, in)  = dy (T, out) W     (+= if accumulate)   LinearBackwardInput
   //   dW (out,in) += dy^T x                                LinearBackwardWeight
@@ -130,6 +134,11 @@ inline float DropoutUniform(uint64_t key, uint64_t index) {
   z ^= z >> 31;
   return static_cast<float>(z >> 40) * 0x1.0p-24f;
 }
+
+// How bf16 matrix multiplications (training.precision = "bf16") run on `device`, for the one
+// line a run prints: e.g. "oneDNN brg:avx512_core_amx_bf16", or, where the CPU has neither
+// AVX512-BF16 nor AMX, "emulated: ..." (correct, but slower than fp32).
+std::string DescribeBf16Matmul(Device device);
 
 // The backend for `device` with `context` (Device::kCpu: runtime/cpu/'s CpuBackend).
 std::shared_ptr<Backend> MakeBackend(Device device, const ExecutionContext& context);

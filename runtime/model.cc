@@ -154,6 +154,23 @@ void Model::BuildAdapters() {
   }
 }
 
+Model::LayerParams Model::ComputeWeights(const LayerParams& w) {
+  if (!bf16_) return w;
+  Backend& be = *options_.backend;
+  be.Copy(w16_.qkv, w.qkv);
+  be.Copy(w16_.o, w.o);
+  be.Copy(w16_.gate_up, w.gate_up);
+  be.Copy(w16_.down, w.down);
+  return {w.in_norm, w16_.qkv, w16_.o, w.post_norm, w16_.gate_up, w16_.down};
+}
+
+Tensor Model::AdapterInput(const Tensor& x, int64_t in) {
+  if (x.dtype() == DType::kF32) return x;
+  const Tensor wide = Scratch(lora_x_, in);
+  options_.backend->Copy(wide, x);
+  return wide;
+}
+
 Tensor Model::Scratch(const Tensor& buffer, int64_t cols) const {
   return Tensor(buffer.name(), DType::kF32, {num_tokens_, cols}, buffer.data(), buffer.device());
 }
@@ -170,10 +187,11 @@ void Model::AdapterForward(const Adapter& m, int64_t layer, const Tensor& x, con
   Backend& be = *options_.backend;
   const int64_t in = m.a.dim(1), out = m.b.dim(0), r = m.a.dim(0);
   const float p = static_cast<float>(options_.lora.dropout);
-  Tensor xin = x;
+  const Tensor x32 = AdapterInput(x, in);
+  Tensor xin = x32;
   if (dropout_key_ != 0 && p > 0) {
     xin = Scratch(lora_x_, in);
-    be.Dropout(x, xin, p, DropoutKey(layer, m.module));
+    be.Dropout(x32, xin, p, DropoutKey(layer, m.module));
   }
   const Tensor u = Scratch(lora_u_, r), d = Scratch(lora_d_, out);
   be.LinearForward(xin, m.a, u, false);
@@ -187,10 +205,11 @@ void Model::AdapterBackward(const Adapter& m, int64_t layer, const Tensor& x, co
   const int64_t in = m.a.dim(1), out = m.b.dim(0), r = m.a.dim(0);
   const float p = static_cast<float>(options_.lora.dropout);
   const bool drop = dropout_key_ != 0 && p > 0;
-  Tensor xin = x;
+  const Tensor x32 = AdapterInput(x, in);
+  Tensor xin = x32;
   if (drop) {
     xin = Scratch(lora_x_, in);
-    be.Dropout(x, xin, p, DropoutKey(layer, m.module));
+    be.Dropout(x32, xin, p, DropoutKey(layer, m.module));
   }
   // u = dropout(x) A^T again (cheaper than keeping it); g = s dy of this projection's columns.
   const Tensor u = Scratch(lora_u_, r), g = Scratch(lora_d_, out), du = Scratch(lora_du_, r);
@@ -259,16 +278,19 @@ Model::LayerActs Model::AddLayerActs(const std::string& p) {
   const int64_t t = options_.max_tokens;
   LayerActs a;
   auto add = [&](const char* name, Shape s) { return *act_arena_.Add(p + name, DType::kF32, s); };
-  a.xn1 = add("xn1", {t, c.hidden});
+  // The inputs of matrix multiplications are kept in the compute dtype.
+  const DType gemm_in = bf16_ ? DType::kBF16 : DType::kF32;
+  auto add_in = [&](const char* name, Shape s) { return *act_arena_.Add(p + name, gemm_in, s); };
+  a.xn1 = add_in("xn1", {t, c.hidden});
   a.rstd1 = add("rstd1", {t});
   a.qkv = add("qkv", {t, qkv_width()});
-  a.attn = add("attn", {t, c.heads * c.head_dim()});
+  a.attn = add_in("attn", {t, c.heads * c.head_dim()});
   a.lse = add("lse", {c.heads, t});
   a.x2 = add("x2", {t, c.hidden});
-  a.xn2 = add("xn2", {t, c.hidden});
+  a.xn2 = add_in("xn2", {t, c.hidden});
   a.rstd2 = add("rstd2", {t});
   a.gate_up = add("gate_up", {t, 2 * c.ffn});
-  a.h = add("h", {t, c.ffn});
+  a.h = add_in("h", {t, c.ffn});
   return a;
 }
 
@@ -312,6 +334,20 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
     d_norm_ = grads_[layout_.groups[head_group()].first];
     d_lm_head_ = config_.tie_embeddings ? d_embed_ : grads_[layout_.groups[head_group()].first + 1];
   }
+  bf16_ = options_.precision == Precision::kBf16;
+  if (bf16_) {
+    const ModelConfig& c = config_;
+    const int64_t qw = c.heads * c.head_dim();
+    auto add = [&](const char* name, Shape s) { return bf16_arena_.Add(name, DType::kBF16, s); };
+    std::vector<std::pair<Tensor*, Tensor*>> named = {
+        {&w16_.qkv, add("qkv.bf16", {qkv_width(), c.hidden})},
+        {&w16_.o, add("o.bf16", {c.hidden, qw})},
+        {&w16_.gate_up, add("gate_up.bf16", {2 * c.ffn, c.hidden})},
+        {&w16_.down, add("down.bf16", {c.hidden, c.ffn})},
+        {&lm_head16_, add("lm_head.bf16", {c.vocab, c.hidden})}};
+    bf16_arena_.Allocate();
+    for (auto& [member, planned] : named) *member = *planned;
+  }
   own_param_store_ = std::make_unique<InMemoryParameterStore>(params_, layout_);
   own_act_store_ = std::make_unique<InMemoryActivationStore>(config_.layers);
   param_store_ = own_param_store_.get();
@@ -350,7 +386,8 @@ void Model::PlanActivations() {
   if (any_checkpoint) AddLayerActs("recompute.");
   auto add = [&](const char* name, Shape s) { return act_arena_.Add(name, DType::kF32, s); };
   std::vector<std::pair<Tensor*, Tensor*>> named = {
-      {&xf_, add("xf", {t, c.hidden})},
+      // The lm_head's input, in the compute dtype (rstdf_ and the logits stay f32).
+      {&xf_, act_arena_.Add("xf", bf16_ ? DType::kBF16 : DType::kF32, {t, c.hidden})},
       {&rstdf_, add("rstdf", {t})},
       {&logits_, add("logits", {t, c.vocab})},
       {&rope_cos_, add("rope_cos", {t, hd / 2})},
@@ -364,6 +401,10 @@ void Model::PlanActivations() {
                                {&d_qkv_, add("d_qkv", {t, qkv_width()})},
                                {&d_h_, add("d_h", {t, c.ffn})},
                                {&d_gate_up_, add("d_gate_up", {t, 2 * c.ffn})}});
+  }
+  if (bf16_) {
+    named.insert(named.end(), {{&f32_out_, add("f32_out", {t, std::max(c.hidden, c.ffn)})},
+                               {&attn_f32_, add("attn_f32", {t, c.heads * hd})}});
   }
   if (lora_) {
     // Scratch for one adapter at a time: u = x A^T (T, r), its gradient, B's product or the
@@ -436,14 +477,24 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
   const int64_t ld = qkv_width();
   Backend& be = *options_.backend;
   const Tensor cos = Live(rope_cos_), sin = Live(rope_sin_), qkv_t = Live(a.qkv);
-  be.RmsNormForward(x, w.in_norm, Live(a.xn1), Live(a.rstd1), c.norm_eps);
+  // bf16: a norm's, attention's and SwiGLU's outputs are computed in f32 and stored rounded.
+  auto stored = [&](const Tensor& act, int64_t cols) {
+    return bf16_ ? Scratch(f32_out_, cols) : act;
+  };
+  auto store = [&](const Tensor& act, const Tensor& out32) {
+    if (bf16_) be.Copy(act, out32);
+  };
+  const Tensor xn1 = stored(Live(a.xn1), c.hidden);
+  be.RmsNormForward(x, w.in_norm, xn1, Live(a.rstd1), c.norm_eps);
+  store(Live(a.xn1), xn1);
   be.LinearForward(Live(a.xn1), w.qkv, qkv_t, false);
   AdaptersForward(layer, 0, 3, Live(a.xn1), qkv_t);  // q, k, v: before RoPE, as in PEFT
   be.RopeApply(qkv_t, 0, static_cast<int>(c.heads), static_cast<int>(hd), cos, sin, false);
   be.RopeApply(qkv_t, qw, static_cast<int>(c.kv_heads), static_cast<int>(hd), cos, sin, false);
   float* qkv = a.qkv.f32();
-  AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
-                 {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
+  float* attn = bf16_ ? attn_f32_.f32() : a.attn.f32();
+  AttentionIo io{{qkv, ld},  {qkv + qw, ld}, {qkv + qw + kw, ld},
+                 {attn, qw}, a.lse.f32(),    options_.max_tokens};
   if (cache) {
     // Rows [length, length + T) of the cache become this call's keys and values; the segment
     // (Decode) lets query row i see cache rows [0, length + i].
@@ -458,17 +509,22 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
   if (split_attention_) {
     const int64_t r = split_.q_begin;
     split_attention_->Forward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
-                              {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
-                              a.lse.f32() + r, options_.max_tokens);
+                              {qkv + r * ld + qw + kw, ld}, {attn + r * qw, qw}, a.lse.f32() + r,
+                              options_.max_tokens);
   }
+  store(Live(a.attn), Scratch(attn_f32_, qw));
   // x2 = x + attn Wo^T
   be.Copy(Live(a.x2), x);
   be.LinearForward(Live(a.attn), w.o, Live(a.x2), true);
   AdaptersForward(layer, 3, 4, Live(a.attn), Live(a.x2));
-  be.RmsNormForward(Live(a.x2), w.post_norm, Live(a.xn2), Live(a.rstd2), c.norm_eps);
+  const Tensor xn2 = stored(Live(a.xn2), c.hidden);
+  be.RmsNormForward(Live(a.x2), w.post_norm, xn2, Live(a.rstd2), c.norm_eps);
+  store(Live(a.xn2), xn2);
   be.LinearForward(Live(a.xn2), w.gate_up, Live(a.gate_up), false);
   AdaptersForward(layer, 4, 6, Live(a.xn2), Live(a.gate_up));
-  be.SwiGluForward(Live(a.gate_up), Live(a.h));
+  const Tensor h = stored(Live(a.h), c.ffn);
+  be.SwiGluForward(Live(a.gate_up), h);
+  store(Live(a.h), h);
   // out = x2 + h Wd^T
   be.Copy(out, Live(a.x2));
   be.LinearForward(Live(a.h), w.down, out, true);
@@ -509,18 +565,20 @@ void Model::LayerBackward(const LayerParams& w, int l, const LayerActs& a, const
   be.Zero(Live(d_qkv_));
   float* qkv = a.qkv.f32();
   float* dqkv = d_qkv_.f32();
-  AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
-                 {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
+  // bf16: attention's backward takes its output widened back to f32 (as stored: rounded).
+  if (bf16_) be.Copy(Scratch(attn_f32_, qw), Live(a.attn));
+  float* attn = bf16_ ? attn_f32_.f32() : a.attn.f32();
+  AttentionIo io{{qkv, ld},  {qkv + qw, ld}, {qkv + qw + kw, ld},
+                 {attn, qw}, a.lse.f32(),    options_.max_tokens};
   be.AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
                        {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
   poll();
   if (split_attention_) {
     const int64_t r = split_.q_begin;
-    split_attention_->Backward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
-                               {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
-                               a.lse.f32() + r, options_.max_tokens, {d_attn_.f32() + r * qw, qw},
-                               {dqkv + r * ld, ld}, {dqkv + r * ld + qw, ld},
-                               {dqkv + r * ld + qw + kw, ld});
+    split_attention_->Backward(
+        be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld}, {qkv + r * ld + qw + kw, ld},
+        {attn + r * qw, qw}, a.lse.f32() + r, options_.max_tokens, {d_attn_.f32() + r * qw, qw},
+        {dqkv + r * ld, ld}, {dqkv + r * ld + qw, ld}, {dqkv + r * ld + qw + kw, ld});
   }
   const Tensor cos = Live(rope_cos_), sin = Live(rope_sin_), dqkv_t = Live(d_qkv_);
   be.RopeApply(dqkv_t, 0, static_cast<int>(c.heads), static_cast<int>(hd), cos, sin, true);
@@ -581,7 +639,12 @@ Model::HeadParams Model::AcquireHead() {
   std::span<const Tensor> head = param_store_->Acquire(head_group());
   std::span<const Tensor> embed = head.subspan(0, 1);  // unused unless tied
   if (config_.tie_embeddings) embed = param_store_->Acquire(0);
-  return HeadView(head, embed);
+  HeadParams h = HeadView(head, embed);
+  if (bf16_) {
+    options_.backend->Copy(lm_head16_, h.lm_head);
+    h.lm_head = lm_head16_;
+  }
+  return h;
 }
 
 void Model::ReleaseHead() {
@@ -594,7 +657,13 @@ void Model::HeadLogits(int64_t first) {
   Backend& be = *options_.backend;
   auto rows = [&](const Tensor& t) { return t.Rows(first, num_tokens_); };
   const HeadParams h = AcquireHead();
-  be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf_), rows(rstdf_), c.norm_eps);
+  if (bf16_) {
+    const Tensor xf32 = Tensor("xf.f32", DType::kF32, {num_tokens_, c.hidden}, f32_out_.data());
+    be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf32), rows(rstdf_), c.norm_eps);
+    be.Copy(rows(xf_), rows(xf32));
+  } else {
+    be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf_), rows(rstdf_), c.norm_eps);
+  }
   be.LinearForward(rows(xf_), h.lm_head, rows(logits_), false);
   ReleaseHead();
 }
@@ -619,7 +688,7 @@ void Model::ForwardLayers(KvCache* cache) {
   store.Prefetch(1);
   store.Release(0);
   for (int l = 0; l < c.layers; ++l) {
-    const LayerParams w = LayerView(store.Acquire(l + 1), l);
+    const LayerParams w = ComputeWeights(LayerView(store.Acquire(l + 1), l));
     store.Prefetch(l + 2);  // the next layer's group, or the head's after the last layer
     LayerForward(w, acts_[l], Live(resid_[l]), Live(resid_[l + 1]), cache, l);
     store.Release(l + 1);
@@ -697,7 +766,7 @@ void Model::Backward() {
   if (fetch_next >= 0) act_store_->Prefetch(fetch_next);
   HeadBackward();
   for (int l = static_cast<int>(c.layers) - 1; l >= 0; --l) {
-    const LayerParams w = LayerView(store.Acquire(l + 1), l);
+    const LayerParams w = ComputeWeights(LayerView(store.Acquire(l + 1), l));
     if (l >= 1) store.Prefetch(l);
     Tensor x = Live(resid_[l]);
     if (options_.checkpoint_layers[l]) {

@@ -80,6 +80,11 @@ struct Batch {
   uint64_t dropout_key = 0;
 };
 
+// How the model computes (training.precision): fp32 everywhere, or bf16 matrix multiplications
+// (weights converted to bf16 as each layer is acquired, the saved GEMM inputs stored in bf16)
+// with fp32 accumulation, fp32 master weights, norms, attention, softmax and gradients.
+enum class Precision : uint8_t { kF32, kBf16 };
+
 struct ModelOptions {
   int64_t max_tokens = 0;               // capacity of one micro-batch; sizes the activations
   std::vector<bool> checkpoint_layers;  // per layer: recompute activations in backward
@@ -102,6 +107,7 @@ struct ModelOptions {
   // projection, y = x W^T + (alpha / r) dropout(x) A^T B^T. The base weights are then frozen:
   // grads() and trainable() cover only the adapters, and backward computes no base weight
   // gradient. A is drawn from lora_seed (PEFT's kaiming-uniform bound 1 / sqrt(in)), B is zero.
+  Precision precision = Precision::kF32;
   LoraConfig lora = [] {
     LoraConfig off;
     off.rank = 0;
@@ -216,6 +222,10 @@ class Model {
     int module = 0;  // index into LoraModules()
   };
   void BuildAdapters();
+  // bf16: the layer's matrices converted into the bf16 compute copies (norms stay f32); f32: w.
+  LayerParams ComputeWeights(const LayerParams& w);
+  // bf16: widens x (bf16) into lora_x_ for an adapter; f32: x itself.
+  Tensor AdapterInput(const Tensor& x, int64_t in);
   Tensor Scratch(const Tensor& buffer, int64_t cols) const;  // (num_tokens_, cols) view
   uint64_t DropoutKey(int64_t layer, int module) const;
   // y (T, ld) columns [col, col + out) += (alpha / r) dropout(x) A^T B^T.
@@ -263,6 +273,13 @@ class Model {
   std::vector<std::vector<std::optional<Adapter>>> layer_adapters_;
   Tensor lora_u_, lora_du_, lora_d_, lora_x_, frozen_dnorm_;
   uint64_t dropout_key_ = 0;  // the batch's key; 0: no dropout
+
+  // bf16 (Precision::kBf16): the compute copies of one layer's matrices and of the lm_head, and
+  // f32 scratch for outputs that are stored in bf16 (a norm's or SwiGLU's, attention's).
+  bool bf16_ = false;
+  Arena bf16_arena_{"bf16 weights"};
+  LayerParams w16_;
+  Tensor lm_head16_, f32_out_, attn_f32_;
 
   // State of the last Forward.
   int64_t num_tokens_ = 0;

@@ -250,6 +250,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"training.eval_interval", &c.training.eval_interval},
       {"training.grad_clip", &c.training.grad_clip},
       {"training.checkpoint_activations", &c.training.checkpoint_activations},
+      {"training.precision", ChoiceOf(&c.training.precision, PrecisionNames())},
       {"training.nonfinite", ChoiceOf(&c.training.nonfinite, NonFiniteNames())},
       {"training.nonfinite_limit", &c.training.nonfinite_limit},
       {"optimizer.lr", &c.optimizer.lr},
@@ -421,6 +422,10 @@ void Assign(const Field& f, const toml::node& n, const std::string& where) {
 
 const std::vector<std::string>& PlannerNames() {
   static const std::vector<std::string> names = {"balanced", "naive", "pow2", "static"};
+  return names;
+}
+const std::vector<std::string>& PrecisionNames() {
+  static const std::vector<std::string> names = {"fp32", "bf16"};
   return names;
 }
 const std::vector<std::string>& NonFiniteNames() {

@@ -22,6 +22,7 @@ namespace seqmesh {
 // after training.nonfinite_limit such steps in a row (as Megatron and DeepSpeed skip steps).
 enum class NonFinitePolicy { kStop, kSkip };
 const std::vector<std::string>& NonFiniteNames();
+const std::vector<std::string>& PrecisionNames();  // "fp32", "bf16"
 
 struct TrainingConfig {
   int64_t steps = 100;
@@ -33,6 +34,9 @@ struct TrainingConfig {
   int64_t eval_interval = 0;  // 0: no validation
   double grad_clip = 1.0;     // <= 0 disables clipping
   bool checkpoint_activations = false;
+  // fp32, or bf16 matrix multiplications with fp32 accumulation and fp32 master weights
+  // (ModelOptions::precision; docs/RUNTIME.md "bf16").
+  Precision precision = Precision::kF32;
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;
   int64_t nonfinite_limit = 5;  // skip: consecutive non-finite steps before the run stops
 };

@@ -32,10 +32,27 @@ CpuBackend::CpuBackend(const ExecutionContext& context) : ctx_(context) { ctx_.V
 void CpuBackend::Copy(const Tensor& dst, const Tensor& src) {
   CheckDevice(dst, Device::kCpu);
   CheckDevice(src, Device::kCpu);
-  SM_CHECK(dst.dtype() == src.dtype() && dst.shape() == src.shape())
+  SM_CHECK(dst.shape() == src.shape())
       << "copy of '" << src.name() << "' " << src.shape().ToString() << " into '" << dst.name()
       << "' " << dst.shape().ToString();
-  std::memcpy(dst.data(), src.data(), src.bytes());
+  if (dst.dtype() == src.dtype()) {
+    std::memcpy(dst.data(), src.data(), src.bytes());
+    return;
+  }
+  const bool narrow = src.dtype() == DType::kF32 && dst.dtype() == DType::kBF16;
+  SM_CHECK(narrow || (src.dtype() == DType::kBF16 && dst.dtype() == DType::kF32))
+      << "copy of '" << src.name() << "' (" << DTypeName(src.dtype()) << ") into '" << dst.name()
+      << "' (" << DTypeName(dst.dtype()) << "): only f32 <-> bf16 converts";
+  // Chunks of a fixed size: the conversion is elementwise, the split only spreads the work.
+  const int64_t n = src.numel(), chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) num_threads(ctx_.threads)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
+    if (narrow)
+      FloatToBf16(src.f32() + b, dst.bf16() + b, static_cast<size_t>(len));
+    else
+      Bf16ToFloat(src.bf16() + b, dst.f32() + b, static_cast<size_t>(len));
+  }
 }
 
 void CpuBackend::Zero(const Tensor& t) {

@@ -231,6 +231,21 @@ assert abs(a["grad_norm"] - b["grad_norm"]) <= 1e-5 * a["grad_norm"], (a, b)
 PY
 echo "ok: launch -n 2 and offload.optimizer = cpu with [lora]"
 
+# training.precision = "bf16" (issue 18, item 5) under the same LoRA run: says once how bf16 runs
+# on this CPU, and its first step is fp32's within bf16 rounding.
+train "${lora[@]}" --training.steps=2 --training.precision='"bf16"' --checkpoint.dir="$work/h" \
+  > "$work/h.log" 2>&1 || fail "bf16: $(tail -3 "$work/h.log")"
+[[ $(grep -c "^precision: bf16" "$work/h.log") == 1 ]] || fail "bf16 line: $(cat "$work/h.log")"
+grep "^precision: bf16" "$work/h.log"
+py - "$work/c/metrics.jsonl" "$work/h/metrics.jsonl" <<'PY' || fail "bf16's first step is not fp32's"
+import json, sys
+a, b = [json.loads(open(p).readline()) for p in sys.argv[1:]]
+print(f"step 1 loss: fp32 {a['loss']!r}, bf16 {b['loss']!r}")
+# GEMM inputs rounded to 8 significant bits: the mean token loss moves by ~1e-4 relative.
+assert a["loss"] != b["loss"] and abs(a["loss"] - b["loss"]) <= 2e-3 * a["loss"], (a, b)
+PY
+echo "ok: training.precision = bf16 with [lora]"
+
 # Refusals: one line naming the problem.
 if "$seqmesh" train --config "$work/b/config.toml" --resume --lora.rank=8 --training.steps=6 \
     > "$work/bad.log" 2>&1; then fail "a rank-4 adapter resumed at rank 8"; fi

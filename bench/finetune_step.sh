@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# bench/lora_step.sh: a LoRA step against a full fine-tuning step of the same model, same data,
-# same run (issue 18, item 4). `seqmesh train` runs each configuration as its own process:
-#   full   every weight trains: gradients and AdamW moments for all of them
-#   lora   [lora] rank 16, alpha 32, all seven projections: the base frozen (no weight
-#          gradients, no moments), adapters and their moments only
+# bench/finetune_step.sh: LoRA and bf16 steps against a full fp32 fine-tuning step of the same
+# model on the same data, in one run (issue 18, items 4 and 5). `seqmesh train` runs each
+# configuration as its own process:
+#   full       every weight trains in fp32: gradients and AdamW moments for all of them (anchor)
+#   lora       [lora] rank 16, alpha 32, all seven projections: the base frozen (no weight
+#              gradients, no moments), adapters and their moments only
+#   full_bf16  training.precision = "bf16": bf16 GEMMs with fp32 accumulation and master weights
+#   lora_bf16  both
 # Figures (medians of the timed steps, the first step left out as warm-up):
 #   step_ms        median step time, and lora / full
 #   resident_mib   resident memory during the last step (the trainer's mem_mib)
 #   peak_mib       the process's peak resident set (/usr/bin/time's maximum RSS)
-#   bench/lora_step.sh [BUILD_DIR] [--steps N] [--hidden H --layers L --ffn F --vocab V]
+#   bench/finetune_step.sh [BUILD_DIR] [--steps N] [--hidden H --layers L --ffn F --vocab V]
 set -euo pipefail
 build=${1:-build}
 [[ $# -gt 0 ]] && shift
@@ -21,11 +24,11 @@ while [[ $# -gt 0 ]]; do
     --ffn) ffn=$2; shift 2 ;;
     --vocab) vocab=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    *) echo "bench/lora_step.sh: unknown argument '$1'" >&2; exit 2 ;;
+    *) echo "bench/finetune_step.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 seqmesh=$build/launch/seqmesh
-[[ -x $seqmesh ]] || { echo "bench/lora_step.sh: no $seqmesh; build first" >&2; exit 2; }
+[[ -x $seqmesh ]] || { echo "bench/finetune_step.sh: no $seqmesh; build first" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -75,11 +78,22 @@ echo "model: hidden $hidden, $layers layers, $heads heads ($kv_heads kv), ffn $f
   "$tokens tokens per step, $threads threads, $steps steps"
 full=$(run full)
 echo "$full"
-lora=$(run lora --lora.rank=16 --lora.alpha=32)
-echo "$lora"
-/usr/bin/python3 - "$full" "$lora" <<'PY'
+results=("$full")
+for cfg in "lora --lora.rank=16 --lora.alpha=32" "full_bf16 --training.precision=\"bf16\"" \
+    "lora_bf16 --lora.rank=16 --lora.alpha=32 --training.precision=\"bf16\""; do
+  read -r -a args <<< "$cfg"
+  r=$(run "${args[@]}")
+  echo "$r"
+  results+=("$r")
+done
+grep -h "^precision:" "$work"/full_bf16.log | head -1
+/usr/bin/python3 - "${results[@]}" <<'PY'
 import re, sys
-f, l = [dict((k, float(v)) for k, v in re.findall(r"(\w+) ([\d.]+)", s)) for s in sys.argv[1:]]
-print(f"lora / full: step_ms {l['step_ms'] / f['step_ms']:.2f}x, "
-      f"resident {l['resident_mib'] / f['resident_mib']:.2f}x, peak {l['peak_mib'] / f['peak_mib']:.2f}x")
+rows = [(s.split(":")[0], dict((k, float(v)) for k, v in re.findall(r"(\w+) ([\d.]+)", s)))
+        for s in sys.argv[1:]]
+anchor = rows[0][1]
+for name, r in rows[1:]:
+    print(f"{name} / full: step_ms {r['step_ms'] / anchor['step_ms']:.2f}x, "
+          f"resident {r['resident_mib'] / anchor['resident_mib']:.2f}x, "
+          f"peak {r['peak_mib'] / anchor['peak_mib']:.2f}x")
 PY
