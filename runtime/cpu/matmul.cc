@@ -63,13 +63,18 @@ void CheckLinear(const Tensor& x, const Tensor& w, const Tensor& y, const char* 
 }  // namespace
 
 namespace {
-// dy rounded to bf16 for a bf16 GEMM, in a buffer of this thread's that grows as needed.
-const uint16_t* RoundedGradient(const Tensor& dy, const ExecutionContext& ctx) {
+// dy is rounded to bf16 for a bf16 GEMM this many rows at a time, into a buffer of this thread's:
+// the logits' gradient of a 2048-token micro-batch over a 32K vocabulary would otherwise need a
+// 128 MiB copy. The block size is fixed, so the results do not depend on anything else.
+constexpr int64_t kRoundRows = 512;
+
+const uint16_t* RoundRows(const Tensor& dy, int64_t first, int64_t rows,
+                          const ExecutionContext& ctx) {
   thread_local std::vector<uint16_t> buffer;
-  const int64_t n = dy.numel();
+  const int64_t cols = dy.dim(1), n = rows * cols;
   if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
   constexpr int64_t kChunk = 1 << 16;
-  const float* src = dy.f32();
+  const float* src = dy.f32() + first * cols;
   uint16_t* dst = buffer.data();
 #pragma omp parallel for schedule(static) num_threads(ctx.threads)
   for (int64_t b = 0; b < n; b += kChunk)
@@ -101,8 +106,11 @@ void LinearBackwardInput(const Tensor& dy, const Tensor& w, const Tensor& dx, bo
   CheckShape(w, {out, in});
   CheckShape(dx, {t, in});
   if (w.dtype() == DType::kBF16) {
-    GemmBf16(false, false, t, in, out, 1.0f, RoundedGradient(dy, ctx), out, w.bf16(), in,
-             accumulate ? 1.0f : 0.0f, dx.f32(), in, ctx);
+    for (int64_t r = 0; r < t; r += kRoundRows) {  // rows of dx are independent
+      const int64_t rows = std::min(kRoundRows, t - r);
+      GemmBf16(false, false, rows, in, out, 1.0f, RoundRows(dy, r, rows, ctx), out, w.bf16(), in,
+               accumulate ? 1.0f : 0.0f, dx.f32() + r * in, in, ctx);
+    }
     return;
   }
   Gemm(false, false, t, in, out, 1.0f, dy.f32(), out, w.f32(), in, accumulate ? 1.0f : 0.0f,
@@ -116,8 +124,11 @@ void LinearBackwardWeight(const Tensor& dy, const Tensor& x, const Tensor& dw,
   CheckShape(x, {t, in});
   CheckShape(dw, {out, in});
   if (x.dtype() == DType::kBF16) {
-    GemmBf16(true, false, out, in, t, 1.0f, RoundedGradient(dy, ctx), out, x.bf16(), in, 1.0f,
-             dw.f32(), in, ctx);
+    for (int64_t r = 0; r < t; r += kRoundRows) {  // dW accumulates block after block
+      const int64_t rows = std::min(kRoundRows, t - r);
+      GemmBf16(true, false, out, in, rows, 1.0f, RoundRows(dy, r, rows, ctx), out,
+               x.bf16() + r * in, in, 1.0f, dw.f32(), in, ctx);
+    }
     return;
   }
   Gemm(true, false, out, in, t, 1.0f, dy.f32(), out, x.f32(), in, 1.0f, dw.f32(), in, ctx);

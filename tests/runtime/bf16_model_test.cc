@@ -52,44 +52,49 @@ TEST(Bf16Backend, CopyRoundsToNearestEvenAndWidensExactly) {
 // Each bf16 linear entry equals the fp32 one on the rounded inputs (dy rounded as well): the
 // same products, summed in fp32 in the kernel's order.
 TEST(Bf16Backend, LinearEntriesEqualFp32OnTheRoundedNumbers) {
-  auto be = MakeBackend(Device::kCpu, ExecutionContext{2});
-  const int64_t t = 67, in = 48, out = 40;
-  const std::vector<uint16_t> x16 = Round(testing::RandomVector(t * in, 2)),
-                              w16 = Round(testing::RandomVector(out * in, 3));
-  std::vector<float> x = Widen(x16), w = Widen(w16);
-  const std::vector<float> dy0 = testing::RandomVector(t * out, 4);
-  std::vector<float> dy = dy0, dy_rounded = Widen(Round(dy0));
-  auto f32 = [](const char* n, std::vector<float>& v, Shape s) {
-    return Tensor(n, DType::kF32, s, v.data());
-  };
-  auto b16 = [](const char* n, const std::vector<uint16_t>& v, Shape s) {
-    return Tensor(n, DType::kBF16, s, const_cast<uint16_t*>(v.data()));
-  };
-  std::vector<float> y(t * out, 0.5f), y_ref(t * out, 0.5f);
-  be->LinearForward(b16("x", x16, {t, in}), b16("w", w16, {out, in}), f32("y", y, {t, out}), true);
-  be->LinearForward(f32("x", x, {t, in}), f32("w", w, {out, in}), f32("y", y_ref, {t, out}), true);
-  // oneDNN's bf16 matmul may order the fp32 sums differently from its sgemm (AMX tiles): 1e-6
-  // of the scale is fp32 reassociation over 48 terms; emulated (AVX2) it is the same sgemm.
-  EXPECT_LT(testing::RelError(y.data(), y_ref.data(), t * out), 1e-6);
-  std::vector<float> dx(t * in), dx_ref(t * in);
-  be->LinearBackwardInput(f32("dy", dy, {t, out}), b16("w", w16, {out, in}), f32("dx", dx, {t, in}),
-                          false);
-  be->LinearBackwardInput(f32("dy", dy_rounded, {t, out}), f32("w", w, {out, in}),
-                          f32("dx", dx_ref, {t, in}), false);
-  EXPECT_LT(testing::RelError(dx.data(), dx_ref.data(), t * in), 1e-6);
-  EXPECT_EQ(dy, dy0);  // the caller's dy is not rounded in place
-  std::vector<float> dw(out * in, 1.0f), dw_ref(out * in, 1.0f);
-  be->LinearBackwardWeight(f32("dy", dy, {t, out}), b16("x", x16, {t, in}),
-                           f32("dw", dw, {out, in}));
-  be->LinearBackwardWeight(f32("dy", dy_rounded, {t, out}), f32("x", x, {t, in}),
-                           f32("dw", dw_ref, {out, in}));
-  EXPECT_LT(testing::RelError(dw.data(), dw_ref.data(), out * in), 1e-6);
-  EXPECT_TRUE(testing::ThrowsWith(
-      [&] {
-        be->LinearForward(f32("x", x, {t, in}), b16("w", w16, {out, in}), f32("y", y, {t, out}),
-                          false);
-      },
-      "tensor 'x' is f32, expected bf16"));
+  for (const int64_t t : {67, 1100}) {  // 1100 rows: dy is rounded 512 rows at a time
+    SCOPED_TRACE(t);
+    auto be = MakeBackend(Device::kCpu, ExecutionContext{2});
+    const int64_t in = 48, out = 40;
+    const std::vector<uint16_t> x16 = Round(testing::RandomVector(t * in, 2)),
+                                w16 = Round(testing::RandomVector(out * in, 3));
+    std::vector<float> x = Widen(x16), w = Widen(w16);
+    const std::vector<float> dy0 = testing::RandomVector(t * out, 4);
+    std::vector<float> dy = dy0, dy_rounded = Widen(Round(dy0));
+    auto f32 = [](const char* n, std::vector<float>& v, Shape s) {
+      return Tensor(n, DType::kF32, s, v.data());
+    };
+    auto b16 = [](const char* n, const std::vector<uint16_t>& v, Shape s) {
+      return Tensor(n, DType::kBF16, s, const_cast<uint16_t*>(v.data()));
+    };
+    std::vector<float> y(t * out, 0.5f), y_ref(t * out, 0.5f);
+    be->LinearForward(b16("x", x16, {t, in}), b16("w", w16, {out, in}), f32("y", y, {t, out}),
+                      true);
+    be->LinearForward(f32("x", x, {t, in}), f32("w", w, {out, in}), f32("y", y_ref, {t, out}),
+                      true);
+    // oneDNN's bf16 matmul may order the fp32 sums differently from its sgemm (AMX tiles): 1e-6
+    // of the scale is fp32 reassociation (over up to 1100 terms); emulated (AVX2) it is sgemm.
+    EXPECT_LT(testing::RelError(y.data(), y_ref.data(), t * out), 1e-6);
+    std::vector<float> dx(t * in), dx_ref(t * in);
+    be->LinearBackwardInput(f32("dy", dy, {t, out}), b16("w", w16, {out, in}),
+                            f32("dx", dx, {t, in}), false);
+    be->LinearBackwardInput(f32("dy", dy_rounded, {t, out}), f32("w", w, {out, in}),
+                            f32("dx", dx_ref, {t, in}), false);
+    EXPECT_LT(testing::RelError(dx.data(), dx_ref.data(), t * in), 1e-6);
+    EXPECT_EQ(dy, dy0);  // the caller's dy is not rounded in place
+    std::vector<float> dw(out * in, 1.0f), dw_ref(out * in, 1.0f);
+    be->LinearBackwardWeight(f32("dy", dy, {t, out}), b16("x", x16, {t, in}),
+                             f32("dw", dw, {out, in}));
+    be->LinearBackwardWeight(f32("dy", dy_rounded, {t, out}), f32("x", x, {t, in}),
+                             f32("dw", dw_ref, {out, in}));
+    EXPECT_LT(testing::RelError(dw.data(), dw_ref.data(), out * in), 1e-6);
+    EXPECT_TRUE(testing::ThrowsWith(
+        [&] {
+          be->LinearForward(f32("x", x, {t, in}), b16("w", w16, {out, in}), f32("y", y, {t, out}),
+                            false);
+        },
+        "tensor 'x' is f32, expected bf16"));
+  }
 }
 
 ModelConfig Small() {
