@@ -70,10 +70,9 @@ train --training.steps=1 --checkpoint.dir="$work/base" > "$work/base.log" 2>&1 \
   || fail "base: $(tail -3 "$work/base.log")"
 
 # The base as BF16 under a Llama 3 config.json.
-py - "$work/base/step-00000001" "$src" <<'PY'
-import json, struct, sys
-import numpy as np
-base, src = sys.argv[1], sys.argv[2]
+py - "$src" <<'PY'
+import json, sys
+src = sys.argv[1]
 config = {
     "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
     "bos_token_id": 256, "eos_token_id": [257, 260], "head_dim": 8, "hidden_act": "silu",
@@ -88,26 +87,8 @@ config = {
 }
 with open(f"{src}/config.json", "w") as f:
     json.dump(config, f, indent=2)
-raw = open(f"{base}/model.safetensors", "rb").read()
-n = struct.unpack("<Q", raw[:8])[0]
-header = json.loads(raw[8:8 + n])
-data = raw[8 + n:]
-out, blobs, offset = {}, [], 0
-for name, e in header.items():
-    if name == "__metadata__":
-        out[name] = e
-        continue
-    b, end = e["data_offsets"]
-    bits = np.frombuffer(data[b:end], dtype="<f4").view("<u4")
-    bf16 = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2").tobytes()
-    out[name] = {"dtype": "BF16", "shape": e["shape"], "data_offsets": [offset, offset + len(bf16)]}
-    blobs.append(bf16)
-    offset += len(bf16)
-h = json.dumps(out).encode()
-h += b" " * (-len(h) % 8)
-with open(f"{src}/model.safetensors", "wb") as f:
-    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 PY
+py "$files" to-bf16 "$work/base/step-00000001/model.safetensors" "$src/model.safetensors"
 
 lora=(--init-from "$src" --lora.rank=4 --lora.alpha=8)
 train "${lora[@]}" --lora.dropout=0.1 --checkpoint.dir="$work/a" > "$work/a.log" 2>&1 \
