@@ -21,6 +21,7 @@
 #include "runtime/adamw_step.h"
 #include "runtime/attention.h"
 #include "runtime/device.h"
+#include "runtime/dropout_hash.h"
 #include "runtime/execution_context.h"
 #include "runtime/tensor.h"
 
@@ -110,9 +111,10 @@ class Backend {
   virtual void AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols,
                        float scale) = 0;
   // Inverted dropout, y = x * keep / (1 - p) elementwise over the (rows, cols) tensors x and y
-  // (y may be x): element (r, c) is kept when DropoutUniform(key, r * cols + c) >= p. The mask
-  // is a pure function of (key, r, c), so the backward pass applies the same mask again from
-  // the key (nothing is stored) and the result does not depend on the thread count.
+  // (y may be x): element (r, c) is kept when DropoutUniform(key, r * cols + c) >= p
+  // (runtime/dropout_hash.h). The mask is a pure function of (key, r, c), so the backward pass
+  // applies the same mask again from the key (nothing is stored) and the result does not depend on
+  // the thread count.
   virtual void Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) = 0;
 
   // Softmax cross-entropy over logits (T, V) in place with targets (T) i32: returns the sum of
@@ -124,16 +126,6 @@ class Backend {
   // The fused AdamW update of every range (ranges never overlap).
   virtual void AdamW(std::span<const AdamWRange> ranges) = 0;
 };
-
-// The uniform [0, 1) number of element `index` under `key` that Dropout compares with p
-// (splitmix64 of key and index; every backend computes the same bits).
-inline float DropoutUniform(uint64_t key, uint64_t index) {
-  uint64_t z = key ^ (index * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  return static_cast<float>(z >> 40) * 0x1.0p-24f;
-}
 
 // How bf16 matrix multiplications (training.precision = "bf16") run on `device`, for the one
 // line a run prints: e.g. "oneDNN brg:avx512_core_amx_bf16", or, where the CPU has neither
