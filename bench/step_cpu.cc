@@ -95,7 +95,7 @@ StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int st
   Model model(config, options);
   model.InitRandom(1234);
   AdamWConfig oc;
-  AdamW adamw(model.params(), oc, {backend});
+  AdamW adamw(model.trainable(), oc, {backend});
   LrSchedule schedule{3e-4f, 3e-5f, 10, 1000};
   std::vector<int32_t> tok(tokens), tgt(tokens), cu(docs + 1);
   std::mt19937 rng(7);
@@ -112,7 +112,7 @@ StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int st
     model.Forward(batch, static_cast<float>(tokens));
     model.Backward();
     const float scale = ClipScale(backend->GlobalNorm(model.grads()), 1.0f);
-    adamw.Step(model.params(), model.grads(), schedule.At(s), scale);
+    adamw.Step(model.trainable(), model.grads(), schedule.At(s), scale);
     if (s > 0) times.push_back(Now() - t0);  // step 0 warms up
   }
   const double t = Median(times);

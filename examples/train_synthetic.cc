@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     model.InitRandom(seed);
     AdamWConfig oc;
     oc.weight_decay = 0.01f;
-    AdamW adamw(model.params(), oc, {model.shared_backend()});
+    AdamW adamw(model.trainable(), oc, {model.shared_backend()});
     LrSchedule schedule{3e-3f, 3e-4f, std::min(10, steps), steps};
     schedule.Validate();
     std::mt19937 rng(static_cast<uint32_t>(seed));
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
       model.Backward();
       const double norm = model.backend().GlobalNorm(model.grads());
       const float lr = schedule.At(step);
-      adamw.Step(model.params(), model.grads(), lr, ClipScale(norm, 1.0f));
+      adamw.Step(model.trainable(), model.grads(), lr, ClipScale(norm, 1.0f));
       if (step % 5 == 0 || step == steps - 1) {
         const double secs =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

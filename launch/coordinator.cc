@@ -398,8 +398,8 @@ void Coordinator::FinishStep(uint64_t step, StepRecord& record) {
     std::set<std::string> hosts;
     for (const RankState& r : ranks_) hosts.insert(r.host);
     const double gflops =
-        StepModelFlops(config_.model, record.planned.plan, record.planned.tokens) / totals.step_ms /
-        1e6;
+        StepModelFlops(config_.model, record.planned.plan, record.planned.tokens, config_.lora) /
+        totals.step_ms / 1e6;
     line.Set("mfu", Json::Number(peak_->Mfu(gflops / std::max<size_t>(1, hosts.size()))));
   }
   const double norm = record.reports[0]->grad_norm();

@@ -10,6 +10,7 @@
 
 #include "runtime/check.h"
 #include "runtime/hf_checkpoint.h"
+#include "runtime/lora_checkpoint.h"
 #include "runtime/manifest.h"
 #include "runtime/safetensors.h"
 
@@ -73,9 +74,11 @@ std::vector<std::string> WriteCheckpointPart(const std::string& dir, int rank, i
                                              ExportDType dtype) {
   fs::create_directories(dir);
   std::vector<std::string> files;
-  if (rank == 0) files = SaveHfModel(model, dir, dtype);
+  // A LoRA run's weights are its adapters (PEFT's files); the frozen base stays where it was.
+  if (rank == 0)
+    files = model.lora() ? SaveLoraAdapter(model, dir) : SaveHfModel(model, dir, dtype);
   const std::string name = OptimizerPartName(rank);
-  OptimizerPartWriter part(dir + "/" + name, model.params(), sync.moment_pieces(),
+  OptimizerPartWriter part(dir + "/" + name, model.trainable(), sync.moment_pieces(),
                            {{"optimizer_step", std::to_string(sync.step())},
                             {"rank", std::to_string(rank)},
                             {"world_size", std::to_string(world_size)}});
@@ -230,8 +233,21 @@ void CopyRange(const std::vector<PartPiece>& pieces, int64_t offset, int64_t len
 }  // namespace
 
 void LoadCheckpointParts(const std::string& dir, Model& model, GradSync& sync) {
-  LoadHfWeights(model, dir);
-  const OptimizerParts parts = OpenParts(dir, model.params());
+  if (model.lora() || std::filesystem::exists(dir + "/adapter_config.json")) {
+    // The base first (the directory the run started from, or the seed's weights as they are),
+    // then the adapters over it.
+    const std::string base = CheckLoraAdapter(model, dir);
+    if (!base.empty()) {
+      SM_CHECK(std::filesystem::exists(base + "/config.json"))
+          << "'" << dir << "' adapts the base model '" << base << "', which is gone; restore it "
+          << "there (adapter_config.json's base_model_name_or_path) to resume";
+      LoadHfWeights(model, base);
+    }
+    LoadLoraAdapter(model, dir);
+  } else {
+    LoadHfWeights(model, dir);
+  }
+  const OptimizerParts parts = OpenParts(dir, model.trainable());
   sync.LoadMoments(
       [&](size_t t, int64_t offset, int64_t length, float* m, float* v) {
         CopyRange(parts.m.at(t), offset, length, m);

@@ -36,9 +36,24 @@ double CausalPairs(const proto::StepPlan& plan) {
   return pairs;
 }
 
-double StepModelFlops(const ModelConfig& m, const proto::StepPlan& plan, int64_t tokens) {
-  return 6.0 * m.NumMatmulParams() * tokens +
-         12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(plan);
+int64_t LoraParams(const ModelConfig& m, const LoraConfig& lora) {
+  if (lora.rank <= 0) return 0;
+  const int64_t q = m.heads * m.head_dim(), kv = m.kv_heads * m.head_dim();
+  int64_t per_layer = 0;  // r (in + out) per adapted projection
+  for (const std::string& t : lora.targets) {
+    if (t == "q_proj") per_layer += m.hidden + q;
+    if (t == "k_proj" || t == "v_proj") per_layer += m.hidden + kv;
+    if (t == "o_proj") per_layer += q + m.hidden;
+    if (t == "gate_proj" || t == "up_proj" || t == "down_proj") per_layer += m.hidden + m.ffn;
+  }
+  return m.layers * lora.rank * per_layer;
+}
+
+double StepModelFlops(const ModelConfig& m, const proto::StepPlan& plan, int64_t tokens,
+                      const LoraConfig& lora) {
+  const double attention = 12.0 * m.layers * m.heads * m.head_dim() * CausalPairs(plan);
+  if (lora.rank <= 0) return 6.0 * m.NumMatmulParams() * tokens + attention;
+  return (4.0 * m.NumMatmulParams() + 6.0 * LoraParams(m, lora)) * tokens + attention;
 }
 
 StepTotals TotalOf(const std::vector<std::optional<proto::MetricsReport>>& reports) {

@@ -29,7 +29,12 @@ StepTotals TotalOf(const std::vector<std::optional<proto::MetricsReport>>& repor
 double CausalPairs(const proto::StepPlan& plan);
 // The model FLOPs of a step of `tokens` tokens planned as `plan`: 6 per matmul parameter and
 // token, plus causal attention's 12 x layers x heads x head_dim per (query, key) pair.
-double StepModelFlops(const ModelConfig& m, const proto::StepPlan& plan, int64_t tokens);
+// With LoRA (lora.rank >= 1) the frozen base computes no weight gradients: 4 N per token for
+// the base (forward and input gradients) plus 6 N_adapters, and attention's as without.
+double StepModelFlops(const ModelConfig& m, const proto::StepPlan& plan, int64_t tokens,
+                      const LoraConfig& lora);
+// The adapter parameters of a LoRA configuration on model m (0 when lora.rank is 0).
+int64_t LoraParams(const ModelConfig& m, const LoraConfig& lora);
 
 Json StepRecordJson(uint64_t step, const StepTotals& totals,
                     const std::vector<std::optional<proto::MetricsReport>>& reports,

@@ -160,10 +160,16 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   const DeviceChoice device = ChooseComputeDevice(config.training.device);
   if (!device.note.empty()) std::cerr << device.note << std::endl;
   so.backend = MakeBackend(device.device, {static_cast<int>(config.training.threads)});
+  so.precision = config.training.precision;
+  so.lora = config.lora;
+  so.lora_seed = static_cast<uint64_t>(config.training.seed);
   run.offload.emplace(config.offload, 0);
   so.optimizer_state = run.offload->Factory();
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());
   if (run.offload->enabled()) out << "offload: " << run.offload->Describe() << "\n";
+  if (config.training.precision == Precision::kBf16)
+    out << "precision: bf16 matrix multiplications with fp32 accumulation and master weights ("
+        << DescribeBf16Matmul(Device::kCpu) << ")\n";
   run.hdp->model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!options.init_from.empty()) LoadHfWeights(run.hdp->model(), options.init_from);
   if (data != nullptr) run.cursor = data->sampler.Start();
@@ -290,7 +296,11 @@ Trainer::Trainer(RunConfig config, const TrainerOptions& options, std::ostream& 
   s_->trace.emplace(config_, 0, std::nullopt, "train");
 
   s_->peak.emplace(static_cast<int>(config_.training.threads));
-  out << "model: " << config_.model.NumParams() << " params; data: ";
+  out << "model: " << config_.model.NumParams() << " params";
+  if (config_.lora.rank > 0)
+    out << " (frozen; LoRA r = " << config_.lora.rank << " trains "
+        << LoraParams(config_.model, config_.lora) << ")";
+  out << "; data: ";
   if (s_->data)
     out << s_->data->datasets.size() << " dataset(s), " << s_->data->train_sequences
         << " training and " << s_->data->validation.size() << " validation sequences, "
@@ -368,7 +378,7 @@ Json Trainer::Finish(const StepInputs& in) {
   ++run.step;
   if (in.cursor_after) run.cursor = *in.cursor_after;
   s_->since.tokens += in.tokens;
-  const double step_flops = StepModelFlops(m, *in.plan, in.tokens);
+  const double step_flops = StepModelFlops(m, *in.plan, in.tokens, config_.lora);
   s_->since.flops += step_flops;
   s_->cut_total += in.cut_sequences;
   double val = std::nan("");

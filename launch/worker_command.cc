@@ -247,10 +247,16 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   if (!device.note.empty() && rank == 0) std::cerr << device.note << std::endl;
   step_options.backend =
       MakeBackend(device.device, ExecutionContext{static_cast<int>(config.training.threads)});
+  step_options.precision = config.training.precision;
+  step_options.lora = config.lora;
+  step_options.lora_seed = static_cast<uint64_t>(config.training.seed);
   OptimizerOffload offload(config.offload, rank);
   step_options.optimizer_state = offload.Factory();
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
   if (offload.enabled() && rank == 0) std::cerr << "offload: " << offload.Describe() << std::endl;
+  if (config.training.precision == Precision::kBf16 && rank == 0)
+    std::cerr << "precision: bf16 matrix multiplications with fp32 accumulation and master "
+              << "weights (" << DescribeBf16Matmul(Device::kCpu) << ")" << std::endl;
   hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));
   if (!job.resume_checkpoint().empty())
     LoadCheckpointParts(job.resume_checkpoint(), hdp.model(), hdp.sync());
@@ -258,7 +264,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     LoadHfWeights(hdp.model(), job.init_from());
   const LrSchedule schedule = config.schedule();
   int64_t sync_bytes = 0;  // reduce-scatter + all-gather of every parameter, per step
-  for (const Tensor& p : hdp.model().params()) sync_bytes += p.bytes();
+  for (const Tensor& p : hdp.model().trainable()) sync_bytes += p.bytes();
   sync_bytes = sync_bytes * 2 * (world - 1) / world;
   TraceFile trace = OpenTrace(rank);
   const RunTrace run_trace(config, rank, generation, "rank " + std::to_string(rank));

@@ -23,6 +23,9 @@ ModelOptions HdpStep::ModelOptionsFor(const HdpStepOptions& options) {
   mo.max_tokens = ActivationTokens(options.capacity);
   mo.checkpoint_layers = options.checkpoint_layers;
   mo.backend = options.backend;
+  mo.precision = options.precision;
+  mo.lora = options.lora;
+  mo.lora_seed = options.lora_seed;
   // Gradients are final only in the rank's last backward of the step; earlier backwards add.
   mo.on_layer_grads_ready = [this](int64_t layer) {
     if (overlap_ && executor_.in_last_backward()) LayerGradsReady(layer);
@@ -37,10 +40,10 @@ HdpStep::HdpStep(const ModelConfig& config, const HdpStepOptions& options, Commu
                  RingLink& link, const AdamWConfig& adamw)
     : rank_(comm.rank()),
       model_(config, ModelOptionsFor(options)),
-      sync_(comm, model_.params(), model_.grads(), adamw, BucketEnds(model_.param_layout()),
-            model_.param_layout().finish_order, options.optimizer_state),
+      sync_(comm, model_.trainable(), model_.grads(), adamw, BucketEnds(model_.trainable_layout()),
+            model_.trainable_layout().finish_order, options.optimizer_state),
       executor_(model_, link, comm.rank()) {
-  const ParamLayout& layout = model_.param_layout();
+  const ParamLayout& layout = model_.trainable_layout();
   buckets_of_layer_.assign(config.layers + 1, {});
   for (int b : layout.finish_order) buckets_of_layer_[layout.groups[b].layer + 1].push_back(b);
 }

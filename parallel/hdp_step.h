@@ -33,6 +33,11 @@ struct HdpStepOptions {
   std::vector<bool> checkpoint_layers;    // per layer; empty: none
   std::shared_ptr<Backend> backend;       // where the model computes; null: CPU, one thread
   OptimizerStateFactory optimizer_state;  // where this rank's AdamW state lives; null: memory
+  // LoRA (ModelOptions::lora): rank 0 trains every weight; otherwise gradient sync and ZeRO-1
+  // cover only the adapters (Model::trainable()).
+  Precision precision = Precision::kF32;
+  LoraConfig lora = ModelOptions{}.lora;
+  uint64_t lora_seed = 1;
 };
 
 struct HdpStepResult {

@@ -184,6 +184,20 @@ std::unique_ptr<RingAttention> StepExecutor::PackRing(const proto::StepPlan& pla
       layout, pos, std::vector<int>(mb.ring().begin(), mb.ring().end()), link);
 }
 
+namespace {
+
+// A training pass's dropout key (Batch::dropout_key): never 0, the same for the same step, rank
+// and pass whatever the thread count or a resume.
+uint64_t DropoutKey(uint64_t step, int rank, size_t pass) {
+  uint64_t z = (step + 1) * 0x9e3779b97f4a7c15ull ^ (static_cast<uint64_t>(rank) << 32) ^ pass;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return z == 0 ? 1 : z;
+}
+
+}  // namespace
+
 StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens,
                              const TokenReader& read) {
   CheckPlan(plan, target_tokens);
@@ -210,6 +224,7 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
       batch.split_doc = 0;
       batch.split_attention = ring_attention.get();
     }
+    batch.dropout_key = DropoutKey(plan.step(), rank_, p);
     PassTiming timing{passes[p].micro_batch, passes[p].segment, std::max(1, mb.ring_size()),
                       batch.num_tokens,      MsSince(start),    0};
     {

@@ -1,6 +1,7 @@
 #include "runtime/backend.h"
 
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/cpu/matmul.h"
 #if SEQMESH_CUDA_BACKEND
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_device.h"
@@ -25,6 +26,16 @@ std::string DeviceUnavailableReason(Device device) {
 #endif
   }
   return "unknown device";
+}
+
+std::string DescribeBf16Matmul(Device device) {
+  SM_CHECK(device == Device::kCpu) << "no bf16 description for device " << DeviceName(device);
+  const std::string impl = Bf16GemmImplementation();
+  if (impl.rfind("emulated", 0) == 0)
+    return "emulated on this CPU, which has neither AVX512-BF16 nor AMX: each bf16 GEMM is "
+           "widened exactly to fp32 and run through sgemm, with the same results, slower than "
+           "fp32";
+  return "oneDNN " + impl;
 }
 
 std::shared_ptr<Backend> MakeBackend(Device device, const ExecutionContext& context) {

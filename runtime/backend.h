@@ -21,6 +21,7 @@
 #include "runtime/adamw_step.h"
 #include "runtime/attention.h"
 #include "runtime/device.h"
+#include "runtime/dropout_hash.h"
 #include "runtime/execution_context.h"
 #include "runtime/tensor.h"
 
@@ -42,11 +43,14 @@ class Backend {
   virtual Device device() const = 0;
   virtual const ExecutionContext& context() const = 0;
 
-  // Memory of tensors on this device: dst = src (same shape), t = 0.
+  // Memory of tensors on this device: dst = src (same shape; f32 <-> bf16 converts, rounding to
+  // nearest even), t = 0.
   virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void Zero(const Tensor& t) = 0;
 
-  // Linear layers, weights in the PyTorch layout W (out, in):
+  // Linear layers, weights in the PyTorch layout W (out, in). With W (and x) in bf16 the products
+  // run in bf16 with fp32 accumulation into the f32 output (training.precision = "bf16"); the f32
+  // dy of the backward entries is rounded to bf16 for its GEMM, as autocast does.
   //   y (T, out)  = x (T, in) W^T     (+= if accumulate)   LinearForward
   //   dx (T, in)  = dy (T, out) W     (+= if accumulate)   LinearBackwardInput
   //   dW (out,in) += dy^T x                                LinearBackwardWeight
@@ -102,6 +106,16 @@ class Backend {
   // Row r of dst = row r of src over `cols` floats, r in [0, rows): the KV cache appends the k and
   // v column slices of the fused qkv rows this way (runtime/kv_cache.h).
   virtual void CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols) = 0;
+  // Row r of dst += scale * row r of src over `cols` floats (LoRA adds its low-rank update into
+  // column slices of the fused q|k|v and gate|up rows this way).
+  virtual void AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols,
+                       float scale) = 0;
+  // Inverted dropout, y = x * keep / (1 - p) elementwise over the (rows, cols) tensors x and y
+  // (y may be x): element (r, c) is kept when DropoutUniform(key, r * cols + c) >= p
+  // (runtime/dropout_hash.h). The mask is a pure function of (key, r, c), so the backward pass
+  // applies the same mask again from the key (nothing is stored) and the result does not depend on
+  // the thread count.
+  virtual void Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) = 0;
 
   // Softmax cross-entropy over logits (T, V) in place with targets (T) i32: returns the sum of
   // the token losses (in double, in row order) and leaves d(loss_sum * grad_scale)/d(logits).
@@ -112,6 +126,11 @@ class Backend {
   // The fused AdamW update of every range (ranges never overlap).
   virtual void AdamW(std::span<const AdamWRange> ranges) = 0;
 };
+
+// How bf16 matrix multiplications (training.precision = "bf16") run on `device`, for the one
+// line a run prints: e.g. "oneDNN brg:avx512_core_amx_bf16", or, where the CPU has neither
+// AVX512-BF16 nor AMX, "emulated: ..." (correct, but slower than fp32).
+std::string DescribeBf16Matmul(Device device);
 
 // The backend for `device` with `context`: Device::kCpu is runtime/cpu/'s CpuBackend,
 // Device::kCuda runtime/cuda/'s CudaBackend. A device this build or machine cannot use fails with

@@ -38,8 +38,13 @@ Json Json::Bool(bool b) {
 
 Json Json::Number(double v) {
   SM_CHECK(std::isfinite(v)) << "JSON cannot hold the number " << v;
+  // The shortest text that reads back as v (0.1, not 0.10000000000000001).
   char buf[32];
-  const int n = std::snprintf(buf, sizeof buf, "%.17g", v);
+  int n = 0;
+  for (int digits = 15; digits <= 17; ++digits) {
+    n = std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   Json j;
   j.type_ = Type::kNumber;
   j.text_.assign(buf, n);

@@ -1,5 +1,6 @@
 #include "runtime/lora_adapter.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -50,6 +51,29 @@ std::string ShapeText(const std::vector<int64_t>& s) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& LoraModules() {
+  static const std::vector<std::string> modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                   "gate_proj", "up_proj", "down_proj"};
+  return modules;
+}
+
+void ValidateLoraTraining(const LoraConfig& c) {
+  SM_CHECK(c.rank >= 1 && c.rank <= 4096) << "lora.rank must be in [1, 4096], got " << c.rank;
+  SM_CHECK(c.alpha > 0) << "lora.alpha must be > 0, got " << c.alpha;
+  SM_CHECK(c.dropout >= 0 && c.dropout < 1) << "lora.dropout must be in [0, 1), got " << c.dropout;
+  SM_CHECK(!c.targets.empty()) << "lora.targets is empty; list the projections to adapt, e.g. "
+                               << "[\"q_proj\", \"v_proj\"]";
+  const std::vector<std::string>& modules = LoraModules();
+  for (size_t i = 0; i < c.targets.size(); ++i) {
+    const std::string& t = c.targets[i];
+    SM_CHECK(std::find(modules.begin(), modules.end(), t) != modules.end())
+        << "lora.targets: \"" << t << "\" is not a projection of a Llama layer; use "
+        << "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj";
+    for (size_t j = 0; j < i; ++j)
+      SM_CHECK(c.targets[j] != t) << "lora.targets lists \"" << t << "\" twice";
+  }
+}
 
 std::string PeftTensorName(const std::string& weight_name, char which) {
   const std::string suffix = ".weight";

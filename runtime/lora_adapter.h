@@ -24,6 +24,12 @@ struct LoraConfig {
   double scaling() const { return alpha / static_cast<double>(rank); }
 };
 
+// The projections of a Llama layer that can carry an adapter, in the model's order.
+const std::vector<std::string>& LoraModules();
+// Checks a [lora] configuration for training (rank >= 1, alpha > 0, dropout in [0, 1), targets
+// among LoraModules() without repeats); errors name the key.
+void ValidateLoraTraining(const LoraConfig& config);
+
 // PEFT's adapter tensor name of a base weight ("model.layers.0.mlp.up_proj.weight"), `which` is
 // 'A' or 'B'.
 std::string PeftTensorName(const std::string& weight_name, char which);

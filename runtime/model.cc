@@ -1,5 +1,6 @@
 #include "runtime/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -85,6 +86,162 @@ void Model::BuildParams(Arena& arena, std::vector<Tensor>& list, const std::stri
   for (const Tensor& t : arena.tensors()) list.push_back(t);
 }
 
+void Model::BuildAdapters() {
+  const ModelConfig& c = config_;
+  const LoraConfig& lc = options_.lora;
+  const int64_t r = lc.rank, hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
+  // Per projection of LoraModules(): input and output width, first output column in the fused
+  // rows it writes (q|k|v and gate|up), and its module path.
+  struct Geometry {
+    int64_t in, out, col;
+    const char* path;
+  };
+  const Geometry geometry[] = {
+      {c.hidden, qw, 0, "self_attn.q_proj"},       {c.hidden, kw, qw, "self_attn.k_proj"},
+      {c.hidden, kw, qw + kw, "self_attn.v_proj"}, {qw, c.hidden, 0, "self_attn.o_proj"},
+      {c.hidden, c.ffn, 0, "mlp.gate_proj"},       {c.hidden, c.ffn, c.ffn, "mlp.up_proj"},
+      {c.ffn, c.hidden, 0, "mlp.down_proj"}};
+  const std::vector<std::string>& modules = LoraModules();
+  std::vector<bool> on(modules.size(), false);
+  for (const std::string& t : lc.targets)
+    on[std::find(modules.begin(), modules.end(), t) - modules.begin()] = true;
+  // One group per layer (gradient sync's buckets): lora_A, lora_B of each target in order.
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const size_t first = adapter_arena_.tensors().size();
+    for (size_t m = 0; m < modules.size(); ++m) {
+      if (!on[m]) continue;
+      const Geometry& g = geometry[m];
+      const std::string name = "model.layers." + std::to_string(l) + "." + g.path;
+      for (Arena* arena : {&adapter_arena_, &grad_arena_}) {
+        const std::string prefix = arena == &grad_arena_ ? "grad." : "";
+        arena->Add(prefix + name + ".lora_A.weight", DType::kF32, {r, g.in});
+        arena->Add(prefix + name + ".lora_B.weight", DType::kF32, {g.out, r});
+      }
+    }
+    adapter_layout_.groups.push_back({first, adapter_arena_.tensors().size(), l});
+  }
+  for (int64_t l = c.layers - 1; l >= 0; --l)
+    adapter_layout_.finish_order.push_back(static_cast<int>(l));
+  adapter_arena_.Allocate();
+  grad_arena_.Allocate();
+  adapters_.assign(adapter_arena_.tensors().begin(), adapter_arena_.tensors().end());
+  grads_.assign(grad_arena_.tensors().begin(), grad_arena_.tensors().end());
+  lora_scale_ = static_cast<float>(lc.scaling());
+  // A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT: kaiming_uniform_ with a = sqrt(5)), B = 0, so the
+  // adapted model starts as the base model exactly.
+  uint64_t state = options_.lora_seed ^ 0x4c6f5241ull;
+  auto uniform = [&state]() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (static_cast<double>(z >> 11) + 0.5) * 0x1.0p-53;
+  };
+  size_t k = 0;
+  layer_adapters_.assign(c.layers, std::vector<std::optional<Adapter>>(modules.size()));
+  for (int64_t l = 0; l < c.layers; ++l) {
+    for (size_t m = 0; m < modules.size(); ++m) {
+      if (!on[m]) continue;
+      Adapter a{adapters_[k],  adapters_[k + 1], grads_[k],
+                grads_[k + 1], geometry[m].col,  static_cast<int>(m)};
+      k += 2;
+      const double bound = 1.0 / std::sqrt(static_cast<double>(geometry[m].in));
+      float* d = a.a.f32();
+      for (int64_t i = 0; i < a.a.numel(); ++i)
+        d[i] = static_cast<float>((2.0 * uniform() - 1.0) * bound);
+      layer_adapters_[l][m] = a;
+    }
+  }
+}
+
+Model::LayerParams Model::ComputeWeights(const LayerParams& w) {
+  if (!bf16_) return w;
+  Backend& be = *options_.backend;
+  be.Copy(w16_.qkv, w.qkv);
+  be.Copy(w16_.o, w.o);
+  be.Copy(w16_.gate_up, w.gate_up);
+  be.Copy(w16_.down, w.down);
+  return {w.in_norm, w16_.qkv, w16_.o, w.post_norm, w16_.gate_up, w16_.down};
+}
+
+Tensor Model::AdapterInput(const Tensor& x, int64_t in) {
+  if (x.dtype() == DType::kF32) return x;
+  const Tensor wide = Scratch(lora_x_, in);
+  options_.backend->Copy(wide, x);
+  return wide;
+}
+
+Tensor Model::Scratch(const Tensor& buffer, int64_t cols) const {
+  return Tensor(buffer.name(), DType::kF32, {num_tokens_, cols}, buffer.data(), buffer.device());
+}
+
+uint64_t Model::DropoutKey(int64_t layer, int module) const {
+  uint64_t z = dropout_key_ ^ (options_.lora_seed * 0xd1b54a32d192ed03ull) ^
+               (static_cast<uint64_t>(layer * 8 + module + 1) * 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void Model::AdapterForward(const Adapter& m, int64_t layer, const Tensor& x, const Tensor& y) {
+  Backend& be = *options_.backend;
+  const int64_t in = m.a.dim(1), out = m.b.dim(0), r = m.a.dim(0);
+  const float p = static_cast<float>(options_.lora.dropout);
+  const Tensor x32 = AdapterInput(x, in);
+  Tensor xin = x32;
+  if (dropout_key_ != 0 && p > 0) {
+    xin = Scratch(lora_x_, in);
+    be.Dropout(x32, xin, p, DropoutKey(layer, m.module));
+  }
+  const Tensor u = Scratch(lora_u_, r), d = Scratch(lora_d_, out);
+  be.LinearForward(xin, m.a, u, false);
+  be.LinearForward(u, m.b, d, false);
+  be.AddRows({y.f32() + m.col, y.dim(1)}, {d.f32(), out}, num_tokens_, out, lora_scale_);
+}
+
+void Model::AdapterBackward(const Adapter& m, int64_t layer, const Tensor& x, const Tensor& dy,
+                            const Tensor& dx) {
+  Backend& be = *options_.backend;
+  const int64_t in = m.a.dim(1), out = m.b.dim(0), r = m.a.dim(0);
+  const float p = static_cast<float>(options_.lora.dropout);
+  const bool drop = dropout_key_ != 0 && p > 0;
+  const Tensor x32 = AdapterInput(x, in);
+  Tensor xin = x32;
+  if (drop) {
+    xin = Scratch(lora_x_, in);
+    be.Dropout(x32, xin, p, DropoutKey(layer, m.module));
+  }
+  // u = dropout(x) A^T again (cheaper than keeping it); g = s dy of this projection's columns.
+  const Tensor u = Scratch(lora_u_, r), g = Scratch(lora_d_, out), du = Scratch(lora_du_, r);
+  be.LinearForward(xin, m.a, u, false);
+  be.Zero(g);
+  be.AddRows({g.f32(), out}, {dy.f32() + m.col, dy.dim(1)}, num_tokens_, out, lora_scale_);
+  be.LinearBackwardWeight(g, u, m.db);        // dB += g^T u
+  be.LinearBackwardInput(g, m.b, du, false);  // du = g B
+  be.LinearBackwardWeight(du, xin, m.da);     // dA += du^T dropout(x)
+  if (drop) {
+    const Tensor t = Scratch(lora_x_, in);  // dropout(x) is no longer needed
+    be.LinearBackwardInput(du, m.a, t, false);
+    be.Dropout(t, t, p, DropoutKey(layer, m.module));  // the same mask, the same 1 / (1 - p)
+    be.Add(dx.f32(), t.f32(), num_tokens_ * in);
+  } else {
+    be.LinearBackwardInput(du, m.a, dx, true);
+  }
+}
+
+void Model::AdaptersForward(int64_t layer, int first, int last, const Tensor& x, const Tensor& y) {
+  if (!lora_) return;
+  for (int m = first; m < last; ++m)
+    if (const auto& a = layer_adapters_[layer][m]) AdapterForward(*a, layer, x, y);
+}
+
+void Model::AdaptersBackward(int64_t layer, int first, int last, const Tensor& x, const Tensor& dy,
+                             const Tensor& dx) {
+  if (!lora_) return;
+  for (int m = first; m < last; ++m)
+    if (const auto& a = layer_adapters_[layer][m]) AdapterBackward(*a, layer, x, dy, dx);
+}
+
 Model::LayerParams Model::LayerView(std::span<const Tensor> g, int layer) const {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
@@ -121,16 +278,19 @@ Model::LayerActs Model::AddLayerActs(const std::string& p) {
   const int64_t t = options_.max_tokens;
   LayerActs a;
   auto add = [&](const char* name, Shape s) { return *act_arena_.Add(p + name, DType::kF32, s); };
-  a.xn1 = add("xn1", {t, c.hidden});
+  // The inputs of matrix multiplications are kept in the compute dtype.
+  const DType gemm_in = bf16_ ? DType::kBF16 : DType::kF32;
+  auto add_in = [&](const char* name, Shape s) { return *act_arena_.Add(p + name, gemm_in, s); };
+  a.xn1 = add_in("xn1", {t, c.hidden});
   a.rstd1 = add("rstd1", {t});
   a.qkv = add("qkv", {t, qkv_width()});
-  a.attn = add("attn", {t, c.heads * c.head_dim()});
+  a.attn = add_in("attn", {t, c.heads * c.head_dim()});
   a.lse = add("lse", {c.heads, t});
   a.x2 = add("x2", {t, c.hidden});
-  a.xn2 = add("xn2", {t, c.hidden});
+  a.xn2 = add_in("xn2", {t, c.hidden});
   a.rstd2 = add("rstd2", {t});
   a.gate_up = add("gate_up", {t, 2 * c.ffn});
-  a.h = add("h", {t, c.ffn});
+  a.h = add_in("h", {t, c.ffn});
   return a;
 }
 
@@ -158,7 +318,12 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
   for (Tensor& p : params_) {
     if (p.shape().ndim() == 1) std::fill(p.f32(), p.f32() + p.numel(), 1.0f);
   }
-  if (options_.gradients) {
+  lora_ = options_.lora.rank > 0;
+  if (lora_) {
+    ValidateLoraTraining(options_.lora);
+    SM_CHECK(options_.gradients) << "a LoRA model needs gradients (ModelOptions::gradients)";
+    BuildAdapters();
+  } else if (options_.gradients) {
     BuildParams(grad_arena_, grads_, "grad.");
     for (int l = 0; l < config_.layers; ++l) {
       const ParamLayout::Group& g = layout_.groups[l + 1];
@@ -168,6 +333,20 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
     d_embed_ = grads_[layout_.groups[0].first];
     d_norm_ = grads_[layout_.groups[head_group()].first];
     d_lm_head_ = config_.tie_embeddings ? d_embed_ : grads_[layout_.groups[head_group()].first + 1];
+  }
+  bf16_ = options_.precision == Precision::kBf16;
+  if (bf16_) {
+    const ModelConfig& c = config_;
+    const int64_t qw = c.heads * c.head_dim();
+    auto add = [&](const char* name, Shape s) { return bf16_arena_.Add(name, DType::kBF16, s); };
+    std::vector<std::pair<Tensor*, Tensor*>> named = {
+        {&w16_.qkv, add("qkv.bf16", {qkv_width(), c.hidden})},
+        {&w16_.o, add("o.bf16", {c.hidden, qw})},
+        {&w16_.gate_up, add("gate_up.bf16", {2 * c.ffn, c.hidden})},
+        {&w16_.down, add("down.bf16", {c.hidden, c.ffn})},
+        {&lm_head16_, add("lm_head.bf16", {c.vocab, c.hidden})}};
+    bf16_arena_.Allocate();
+    for (auto& [member, planned] : named) *member = *planned;
   }
   own_param_store_ = std::make_unique<InMemoryParameterStore>(params_, layout_);
   own_act_store_ = std::make_unique<InMemoryActivationStore>(config_.layers);
@@ -207,7 +386,8 @@ void Model::PlanActivations() {
   if (any_checkpoint) AddLayerActs("recompute.");
   auto add = [&](const char* name, Shape s) { return act_arena_.Add(name, DType::kF32, s); };
   std::vector<std::pair<Tensor*, Tensor*>> named = {
-      {&xf_, add("xf", {t, c.hidden})},
+      // The lm_head's input, in the compute dtype (rstdf_ and the logits stay f32).
+      {&xf_, act_arena_.Add("xf", bf16_ ? DType::kBF16 : DType::kF32, {t, c.hidden})},
       {&rstdf_, add("rstdf", {t})},
       {&logits_, add("logits", {t, c.vocab})},
       {&rope_cos_, add("rope_cos", {t, hd / 2})},
@@ -221,6 +401,20 @@ void Model::PlanActivations() {
                                {&d_qkv_, add("d_qkv", {t, qkv_width()})},
                                {&d_h_, add("d_h", {t, c.ffn})},
                                {&d_gate_up_, add("d_gate_up", {t, 2 * c.ffn})}});
+  }
+  if (bf16_) {
+    named.insert(named.end(), {{&f32_out_, add("f32_out", {t, std::max(c.hidden, c.ffn)})},
+                               {&attn_f32_, add("attn_f32", {t, c.heads * hd})}});
+  }
+  if (lora_) {
+    // Scratch for one adapter at a time: u = x A^T (T, r), its gradient, B's product or the
+    // output gradient (T, widest output), the dropped input or its gradient (T, widest input).
+    const int64_t r = options_.lora.rank, widest = std::max({c.hidden, c.heads * hd, c.ffn});
+    named.insert(named.end(), {{&lora_u_, add("lora_u", {t, r})},
+                               {&lora_du_, add("lora_du", {t, r})},
+                               {&lora_d_, add("lora_d", {t, widest})},
+                               {&lora_x_, add("lora_x", {t, widest})},
+                               {&frozen_dnorm_, add("frozen_dnorm", {c.hidden})}});
   }
   act_arena_.Allocate();
 
@@ -283,13 +477,24 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
   const int64_t ld = qkv_width();
   Backend& be = *options_.backend;
   const Tensor cos = Live(rope_cos_), sin = Live(rope_sin_), qkv_t = Live(a.qkv);
-  be.RmsNormForward(x, w.in_norm, Live(a.xn1), Live(a.rstd1), c.norm_eps);
+  // bf16: a norm's, attention's and SwiGLU's outputs are computed in f32 and stored rounded.
+  auto stored = [&](const Tensor& act, int64_t cols) {
+    return bf16_ ? Scratch(f32_out_, cols) : act;
+  };
+  auto store = [&](const Tensor& act, const Tensor& out32) {
+    if (bf16_) be.Copy(act, out32);
+  };
+  const Tensor xn1 = stored(Live(a.xn1), c.hidden);
+  be.RmsNormForward(x, w.in_norm, xn1, Live(a.rstd1), c.norm_eps);
+  store(Live(a.xn1), xn1);
   be.LinearForward(Live(a.xn1), w.qkv, qkv_t, false);
+  AdaptersForward(layer, 0, 3, Live(a.xn1), qkv_t);  // q, k, v: before RoPE, as in PEFT
   be.RopeApply(qkv_t, 0, static_cast<int>(c.heads), static_cast<int>(hd), cos, sin, false);
   be.RopeApply(qkv_t, qw, static_cast<int>(c.kv_heads), static_cast<int>(hd), cos, sin, false);
   float* qkv = a.qkv.f32();
-  AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
-                 {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
+  float* attn = bf16_ ? attn_f32_.f32() : a.attn.f32();
+  AttentionIo io{{qkv, ld},  {qkv + qw, ld}, {qkv + qw + kw, ld},
+                 {attn, qw}, a.lse.f32(),    options_.max_tokens};
   if (cache) {
     // Rows [length, length + T) of the cache become this call's keys and values; the segment
     // (Decode) lets query row i see cache rows [0, length + i].
@@ -304,18 +509,26 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
   if (split_attention_) {
     const int64_t r = split_.q_begin;
     split_attention_->Forward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
-                              {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
-                              a.lse.f32() + r, options_.max_tokens);
+                              {qkv + r * ld + qw + kw, ld}, {attn + r * qw, qw}, a.lse.f32() + r,
+                              options_.max_tokens);
   }
+  store(Live(a.attn), Scratch(attn_f32_, qw));
   // x2 = x + attn Wo^T
   be.Copy(Live(a.x2), x);
   be.LinearForward(Live(a.attn), w.o, Live(a.x2), true);
-  be.RmsNormForward(Live(a.x2), w.post_norm, Live(a.xn2), Live(a.rstd2), c.norm_eps);
+  AdaptersForward(layer, 3, 4, Live(a.attn), Live(a.x2));
+  const Tensor xn2 = stored(Live(a.xn2), c.hidden);
+  be.RmsNormForward(Live(a.x2), w.post_norm, xn2, Live(a.rstd2), c.norm_eps);
+  store(Live(a.xn2), xn2);
   be.LinearForward(Live(a.xn2), w.gate_up, Live(a.gate_up), false);
-  be.SwiGluForward(Live(a.gate_up), Live(a.h));
+  AdaptersForward(layer, 4, 6, Live(a.xn2), Live(a.gate_up));
+  const Tensor h = stored(Live(a.h), c.ffn);
+  be.SwiGluForward(Live(a.gate_up), h);
+  store(Live(a.h), h);
   // out = x2 + h Wd^T
   be.Copy(out, Live(a.x2));
   be.LinearForward(Live(a.h), w.down, out, true);
+  AdaptersForward(layer, 6, 7, Live(a.h), out);
 }
 
 // On entry d_resid_ holds d loss / d out; on exit d loss / d x.
@@ -323,48 +536,57 @@ void Model::LayerBackward(const LayerParams& w, int l, const LayerActs& a, const
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim(), qw = c.heads * hd, kw = c.kv_heads * hd;
   const int64_t ld = qkv_width();
-  const LayerParams& dw = dw_[l];
+  // With LoRA the base weights are frozen: no weight gradients (the norms' go to scratch).
+  const LayerParams* dw = lora_ ? nullptr : &dw_[l];
+  const Tensor& d_in_norm = dw ? dw->in_norm : frozen_dnorm_;
+  const Tensor& d_post_norm = dw ? dw->post_norm : frozen_dnorm_;
   Backend& be = *options_.backend;
   const Tensor dres = Live(d_resid_);
   auto poll = [&] {
     if (options_.on_backward_progress) options_.on_backward_progress();
   };
   // out = x2 + h Wd^T
-  be.LinearBackwardWeight(dres, Live(a.h), dw.down);
+  if (dw) be.LinearBackwardWeight(dres, Live(a.h), dw->down);
   be.LinearBackwardInput(dres, w.down, Live(d_h_), false);
+  AdaptersBackward(l, 6, 7, Live(a.h), dres, Live(d_h_));
   poll();
   be.SwiGluBackward(Live(a.gate_up), Live(d_h_), Live(d_gate_up_));
-  be.LinearBackwardWeight(Live(d_gate_up_), Live(a.xn2), dw.gate_up);
+  if (dw) be.LinearBackwardWeight(Live(d_gate_up_), Live(a.xn2), dw->gate_up);
   be.LinearBackwardInput(Live(d_gate_up_), w.gate_up, Live(d_xn_), false);
+  AdaptersBackward(l, 4, 6, Live(a.xn2), Live(d_gate_up_), Live(d_xn_));
   poll();
   // dres becomes d x2: the residual path plus the norm's input gradient.
-  be.RmsNormBackward(Live(d_xn_), Live(a.x2), w.post_norm, Live(a.rstd2), dres, dw.post_norm, true);
+  be.RmsNormBackward(Live(d_xn_), Live(a.x2), w.post_norm, Live(a.rstd2), dres, d_post_norm, true);
   // x2 = x + attn Wo^T
-  be.LinearBackwardWeight(dres, Live(a.attn), dw.o);
+  if (dw) be.LinearBackwardWeight(dres, Live(a.attn), dw->o);
   be.LinearBackwardInput(dres, w.o, Live(d_attn_), false);
+  AdaptersBackward(l, 3, 4, Live(a.attn), dres, Live(d_attn_));
   poll();
   be.Zero(Live(d_qkv_));
   float* qkv = a.qkv.f32();
   float* dqkv = d_qkv_.f32();
-  AttentionIo io{{qkv, ld},          {qkv + qw, ld}, {qkv + qw + kw, ld},
-                 {a.attn.f32(), qw}, a.lse.f32(),    options_.max_tokens};
+  // bf16: attention's backward takes its output widened back to f32 (as stored: rounded).
+  if (bf16_) be.Copy(Scratch(attn_f32_, qw), Live(a.attn));
+  float* attn = bf16_ ? attn_f32_.f32() : a.attn.f32();
+  AttentionIo io{{qkv, ld},  {qkv + qw, ld}, {qkv + qw + kw, ld},
+                 {attn, qw}, a.lse.f32(),    options_.max_tokens};
   be.AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
                        {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
   poll();
   if (split_attention_) {
     const int64_t r = split_.q_begin;
-    split_attention_->Backward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
-                               {qkv + r * ld + qw + kw, ld}, {a.attn.f32() + r * qw, qw},
-                               a.lse.f32() + r, options_.max_tokens, {d_attn_.f32() + r * qw, qw},
-                               {dqkv + r * ld, ld}, {dqkv + r * ld + qw, ld},
-                               {dqkv + r * ld + qw + kw, ld});
+    split_attention_->Backward(
+        be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld}, {qkv + r * ld + qw + kw, ld},
+        {attn + r * qw, qw}, a.lse.f32() + r, options_.max_tokens, {d_attn_.f32() + r * qw, qw},
+        {dqkv + r * ld, ld}, {dqkv + r * ld + qw, ld}, {dqkv + r * ld + qw + kw, ld});
   }
   const Tensor cos = Live(rope_cos_), sin = Live(rope_sin_), dqkv_t = Live(d_qkv_);
   be.RopeApply(dqkv_t, 0, static_cast<int>(c.heads), static_cast<int>(hd), cos, sin, true);
   be.RopeApply(dqkv_t, qw, static_cast<int>(c.kv_heads), static_cast<int>(hd), cos, sin, true);
-  be.LinearBackwardWeight(dqkv_t, Live(a.xn1), dw.qkv);
+  if (dw) be.LinearBackwardWeight(dqkv_t, Live(a.xn1), dw->qkv);
   be.LinearBackwardInput(dqkv_t, w.qkv, Live(d_xn_), false);
-  be.RmsNormBackward(Live(d_xn_), x, w.in_norm, Live(a.rstd1), dres, dw.in_norm, true);
+  AdaptersBackward(l, 0, 3, Live(a.xn1), dqkv_t, Live(d_xn_));
+  be.RmsNormBackward(Live(d_xn_), x, w.in_norm, Live(a.rstd1), dres, d_in_norm, true);
 }
 
 void Model::PrepareBatch(const Batch& batch, float normalizer) {
@@ -393,6 +615,7 @@ void Model::PrepareBatch(const Batch& batch, float normalizer) {
     split_attention_ = batch.split_attention;
   }
   num_tokens_ = batch.num_tokens;
+  dropout_key_ = batch.dropout_key;
   // Kept for the embedding's backward: the caller's batch need not outlive Forward.
   std::memcpy(tokens_.i32(), batch.tokens, batch.num_tokens * sizeof(int32_t));
   have_forward_ = false;
@@ -416,7 +639,12 @@ Model::HeadParams Model::AcquireHead() {
   std::span<const Tensor> head = param_store_->Acquire(head_group());
   std::span<const Tensor> embed = head.subspan(0, 1);  // unused unless tied
   if (config_.tie_embeddings) embed = param_store_->Acquire(0);
-  return HeadView(head, embed);
+  HeadParams h = HeadView(head, embed);
+  if (bf16_) {
+    options_.backend->Copy(lm_head16_, h.lm_head);
+    h.lm_head = lm_head16_;
+  }
+  return h;
 }
 
 void Model::ReleaseHead() {
@@ -429,7 +657,13 @@ void Model::HeadLogits(int64_t first) {
   Backend& be = *options_.backend;
   auto rows = [&](const Tensor& t) { return t.Rows(first, num_tokens_); };
   const HeadParams h = AcquireHead();
-  be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf_), rows(rstdf_), c.norm_eps);
+  if (bf16_) {
+    const Tensor xf32 = Tensor("xf.f32", DType::kF32, {num_tokens_, c.hidden}, f32_out_.data());
+    be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf32), rows(rstdf_), c.norm_eps);
+    be.Copy(rows(xf_), rows(xf32));
+  } else {
+    be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf_), rows(rstdf_), c.norm_eps);
+  }
   be.LinearForward(rows(xf_), h.lm_head, rows(logits_), false);
   ReleaseHead();
 }
@@ -454,7 +688,7 @@ void Model::ForwardLayers(KvCache* cache) {
   store.Prefetch(1);
   store.Release(0);
   for (int l = 0; l < c.layers; ++l) {
-    const LayerParams w = LayerView(store.Acquire(l + 1), l);
+    const LayerParams w = ComputeWeights(LayerView(store.Acquire(l + 1), l));
     store.Prefetch(l + 2);  // the next layer's group, or the head's after the last layer
     LayerForward(w, acts_[l], Live(resid_[l]), Live(resid_[l + 1]), cache, l);
     store.Release(l + 1);
@@ -486,6 +720,7 @@ void Model::Decode(std::span<const int32_t> tokens, KvCache& cache, float* logit
   SM_CHECK(logits_out != nullptr) << "Decode needs somewhere to put the logits";
   have_forward_ = false;  // the activations no longer match a Forward
   num_tokens_ = n;
+  dropout_key_ = 0;
   split_attention_ = nullptr;
   // One segment: query row i is position past + i and sees cache rows [0, past + i].
   segments_.assign(1, AttentionSegment{0, n, 0, past + n, past, 0});
@@ -506,10 +741,10 @@ void Model::HeadBackward() {
   const HeadParams h = AcquireHead();
   if (c.layers >= 1) param_store_->Prefetch(static_cast<int>(c.layers));
   // logits = xf W_lm^T
-  be.LinearBackwardWeight(Live(logits_), Live(xf_), d_lm_head_);
+  if (!lora_) be.LinearBackwardWeight(Live(logits_), Live(xf_), d_lm_head_);
   be.LinearBackwardInput(Live(logits_), h.lm_head, Live(d_xn_), false);
   be.RmsNormBackward(Live(d_xn_), Live(resid_[c.layers]), h.norm, Live(rstdf_), Live(d_resid_),
-                     d_norm_, false);
+                     lora_ ? frozen_dnorm_ : d_norm_, false);
   ReleaseHead();
 }
 
@@ -531,7 +766,7 @@ void Model::Backward() {
   if (fetch_next >= 0) act_store_->Prefetch(fetch_next);
   HeadBackward();
   for (int l = static_cast<int>(c.layers) - 1; l >= 0; --l) {
-    const LayerParams w = LayerView(store.Acquire(l + 1), l);
+    const LayerParams w = ComputeWeights(LayerView(store.Acquire(l + 1), l));
     if (l >= 1) store.Prefetch(l);
     Tensor x = Live(resid_[l]);
     if (options_.checkpoint_layers[l]) {
@@ -541,14 +776,14 @@ void Model::Backward() {
       // A checkpointed layer recomputes its activations from its saved input (bitwise the same
       // as in Forward: every kernel is deterministic). Its output lands in resid_[l + 1], which
       // backward no longer needs.
-      LayerForward(w, acts_[l], x, Live(resid_[l + 1]));
+      LayerForward(w, acts_[l], x, Live(resid_[l + 1]), nullptr, l);
     }
     LayerBackward(w, l, acts_[l], x);
     store.Release(l + 1);
     if (options_.checkpoint_layers[l]) act_store_->Release(l);
     if (options_.on_layer_grads_ready) options_.on_layer_grads_ready(l);
   }
-  options_.backend->EmbeddingBackward(Live(tokens_), Live(d_resid_), d_embed_);
+  if (!lora_) options_.backend->EmbeddingBackward(Live(tokens_), Live(d_resid_), d_embed_);
   if (options_.on_layer_grads_ready) options_.on_layer_grads_ready(-1);
 }
 

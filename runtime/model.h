@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@
 #include "runtime/backend.h"
 #include "runtime/kv_cache.h"
 #include "runtime/layers.h"
+#include "runtime/lora_adapter.h"
 #include "runtime/parameter_store.h"
 #include "runtime/rope.h"
 #include "runtime/tensor.h"
@@ -72,7 +74,16 @@ struct Batch {
   // Its positions (in `positions`) and targets are those of the whole sequence.
   int64_t split_doc = -1;
   ExternalAttention* split_attention = nullptr;
+  // LoRA dropout (ModelOptions::lora): the masks of this micro-batch are a function of this key
+  // and the model's lora_seed; 0 means no dropout (validation, inference). The step executor
+  // derives it from the step, the rank and the pass, so a resumed run draws the same masks.
+  uint64_t dropout_key = 0;
 };
+
+// How the model computes (training.precision): fp32 everywhere, or bf16 matrix multiplications
+// (weights converted to bf16 as each layer is acquired, the saved GEMM inputs stored in bf16)
+// with fp32 accumulation, fp32 master weights, norms, attention, softmax and gradients.
+enum class Precision : uint8_t { kF32, kBf16 };
 
 struct ModelOptions {
   int64_t max_tokens = 0;               // capacity of one micro-batch; sizes the activations
@@ -92,6 +103,17 @@ struct ModelOptions {
   // and no backward buffers, and every layer shares one set of activations (nothing is kept for
   // a backward); grads() is empty and Backward() an error.
   bool gradients = true;
+  // LoRA (docs/LORA.md): rank > 0 adds adapters A (r x in) and B (out x r) to each targeted
+  // projection, y = x W^T + (alpha / r) dropout(x) A^T B^T. The base weights are then frozen:
+  // grads() and trainable() cover only the adapters, and backward computes no base weight
+  // gradient. A is drawn from lora_seed (PEFT's kaiming-uniform bound 1 / sqrt(in)), B is zero.
+  Precision precision = Precision::kF32;
+  LoraConfig lora = [] {
+    LoraConfig off;
+    off.rank = 0;
+    return off;
+  }();
+  uint64_t lora_seed = 1;
 };
 
 class Model {
@@ -116,6 +138,13 @@ class Model {
   const std::vector<Tensor>& grads() const { return grads_; }
   const Tensor& Param(const std::string& name) const;
   const ParamLayout& param_layout() const { return layout_; }
+  // What the optimizer updates, in the order of grads(), and its groups (gradient sync's
+  // buckets): params() and param_layout(), or with LoRA the adapters (lora_A, lora_B of each
+  // target in params() order, named "<weight name minus .weight>.lora_A.weight"), one group per
+  // layer.
+  const std::vector<Tensor>& trainable() const { return lora_ ? adapters_ : params_; }
+  const ParamLayout& trainable_layout() const { return lora_ ? adapter_layout_ : layout_; }
+  bool lora() const { return lora_; }
   size_t param_bytes() const { return param_arena_.bytes(); }
   size_t activation_bytes() const { return act_arena_.bytes(); }
 
@@ -185,6 +214,30 @@ class Model {
   int64_t qkv_width() const;
   Tensor Live(const Tensor& t) const;  // the first num_tokens_ rows of an activation
 
+  // LoRA: one adapted projection of a layer. Its output is columns [col, col + out) of the
+  // layer's (fused) output rows.
+  struct Adapter {
+    Tensor a, b, da, db;
+    int64_t col = 0;
+    int module = 0;  // index into LoraModules()
+  };
+  void BuildAdapters();
+  // bf16: the layer's matrices converted into the bf16 compute copies (norms stay f32); f32: w.
+  LayerParams ComputeWeights(const LayerParams& w);
+  // bf16: widens x (bf16) into lora_x_ for an adapter; f32: x itself.
+  Tensor AdapterInput(const Tensor& x, int64_t in);
+  Tensor Scratch(const Tensor& buffer, int64_t cols) const;  // (num_tokens_, cols) view
+  uint64_t DropoutKey(int64_t layer, int module) const;
+  // y (T, ld) columns [col, col + out) += (alpha / r) dropout(x) A^T B^T.
+  void AdapterForward(const Adapter& m, int64_t layer, const Tensor& x, const Tensor& y);
+  // dy (T, ld): the gradient of y; dA, dB += and dx (T, in) += the adapter's share.
+  void AdapterBackward(const Adapter& m, int64_t layer, const Tensor& x, const Tensor& dy,
+                       const Tensor& dx);
+  // The adapters of `layer` for projections [first, last) of LoraModules().
+  void AdaptersForward(int64_t layer, int first, int last, const Tensor& x, const Tensor& y);
+  void AdaptersBackward(int64_t layer, int first, int last, const Tensor& x, const Tensor& dy,
+                        const Tensor& dx);
+
   ModelConfig config_;
   ModelOptions options_;
   AttentionDims dims_;
@@ -208,6 +261,25 @@ class Model {
   std::vector<Tensor> resid_;  // (layers + 1) x (T, H): the residual stream between layers
   Tensor xf_, rstdf_, logits_, rope_cos_, rope_sin_, positions_, tokens_;
   Tensor d_resid_, d_xn_, d_attn_, d_qkv_, d_h_, d_gate_up_;
+
+  // LoRA: the adapters (adapters_, adapter_layout_), their gradients (grads_), per layer the
+  // adapted projections (layer_adapters_[l][module] or none), scratch for the low-rank products
+  // and the frozen norms' unused weight gradient.
+  bool lora_ = false;
+  float lora_scale_ = 0;
+  Arena adapter_arena_{"adapters"};
+  std::vector<Tensor> adapters_;
+  ParamLayout adapter_layout_;
+  std::vector<std::vector<std::optional<Adapter>>> layer_adapters_;
+  Tensor lora_u_, lora_du_, lora_d_, lora_x_, frozen_dnorm_;
+  uint64_t dropout_key_ = 0;  // the batch's key; 0: no dropout
+
+  // bf16 (Precision::kBf16): the compute copies of one layer's matrices and of the lm_head, and
+  // f32 scratch for outputs that are stored in bf16 (a norm's or SwiGLU's, attention's).
+  bool bf16_ = false;
+  Arena bf16_arena_{"bf16 weights"};
+  LayerParams w16_;
+  Tensor lm_head16_, f32_out_, attn_f32_;
 
   // State of the last Forward.
   int64_t num_tokens_ = 0;

@@ -47,7 +47,7 @@ class TomlScreen {
   // A config's grammar, for the messages.
   static constexpr const char* kGrammar =
       " (a seqmesh config is [section] headers and key = value lines, each value a string, a "
-      "number or true/false)";
+      "number, true/false or a one-line array of strings)";
 
   int Peek() const { return i_ < s_.size() ? static_cast<unsigned char>(s_[i_]) : -1; }
   void Next() {
@@ -137,8 +137,24 @@ class TomlScreen {
     const int c = Peek();
     if (c == '"' || c == '\'') {
       String();
-    } else if (c == '[' || c == '{') {
-      Fail("arrays and inline tables are not config values");
+    } else if (c == '[') {
+      // A one-line array of strings (lora.targets); nothing nests.
+      Next();
+      Spaces();
+      while (Peek() != ']') {
+        if (Peek() != '"' && Peek() != '\'') Fail("an array holds strings only, on one line");
+        String();
+        Spaces();
+        if (Peek() == ',') {
+          Next();
+          Spaces();
+        } else if (Peek() != ']') {
+          Fail("an array's strings are separated by ',' and it ends with ']' on its line");
+        }
+      }
+      Next();
+    } else if (c == '{') {
+      Fail("inline tables are not config values");
     } else if (c >= 0 && (std::isalnum(c) || c == '+' || c == '-')) {
       // A number, true/false, inf or nan: one token of these characters; toml++ reads it.
       while (Peek() >= 0 && (std::isalnum(Peek()) || std::strchr("+-._:", Peek()))) Next();
@@ -201,7 +217,8 @@ std::string OneOf(const std::vector<std::string>& names) {
 }
 
 // One key of the schema: where it lives in RunConfig and its type.
-using Slot = std::variant<int64_t*, double*, float*, bool*, std::string*, Choice>;
+using Slot =
+    std::variant<int64_t*, double*, float*, bool*, std::string*, Choice, std::vector<std::string>*>;
 
 struct Field {
   std::string name;  // "section.key"
@@ -233,6 +250,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"training.eval_interval", &c.training.eval_interval},
       {"training.grad_clip", &c.training.grad_clip},
       {"training.checkpoint_activations", &c.training.checkpoint_activations},
+      {"training.precision", ChoiceOf(&c.training.precision, PrecisionNames())},
       {"training.nonfinite", ChoiceOf(&c.training.nonfinite, NonFiniteNames())},
       {"training.nonfinite_limit", &c.training.nonfinite_limit},
       {"training.device", ChoiceOf(&c.training.device, DeviceNames())},
@@ -265,6 +283,10 @@ std::vector<Field> Schema(RunConfig& c) {
       {"metrics.jsonl", &c.metrics.jsonl},
       {"metrics.tensorboard", &c.metrics.tensorboard},
       {"metrics.trace", &c.metrics.trace},
+      {"lora.rank", &c.lora.rank},
+      {"lora.alpha", &c.lora.alpha},
+      {"lora.dropout", &c.lora.dropout},
+      {"lora.targets", &c.lora.targets},
   };
 }
 
@@ -325,6 +347,8 @@ const char* TypeName(const Slot& s) {
       return "a number";
     case 3:
       return "a boolean";
+    case 6:
+      return "an array of strings";
     default:
       return "a string";  // a Choice is a string too (its names are checked after the type)
   }
@@ -372,6 +396,17 @@ void Assign(const Field& f, const toml::node& n, const std::string& where) {
             *p = *v;
           else
             ok = false;
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          const toml::array* a = n.as_array();
+          ok = a != nullptr;
+          std::vector<std::string> items;
+          for (size_t i = 0; ok && i < a->size(); ++i) {
+            const auto v = (*a)[i].value_exact<std::string>();
+            SM_CHECK(v) << where << ": " << f.name << "[" << i << "] must be a string, got "
+                        << NodeTypeName((*a)[i]);
+            items.push_back(*v);
+          }
+          if (ok) *p = std::move(items);
         } else {
           if (auto v = n.value_exact<std::string>())
             *p = *v;
@@ -388,6 +423,10 @@ void Assign(const Field& f, const toml::node& n, const std::string& where) {
 
 const std::vector<std::string>& PlannerNames() {
   static const std::vector<std::string> names = {"balanced", "naive", "pow2", "static"};
+  return names;
+}
+const std::vector<std::string>& PrecisionNames() {
+  static const std::vector<std::string> names = {"fp32", "bf16"};
   return names;
 }
 const std::vector<std::string>& NonFiniteNames() {
@@ -540,7 +579,11 @@ std::string RunConfig::ToToml() const {
             t.insert(k, (*p.names)[p.get()]);
           else if constexpr (std::is_same_v<T, float>)
             t.insert(k, static_cast<double>(*p));
-          else
+          else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            toml::array a;
+            for (const std::string& item : *p) a.push_back(item);
+            t.insert(k, std::move(a));
+          } else
             t.insert(k, *p);
         },
         f.slot);
@@ -565,6 +608,11 @@ std::pair<std::string, std::string> TypeAndValue(const Slot& slot) {
         } else if constexpr (std::is_same_v<T, std::string>) {
           type = "string";
           v << '"' << *p << '"';
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          type = "array of strings";
+          v << '[';
+          for (size_t i = 0; i < p->size(); ++i) v << (i ? ", " : "") << '"' << (*p)[i] << '"';
+          v << ']';
         } else if constexpr (std::is_same_v<T, bool>) {
           type = "boolean";
           v << (*p ? "true" : "false");
@@ -653,6 +701,17 @@ void RunConfig::Validate() const {
       << t.steps << ")";
   adamw().Validate();
   schedule().Validate();
+  SM_CHECK(lora.rank >= 0) << "lora.rank must be >= 0 (0: no LoRA), got " << lora.rank;
+  if (lora.rank > 0) ValidateLoraTraining(lora);
+}
+
+LoraConfig RunConfig::DefaultLora() {
+  LoraConfig c;
+  c.rank = 0;
+  c.alpha = 16;
+  c.dropout = 0;
+  c.targets = LoraModules();
+  return c;
 }
 
 std::string RunConfig::metrics_path() const {

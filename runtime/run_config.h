@@ -1,5 +1,5 @@
 // The configuration of a training run: one TOML file in sections
-//   [model] [training] [optimizer] [data] [checkpoint] [distributed] [offload] [metrics]
+//   [model] [training] [optimizer] [data] [checkpoint] [distributed] [offload] [metrics] [lora]
 // plus dotted overrides from the command line (`--training.steps=100`), which win over the file,
 // which wins over the defaults. Unknown sections and keys are rejected with the closest valid
 // name suggested; a value of the wrong type names the key and both types. ToToml() prints the
@@ -22,6 +22,7 @@ namespace seqmesh {
 // after training.nonfinite_limit such steps in a row (as Megatron and DeepSpeed skip steps).
 enum class NonFinitePolicy { kStop, kSkip };
 const std::vector<std::string>& NonFiniteNames();
+const std::vector<std::string>& PrecisionNames();  // "fp32", "bf16"
 
 struct TrainingConfig {
   int64_t steps = 100;
@@ -33,6 +34,9 @@ struct TrainingConfig {
   int64_t eval_interval = 0;  // 0: no validation
   double grad_clip = 1.0;     // <= 0 disables clipping
   bool checkpoint_activations = false;
+  // fp32, or bf16 matrix multiplications with fp32 accumulation and fp32 master weights
+  // (ModelOptions::precision; docs/RUNTIME.md "bf16").
+  Precision precision = Precision::kF32;
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;
   int64_t nonfinite_limit = 5;  // skip: consecutive non-finite steps before the run stops
   // "cpu" or "cuda". Today every run computes on the CPU: "cuda" is accepted and the run says
@@ -131,6 +135,10 @@ struct RunConfig {
   DistributedConfig distributed;
   OffloadConfig offload;
   MetricsConfig metrics;
+  // LoRA fine-tuning (docs/LORA.md): rank 0 (the default) trains every weight; rank >= 1 freezes
+  // the base and trains adapters on lora.targets.
+  LoraConfig lora = DefaultLora();
+  static LoraConfig DefaultLora();
 
   // Defaults, then `path` (if not empty), then each override "section.key=value" (a leading
   // "--" is allowed). Validates the result.

@@ -266,7 +266,9 @@ class Trainer:
         """None: a checkpoint of the run in checkpoint.dir (weights, moments, step, data cursor;
         what resume continues). A path: a Hugging Face directory (config.json and
         model.safetensors, in checkpoint.export_dtype; with the config.json and tokenizer files
-        of the directory the model came from, if any) of the weights. Returns the directory."""
+        of the directory the model came from, if any) of the weights; for a LoRA run
+        (lora.rank >= 1), PEFT's adapter_config.json and adapter_model.safetensors of the
+        adapters. Returns the directory."""
         if path is None:
             return self._t.save()
         self._t.save_hf(os.fspath(path))

@@ -26,6 +26,7 @@
 #include "runtime/check.h"
 #include "runtime/hf_checkpoint.h"
 #include "runtime/layers.h"
+#include "runtime/lora_checkpoint.h"
 #include "runtime/run_config.h"
 #include "runtime/tokenizer.h"
 
@@ -248,7 +249,11 @@ PYBIND11_MODULE(_seqmesh, m) {
           "save_hf",
           [](PyTrainer& t, const std::string& dir) {
             py::gil_scoped_release release;
-            SaveHfModel(t.get().model(), dir, t.get().config().checkpoint.export_dtype);
+            // A LoRA run saves its adapters in PEFT's format (export --merge-lora merges them).
+            if (t.get().model().lora())
+              SaveLoraAdapter(t.get().model(), dir);
+            else
+              SaveHfModel(t.get().model(), dir, t.get().config().checkpoint.export_dtype);
           },
           py::arg("path"))
       .def(
@@ -270,7 +275,10 @@ PYBIND11_MODULE(_seqmesh, m) {
            [](py::object self) {
              PyTrainer& t = self.cast<PyTrainer&>();
              const Model& model = t.get().model();
-             return PyTrainer::Views(model.params(), model.params(), self);
+             if (!model.lora()) return PyTrainer::Views(model.params(), model.params(), self);
+             std::vector<Tensor> all = model.params();  // the frozen base, then the adapters
+             all.insert(all.end(), model.trainable().begin(), model.trainable().end());
+             return PyTrainer::Views(all, all, self);
            })
       .def("gradients", [](py::object self) {
         PyTrainer& t = self.cast<PyTrainer&>();
@@ -280,7 +288,7 @@ PYBIND11_MODULE(_seqmesh, m) {
                 "\"nvme\") and their memory given back; train with offload.optimizer = \"none\" "
                 "or \"cpu\" to read them");
         const Model& model = t.get().model();
-        return PyTrainer::Views(model.grads(), model.params(), self);
+        return PyTrainer::Views(model.grads(), model.trainable(), self);
       });
 
   m.def(

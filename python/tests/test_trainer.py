@@ -113,6 +113,64 @@ def test_gradients_match_pytorch(tiny):
         assert np.abs(grads[name] - want).max() <= 2e-4 * scale + 1e-7, name
 
 
+def test_lora_gradients_match_pytorch_and_the_base_stays_frozen(tiny, tmp_path):
+    """LoRA's adapter gradients against PyTorch autograd in float64 through the same weights
+    (W + (alpha / r) B A), with B moved off zero first; the base tensors have no gradients and do
+    not change; save(path) writes PEFT's two files."""
+    torch = pytest.importorskip("torch")  # Debian's python3-torch (scripts/install-deps.sh)
+    import llama_ref
+
+    targets = ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
+    trainer = seqmesh.Trainer(tiny(with_data=False, steps=2, **{
+        "training.grad_clip": 1e9, "lora.rank": 3, "lora.alpha": 6.0, "lora.targets": targets}),
+        quiet=True)
+    params = trainer.model.parameters()
+    adapters = {k: v for k, v in params.items() if ".lora_" in k}
+    assert len(adapters) == 2 * 2 * len(targets)  # 2 layers, A and B per target
+    rng = np.random.default_rng(3)
+    for k, v in adapters.items():
+        if ".lora_B." in k:
+            v[:] = rng.normal(0, 0.1, size=v.shape)
+    before = {k: v.copy() for k, v in params.items()}
+    docs = [rng.integers(0, 259, size=n, dtype=np.int32) for n in (50, 17, 90)]
+    trainer.step(docs)
+    grads = trainer.model.gradients()
+    assert set(grads) == set(adapters)  # no gradient for any base tensor
+    after = trainer.model.parameters()
+    for k in params:
+        if ".lora_" not in k:
+            assert np.array_equal(after[k], before[k]), k  # frozen
+    assert not np.array_equal(after[next(iter(adapters))], before[next(iter(adapters))])
+
+    m = trainer.config.model
+    cfg = llama_ref.Config(vocab=m.vocab, hidden=m.hidden, layers=m.layers, heads=m.heads,
+                           kv_heads=m.kv_heads, ffn=m.ffn, rope_theta=m.rope_theta,
+                           norm_eps=m.norm_eps, tie_embeddings=m.tie_embeddings)
+    t64 = {k: torch.from_numpy(v).double().requires_grad_(".lora_" in k)
+           for k, v in before.items()}
+    weights = {}
+    for k, w in t64.items():
+        if ".lora_" in k:
+            continue
+        a = t64.get(k.replace(".weight", ".lora_A.weight"))
+        weights[k] = w if a is None else w + 2.0 * t64[k.replace(".weight", ".lora_B.weight")] @ a
+    tokens = torch.from_numpy(np.concatenate(docs))
+    cu = torch.tensor(np.cumsum([0] + [len(d) for d in docs]), dtype=torch.int32)
+    tgt = torch.full_like(tokens, llama_ref.IGNORE_INDEX)
+    for d in range(len(docs)):
+        tgt[cu[d]:cu[d + 1] - 1] = tokens[cu[d] + 1:cu[d + 1]]
+    normalizer = float(sum(len(d) - 1 for d in docs))
+    llama_ref.loss_fn(llama_ref.forward(cfg, weights, tokens, cu), tgt, normalizer).backward()
+    for k in adapters:
+        want = t64[k].grad.numpy()
+        # float32 against float64: relative to the tensor's scale.
+        assert np.abs(grads[k] - want).max() <= 2e-4 * np.abs(want).max() + 1e-9, k
+
+    trainer.save(tmp_path / "adapter")
+    assert sorted(os.listdir(tmp_path / "adapter")) == ["adapter_config.json",
+                                                        "adapter_model.safetensors"]
+
+
 def test_steps_on_the_scripts_own_documents(tiny):
     trainer = seqmesh.Trainer(tiny(with_data=False, steps=3), quiet=True)
     tok = seqmesh.Tokenizer()

@@ -32,10 +32,27 @@ CpuBackend::CpuBackend(const ExecutionContext& context) : ctx_(context) { ctx_.V
 void CpuBackend::Copy(const Tensor& dst, const Tensor& src) {
   CheckDevice(dst, Device::kCpu);
   CheckDevice(src, Device::kCpu);
-  SM_CHECK(dst.dtype() == src.dtype() && dst.shape() == src.shape())
+  SM_CHECK(dst.shape() == src.shape())
       << "copy of '" << src.name() << "' " << src.shape().ToString() << " into '" << dst.name()
       << "' " << dst.shape().ToString();
-  std::memcpy(dst.data(), src.data(), src.bytes());
+  if (dst.dtype() == src.dtype()) {
+    std::memcpy(dst.data(), src.data(), src.bytes());
+    return;
+  }
+  const bool narrow = src.dtype() == DType::kF32 && dst.dtype() == DType::kBF16;
+  SM_CHECK(narrow || (src.dtype() == DType::kBF16 && dst.dtype() == DType::kF32))
+      << "copy of '" << src.name() << "' (" << DTypeName(src.dtype()) << ") into '" << dst.name()
+      << "' (" << DTypeName(dst.dtype()) << "): only f32 <-> bf16 converts";
+  // Chunks of a fixed size: the conversion is elementwise, the split only spreads the work.
+  const int64_t n = src.numel(), chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) num_threads(ctx_.threads)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t b = c * kChunk, len = std::min(n, b + kChunk) - b;
+    if (narrow)
+      FloatToBf16(src.f32() + b, dst.bf16() + b, static_cast<size_t>(len));
+    else
+      Bf16ToFloat(src.bf16() + b, dst.f32() + b, static_cast<size_t>(len));
+  }
 }
 
 void CpuBackend::Zero(const Tensor& t) {
@@ -162,6 +179,37 @@ void CpuBackend::CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_
       << dst.ld << " floats apart";
   for (int64_t r = 0; r < rows; ++r)
     std::memcpy(dst.data + r * dst.ld, src.data + r * src.ld, cols * sizeof(float));
+}
+
+void CpuBackend::AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols,
+                         float scale) {
+  SM_CHECK(rows >= 0 && cols >= 0 && dst.ld >= cols && src.ld >= cols)
+      << "AddRows of " << rows << " x " << cols << " floats between rows " << src.ld << " and "
+      << dst.ld << " floats apart";
+#pragma omp parallel for schedule(static) num_threads(ctx_.threads)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst.data + r * dst.ld;
+    const float* s = src.data + r * src.ld;
+    for (int64_t c = 0; c < cols; ++c) d[c] += scale * s[c];
+  }
+}
+
+void CpuBackend::Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) {
+  CheckDevice(x, Device::kCpu);
+  CheckDevice(y, Device::kCpu);
+  CheckDType(x, DType::kF32);
+  CheckDType(y, DType::kF32);
+  SM_CHECK(x.shape() == y.shape())
+      << "Dropout: tensor '" << y.name() << "' has shape " << y.shape().ToString() << ", '"
+      << x.name() << "' has " << x.shape().ToString();
+  SM_CHECK(p >= 0 && p < 1) << "Dropout: p must be in [0, 1), got " << p;
+  const float keep_scale = 1.0f / (1.0f - p);
+  const int64_t n = x.numel();
+  const float* in = x.f32();
+  float* out = y.f32();
+#pragma omp parallel for schedule(static) num_threads(ctx_.threads)
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = DropoutUniform(key, static_cast<uint64_t>(i)) >= p ? in[i] * keep_scale : 0.0f;
 }
 
 double CpuBackend::CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) {

@@ -45,6 +45,8 @@ class CpuBackend final : public Backend {
                       int64_t part_lse_ld) override;
   void Add(float* y, const float* x, int64_t n) override;
   void CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols) override;
+  void AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols, float scale) override;
+  void Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) override;
 
   double CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) override;
   double GlobalNorm(std::span<const Tensor> tensors) override;

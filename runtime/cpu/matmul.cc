@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <exception>
 #include <limits>
+#include <vector>
 
 #include "runtime/cpu/gemm_tiles.h"
+#include "runtime/dtype.h"
 
 namespace seqmesh {
 
@@ -60,12 +62,39 @@ void CheckLinear(const Tensor& x, const Tensor& w, const Tensor& y, const char* 
 }
 }  // namespace
 
+namespace {
+// dy is rounded to bf16 for a bf16 GEMM this many rows at a time, into a buffer of this thread's:
+// the logits' gradient of a 2048-token micro-batch over a 32K vocabulary would otherwise need a
+// 128 MiB copy. The block size is fixed, so the results do not depend on anything else.
+constexpr int64_t kRoundRows = 512;
+
+const uint16_t* RoundRows(const Tensor& dy, int64_t first, int64_t rows,
+                          const ExecutionContext& ctx) {
+  thread_local std::vector<uint16_t> buffer;
+  const int64_t cols = dy.dim(1), n = rows * cols;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(n);
+  constexpr int64_t kChunk = 1 << 16;
+  const float* src = dy.f32() + first * cols;
+  uint16_t* dst = buffer.data();
+#pragma omp parallel for schedule(static) num_threads(ctx.threads)
+  for (int64_t b = 0; b < n; b += kChunk)
+    FloatToBf16(src + b, dst + b, static_cast<size_t>(std::min(n, b + kChunk) - b));
+  return dst;
+}
+}  // namespace
+
 void LinearForward(const Tensor& x, const Tensor& w, const Tensor& y, bool accumulate,
                    const ExecutionContext& ctx) {
   CheckLinear(x, w, y, "LinearForward");
   const int64_t t = x.dim(0), in = x.dim(1), out = w.dim(0);
   CheckShape(w, {out, in});
   CheckShape(y, {t, out});
+  if (w.dtype() == DType::kBF16) {
+    CheckDType(x, DType::kBF16);
+    GemmBf16(false, true, t, out, in, 1.0f, x.bf16(), in, w.bf16(), in, accumulate ? 1.0f : 0.0f,
+             y.f32(), out, ctx);
+    return;
+  }
   Gemm(false, true, t, out, in, 1.0f, x.f32(), in, w.f32(), in, accumulate ? 1.0f : 0.0f, y.f32(),
        out, ctx);
 }
@@ -76,6 +105,14 @@ void LinearBackwardInput(const Tensor& dy, const Tensor& w, const Tensor& dx, bo
   const int64_t t = dy.dim(0), out = dy.dim(1), in = w.dim(1);
   CheckShape(w, {out, in});
   CheckShape(dx, {t, in});
+  if (w.dtype() == DType::kBF16) {
+    for (int64_t r = 0; r < t; r += kRoundRows) {  // rows of dx are independent
+      const int64_t rows = std::min(kRoundRows, t - r);
+      GemmBf16(false, false, rows, in, out, 1.0f, RoundRows(dy, r, rows, ctx), out, w.bf16(), in,
+               accumulate ? 1.0f : 0.0f, dx.f32() + r * in, in, ctx);
+    }
+    return;
+  }
   Gemm(false, false, t, in, out, 1.0f, dy.f32(), out, w.f32(), in, accumulate ? 1.0f : 0.0f,
        dx.f32(), in, ctx);
 }
@@ -86,6 +123,14 @@ void LinearBackwardWeight(const Tensor& dy, const Tensor& x, const Tensor& dw,
   const int64_t t = dy.dim(0), out = dy.dim(1), in = x.dim(1);
   CheckShape(x, {t, in});
   CheckShape(dw, {out, in});
+  if (x.dtype() == DType::kBF16) {
+    for (int64_t r = 0; r < t; r += kRoundRows) {  // dW accumulates block after block
+      const int64_t rows = std::min(kRoundRows, t - r);
+      GemmBf16(true, false, out, in, rows, 1.0f, RoundRows(dy, r, rows, ctx), out,
+               x.bf16() + r * in, in, 1.0f, dw.f32(), in, ctx);
+    }
+    return;
+  }
   Gemm(true, false, out, in, t, 1.0f, dy.f32(), out, x.f32(), in, 1.0f, dw.f32(), in, ctx);
 }
 

@@ -43,7 +43,7 @@ class Scratch {
   size_t bytes_ = 0;
 };
 
-enum Slot { kFlag, kRowLoss, kPartial, kWork, kDelta, kSlots };
+enum Slot { kFlag, kRowLoss, kPartial, kWork, kDelta, kRound, kSlots };
 
 // A tensor of `rows` rows of `cols` elements on the device, of dtype `dtype`.
 void CheckRows(const Tensor& t, int64_t rows, int64_t cols, DType dtype = DType::kF32) {
@@ -74,12 +74,15 @@ void CheckLinear(const Tensor& x, const Tensor& w, const Tensor& y, const char* 
       << " must all be 2-D";
 }
 
-// The operand type of a GEMM over a and b: both f32 or both bf16.
-GemmInput InputOf(const Tensor& a, const Tensor& b, const char* op) {
-  SM_CHECK(a.dtype() == b.dtype() && (a.dtype() == DType::kF32 || a.dtype() == DType::kBF16))
+// The operand type of a GEMM over a and b: both f32 or both bf16. `a_may_round`: a may be f32
+// with b bf16 (the backward's dy, rounded to bf16 first, as runtime/cpu/matmul.cc does).
+GemmInput InputOf(const Tensor& a, const Tensor& b, const char* op, bool a_may_round = false) {
+  const bool rounds = a_may_round && a.dtype() == DType::kF32 && b.dtype() == DType::kBF16;
+  SM_CHECK(rounds ||
+           (a.dtype() == b.dtype() && (a.dtype() == DType::kF32 || a.dtype() == DType::kBF16)))
       << op << ": '" << a.name() << "' is " << DTypeName(a.dtype()) << " and '" << b.name()
       << "' is " << DTypeName(b.dtype()) << "; both must be f32, or both bf16";
-  return a.dtype() == DType::kF32 ? GemmInput::kF32 : GemmInput::kBf16;
+  return b.dtype() == DType::kF32 ? GemmInput::kF32 : GemmInput::kBf16;
 }
 
 constexpr int64_t kNormChunk = 1 << 16;  // GlobalNorm's chunk, as the CPU's
@@ -108,6 +111,13 @@ struct CudaBackend::State {
     }
     return dst;
   }
+  // `t` as a bf16 operand: itself when bf16, else rounded into scratch (runtime/dtype.h's rule).
+  const void* AsBf16(const Tensor& t) {
+    if (t.dtype() == DType::kBF16) return t.data();
+    uint16_t* out = Get<uint16_t>(kRound, t.numel(), "a bf16 copy of the GEMM's dy");
+    LaunchFloatToBf16(t.f32(), out, t.numel(), stream.get());
+    return out;
+  }
   void Download(void* host, const void* device, size_t bytes, const char* what) {
     SM_CHECK_CUDA(cudaMemcpyAsync(host, device, bytes, cudaMemcpyDeviceToHost, stream.get()))
         << "reading back " << what;
@@ -129,12 +139,23 @@ void CudaBackend::Synchronize() { state_->stream.Synchronize(); }
 void CudaBackend::Copy(const Tensor& dst, const Tensor& src) {
   CheckDevice(dst, Device::kCuda);
   CheckDevice(src, Device::kCuda);
-  SM_CHECK(dst.dtype() == src.dtype() && dst.shape() == src.shape())
+  SM_CHECK(dst.shape() == src.shape())
       << "copy of '" << src.name() << "' " << src.shape().ToString() << " into '" << dst.name()
       << "' " << dst.shape().ToString();
-  SM_CHECK_CUDA(cudaMemcpyAsync(dst.data(), src.data(), src.bytes(), cudaMemcpyDeviceToDevice,
-                                state_->stream.get()))
-      << "copying '" << src.name() << "'";
+  if (dst.dtype() == src.dtype()) {
+    SM_CHECK_CUDA(cudaMemcpyAsync(dst.data(), src.data(), src.bytes(), cudaMemcpyDeviceToDevice,
+                                  state_->stream.get()))
+        << "copying '" << src.name() << "'";
+    return;
+  }
+  const bool narrow = src.dtype() == DType::kF32 && dst.dtype() == DType::kBF16;
+  SM_CHECK(narrow || (src.dtype() == DType::kBF16 && dst.dtype() == DType::kF32))
+      << "copy of '" << src.name() << "' (" << DTypeName(src.dtype()) << ") into '" << dst.name()
+      << "' (" << DTypeName(dst.dtype()) << "): only f32 <-> bf16 converts";
+  if (narrow)
+    LaunchFloatToBf16(src.f32(), dst.bf16(), src.numel(), state_->stream.get());
+  else
+    LaunchBf16ToFloat(src.bf16(), dst.f32(), src.numel(), state_->stream.get());
 }
 
 void CudaBackend::Zero(const Tensor& t) {
@@ -162,9 +183,10 @@ void CudaBackend::LinearBackwardInput(const Tensor& dy, const Tensor& w, const T
   CheckShape(w, {out, in});
   CheckShape(dx, {t, in});
   CheckDType(dx, DType::kF32);
-  const GemmInput input = InputOf(dy, w, "LinearBackwardInput");
-  state_->gemm.Run(false, false, t, in, out, 1.0f, dy.data(), out, w.data(), in,
-                   accumulate ? 1.0f : 0.0f, dx.f32(), in, input);
+  const GemmInput input = InputOf(dy, w, "LinearBackwardInput", /*a_may_round=*/true);
+  const void* a = input == GemmInput::kBf16 ? state_->AsBf16(dy) : dy.data();
+  state_->gemm.Run(false, false, t, in, out, 1.0f, a, out, w.data(), in, accumulate ? 1.0f : 0.0f,
+                   dx.f32(), in, input);
 }
 
 void CudaBackend::LinearBackwardWeight(const Tensor& dy, const Tensor& x, const Tensor& dw) {
@@ -173,9 +195,9 @@ void CudaBackend::LinearBackwardWeight(const Tensor& dy, const Tensor& x, const 
   CheckShape(x, {t, in});
   CheckShape(dw, {out, in});
   CheckDType(dw, DType::kF32);
-  const GemmInput input = InputOf(dy, x, "LinearBackwardWeight");
-  state_->gemm.Run(true, false, out, in, t, 1.0f, dy.data(), out, x.data(), in, 1.0f, dw.f32(), in,
-                   input);
+  const GemmInput input = InputOf(dy, x, "LinearBackwardWeight", /*a_may_round=*/true);
+  const void* a = input == GemmInput::kBf16 ? state_->AsBf16(dy) : dy.data();
+  state_->gemm.Run(true, false, out, in, t, 1.0f, a, out, x.data(), in, 1.0f, dw.f32(), in, input);
 }
 
 void CudaBackend::EmbeddingForward(const Tensor& tokens, const Tensor& table, const Tensor& out) {
@@ -404,6 +426,29 @@ void CudaBackend::CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64
                                   src.ld * sizeof(float), cols * sizeof(float), rows,
                                   cudaMemcpyDeviceToDevice, state_->stream.get()))
       << "CopyRows of " << rows << " x " << cols;
+}
+
+void CudaBackend::AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols,
+                          float scale) {
+  SM_CHECK(rows >= 0 && cols >= 0 && dst.ld >= cols && src.ld >= cols)
+      << "AddRows of " << rows << " x " << cols << " floats between rows " << src.ld << " and "
+      << dst.ld << " floats apart";
+  if (rows == 0 || cols == 0) return;
+  CheckDevicePointer(dst.data, "AddRows' dst");
+  CheckDevicePointer(src.data, "AddRows' src");
+  LaunchAddRows(dst.data, dst.ld, src.data, src.ld, rows, cols, scale, state_->stream.get());
+}
+
+void CudaBackend::Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) {
+  CheckDevice(x, Device::kCuda);
+  CheckDevice(y, Device::kCuda);
+  CheckDType(x, DType::kF32);
+  CheckDType(y, DType::kF32);
+  SM_CHECK(x.shape() == y.shape())
+      << "Dropout: tensor '" << y.name() << "' has shape " << y.shape().ToString() << ", '"
+      << x.name() << "' has " << x.shape().ToString();
+  SM_CHECK(p >= 0 && p < 1) << "Dropout: p must be in [0, 1), got " << p;
+  LaunchDropout(x.f32(), y.f32(), x.numel(), p, key, state_->stream.get());
 }
 
 double CudaBackend::CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) {

@@ -1,7 +1,8 @@
 // CudaBackend: the Backend (runtime/backend.h) on CUDA device memory, fp32 (DESIGN.md section 8).
-// GEMMs through cuBLASLt (fp32 inputs: IEEE fp32; bf16 inputs: bf16 x bf16 -> f32 on tensor
-// cores), the row-wise kernels, cross-entropy, the global norm and AdamW in runtime/cuda/*.cu,
-// and the deterministic fp32 flash attention of runtime/cuda/attention.cu.
+// GEMMs through cuBLASLt (fp32 inputs: IEEE fp32; bf16 weights: bf16 x bf16 -> f32 on tensor
+// cores, an f32 dy rounded to bf16 first as the CPU does), the row-wise kernels, cross-entropy, the
+// global norm and AdamW in runtime/cuda/*.cu, and the deterministic fp32 flash attention of
+// runtime/cuda/attention.cu.
 //
 // Every kernel is enqueued in call order on the backend's one compute stream, on CUDA device 0.
 // Calls return before the work is done, except those that return a value or check one on the
@@ -63,6 +64,8 @@ class CudaBackend final : public Backend {
                       int64_t part_lse_ld) override;
   void Add(float* y, const float* x, int64_t n) override;
   void CopyRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols) override;
+  void AddRows(StridedRows dst, StridedRows src, int64_t rows, int64_t cols, float scale) override;
+  void Dropout(const Tensor& x, const Tensor& y, float p, uint64_t key) override;
 
   double CrossEntropy(const Tensor& logits, const Tensor& targets, float grad_scale) override;
   double GlobalNorm(std::span<const Tensor> tensors) override;

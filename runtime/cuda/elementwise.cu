@@ -5,6 +5,7 @@
 #include "runtime/cuda/cuda_check.h"
 #include "runtime/cuda/kernels.h"
 #include "runtime/cuda/reduce.cuh"
+#include "runtime/dropout_hash.h"
 
 namespace seqmesh::cuda {
 namespace {
@@ -136,6 +137,39 @@ __global__ void AddKernel(float* y, const float* x, int64_t n) {
   if (i < n) y[i] += x[i];
 }
 
+__global__ void AddRowsKernel(float* dst, int64_t dst_ld, const float* src, int64_t src_ld,
+                              int64_t rows, int64_t cols, float scale) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= rows * cols) return;
+  const int64_t r = idx / cols, c = idx % cols;
+  dst[r * dst_ld + c] += scale * src[r * src_ld + c];
+}
+
+__global__ void DropoutKernel(const float* x, float* y, int64_t n, float p, float keep_scale,
+                              uint64_t key) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  y[i] = DropoutUniform(key, static_cast<uint64_t>(i)) >= p ? x[i] * keep_scale : 0.0f;
+}
+
+// runtime/dtype.h's FloatToBf16, on the device.
+__global__ void FloatToBf16Kernel(const float* in, uint16_t* out, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  uint32_t u = __float_as_uint(in[i]);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    out[i] = static_cast<uint16_t>((u >> 16) | 0x40);
+    return;
+  }
+  u += 0x7fffu + ((u >> 16) & 1u);
+  out[i] = static_cast<uint16_t>(u >> 16);
+}
+
+__global__ void Bf16ToFloatKernel(const uint16_t* in, float* out, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __uint_as_float(static_cast<uint32_t>(in[i]) << 16);
+}
+
 void CheckLaunch(const char* what) { SM_CHECK_CUDA(cudaGetLastError()) << "launching " << what; }
 
 }  // namespace
@@ -214,6 +248,37 @@ void LaunchAdd(float* y, const float* x, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
   AddKernel<<<Blocks(n, kThreads), kThreads, 0, stream>>>(y, x, n);
   CheckLaunch("Add");
+}
+
+}  // namespace seqmesh::cuda
+
+namespace seqmesh::cuda {
+
+void LaunchAddRows(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows,
+                   int64_t cols, float scale, cudaStream_t stream) {
+  if (rows * cols == 0) return;
+  AddRowsKernel<<<Blocks(rows * cols, kThreads), kThreads, 0, stream>>>(dst, dst_ld, src, src_ld,
+                                                                        rows, cols, scale);
+  CheckLaunch("AddRows");
+}
+
+void LaunchDropout(const float* x, float* y, int64_t n, float p, uint64_t key,
+                   cudaStream_t stream) {
+  if (n == 0) return;
+  DropoutKernel<<<Blocks(n, kThreads), kThreads, 0, stream>>>(x, y, n, p, 1.0f / (1.0f - p), key);
+  CheckLaunch("Dropout");
+}
+
+void LaunchFloatToBf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  FloatToBf16Kernel<<<Blocks(n, kThreads), kThreads, 0, stream>>>(in, out, n);
+  CheckLaunch("f32 -> bf16");
+}
+
+void LaunchBf16ToFloat(const uint16_t* in, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  Bf16ToFloatKernel<<<Blocks(n, kThreads), kThreads, 0, stream>>>(in, out, n);
+  CheckLaunch("bf16 -> f32");
 }
 
 }  // namespace seqmesh::cuda

@@ -40,6 +40,14 @@ void LaunchSwiGluForward(const float* gu, float* h, int64_t t, int64_t f, cudaSt
 void LaunchSwiGluBackward(const float* gu, const float* dh, float* dgu, int64_t t, int64_t f,
                           cudaStream_t stream);
 void LaunchAdd(float* y, const float* x, int64_t n, cudaStream_t stream);
+// dst row r += scale * src row r over `cols` floats.
+void LaunchAddRows(float* dst, int64_t dst_ld, const float* src, int64_t src_ld, int64_t rows,
+                   int64_t cols, float scale, cudaStream_t stream);
+// y = x * keep / (1 - p) with runtime/dropout_hash.h's mask (the CPU's bits).
+void LaunchDropout(const float* x, float* y, int64_t n, float p, uint64_t key, cudaStream_t stream);
+// f32 <-> bf16, round to nearest even, NaN stays NaN (runtime/dtype.h's rule, bit for bit).
+void LaunchFloatToBf16(const float* in, uint16_t* out, int64_t n, cudaStream_t stream);
+void LaunchBf16ToFloat(const uint16_t* in, float* out, int64_t n, cudaStream_t stream);
 
 // loss.cu
 // Per row: loss[i] = lse - logit[target] and logits overwritten with the gradient times

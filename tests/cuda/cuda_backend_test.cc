@@ -13,6 +13,7 @@
 // polynomial exp (2e-7 relative) and meet the same bound with room.
 #include "runtime/cuda/cuda_backend.h"
 
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -150,6 +151,51 @@ TEST_F(CudaBackendTest, Bf16LinearForwardMatchesFp32OnTheRoundedValues) {
   cpu_->LinearForward(x.h(), w.h(), y.h(), false);
   gpu_->LinearForward(xb.d(), wb.d(), y.d(), false);
   EXPECT_LE(RelErr(y.Down(), y.hf()), 1e-4);
+}
+
+// The bf16 backward: the f32 dy is rounded to bf16 for its GEMM on both sides (the CPU in
+// 512-row blocks, the device at once: dW's K-order differs), tolerance as above.
+TEST_F(CudaBackendTest, Bf16LinearBackwardRoundsDyAsTheCpuDoes) {
+  const int64_t t = 600, in = 64, out = 48;  // more than one of the CPU's 512-row blocks
+  Twin x("x", DType::kF32, {t, in}), w("w", DType::kF32, {out, in}),
+      dy("dy", DType::kF32, {t, out});
+  Twin xb("x_bf16", DType::kBF16, {t, in}), wb("w_bf16", DType::kBF16, {out, in});
+  Twin dx("dx", DType::kF32, {t, in}), dw("dw", DType::kF32, {out, in});
+  x.Random(rng_);
+  w.Random(rng_);
+  dy.Random(rng_);
+  gpu_->Copy(xb.d(), x.d());  // f32 -> bf16 on the device, checked against the host rounding
+  gpu_->Copy(wb.d(), w.d());
+  FloatToBf16(x.hf(), xb.h().bf16(), x.n());
+  FloatToBf16(w.hf(), wb.h().bf16(), w.n());
+  std::vector<uint16_t> got(x.n());
+  gpu_->Synchronize();
+  ASSERT_EQ(cudaMemcpy(got.data(), xb.d().data(), got.size() * 2, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_EQ(std::memcmp(got.data(), xb.h().bf16(), got.size() * 2), 0) << "Copy f32 -> bf16";
+  cpu_->LinearBackwardInput(dy.h(), wb.h(), dx.h(), false);
+  gpu_->LinearBackwardInput(dy.d(), wb.d(), dx.d(), false);
+  EXPECT_LE(RelErr(dx.Down(), dx.hf()), 1e-4) << "LinearBackwardInput, bf16 w, f32 dy";
+  cpu_->LinearBackwardWeight(dy.h(), xb.h(), dw.h());
+  gpu_->LinearBackwardWeight(dy.d(), xb.d(), dw.d());
+  EXPECT_LE(RelErr(dw.Down(), dw.hf()), 1e-4) << "LinearBackwardWeight, bf16 x, f32 dy";
+  gpu_->Copy(x.d(), xb.d());  // bf16 -> f32 is exact
+  const std::vector<float> widened = x.Down();
+  for (int64_t i = 0; i < x.n(); ++i)
+    ASSERT_EQ(widened[i], Bf16ToFloat(xb.h().bf16()[i])) << "Copy bf16 -> f32 at " << i;
+}
+
+TEST_F(CudaBackendTest, AddRowsAndDropoutMatchTheCpu) {
+  Twin a("a", DType::kF32, {13, 20}), b("b", DType::kF32, {13, 20}), y("y", DType::kF32, {13, 20});
+  a.Random(rng_);
+  b.Random(rng_);
+  cpu_->AddRows({b.hf() + 3, 20}, {a.hf() + 1, 20}, 12, 9, 0.5f);
+  gpu_->AddRows({b.d().f32() + 3, 20}, {a.d().f32() + 1, 20}, 12, 9, 0.5f);
+  ExpectMatches(b, "AddRows");
+  cpu_->Dropout(a.h(), y.h(), 0.3f, 0x1234abcdull);
+  gpu_->Dropout(a.d(), y.d(), 0.3f, 0x1234abcdull);
+  // The same mask bits (runtime/dropout_hash.h) on both sides: exactly the same outputs.
+  EXPECT_TRUE(SameBits(y.Down(), std::vector<float>(y.hf(), y.hf() + y.n()))) << "Dropout";
 }
 
 TEST_F(CudaBackendTest, EmbeddingForwardAndBackwardMatchTheCpu) {

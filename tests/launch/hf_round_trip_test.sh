@@ -62,10 +62,9 @@ printf '{"bos_token": null, "eos_token": "<|endoftext|>", "model_max_length": 13
 printf '{"eos_token": "<|endoftext|>"}\n' > "$src/special_tokens_map.json"
 printf '{\n  "bos_token_id": 128000,\n  "do_sample": true,\n  "temperature": 0.6,\n  "top_p": 0.9\n}\n' \
   > "$src/generation_config.json"
-py - "$work/base/step-00000001" "$src" <<'PY'
-import json, struct, sys
-import numpy as np
-base, src = sys.argv[1], sys.argv[2]
+py - "$src" <<'PY'
+import json, sys
+src = sys.argv[1]
 config = {
     "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
     "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "head_dim": 8,
@@ -81,27 +80,8 @@ config = {
 }
 with open(f"{src}/config.json", "w") as f:
     json.dump(config, f, indent=2, sort_keys=True)
-raw = open(f"{base}/model.safetensors", "rb").read()
-n = struct.unpack("<Q", raw[:8])[0]
-header = json.loads(raw[8:8 + n])
-data = raw[8 + n:]
-out_header, blobs, offset = {}, [], 0
-for name, e in header.items():
-    if name == "__metadata__":
-        out_header[name] = e
-        continue
-    b, end = e["data_offsets"]
-    bits = np.frombuffer(data[b:end], dtype="<f4").view("<u4")
-    bf16 = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2").tobytes()
-    out_header[name] = {"dtype": "BF16", "shape": e["shape"],
-                        "data_offsets": [offset, offset + len(bf16)]}
-    blobs.append(bf16)
-    offset += len(bf16)
-h = json.dumps(out_header).encode()
-h += b" " * (-len(h) % 8)
-with open(f"{src}/model.safetensors", "wb") as f:
-    f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 PY
+py "$files" to-bf16 "$work/base/step-00000001/model.safetensors" "$src/model.safetensors"
 
 # check DIR DTYPE TORCH_DTYPE: DIR is a complete Hugging Face directory of src's model.
 check() {

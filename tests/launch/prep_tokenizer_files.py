@@ -10,6 +10,8 @@
                              <|end_header_id|> 259, <|eot_id|> 260 (special), the template
                              "<|begin_of_text|> $A", and a tokenizer_config.json whose
                              chat_template is Llama 3's
+  to-bf16 IN OUT              the F32 safetensors file IN with every tensor rounded to BF16
+                             (nearest even) as OUT, metadata kept
   read PREFIX                prints the dataset's dtype code, then each sequence's ids as a JSON
                              array, one per line (Megatron's .idx/.bin, read independently of
                              seqmesh's reader)
@@ -141,6 +143,30 @@ def read(prefix):
         print(json.dumps(list(struct.unpack_from(f"<{n}{fmt}", data, p))).replace(" ", ""))
 
 
+def to_bf16(src, dst):
+    import numpy as np
+    raw = open(src, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out, blobs, offset = {}, [], 0
+    for name, e in header.items():
+        if name == "__metadata__":
+            out[name] = e
+            continue
+        b, end = e["data_offsets"]
+        bits = np.frombuffer(data[b:end], dtype="<f4").view("<u4")
+        bf16 = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2").tobytes()
+        out[name] = {"dtype": "BF16", "shape": e["shape"],
+                     "data_offsets": [offset, offset + len(bf16)]}
+        blobs.append(bf16)
+        offset += len(bf16)
+    h = json.dumps(out).encode()
+    h += b" " * (-len(h) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "make-bytelevel":
@@ -149,6 +175,8 @@ if __name__ == "__main__":
         make_llama(sys.argv[2])
     elif cmd == "make-llama3-chat":
         make_llama3_chat(sys.argv[2])
+    elif cmd == "to-bf16":
+        to_bf16(sys.argv[2], sys.argv[3])
     elif cmd == "read":
         read(sys.argv[2])
     else:

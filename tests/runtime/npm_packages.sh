@@ -10,6 +10,11 @@ npm_packages() {
     exit 77
   fi
   mkdir -p "$cache"
+  # One install at a time into the cache: tests that share it run in parallel under ctest -j,
+  # and two npm installs into one prefix leave truncated files behind.
+  local lock
+  exec {lock}> "$cache/.install.lock"
+  flock "$lock"
   for pkg in "$@"; do
     if [[ ! -f "$cache/node_modules/${pkg%@*}/package.json" ]]; then
       if ! npm install --prefix "$cache" --silent --no-audit --no-fund "$pkg" > /dev/null 2>&1; then
@@ -18,5 +23,7 @@ npm_packages() {
       fi
     fi
   done
+  flock -u "$lock"
+  exec {lock}>&-
   modules=$cache/node_modules
 }

@@ -155,7 +155,10 @@ TEST_F(RunConfigTest, InputsTheTomlParserCannotTakeAreRefusedFirst) {
       {"[\xE4\xB8\xAD]\n", "line 1, column 2: a non-ASCII character outside a string"},
       {"[data]\npath = \"a\x7f\"\n", "line 2, column 10: control character 0x7F"},
       {"[data]\npath = 2\"\xC3\xA9\"\n", "line 2, column 9: unexpected '\"'"},
-      {"[model]\nheads = [}\n", "line 2, column 9: arrays and inline tables are not config"},
+      {"[model]\nheads = [}\n", "line 2, column 10: an array holds strings only"},
+      {"[model]\nheads = {a = 1}\n", "line 2, column 9: inline tables are not config values"},
+      {"[lora]\ntargets = [\"q_proj\", [\"x\"]]\n", "column 22: an array holds strings only"},
+      {"[lora]\ntargets = [\"q_proj\"\n", "column 20: an array's strings are separated by ','"},
       {"[data]\npath = \"\"\"a\"\"\"\n", "line 2, column 8: multi-line strings are not"},
       {"[data]\npath = \"a\\q\"\n", "line 2, column 11: a string's backslash must start"},
       {"[data]\npath = \"a\n\"\n", "line 2, column 10: a string must end on its line"},
@@ -245,6 +248,43 @@ TEST_F(RunConfigTest, ExportDtypeAndRopeScalingKeys) {
         RunConfig::Load("", {"--model.rope_scaling=\"linear\"", "--model.rope_factor=0.5"});
       },
       "model.rope_factor must be >= 1 for rope_scaling \"linear\", got 0.5"));
+}
+
+}  // namespace
+}  // namespace seqmesh
+
+namespace seqmesh {
+namespace {
+
+TEST(RunConfigLora, SectionParsesRoundTripsAndRefusesBadValues) {
+  const RunConfig off = RunConfig::Load("");
+  EXPECT_EQ(off.lora.rank, 0);  // LoRA is off unless asked for
+  EXPECT_EQ(off.lora.targets.size(), 7u);
+  const RunConfig c = RunConfig::Parse(
+      "[lora]\nrank = 8\nalpha = 32\ndropout = 0.05\ntargets = [\"q_proj\", 'v_proj', ]\n", "x");
+  EXPECT_EQ(c.lora.rank, 8);
+  EXPECT_EQ(c.lora.alpha, 32);
+  EXPECT_EQ(c.lora.dropout, 0.05);
+  EXPECT_EQ(c.lora.targets, (std::vector<std::string>{"q_proj", "v_proj"}));
+  const RunConfig back = RunConfig::Parse(c.ToToml(), "resolved");
+  EXPECT_EQ(back.lora.targets, c.lora.targets);
+  EXPECT_EQ(back.lora.rank, 8);
+  const RunConfig o = RunConfig::Load("", {"--lora.rank=4", "--lora.targets=[\"down_proj\"]"});
+  EXPECT_EQ(o.lora.targets, std::vector<std::string>{"down_proj"});
+  EXPECT_TRUE(testing::ThrowsWith([] { RunConfig::Parse("[lora]\ntargets = \"q_proj\"\n", "x"); },
+                                  "lora.targets must be an array of strings, got a string"));
+  EXPECT_TRUE(
+      testing::ThrowsWith([] { RunConfig::Parse("[lora]\nrank = 4\ntargets = [\"q\"]\n", "x"); },
+                          "lora.targets: \"q\" is not a projection of a Llama layer"));
+  EXPECT_TRUE(testing::ThrowsWith([] { RunConfig::Load("", {"lora.rank=-1"}); },
+                                  "lora.rank must be >= 0 (0: no LoRA), got -1"));
+  EXPECT_TRUE(testing::ThrowsWith(
+      [] {
+        RunConfig::Load("", {"lora.rank=2", "lora.alpha=0"});
+      },
+      "lora.alpha must be > 0"));
+  EXPECT_TRUE(testing::ThrowsWith([] { RunConfig::Load("", {"lora.rnak=2"}); },
+                                  "did you mean 'lora.rank'?"));
 }
 
 }  // namespace
