@@ -157,7 +157,9 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   HdpStepOptions so;
   so.capacity = config.training.micro_batch_tokens;
   so.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
-  so.backend = MakeBackend(Device::kCpu, {static_cast<int>(config.training.threads)});
+  const DeviceChoice device = ChooseComputeDevice(config.training.device);
+  if (!device.note.empty()) std::cerr << device.note << std::endl;
+  so.backend = MakeBackend(device.device, {static_cast<int>(config.training.threads)});
   so.precision = config.training.precision;
   so.lora = config.lora;
   so.lora_seed = static_cast<uint64_t>(config.training.seed);

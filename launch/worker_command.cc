@@ -243,8 +243,10 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   step_options.capacity = config.training.micro_batch_tokens;
   step_options.checkpoint_layers.assign(config.model.layers,
                                         config.training.checkpoint_activations);
+  const DeviceChoice device = ChooseComputeDevice(config.training.device);
+  if (!device.note.empty() && rank == 0) std::cerr << device.note << std::endl;
   step_options.backend =
-      MakeBackend(Device::kCpu, ExecutionContext{static_cast<int>(config.training.threads)});
+      MakeBackend(device.device, ExecutionContext{static_cast<int>(config.training.threads)});
   step_options.precision = config.training.precision;
   step_options.lora = config.lora;
   step_options.lora_seed = static_cast<uint64_t>(config.training.seed);

@@ -132,7 +132,22 @@ class Backend {
 // AVX512-BF16 nor AMX, "emulated: ..." (correct, but slower than fp32).
 std::string DescribeBf16Matmul(Device device);
 
-// The backend for `device` with `context` (Device::kCpu: runtime/cpu/'s CpuBackend).
+// The backend for `device` with `context`: Device::kCpu is runtime/cpu/'s CpuBackend,
+// Device::kCuda runtime/cuda/'s CudaBackend. A device this build or machine cannot use fails with
+// "device cuda: " and DeviceUnavailableReason's line.
 std::shared_ptr<Backend> MakeBackend(Device device, const ExecutionContext& context);
+
+// "" when MakeBackend(device) can work in this process, else one line naming the problem and the
+// fix: "built without CUDA: ..." or "no CUDA device: cudaGetDeviceCount returned ...".
+std::string DeviceUnavailableReason(Device device);
+
+// Where a run computes when training.device asks for `requested`. Today that is always the CPU:
+// the model's weights and activations are host arenas, so a run asking for "cuda" runs on CPU and
+// `note` (one line, printed once by the caller) says why. `note` is empty when the request is met.
+struct DeviceChoice {
+  Device device = Device::kCpu;
+  std::string note;
+};
+DeviceChoice ChooseComputeDevice(Device requested);
 
 }  // namespace seqmesh

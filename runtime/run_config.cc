@@ -253,6 +253,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"training.precision", ChoiceOf(&c.training.precision, PrecisionNames())},
       {"training.nonfinite", ChoiceOf(&c.training.nonfinite, NonFiniteNames())},
       {"training.nonfinite_limit", &c.training.nonfinite_limit},
+      {"training.device", ChoiceOf(&c.training.device, DeviceNames())},
       {"optimizer.lr", &c.optimizer.lr},
       {"optimizer.min_lr", &c.optimizer.min_lr},
       {"optimizer.warmup_steps", &c.optimizer.warmup_steps},
@@ -430,6 +431,11 @@ const std::vector<std::string>& PrecisionNames() {
 }
 const std::vector<std::string>& NonFiniteNames() {
   static const std::vector<std::string> names = {"stop", "skip"};
+  return names;
+}
+const std::vector<std::string>& DeviceNames() {
+  static const std::vector<std::string> names = {std::string(DeviceName(Device::kCpu)),
+                                                 std::string(DeviceName(Device::kCuda))};
   return names;
 }
 const std::vector<std::string>& OffloadDeviceNames() {

@@ -39,7 +39,12 @@ struct TrainingConfig {
   Precision precision = Precision::kF32;
   NonFinitePolicy nonfinite = NonFinitePolicy::kStop;
   int64_t nonfinite_limit = 5;  // skip: consecutive non-finite steps before the run stops
+  // "cpu" or "cuda". Today every run computes on the CPU: "cuda" is accepted and the run says
+  // once why it runs on CPU (ChooseComputeDevice in runtime/backend.h; docs/CUDA.md).
+  Device device = Device::kCpu;
 };
+// The names of training.device, in enum order ("cpu", "cuda").
+const std::vector<std::string>& DeviceNames();
 
 struct OptimizerConfig {
   double lr = 3e-4;

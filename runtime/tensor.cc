@@ -164,6 +164,19 @@ void ZeroAndRelease(void* data, size_t bytes) {
       << "madvise(MADV_DONTNEED) of " << (hi - lo) << " bytes failed: " << std::strerror(errno);
 }
 
+ArenaLayout LayOutArena(const std::deque<Tensor>& tensors, const std::deque<bool>& packed) {
+  ArenaLayout layout;
+  layout.offsets.resize(tensors.size());
+  size_t total = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!packed[i]) total = RoundUp(total);
+    layout.offsets[i] = total;
+    total += tensors[i].bytes();
+  }
+  layout.bytes = RoundUp(total);
+  return layout;
+}
+
 void Arena::Free::operator()(void* p) const { FreeAligned(p, mapped); }
 void AlignedBuffer::Free::operator()(float* p) const { FreeAligned(p, mapped); }
 
@@ -176,14 +189,9 @@ Tensor* Arena::Add(std::string name, DType dtype, Shape shape, bool packed) {
 
 void Arena::Allocate() {
   SM_CHECK(!allocated()) << "arena '" << name_ << "' allocated twice";
-  std::vector<size_t> offsets(tensors_.size());
-  size_t total = 0;
-  for (size_t i = 0; i < tensors_.size(); ++i) {
-    if (!packed_[i]) total = RoundUp(total);
-    offsets[i] = total;
-    total += tensors_[i].bytes();
-  }
-  total = RoundUp(total);
+  const ArenaLayout layout = LayOutArena(tensors_, packed_);
+  const std::vector<size_t>& offsets = layout.offsets;
+  const size_t total = layout.bytes;
   size_t mapped = 0;
   void* base = AlignedZeroed(total, "arena '" + name_ + "'", &mapped);
   base_ = std::unique_ptr<void, Free>(base, Free{mapped});

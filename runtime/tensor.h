@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "runtime/check.h"
 #include "runtime/device.h"
@@ -69,6 +70,15 @@ void CheckShape(const Tensor& t, std::initializer_list<int64_t> expected);
 void CheckDType(const Tensor& t, DType expected);
 // "tensor 'q' is on cuda, expected cpu".
 void CheckDevice(const Tensor& t, Device expected);
+
+// The layout of every arena (the host Arena here, cuda::DeviceArena on a GPU): tensors in the
+// order added, each at a 64-byte-aligned offset unless `packed` (directly after the previous
+// one); `bytes` is the total rounded up to 64.
+struct ArenaLayout {
+  std::vector<size_t> offsets;
+  size_t bytes = 0;
+};
+ArenaLayout LayOutArena(const std::deque<Tensor>& tensors, const std::deque<bool>& packed);
 
 // Owns one 64-byte-aligned, zero-initialized allocation of host memory (its tensors are on
 // Device::kCpu) carved into named tensors. Add() every

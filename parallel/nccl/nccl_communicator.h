@@ -17,9 +17,8 @@
 
 #include "parallel/communicator.h"
 #include "runtime/check.h"
+#include "runtime/cuda/cuda_check.h"
 
-#define SM_CHECK_CUDA(expr) \
-  SM_CHECK_STATUS(expr, cudaSuccess, "CUDA") << cudaGetErrorString(sm_status_) << ". "
 #define SM_CHECK_NCCL(expr) \
   SM_CHECK_STATUS(expr, ncclSuccess, "NCCL") << ncclGetErrorString(sm_status_) << ". "
 
