@@ -92,7 +92,9 @@ TEST(GemmBf16, IsExactOnSmallIntegersAndTheSameOnOneAndTwoThreads) {
       for (int64_t j = 0; j < p.n; ++j) {
         double ref = 0;
         for (int64_t l = 0; l < p.k; ++l) ref += static_cast<double>(A(p, d, i, l)) * B(p, d, l, j);
-        if (p.alpha == 1 && p.beta == 0) ASSERT_EQ(c[i * p.n + j], ref) << i << ", " << j;
+        if (p.alpha == 1 && p.beta == 0) {
+          ASSERT_EQ(c[i * p.n + j], ref) << i << ", " << j;
+        }
       }
     const Data e = Make(p, false, 13);
     EXPECT_EQ(Multiply(p, e, 1), Multiply(p, e, 2)) << "M=" << p.m << " N=" << p.n << " K=" << p.k;
