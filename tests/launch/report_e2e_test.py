@@ -77,6 +77,8 @@ def near(p, rgb, tol=40):
 
 
 BLUE, ORANGE = (31, 120, 181), (255, 128, 13)  # launch/report_command.cc's first two colours
+GREEN, RED = (43, 161, 43), (214, 38, 41)  # its third and fourth
+RANK_COLOURS = [BLUE, ORANGE, GREEN, RED]
 
 
 def pixels(rows, rgb, x0, x1, y0=44, y1=394):
@@ -126,9 +128,16 @@ def check_report(run_dir, out, world, val):
         check(len(pixels(rows, ORANGE, 72, 600)) > 20, "loss.png: no validation markers")
     if world > 1:
         _, _, rows = read_png(os.path.join(run_dir, "report", "rank_step_time.png"))
-        for rgb in (BLUE, ORANGE):
-            check(len(pixels(rows, rgb, 72, 600)) > 50,
-                  f"rank_step_time.png: no line of colour {rgb}")
+        # One line per rank, drawn in rank order: a rank whose step times equal a later rank's
+        # is covered by that rank's line (a 4-rank demo of 4 steps did that), so each rank must
+        # have its legend swatch (right of x = 600), the lines together many pixels, and at
+        # least two ranks' lines must show.
+        colours = RANK_COLOURS[:min(world, 4)]
+        lines = [len(pixels(rows, rgb, 72, 600)) for rgb in colours]
+        check(sum(lines) > 50, f"rank_step_time.png: no rank lines ({lines})")
+        check(sum(n > 0 for n in lines) >= 2, f"rank_step_time.png: one rank line shows ({lines})")
+        for rgb in colours:
+            check(pixels(rows, rgb, 600, 780), f"rank_step_time.png: no legend entry {rgb}")
     return summary
 
 
