@@ -303,6 +303,15 @@ Model::Model(const ModelConfig& config, const ModelOptions& options)
   SM_CHECK(static_cast<int64_t>(options_.checkpoint_layers.size()) == config_.layers)
       << "checkpoint_layers has " << options_.checkpoint_layers.size() << " entries for "
       << config_.layers << " layers";
+  if (options_.offload_layers.empty()) options_.offload_layers.assign(config_.layers, false);
+  SM_CHECK(static_cast<int64_t>(options_.offload_layers.size()) == config_.layers)
+      << "offload_layers has " << options_.offload_layers.size() << " entries for "
+      << config_.layers << " layers";
+  for (int l = 0; l < config_.layers; ++l) {
+    SM_CHECK(!options_.offload_layers[l] || options_.checkpoint_layers[l])
+        << "layer " << l << " offloads its saved input but is not checkpointed; offload applies "
+        << "to checkpointed layers only (checkpoint_layers)";
+  }
   if (!options_.backend) options_.backend = MakeBackend(Device::kCpu, {});
   // The arenas are host memory: the backend must compute there (raw-pointer entry points, such
   // as attention, rely on this one check).
@@ -367,9 +376,24 @@ void Model::UseActivationStore(ActivationStore* store) {
 void Model::PlanActivations() {
   const ModelConfig& c = config_;
   const int64_t t = options_.max_tokens, hd = c.head_dim();
+  // Residual-stream slot l holds layer l's input (slot layers: the final norm's). The input of a
+  // layer whose saved input is offloaded is dead from its Save to its Fetch (which returns the
+  // store's copy), so those slots share two buffers, by parity: layer l reads slot l while it
+  // writes slot l + 1, and in backward a recompute writes only slots whose contents are dead.
   std::vector<Tensor*> resid;
-  for (int l = 0; l <= c.layers; ++l)
-    resid.push_back(act_arena_.Add("resid" + std::to_string(l), DType::kF32, {t, c.hidden}));
+  Tensor* shared_resid[2] = {nullptr, nullptr};
+  for (int l = 0; l <= c.layers; ++l) {
+    if (l < c.layers && options_.offload_layers[l]) {
+      Tensor*& slot = shared_resid[l % 2];
+      if (!slot) {
+        slot = act_arena_.Add("resid.offloaded" + std::to_string(l % 2), DType::kF32,
+                              {t, c.hidden});
+      }
+      resid.push_back(slot);
+    } else {
+      resid.push_back(act_arena_.Add("resid" + std::to_string(l), DType::kF32, {t, c.hidden}));
+    }
+  }
   // Layers that keep their activations get their own; checkpointed layers share one set, and so
   // do all layers of a model without gradients (nothing is kept for a backward).
   auto shared = [&](int l) { return options_.checkpoint_layers[l] || !options_.gradients; };
@@ -683,6 +707,13 @@ float Model::HeadForward(const Batch& batch, float normalizer, float* logits_out
 void Model::ForwardLayers(KvCache* cache) {
   const ModelConfig& c = config_;
   Backend& be = *options_.backend;
+  if (!cache && act_store_ == own_act_store_.get()) {
+    for (int l = 0; l < c.layers; ++l) {
+      SM_CHECK(!options_.offload_layers[l])
+          << "layer " << l << " offloads its saved input (ModelOptions::offload_layers) but the "
+          << "model has no offloading ActivationStore; call UseActivationStore with one";
+    }
+  }
   ParameterStore& store = *param_store_;
   be.EmbeddingForward(Live(tokens_), store.Acquire(0)[0], Live(resid_[0]));
   store.Prefetch(1);

@@ -88,6 +88,11 @@ enum class Precision : uint8_t { kF32, kBf16 };
 struct ModelOptions {
   int64_t max_tokens = 0;               // capacity of one micro-batch; sizes the activations
   std::vector<bool> checkpoint_layers;  // per layer: recompute activations in backward
+  // Per layer (a subset of checkpoint_layers; empty: none): the layer's saved input leaves the
+  // model through an ActivationStore that copies it out (offload/: pinned host memory or SSD),
+  // so its residual-stream slot is not kept: those layers' inputs share two buffers. A model
+  // with any such layer needs UseActivationStore with a copying store before its Forward.
+  std::vector<bool> offload_layers;
   // Called during Backward as soon as a layer's parameter gradients are final for this
   // micro-batch: layers in reverse order, then -1 for the embedding, the final norm and the
   // lm_head (whose gradients are complete only after the embedding's backward). Gradient sync

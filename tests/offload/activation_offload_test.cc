@@ -1,0 +1,200 @@
+// Activation offload (issue 15, item 2): the saved inputs of checkpointed layers go to pinned
+// host memory or to SSD and come back bitwise. Oracles: the model with every layer's activations
+// kept (no checkpointing), and checkpointing in memory; losses and every gradient must be equal
+// bit for bit over several micro-batches of different lengths, with forward-only passes between
+// them, at every prefetch depth and with layers mixing offload, recompute and keep.
+#include "offload/activation_offload.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "tests/offload/offload_test_util.h"
+#include "runtime/model.h"
+#include "tests/runtime/test_util.h"
+
+namespace seqmesh {
+namespace {
+
+using P = ActivationPlace;
+
+ModelConfig Small() {
+  ModelConfig c;
+  c.vocab = 61;
+  c.hidden = 32;
+  c.layers = 5;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.ffn = 64;
+  return c;
+}
+
+// A packed micro-batch of `docs` documents, `t` tokens in all.
+struct Docs {
+  std::vector<int32_t> tokens, targets, cu;
+  Docs(int64_t t, int docs, int salt) {
+    for (int d = 0; d <= docs; ++d) cu.push_back(static_cast<int32_t>(t * d / docs));
+    for (int64_t i = 0; i < t; ++i) {
+      tokens.push_back(static_cast<int32_t>((i * 7 + salt) % 61));
+      targets.push_back(static_cast<int32_t>((i * 11 + 3 * salt) % 61));
+    }
+  }
+  Batch View() const {
+    return Batch{tokens.data(), targets.data(), cu.data(),
+                 static_cast<int64_t>(cu.size()) - 1, static_cast<int64_t>(tokens.size()),
+                 nullptr};
+  }
+};
+
+constexpr int64_t kMaxTokens = 96;
+
+Model Make(const std::vector<P>& places) {
+  ModelOptions o;
+  o.max_tokens = kMaxTokens;
+  for (P p : places) {
+    o.checkpoint_layers.push_back(p != P::kNone);
+    o.offload_layers.push_back(p == P::kOffload);
+  }
+  Model m(Small(), o);
+  m.InitRandom(5, 0.2f);
+  return m;
+}
+
+struct Trace {
+  std::vector<float> losses, evals;
+  std::vector<std::vector<float>> grads;  // after each micro-batch
+};
+
+// Three micro-batches (96, 40 and 77 tokens), each: Forward, Backward; a forward-only pass
+// (validation) between the second and the third.
+Trace Train(Model& m) {
+  Trace r;
+  const Docs a(96, 3, 1), b(40, 1, 2), c(77, 4, 3), v(64, 2, 4);
+  m.ZeroGrad();
+  for (const Docs* d : {&a, &b, &c}) {
+    if (d == &c) r.evals.push_back(m.Forward(v.View(), 60.0f));
+    r.losses.push_back(m.Forward(d->View(), static_cast<float>(d->tokens.size())));
+    m.Backward();
+    std::vector<float> all;
+    for (const Tensor& g : m.grads()) all.insert(all.end(), g.f32(), g.f32() + g.numel());
+    r.grads.push_back(all);
+  }
+  return r;
+}
+
+void ExpectBitwise(const Trace& got, const Trace& want, const std::string& what) {
+  ASSERT_EQ(got.losses.size(), want.losses.size());
+  for (size_t i = 0; i < want.losses.size(); ++i) {
+    EXPECT_EQ(std::memcmp(&got.losses[i], &want.losses[i], sizeof(float)), 0)
+        << what << ": loss " << i << " " << got.losses[i] << " vs " << want.losses[i];
+    ASSERT_EQ(got.grads[i].size(), want.grads[i].size());
+    EXPECT_EQ(std::memcmp(got.grads[i].data(), want.grads[i].data(),
+                          want.grads[i].size() * sizeof(float)),
+              0)
+        << what << ": gradients after micro-batch " << i;
+  }
+  EXPECT_EQ(got.evals, want.evals) << what << ": forward-only loss";
+}
+
+ActivationOffloadOptions Options(ActivationTarget target, const std::vector<P>& places,
+                                 const std::string& dir, int depth) {
+  ActivationOffloadOptions o;
+  o.target = target;
+  o.layers = places;
+  o.max_tokens = kMaxTokens;
+  o.hidden = Small().hidden;
+  o.prefetch_depth = depth;
+  o.ssd.dir = dir;
+  o.ssd.block_bytes = 4096;  // several blocks per layer's input
+  return o;
+}
+
+Trace Reference() {
+  Model keep = Make(std::vector<P>(5, P::kNone));
+  return Train(keep);
+}
+
+TEST(ActivationOffload, CheckpointingInMemoryIsTheKeptModelBitwise) {
+  const Trace want = Reference();
+  Model m = Make(std::vector<P>(5, P::kRecompute));
+  ExpectBitwise(Train(m), want, "checkpointing in memory");
+}
+
+TEST(ActivationOffload, HostAndSsdAreBitwiseAtEveryPrefetchDepth) {
+  const Trace want = Reference();
+  testing::ScratchDir dir;
+  const std::vector<std::vector<P>> mixes = {
+      std::vector<P>(5, P::kOffload),
+      {P::kOffload, P::kRecompute, P::kOffload, P::kNone, P::kOffload},
+      {P::kNone, P::kOffload, P::kOffload, P::kRecompute, P::kNone}};
+  for (ActivationTarget target : {ActivationTarget::kHost, ActivationTarget::kSsd}) {
+    for (const std::vector<P>& places : mixes) {
+      for (int depth : {0, 1, 2, 8}) {
+        if (target == ActivationTarget::kHost && depth > 0) continue;  // no reads to prefetch
+        OffloadedActivationStore store(Options(target, places, dir.path(), depth));
+        Model m = Make(places);
+        m.UseActivationStore(&store);
+        const std::string what = std::string(target == ActivationTarget::kHost ? "host" : "ssd") +
+                                 ", depth " + std::to_string(depth) + ", layer 0 " +
+                                 (places[0] == P::kOffload ? "offloaded" : "kept");
+        ExpectBitwise(Train(m), want, what);
+        const ActivationOffloadStats s = store.TakeStats();
+        int64_t offloaded = 0;
+        for (P p : places) offloaded += p == P::kOffload;
+        // 4 forwards save, 3 backwards fetch: 96 + 40 + 64 + 77 tokens out, 96 + 40 + 77 in.
+        EXPECT_EQ(s.saves, 4 * offloaded) << what;
+        EXPECT_EQ(s.fetches, 3 * offloaded) << what;
+        EXPECT_EQ(s.bytes_out, offloaded * (96 + 40 + 64 + 77) * 32 * 4) << what;
+        EXPECT_EQ(s.bytes_in, offloaded * (96 + 40 + 77) * 32 * 4) << what;
+      }
+    }
+  }
+  EXPECT_TRUE(dir.Entries().empty()) << "the SSD store left a file behind";
+}
+
+TEST(ActivationOffload, OffloadingSharesTheResidualSlots) {
+  Model recompute = Make(std::vector<P>(5, P::kRecompute));
+  Model offload = Make(std::vector<P>(5, P::kOffload));
+  // Five layer-input slots of kMaxTokens x hidden f32 become two.
+  EXPECT_EQ(recompute.activation_bytes() - offload.activation_bytes(), 3 * kMaxTokens * 32 * 4);
+}
+
+TEST(ActivationOffload, RefusesAModelWithoutACopyingStore) {
+  Model m = Make(std::vector<P>(5, P::kOffload));
+  const Docs a(96, 3, 1);
+  EXPECT_TRUE(testing::ThrowsWith([&] { m.Forward(a.View(), 96.0f); },
+                                  "has no offloading ActivationStore"));
+  ModelOptions o;
+  o.max_tokens = 8;
+  o.checkpoint_layers.assign(5, false);
+  o.offload_layers.assign(5, true);
+  EXPECT_TRUE(testing::ThrowsWith([&] { Model bad(Small(), o); }, "is not checkpointed"));
+}
+
+TEST(ActivationOffload, FetchOutOfOrderAndUnsavedLayersAreNamed) {
+  testing::ScratchDir dir;
+  const std::vector<P> places(3, P::kOffload);
+  OffloadedActivationStore store(Options(ActivationTarget::kSsd, places, dir.path(), 0));
+  std::vector<float> x(kMaxTokens * 32, 1.5f);
+  const Tensor t("x", DType::kF32, {10, 32}, x.data());
+  EXPECT_TRUE(testing::ThrowsWith([&] { store.Fetch(1); }, "has no saved input"));
+  for (int l = 0; l < 3; ++l) store.Save(l, t);
+  store.Prefetch(2);
+  EXPECT_TRUE(testing::ThrowsWith([&] { store.Fetch(0); }, "out of backward's order"));
+  const Tensor back = store.Fetch(2);
+  ASSERT_EQ(back.dim(0), 10);
+  EXPECT_EQ(std::memcmp(back.data(), x.data(), 10 * 32 * sizeof(float)), 0);
+  EXPECT_TRUE(testing::ThrowsWith([&] { store.Save(7, t); }, "the model has 3 layers"));
+  EXPECT_TRUE(testing::ThrowsWith(
+      [&] {
+        OffloadedActivationStore none(
+            Options(ActivationTarget::kSsd, {P::kNone, P::kOffload}, dir.path(), 0));
+        none.Save(0, t);
+      },
+      "which is not checkpointed"));
+}
+
+}  // namespace
+}  // namespace seqmesh
