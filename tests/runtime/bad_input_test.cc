@@ -123,7 +123,7 @@ class BadBatch : public ::testing::Test {
   static constexpr int64_t kMaxTokens = 16;
   // Documents of lengths 5 and 5 (T = 10).
   BadBatch()
-      : model_(TinyConfig(), ModelOptions{kMaxTokens, {}, {}, {}, nullptr}),
+      : model_(TinyConfig(), ModelOptions{kMaxTokens, {}, {}, {}, {}, nullptr}),
         tokens_(kMaxTokens + 1, 1),
         targets_(kMaxTokens + 1, 2),
         cu_{0, 5, 10} {

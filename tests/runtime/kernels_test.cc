@@ -754,7 +754,7 @@ std::vector<ModelRun> ModelStepOnThreads(const std::vector<int32_t>& cu,
 
   std::vector<ModelRun> runs;
   for (int threads : thread_counts) {
-    Model model(c, {t, {false, true}, {}, {}, MakeBackend(Device::kCpu, {threads})});
+    Model model(c, {t, {false, true}, {}, {}, {}, MakeBackend(Device::kCpu, {threads})});
     model.InitRandom(5, 0.2f);  // wider than the default 0.02 so activations are far from zero
     model.ZeroGrad();
     ModelRun run;
