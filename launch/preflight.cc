@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "launch/activation_offload_setup.h"
 #include "launch/format.h"
 #include "offload/optimizer_store.h"
 #include "runtime/check.h"
@@ -68,15 +69,6 @@ double CgroupAvailableBytes() {
     }
   }
   return best;
-}
-
-double AvailableBytes() {
-  double have = 0;
-  std::ifstream f("/proc/meminfo");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("MemAvailable:", 0) == 0) have = std::atof(line.c_str() + 13) * 1024.0;
-  const double cgroup = CgroupAvailableBytes();
-  return cgroup >= 0 && (have <= 0 || cgroup < have) ? cgroup : have;
 }
 
 void CheckCores(const RunConfig& config, const PreflightOptions& o, std::ostream& log) {
@@ -142,6 +134,15 @@ void CheckTokens(const RunConfig& config, const TrainingData& data) {
 
 }  // namespace
 
+double AvailableBytes() {
+  double have = 0;
+  std::ifstream f("/proc/meminfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("MemAvailable:", 0) == 0) have = std::atof(line.c_str() + 13) * 1024.0;
+  const double cgroup = CgroupAvailableBytes();
+  return cgroup >= 0 && (have <= 0 || cgroup < have) ? cgroup : have;
+}
+
 void CheckModelTokenizer(const std::string& prefix, const DatasetCard& card,
                          const std::string& model_dir, const std::string& flag,
                          int64_t model_vocab) {
@@ -172,7 +173,7 @@ void CheckInitFromTokenizer(const TrainingData& data, const std::string& init_fr
   }
 }
 
-double EstimatedRankBytes(const RunConfig& config, int ranks) {
+double EstimatedStateBytes(const RunConfig& config, int ranks) {
   const ModelConfig& m = config.model;
   const double p = static_cast<double>(m.NumParams());
   const OffloadConfig& off = config.offload;
@@ -193,17 +194,14 @@ double EstimatedRankBytes(const RunConfig& config, int ranks) {
   }
   state += static_cast<double>(OffloadedOptimizerStateStore::ArenaBytes(
       static_cast<int64_t>(p / ranks), off, ranks == 1 && off.optimizer == OffloadDevice::kNvme));
-  const double h = static_cast<double>(m.hidden), ffn = static_cast<double>(m.ffn);
-  const double kv = static_cast<double>(m.kv_heads * m.head_dim());
   const double c = static_cast<double>(config.training.micro_batch_tokens);
-  // Saved per token and layer: norms, q, k, v, attention out, the FFN's three (fp32); with
-  // activation checkpointing, a layer's input per layer and one layer's worth.
-  const double per_layer = 4 * (6 * h + 2 * kv + 3 * ffn);
-  const double layers = static_cast<double>(m.layers);
-  const double acts = config.training.checkpoint_activations ? c * (4 * h * layers + per_layer)
-                                                             : c * per_layer * layers;
   const double logits = 2 * 4 * c * static_cast<double>(m.vocab);
-  return state + acts + logits;
+  return state + logits;
+}
+
+double EstimatedRankBytes(const RunConfig& config, int ranks) {
+  return EstimatedStateBytes(config, ranks) +
+         EstimatedActivationBytes(config, config.training.micro_batch_tokens);
 }
 
 void PreflightJob(const RunConfig& config, const TrainingData& data, const PreflightOptions& o,
@@ -226,8 +224,14 @@ void PreflightJob(const RunConfig& config, const TrainingData& data, const Prefl
       << (config.offload.optimizer == OffloadDevice::kNone
               ? "offload the optimizer state (offload.optimizer = \"nvme\", docs/OFFLOAD.md), "
               : "")
-      << "lower training.micro_batch_tokens, set training.checkpoint_activations = true, or use "
-         "fewer ranks";
+      << "lower training.micro_batch_tokens, "
+      << (config.training.checkpoint_activations == CheckpointMode::kOff
+              ? "set training.checkpoint_activations = true, "
+              : "")
+      << (config.offload.activations == OffloadDevice::kNone
+              ? "offload the checkpointed activations (offload.activations = \"nvme\"), "
+              : "")
+      << "or use fewer ranks";
 }
 
 }  // namespace seqmesh::launch

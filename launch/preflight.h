@@ -26,6 +26,11 @@ void PreflightJob(const RunConfig& config, const TrainingData& data, const Prefl
 // and ZeRO-1 shard of the moments (or, offloaded, the pinned arena), and the activations of one
 // micro-batch.
 double EstimatedRankBytes(const RunConfig& config, int ranks);
+// The same without the layers' activations (EstimatedActivationBytes).
+double EstimatedStateBytes(const RunConfig& config, int ranks);
+// What this machine has for the job: the smaller of MemAvailable and the memory cgroup's room
+// (limit - usage + inactive file cache); <= 0 when unknown.
+double AvailableBytes();
 
 // A model started from `init_from` (a Hugging Face directory of model.vocab = `model_vocab`) must
 // have the vocabulary the datasets' ids came from. Where a dataset records its tokenizer

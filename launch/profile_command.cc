@@ -331,7 +331,8 @@ std::vector<LengthTimes> TimeLengths(const ProfileSetup& s, int reps, std::ostre
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
     for (LengthTimes& t : times)
-      t.Rep(s.config.model, s.config.training.checkpoint_activations, /*flip=*/r % 2 == 1, backend);
+      t.Rep(s.config.model, s.config.training.checkpoint_activations != CheckpointMode::kOff,
+            /*flip=*/r % 2 == 1, backend);
     report << "round " << r + 1 << "/" << reps << ": " << Fixed(MsSince(t0) / 1000, 1) << " s";
     if (r == 0) {
       size_t bytes = 0;
@@ -467,7 +468,7 @@ std::string FileHeader(const ProfileFlags& f, const ProfileSetup& s, const Measu
        << "# model: vocab " << mc.vocab << ", hidden " << mc.hidden << ", layers " << mc.layers
        << ", heads " << mc.heads << ", kv_heads " << mc.kv_heads << ", ffn " << mc.ffn
        << ", f32, activation checkpointing "
-       << (s.config.training.checkpoint_activations ? "on" : "off") << "\n"
+       << (s.config.training.checkpoint_activations != CheckpointMode::kOff ? "on" : "off") << "\n"
        << "# T(s): (2-layer model) - (1-layer model), one sequence of s tokens, " << f.reps
        << " paired reps\n"
        << "#   in rounds over all lengths, fresh models each rep, each model's first step\n"

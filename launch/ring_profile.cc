@@ -98,8 +98,8 @@ std::vector<RingSample> MeasureRings(MpiCommunicator& comm, const RunConfig& con
   MpiRingLink link(ring_comm.get(), comm.options().deadline);
   HdpStepOptions step_options;
   step_options.capacity = most;
-  step_options.checkpoint_layers.assign(config.model.layers,
-                                        config.training.checkpoint_activations);
+  step_options.checkpoint_layers.assign(
+      config.model.layers, config.training.checkpoint_activations != CheckpointMode::kOff);
   step_options.backend = MakeBackend(Device::kCpu, context);
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
   hdp.model().InitRandom(static_cast<uint64_t>(config.training.seed));

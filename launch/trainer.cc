@@ -14,6 +14,7 @@
 #include <iostream>
 #include <optional>
 
+#include "launch/activation_offload_setup.h"
 #include "launch/dist_checkpoint.h"
 #include "launch/format.h"
 #include "launch/job_checkpoint.h"
@@ -47,6 +48,7 @@ struct LocalRun {
   WorldOfOne comm;
   NoRingLink link;
   std::optional<OptimizerOffload> offload;  // destroyed after hdp, which owns the store it sees
+  std::optional<ActivationOffload> activations;  // outlives hdp's model, which uses its store
   std::optional<HdpStep> hdp;
   uint64_t step = 0;   // steps completed
   BlendCursor cursor;  // where the next global batch starts
@@ -156,7 +158,11 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
            LocalRun& run, std::ostream& out) {
   HdpStepOptions so;
   so.capacity = config.training.micro_batch_tokens;
-  so.checkpoint_layers.assign(config.model.layers, config.training.checkpoint_activations);
+  const int64_t max_tokens = HdpStep::ActivationTokens(so.capacity);
+  const ActivationSetup acts =
+      PlanActivationSetup(config, max_tokens, scheduler::PlannerCostModel(config), 1, 0);
+  so.checkpoint_layers = acts.checkpoint_layers;
+  so.offload_layers = acts.offload_layers;
   const DeviceChoice device = ChooseComputeDevice(config.training.device);
   if (!device.note.empty()) std::cerr << device.note << std::endl;
   so.backend = MakeBackend(device.device, {static_cast<int>(config.training.threads)});
@@ -165,8 +171,12 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   so.lora_seed = static_cast<uint64_t>(config.training.seed);
   run.offload.emplace(config.offload, 0);
   so.optimizer_state = run.offload->Factory();
+  run.activations.emplace(config, acts, max_tokens);
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());
+  if (run.activations->store()) run.hdp->model().UseActivationStore(run.activations->store());
   if (run.offload->enabled()) out << "offload: " << run.offload->Describe() << "\n";
+  if (!acts.note.empty()) out << acts.note << "\n";
+  if (run.activations->store()) out << "activations: " << run.activations->Describe() << "\n";
   if (config.training.precision == Precision::kBf16)
     out << "precision: bf16 matrix multiplications with fp32 accumulation and master weights ("
         << DescribeBf16Matmul(Device::kCpu) << ")\n";
@@ -394,8 +404,10 @@ Json Trainer::Finish(const StepInputs& in) {
   // The step's model FLOP/s over this machine's measured peak (launch/machine_peak.h).
   if (step_ms > 0) record.Set("mfu", Json::Number(s_->peak->Mfu(step_flops / step_ms / 1e6)));
   std::string offload_text;
-  if (run.offload->enabled()) {
-    const proto::OffloadReport f = ReportOf(run.offload->TakeStepFigures());
+  if (run.offload->enabled() || run.activations->store()) {
+    proto::OffloadReport f;
+    if (run.offload->enabled()) f = ReportOf(run.offload->TakeStepFigures());
+    if (run.activations->store()) run.activations->TakeStepFigures(f);
     AddOffloadFields(f, record);
     offload_text = OffloadConsoleText(f);
   }

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <thread>
 
+#include "launch/activation_offload_setup.h"
 #include "launch/command.h"
 #include "launch/coordinator.h"
 #include "launch/coordinator_client.h"
@@ -241,8 +242,11 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   const scheduler::CostModel cost = scheduler::PlannerCostModel(config);  // validation's plans
   HdpStepOptions step_options;
   step_options.capacity = config.training.micro_batch_tokens;
-  step_options.checkpoint_layers.assign(config.model.layers,
-                                        config.training.checkpoint_activations);
+  const int64_t max_tokens = HdpStep::ActivationTokens(step_options.capacity);
+  const ActivationSetup acts =
+      PlanActivationSetup(config, max_tokens, cost, mpi::LocalRanks(), rank);
+  step_options.checkpoint_layers = acts.checkpoint_layers;
+  step_options.offload_layers = acts.offload_layers;
   const DeviceChoice device = ChooseComputeDevice(config.training.device);
   if (!device.note.empty() && rank == 0) std::cerr << device.note << std::endl;
   step_options.backend =
@@ -252,8 +256,13 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   step_options.lora_seed = static_cast<uint64_t>(config.training.seed);
   OptimizerOffload offload(config.offload, rank);
   step_options.optimizer_state = offload.Factory();
+  ActivationOffload activations(config, acts, max_tokens);  // outlives hdp's model
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
+  if (activations.store()) hdp.model().UseActivationStore(activations.store());
   if (offload.enabled() && rank == 0) std::cerr << "offload: " << offload.Describe() << std::endl;
+  if (!acts.note.empty()) std::cerr << acts.note << std::endl;
+  if (activations.store() && rank == 0)
+    std::cerr << "activations: " << activations.Describe() << std::endl;
   if (config.training.precision == Precision::kBf16 && rank == 0)
     std::cerr << "precision: bf16 matrix multiplications with fp32 accumulation and master "
               << "weights (" << DescribeBf16Matmul(Device::kCpu) << ")" << std::endl;
@@ -311,6 +320,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     proto::MetricsReport metrics = MetricsOf(rank, step, generation, done, lr, times, sync_bytes);
     metrics.set_rss_mib(ResidentMiB());
     if (offload.enabled()) *metrics.mutable_offload() = ReportOf(offload.TakeStepFigures());
+    if (activations.store()) activations.TakeStepFigures(*metrics.mutable_offload());
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
       const trace::Scope s("validation", "step");

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "runtime/check.h"
@@ -26,6 +27,96 @@ std::string MiB(size_t bytes) {
 }
 
 }  // namespace
+
+ActivationPolicy CostActivationPlaces(const ActivationPolicyInput& in, int64_t kept,
+                                      int64_t offloaded) {
+  SM_CHECK(kept >= 0 && offloaded >= 0 && kept + offloaded <= in.layers)
+      << "activation policy: " << kept << " kept and " << offloaded << " offloaded of " << in.layers
+      << " layers";
+  ActivationPolicy p;
+  p.kept = kept;
+  p.offloaded = offloaded;
+  p.recomputed = in.layers - kept - offloaded;
+  for (int64_t l = 0; l < in.layers; ++l) {
+    p.places.push_back(l < offloaded          ? ActivationPlace::kOffload
+                       : l < in.layers - kept ? ActivationPlace::kRecompute
+                                              : ActivationPlace::kNone);
+  }
+  const double o = static_cast<double>(offloaded), c = static_cast<double>(p.recomputed);
+  const double k = static_cast<double>(kept), f = in.forward_ms;
+  p.bytes = k * (in.input_bytes + in.layer_bytes) + c * in.input_bytes;
+  if (offloaded + p.recomputed > 0) p.bytes += in.layer_bytes;  // the recompute set
+  p.extra_ms = (c + o) * f;
+  if (offloaded > 0) {
+    p.bytes += (offloaded == 1 ? 1 : 2) * in.input_bytes;  // the model's shared input slots
+    if (in.target == ActivationTarget::kHost) {
+      p.bytes += o * in.input_bytes;
+    } else {
+      const double staging =
+          std::min<double>(in.write_buffers, o) + std::min<double>(in.prefetch_depth + 1, o);
+      p.bytes += staging * in.input_bytes;
+    }
+    const double w = in.input_bytes / (in.write_gbps * 1e6),
+                 r = in.input_bytes / (in.read_gbps * 1e6);
+    p.extra_ms += o * (std::max(0.0, w - f) + std::max(0.0, r - (in.backward_ms + f)));
+  }
+  p.fits = p.bytes <= in.budget_bytes;
+  return p;
+}
+
+ActivationPolicy ChooseActivationPlaces(const ActivationPolicyInput& in) {
+  SM_CHECK(in.layers >= 1 && in.forward_ms >= 0 && in.backward_ms >= 0 && in.layer_bytes > 0 &&
+           in.input_bytes > 0)
+      << "activation policy: layers, times and bytes must be positive";
+  SM_CHECK(!in.offload || (in.write_gbps > 0 && in.read_gbps > 0))
+      << "activation policy: offloading needs the target's write and read bandwidths";
+  std::optional<ActivationPolicy> best, smallest;
+  const int64_t most_offloaded = in.offload ? in.layers : 0;
+  for (int64_t o = 0; o <= most_offloaded; ++o) {
+    for (int64_t k = 0; k + o <= in.layers; ++k) {
+      ActivationPolicy p = CostActivationPlaces(in, k, o);
+      if (!smallest || p.bytes < smallest->bytes) smallest = p;
+      if (!p.fits) continue;
+      // At equal time: fewer offloaded layers (no I/O that memory does not need), then fewer
+      // bytes.
+      if (!best || p.extra_ms < best->extra_ms ||
+          (p.extra_ms == best->extra_ms &&
+           (p.offloaded < best->offloaded ||
+            (p.offloaded == best->offloaded && p.bytes < best->bytes))))
+        best = p;
+    }
+  }
+  return best ? *best : *smallest;
+}
+
+std::string ActivationPolicy::Describe() const {
+  std::ostringstream os;
+  os << kept << " kept, " << recomputed << " recomputed, " << offloaded << " offloaded: +"
+     << std::fixed << std::setprecision(1) << extra_ms << " ms per micro-batch, "
+     << std::setprecision(0) << bytes / 1048576.0 << " MiB";
+  return os.str();
+}
+
+SsdBandwidth MeasureSsdBandwidth(const SsdEngineOptions& options, size_t bytes) {
+  constexpr size_t kExtent = size_t{8} << 20;
+  const int extents = static_cast<int>(std::max<size_t>(1, bytes / kExtent));
+  PinnedArena arena({{"probe", kExtent, 1}}, /*pin=*/false);
+  const std::span<std::byte> buffer = arena.buffer("probe");
+  for (size_t i = 0; i < buffer.size(); ++i) buffer[i] = static_cast<std::byte>(i * 131 + 7);
+  SsdEngine engine(options, std::vector<size_t>(extents, kExtent), &arena);
+  const double total = static_cast<double>(extents) * kExtent;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int e = 0; e < extents; ++e) engine.Write(e, buffer.data(), kExtent);
+  engine.WaitAll();
+  const double write_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Reads land in the one buffer, waited one by one (each checks its CRC32C against the write).
+  t0 = std::chrono::steady_clock::now();
+  for (int e = 0; e < extents; ++e) engine.Wait(engine.Read(e, buffer.data()));
+  const double read_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return {total / std::max(write_s, 1e-9) / 1e9, total / std::max(read_s, 1e-9) / 1e9};
+}
 
 OffloadedActivationStore::OffloadedActivationStore(ActivationOffloadOptions options)
     : options_(std::move(options)) {
@@ -56,10 +147,10 @@ OffloadedActivationStore::OffloadedActivationStore(ActivationOffloadOptions opti
   }
   const int reads = std::min(options_.prefetch_depth + 1, count);
   const int writes = std::min(options_.write_buffers, count);
-  arena_ = PinnedArena({{kWritePool, slot_bytes, writes}, {kReadPool, slot_bytes, reads}},
-                       options_.pin);
-  engine_ = std::make_unique<SsdEngine>(options_.ssd, std::vector<size_t>(count, slot_bytes),
-                                        &arena_);
+  arena_ =
+      PinnedArena({{kWritePool, slot_bytes, writes}, {kReadPool, slot_bytes, reads}}, options_.pin);
+  engine_ =
+      std::make_unique<SsdEngine>(options_.ssd, std::vector<size_t>(count, slot_bytes), &arena_);
   write_ticket_.assign(writes, 0);
   read_busy_.assign(reads, false);
 }

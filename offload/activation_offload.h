@@ -57,6 +57,55 @@ struct ActivationOffloadStats {
   double fetch_wait_s = 0;  // Fetch blocked on its read (transfer not hidden)
 };
 
+// training.checkpoint_activations = "selective": per layer keep, recompute or offload, choosing
+// the counts that cost the least time per micro-batch within a memory budget (docs/OFFLOAD.md,
+// "Activations"). Per layer, beside what every plan has:
+//   keep       input + activations (no extra time)
+//   recompute  input; + f (the forward again in backward)
+//   offload    nothing resident; + f, + max(0, w - f) for the write that forward's next layer does
+//              not hide, + max(0, r - (b + f)) for the read that backward's later layer does not
+//              hide (w, r: the input's bytes over the write and read bandwidths)
+// and once per plan: one set of activations for recomputation if any layer is checkpointed; with
+// offloaded layers, the model's two shared input slots and the store's staging (ssd: write and
+// read buffers; host: a pinned copy per offloaded layer, which saves nothing on the CPU backend,
+// so the policy never offloads to host there). Offloaded layers are the lowest (written first,
+// read last: the most compute to hide under), kept layers the highest (backward needs them
+// first). Among plans of equal time the one with fewer offloaded layers wins (transfers that
+// hide still cost I/O and the copy into staging), then the one with fewer resident bytes; the
+// choice depends only on the inputs.
+struct ActivationPolicyInput {
+  int64_t layers = 0;
+  double forward_ms = 0;   // one layer's forward at the micro-batch (what a recompute costs)
+  double backward_ms = 0;  // one layer's backward (without its recompute)
+  double layer_bytes = 0;  // Model::LayerActivationBytes
+  double input_bytes = 0;  // Model::ResidualSlotBytes
+  bool offload = false;    // offload.activations is set
+  ActivationTarget target = ActivationTarget::kSsd;
+  double write_gbps = 0, read_gbps = 0;  // to and from the target (1e9 bytes/s); > 0 if offload
+  int write_buffers = 2, prefetch_depth = 2;  // the store's staging (ActivationOffloadOptions)
+  double budget_bytes = 0;                    // what the layers' activations may take
+};
+struct ActivationPolicy {
+  std::vector<ActivationPlace> places;  // per layer
+  int64_t kept = 0, recomputed = 0, offloaded = 0;
+  double extra_ms = 0;  // per micro-batch: recomputation and transfers not hidden
+  double bytes = 0;     // resident: kept layers, saved inputs, recompute set, staging
+  bool fits = false;    // bytes <= budget_bytes (false: the smallest plan, which does not fit)
+  std::string Describe() const;  // "3 kept, 5 recomputed, 16 offloaded: +41.2 ms, 310 MiB"
+};
+ActivationPolicy ChooseActivationPlaces(const ActivationPolicyInput& in);
+// The resident bytes and extra time of one choice of counts (kept top, offloaded bottom).
+ActivationPolicy CostActivationPlaces(const ActivationPolicyInput& in, int64_t kept,
+                                      int64_t offloaded);
+
+// The SSD scratch directory's sequential bandwidths through the SSD engine (O_DIRECT, the
+// engine's block size and queue depth): `bytes` written as 8 MiB extents, then read back; the
+// file goes when the probe returns. For the policy when the cost file has no ssd_*_gbps.
+struct SsdBandwidth {
+  double write_gbps = 0, read_gbps = 0;
+};
+SsdBandwidth MeasureSsdBandwidth(const SsdEngineOptions& options, size_t bytes = size_t{64} << 20);
+
 class OffloadedActivationStore final : public ActivationStore {
  public:
   explicit OffloadedActivationStore(ActivationOffloadOptions options);
@@ -90,20 +139,20 @@ class OffloadedActivationStore final : public ActivationStore {
 
   ActivationOffloadOptions options_;
   size_t row_bytes_ = 0;
-  std::vector<int64_t> offloaded_;   // offloaded layers, highest first (backward's order)
-  std::vector<int> extent_;          // per layer: its extent or host buffer, -1 if not offloaded
-  std::vector<Tensor> kept_;         // per layer: kRecompute's view
-  std::vector<int64_t> rows_;        // per layer: rows of its last Save
-  std::vector<bool> saved_;          // per layer: saved in this pass and not yet released
+  std::vector<int64_t> offloaded_;  // offloaded layers, highest first (backward's order)
+  std::vector<int> extent_;         // per layer: its extent or host buffer, -1 if not offloaded
+  std::vector<Tensor> kept_;        // per layer: kRecompute's view
+  std::vector<int64_t> rows_;       // per layer: rows of its last Save
+  std::vector<bool> saved_;         // per layer: saved in this pass and not yet released
   PinnedArena arena_;
   std::unique_ptr<SsdEngine> engine_;
   std::vector<SsdEngine::Ticket> write_ticket_;  // per write buffer, 0: free
   int next_write_ = 0;
-  std::vector<Read> reads_;        // in flight or held, in issue order
-  std::vector<bool> read_busy_;    // per read buffer
-  size_t next_issue_ = 0;          // index into offloaded_ of the next layer to read
-  int64_t last_saved_ = -1;        // the highest layer saved in this pass
-  bool backward_ = false;          // a Prefetch or Fetch came after the last Save
+  std::vector<Read> reads_;      // in flight or held, in issue order
+  std::vector<bool> read_busy_;  // per read buffer
+  size_t next_issue_ = 0;        // index into offloaded_ of the next layer to read
+  int64_t last_saved_ = -1;      // the highest layer saved in this pass
+  bool backward_ = false;        // a Prefetch or Fetch came after the last Save
   ActivationOffloadStats stats_;
 };
 

@@ -22,6 +22,7 @@ ModelOptions HdpStep::ModelOptionsFor(const HdpStepOptions& options) {
   ModelOptions mo;
   mo.max_tokens = ActivationTokens(options.capacity);
   mo.checkpoint_layers = options.checkpoint_layers;
+  mo.offload_layers = options.offload_layers;
   mo.backend = options.backend;
   mo.precision = options.precision;
   mo.lora = options.lora;

@@ -38,6 +38,9 @@ struct HdpStepOptions {
   Precision precision = Precision::kF32;
   LoraConfig lora = ModelOptions{}.lora;
   uint64_t lora_seed = 1;
+  // Per layer, a subset of checkpoint_layers (ModelOptions::offload_layers): the saved input
+  // goes out through the ActivationStore the caller gives model().UseActivationStore.
+  std::vector<bool> offload_layers = {};
 };
 
 struct HdpStepResult {

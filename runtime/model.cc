@@ -273,6 +273,26 @@ Model::HeadParams Model::HeadView(std::span<const Tensor> head,
   return {head[0], config_.tie_embeddings ? embed[0] : head[1]};
 }
 
+namespace {
+size_t Aligned(size_t bytes) { return (bytes + 63) / 64 * 64; }
+}  // namespace
+
+size_t Model::LayerActivationBytes(const ModelConfig& c, int64_t tokens, Precision precision) {
+  // The tensors of AddLayerActs, in its order.
+  const size_t t = static_cast<size_t>(tokens), in = precision == Precision::kBf16 ? 2 : 4;
+  const size_t hidden = static_cast<size_t>(c.hidden), ffn = static_cast<size_t>(c.ffn);
+  const size_t q = static_cast<size_t>(c.heads * c.head_dim());
+  const size_t qkv = static_cast<size_t>((c.heads + 2 * c.kv_heads) * c.head_dim());
+  const size_t heads = static_cast<size_t>(c.heads);
+  return Aligned(t * hidden * in) + Aligned(t * 4) + Aligned(t * qkv * 4) + Aligned(t * q * in) +
+         Aligned(heads * t * 4) + Aligned(t * hidden * 4) + Aligned(t * hidden * in) +
+         Aligned(t * 4) + Aligned(t * 2 * ffn * 4) + Aligned(t * ffn * in);
+}
+
+size_t Model::ResidualSlotBytes(const ModelConfig& c, int64_t tokens) {
+  return Aligned(static_cast<size_t>(tokens) * static_cast<size_t>(c.hidden) * 4);
+}
+
 Model::LayerActs Model::AddLayerActs(const std::string& p) {
   const ModelConfig& c = config_;
   const int64_t t = options_.max_tokens;
@@ -386,8 +406,8 @@ void Model::PlanActivations() {
     if (l < c.layers && options_.offload_layers[l]) {
       Tensor*& slot = shared_resid[l % 2];
       if (!slot) {
-        slot = act_arena_.Add("resid.offloaded" + std::to_string(l % 2), DType::kF32,
-                              {t, c.hidden});
+        slot =
+            act_arena_.Add("resid.offloaded" + std::to_string(l % 2), DType::kF32, {t, c.hidden});
       }
       resid.push_back(slot);
     } else {

@@ -152,6 +152,13 @@ class Model {
   bool lora() const { return lora_; }
   size_t param_bytes() const { return param_arena_.bytes(); }
   size_t activation_bytes() const { return act_arena_.bytes(); }
+  // What PlanActivations allocates per layer at `tokens` rows (64-byte-aligned tensors): the
+  // activations a layer keeps for its backward when it is not checkpointed (checkpointed layers
+  // share one such set), and one residual-stream slot (a layer's input, which a checkpointed
+  // layer keeps unless it is offloaded). The selective checkpointing policy sizes from these.
+  static size_t LayerActivationBytes(const ModelConfig& config, int64_t tokens,
+                                     Precision precision);
+  static size_t ResidualSlotBytes(const ModelConfig& config, int64_t tokens);
 
   // The Hugging Face directory the weights were last loaded from (its config.json, weight dtypes
   // and tokenizer files), which SaveHfModel writes back; null for weights of seqmesh's own.

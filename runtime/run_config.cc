@@ -249,7 +249,9 @@ std::vector<Field> Schema(RunConfig& c) {
       {"training.log_interval", &c.training.log_interval},
       {"training.eval_interval", &c.training.eval_interval},
       {"training.grad_clip", &c.training.grad_clip},
-      {"training.checkpoint_activations", &c.training.checkpoint_activations},
+      {"training.checkpoint_activations",
+       ChoiceOf(&c.training.checkpoint_activations, CheckpointModeNames())},
+      {"training.activation_memory", &c.training.activation_memory},
       {"training.precision", ChoiceOf(&c.training.precision, PrecisionNames())},
       {"training.nonfinite", ChoiceOf(&c.training.nonfinite, NonFiniteNames())},
       {"training.nonfinite_limit", &c.training.nonfinite_limit},
@@ -280,6 +282,8 @@ std::vector<Field> Schema(RunConfig& c) {
       {"offload.sub_group_size", &c.offload.sub_group_size},
       {"offload.block_size", &c.offload.block_size},
       {"offload.queue_depth", &c.offload.queue_depth},
+      {"offload.activations", ChoiceOf(&c.offload.activations, OffloadDeviceNames())},
+      {"offload.prefetch_depth", &c.offload.prefetch_depth},
       {"metrics.jsonl", &c.metrics.jsonl},
       {"metrics.tensorboard", &c.metrics.tensorboard},
       {"metrics.trace", &c.metrics.trace},
@@ -367,8 +371,13 @@ const char* NodeTypeName(const toml::node& n) {
 // Stores node into the field; `where` names the source (file or command line).
 void Assign(const Field& f, const toml::node& n, const std::string& where) {
   if (const Choice* choice = std::get_if<Choice>(&f.slot)) {
-    const auto v = n.value_exact<std::string>();
-    SM_CHECK(v) << where << ": " << f.name << " must be a string, got " << NodeTypeName(n);
+    auto v = n.value_exact<std::string>();
+    // A choice named "true" and "false" (training.checkpoint_activations) takes TOML booleans.
+    const std::vector<std::string>& choices = *choice->names;
+    const bool booleans = std::find(choices.begin(), choices.end(), "true") != choices.end();
+    if (!v && n.is_boolean() && booleans) v = *n.value_exact<bool>() ? "true" : "false";
+    SM_CHECK(v) << where << ": " << f.name << " must be "
+                << (booleans ? "a boolean or a string" : "a string") << ", got " << NodeTypeName(n);
     const std::vector<std::string>& names = *choice->names;
     const auto it = std::find(names.begin(), names.end(), *v);
     SM_CHECK(it != names.end()) << f.name << " must be " << OneOf(names) << ", got \"" << *v
@@ -427,6 +436,10 @@ const std::vector<std::string>& PlannerNames() {
 }
 const std::vector<std::string>& PrecisionNames() {
   static const std::vector<std::string> names = {"fp32", "bf16"};
+  return names;
+}
+const std::vector<std::string>& CheckpointModeNames() {
+  static const std::vector<std::string> names = {"false", "true", "selective"};
   return names;
 }
 const std::vector<std::string>& NonFiniteNames() {
@@ -575,9 +588,13 @@ std::string RunConfig::ToToml() const {
     std::visit(
         [&](auto p) {
           using T = std::remove_pointer_t<decltype(p)>;
-          if constexpr (std::is_same_v<T, Choice>)
-            t.insert(k, (*p.names)[p.get()]);
-          else if constexpr (std::is_same_v<T, float>)
+          if constexpr (std::is_same_v<T, Choice>) {
+            const std::string& name = (*p.names)[p.get()];
+            if (name == "true" || name == "false")
+              t.insert(k, name == "true");
+            else
+              t.insert(k, name);
+          } else if constexpr (std::is_same_v<T, float>)
             t.insert(k, static_cast<double>(*p));
           else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
             toml::array a;
@@ -604,7 +621,11 @@ std::pair<std::string, std::string> TypeAndValue(const Slot& slot) {
         using T = std::remove_pointer_t<decltype(p)>;
         if constexpr (std::is_same_v<T, Choice>) {
           type = "one of " + OneOf(*p.names);
-          v << '"' << (*p.names)[p.get()] << '"';
+          const std::string& name = (*p.names)[p.get()];
+          if (name == "true" || name == "false")
+            v << name;  // written as a TOML boolean
+          else
+            v << '"' << name << '"';
         } else if constexpr (std::is_same_v<T, std::string>) {
           type = "string";
           v << '"' << *p << '"';
@@ -696,6 +717,18 @@ void RunConfig::Validate() const {
       << "offload.queue_depth must be in [1, 4096], got " << o.queue_depth;
   SM_CHECK(o.optimizer != OffloadDevice::kNvme || !o.nvme_path.empty())
       << "offload.optimizer = \"nvme\" needs offload.nvme_path (a directory on a local disk)";
+  SM_CHECK(o.activations != OffloadDevice::kNvme || !o.nvme_path.empty())
+      << "offload.activations = \"nvme\" needs offload.nvme_path (a directory on a local disk)";
+  SM_CHECK(o.activations == OffloadDevice::kNone ||
+           t.checkpoint_activations != CheckpointMode::kOff)
+      << "offload.activations = \"" << Name(o.activations)
+      << "\" offloads the saved inputs of checkpointed layers, but training.checkpoint_activations "
+         "is false; set it to true or \"selective\"";
+  SM_CHECK(o.prefetch_depth >= 0 && o.prefetch_depth <= 64)
+      << "offload.prefetch_depth must be in [0, 64], got " << o.prefetch_depth;
+  SM_CHECK(t.activation_memory >= 0)
+      << "training.activation_memory must be >= 0 MiB (0: what the machine has left), got "
+      << t.activation_memory;
   SM_CHECK(optimizer.warmup_steps <= t.steps)
       << "optimizer.warmup_steps (" << optimizer.warmup_steps << ") exceeds training.steps ("
       << t.steps << ")";

@@ -24,6 +24,11 @@ enum class NonFinitePolicy { kStop, kSkip };
 const std::vector<std::string>& NonFiniteNames();
 const std::vector<std::string>& PrecisionNames();  // "fp32", "bf16"
 
+// training.checkpoint_activations: the names are "false", "true" and "selective" (TOML booleans
+// are accepted for the first two).
+enum class CheckpointMode : uint8_t { kOff, kAll, kSelective };
+const std::vector<std::string>& CheckpointModeNames();
+
 struct TrainingConfig {
   int64_t steps = 100;
   int64_t global_batch_tokens = 8192;  // tokens drawn per step
@@ -33,7 +38,14 @@ struct TrainingConfig {
   int64_t log_interval = 10;
   int64_t eval_interval = 0;  // 0: no validation
   double grad_clip = 1.0;     // <= 0 disables clipping
-  bool checkpoint_activations = false;
+  // Activation checkpointing (docs/OFFLOAD.md, "Activations"): false keeps every layer's
+  // activations, true recomputes each layer from its saved input in backward, "selective" chooses
+  // per layer to keep, recompute or (with offload.activations) offload, from the cost model and
+  // training.activation_memory.
+  CheckpointMode checkpoint_activations = CheckpointMode::kOff;
+  // selective: MiB the layers' activations may take; 0: what the machine has left (the smaller
+  // of MemAvailable and the memory cgroup's room) once the rest of the run's estimate is taken.
+  int64_t activation_memory = 0;
   // fp32, or bf16 matrix multiplications with fp32 accumulation and fp32 master weights
   // (ModelOptions::precision; docs/RUNTIME.md "bf16").
   Precision precision = Precision::kF32;
@@ -111,6 +123,10 @@ struct OffloadConfig {
   int64_t sub_group_size = int64_t{1} << 21;  // elements per sub-group (12 bytes each staged)
   int64_t block_size = int64_t{1} << 20;      // bytes per I/O request (aio.block_size)
   int64_t queue_depth = 32;  // requests in flight (aio.queue_depth); from the sweep in BENCHMARKS
+  // Where the saved inputs of checkpointed layers go between forward and backward: the model's
+  // memory (none), pinned host memory (cpu) or the SSD scratch file in nvme_path (nvme).
+  OffloadDevice activations = OffloadDevice::kNone;
+  int64_t prefetch_depth = 2;  // activations: offloaded layers read ahead in backward
 };
 
 struct MetricsConfig {

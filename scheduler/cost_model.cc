@@ -79,6 +79,8 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
                                             {"p2p_gbps", &m.p2p_gbps},
                                             {"d2h_gbps", &m.d2h_gbps},
                                             {"h2d_gbps", &m.h2d_gbps},
+                                            {"ssd_write_gbps", &m.ssd_write_gbps},
+                                            {"ssd_read_gbps", &m.ssd_read_gbps},
                                             {"head_ms_per_token", &m.head_ms_per_token},
                                             {"step_fixed_ms", &m.step_fixed_ms}};
   std::istringstream in(text);
@@ -153,6 +155,8 @@ CostModel ParseCostModel(const std::string& text, const std::string& source) {
   SM_CHECK(m.a1 > 0 || m.b1 > 0) << source << ": T(s) is zero (set a1 or b1)";
   SM_CHECK(m.p2p_gbps > 0 && m.d2h_gbps > 0 && m.h2d_gbps > 0)
       << source << ": bandwidths must be > 0";
+  SM_CHECK(m.ssd_write_gbps >= 0 && m.ssd_read_gbps >= 0)
+      << source << ": ssd_write_gbps and ssd_read_gbps must be >= 0 (0: not profiled)";
   SM_CHECK(m.kv_bytes_per_token >= 0 && m.a2 >= 0 && m.b2 >= 0)
       << source << ": byte counts must be >= 0";
   SM_CHECK(m.head_ms_per_token >= 0 && m.step_fixed_ms >= 0)
@@ -178,6 +182,8 @@ std::string FormatCostModel(const CostModel& m) {
   // Written only when profiled, so cost files without them read back unchanged.
   if (m.head_ms_per_token > 0) os << "head_ms_per_token " << m.head_ms_per_token << "\n";
   if (m.step_fixed_ms > 0) os << "step_fixed_ms " << m.step_fixed_ms << "\n";
+  if (m.ssd_write_gbps > 0) os << "ssd_write_gbps " << m.ssd_write_gbps << "\n";
+  if (m.ssd_read_gbps > 0) os << "ssd_read_gbps " << m.ssd_read_gbps << "\n";
   for (const auto& [d, c] : m.pass)
     os << "pass_factor_" << d << " " << c.factor << "\npass_ms_" << d << " " << c.ms << "\n";
   for (const auto& [d, c] : m.contended_pass)

@@ -42,6 +42,10 @@ struct CostModel {
   // KV bytes one token sends per layer in one ring step (forward and backward together).
   double kv_bytes_per_token = 0;
   double p2p_gbps = 1, d2h_gbps = 1, h2d_gbps = 1;  // 1e9 bytes per second
+  // The SSD scratch file's sequential write and read bandwidths (offload.nvme_path, O_DIRECT),
+  // for activation offload to SSD (training.checkpoint_activations = "selective"); 0: not
+  // profiled.
+  double ssd_write_gbps = 0, ssd_read_gbps = 0;
   // What a forward + backward pass costs beside its layers (embedding, final norm, lm_head,
   // loss), per token of the pass, ms. 0 when not profiled.
   double head_ms_per_token = 0;

@@ -14,6 +14,7 @@ namespace seqmesh::mpi {
 namespace {
 
 std::atomic<bool> cores_shared{true};
+std::atomic<int> node_ranks{1};
 
 // Collective over MPI_COMM_WORLD (every rank constructs its Session at start).
 bool DetectCoresShared() {
@@ -22,6 +23,7 @@ bool DetectCoresShared() {
   int local_ranks = 1;
   MPI_Comm_size(node, &local_ranks);
   MPI_Comm_free(&node);
+  node_ranks.store(local_ranks, std::memory_order_relaxed);
   const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   bool shared = cpus > 0 && local_ranks > cpus;
   if (const char* v = std::getenv("SEQMESH_POLL")) {
@@ -36,6 +38,7 @@ bool DetectCoresShared() {
 }  // namespace
 
 bool CoresShared() { return cores_shared.load(std::memory_order_relaxed); }
+int LocalRanks() { return node_ranks.load(std::memory_order_relaxed); }
 
 std::chrono::microseconds SpinWindow(std::chrono::microseconds fallback) {
   static const long long env = [] {

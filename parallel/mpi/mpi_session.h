@@ -22,6 +22,8 @@ namespace seqmesh::mpi {
 // a 16 MiB all-gather 5-12% (docs/BENCHMARKS.md). SEQMESH_POLL=spin or =sleep overrides the
 // detection. True until a Session has looked (the safe choice when cores may be shared).
 bool CoresShared();
+// The ranks on this node (MPI_COMM_TYPE_SHARED), found when the Session started; 1 before.
+int LocalRanks();
 // How long a wait spins before it starts sleeping between polls, where cores are shared:
 // SEQMESH_SPIN_US when set, else `fallback` (the caller's measured choice).
 std::chrono::microseconds SpinWindow(std::chrono::microseconds fallback);

@@ -15,6 +15,9 @@
 #   c) a checkpoint written by 4 ranks resumes on 2 ranks and the loss goes on as on 4 ranks.
 #   tls) 2 workers train over mutual TLS (a job CA signs the coordinator's and workers' certs).
 #   offload) the optimizer state on SSD: bitwise the in-memory job, through kill -9 and resumes.
+#   actoffload) checkpointed layers' inputs on SSD (offload.activations), all layers or chosen by
+#      the selective policy: bitwise the in-memory job (rings included), through kill -9 and
+#      --resume, no scratch file left.
 # The learning rate is constant (warmup 0, min_lr = lr) so a run stopped early and resumed with
 # more steps follows the same schedule.
 set -euo pipefail
@@ -200,6 +203,58 @@ if [[ $which == all || $which == offload ]]; then
   echo "(offload) ok: offloaded = in memory; $(cat "$work/o2.killed"), restarted bitwise; resume across offload both ways; train killed and resumed bitwise"
 fi
 [[ $which == offload ]] && exit 0
+
+# (actoffload) Activation offload (issue 15, item 2): checkpointing recomputes each layer from
+# its saved input bit for bit, so a job whose saved inputs go to SSD and come back ends bitwise
+# where (a) ended: 4 workers with rings (every layer offloaded), `train` with the selective
+# policy in a budget that forces offloading, `train` killed -9 mid-step and resumed.
+if [[ $which == all || $which == actoffload ]]; then
+  nvme=$(mktemp -d "${SEQMESH_TEST_SCRATCH:-/var/tmp}/seqmesh-e2e-act-XXXXXX")
+  act=(--training.checkpoint_activations=true --offload.activations='"nvme"'
+       --offload.nvme_path="\"$nvme\"" --offload.block_size=8192)
+  mkdir -p "$work/p1"
+  launch "$work/p1" -n 4 "${act[@]}"
+  grep -q "activations: saved inputs of 2 of 2 layers offloaded to SSD" "$work/p1.err" \
+    || fail "(actoffload) no activations line: $(grep activations "$work/p1.err")"
+  grep -q '"activation_out_bytes"' "$work/p1/metrics.jsonl" \
+    || fail "(actoffload) no activation figures in metrics.jsonl"
+  grep -q "act: .* out .* in, waited" "$work/p1.out" || fail "(actoffload) no act: figures on the console"
+  cmp "$work/a/step-00000008/model.safetensors" "$work/p1/step-00000008/model.safetensors" \
+    || fail "(actoffload) 4 workers, activations on SSD vs in memory: parameters differ"
+  cmp "$work/a/step-00000008/optimizer-rank-00002.safetensors" \
+    "$work/p1/step-00000008/optimizer-rank-00002.safetensors" \
+    || fail "(actoffload) 4 workers: moments differ"
+  # A world of one, 12 layers: inputs of 128 KiB each and 1.6 MiB of one layer's activations;
+  # recomputing every layer needs 3.1 MiB, offloading all of them 2.5 MiB (the recompute set,
+  # two shared slots and five staging buffers), so within 3 MiB the policy must offload some.
+  one=(--training.micro_batch_tokens=1024 --checkpoint.interval=1 --model.layers=12)
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/p2" "${one[@]}" \
+    > "$work/p2.out" 2>&1 || fail "(actoffload) train in memory: $(tail -3 "$work/p2.out")"
+  sel=("${act[@]}" --training.checkpoint_activations='"selective"' --training.activation_memory=3)
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/p3" "${one[@]}" "${sel[@]}" \
+    > "$work/p3.out" 2>&1 || fail "(actoffload) train selective: $(tail -3 "$work/p3.out")"
+  grep -Eq "^activations: .*selective within 3 MiB: 0 kept, [0-9]+ recomputed, [1-9][0-9]* offloaded" \
+    "$work/p3.out" || fail "(actoffload) selective offloaded nothing: $(grep activations "$work/p3.out")"
+  for f in model.safetensors optimizer-rank-00000.safetensors; do
+    cmp "$work/p2/step-00000008/$f" "$work/p3/step-00000008/$f" \
+      || fail "(actoffload) train, selective offload vs in memory: $f differs"
+  done
+  ( "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/p4" "${one[@]}" "${sel[@]}" \
+      > "$work/p4.out" 2>&1 & pid=$!
+    while (( $( (losses "$work/p4/metrics.jsonl" 2>/dev/null || true) | wc -l) < 3 )); do sleep 0.01; done
+    sleep "0.0$(( RANDOM % 10 ))"; kill -9 "$pid"; wait "$pid" 2> /dev/null || true ) 2> /dev/null
+  [[ -z $(ls -A "$nvme") ]] || fail "(actoffload) train left scratch files in $nvme"
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/p4" --resume "${one[@]}" \
+    "${sel[@]}" > "$work/p4r.out" 2>&1 || fail "(actoffload) --resume: $(tail -3 "$work/p4r.out")"
+  for f in model.safetensors optimizer-rank-00000.safetensors; do
+    cmp "$work/p2/step-00000008/$f" "$work/p4/step-00000008/$f" \
+      || fail "(actoffload) train killed and resumed: $f differs"
+  done
+  [[ -z $(ls -A "$nvme") ]] || fail "(actoffload) scratch files left in $nvme"
+  rm -rf "$nvme"
+  echo "(actoffload) ok: 4 workers and train (selective: $(grep -o '[0-9]\+ offloaded' "$work/p3.out" | head -1)) bitwise in memory; killed and resumed bitwise"
+fi
+[[ $which == actoffload ]] && exit 0
 
 # (x) One checkpoint layout (issue 12, item 4): `train` (a world of one, nothing cut) resumes a
 # checkpoint 4 ranks wrote, and 4 ranks resume one `train` wrote; the steps after the resume

@@ -11,8 +11,8 @@
 #include <memory>
 #include <vector>
 
-#include "tests/offload/offload_test_util.h"
 #include "runtime/model.h"
+#include "tests/offload/offload_test_util.h"
 #include "tests/runtime/test_util.h"
 
 namespace seqmesh {
@@ -42,8 +42,11 @@ struct Docs {
     }
   }
   Batch View() const {
-    return Batch{tokens.data(), targets.data(), cu.data(),
-                 static_cast<int64_t>(cu.size()) - 1, static_cast<int64_t>(tokens.size()),
+    return Batch{tokens.data(),
+                 targets.data(),
+                 cu.data(),
+                 static_cast<int64_t>(cu.size()) - 1,
+                 static_cast<int64_t>(tokens.size()),
                  nullptr};
   }
 };
@@ -194,6 +197,123 @@ TEST(ActivationOffload, FetchOutOfOrderAndUnsavedLayersAreNamed) {
         none.Save(0, t);
       },
       "which is not checkpointed"));
+}
+
+// The model's own arena is the oracle for the sizes the policy plans with.
+TEST(ActivationPolicy, LayerBytesAreWhatTheModelAllocates) {
+  for (Precision precision : {Precision::kF32, Precision::kBf16}) {
+    auto bytes = [&](P place) {
+      ModelOptions o;
+      o.max_tokens = kMaxTokens;
+      o.precision = precision;
+      o.checkpoint_layers.assign(5, place != P::kNone);
+      o.offload_layers.assign(5, place == P::kOffload);
+      return Model(Small(), o).activation_bytes();
+    };
+    // Five kept sets against one shared recompute set; five input slots against two shared.
+    EXPECT_EQ(bytes(P::kNone) - bytes(P::kRecompute),
+              4 * Model::LayerActivationBytes(Small(), kMaxTokens, precision));
+    EXPECT_EQ(bytes(P::kRecompute) - bytes(P::kOffload),
+              3 * Model::ResidualSlotBytes(Small(), kMaxTokens));
+  }
+  EXPECT_LT(Model::LayerActivationBytes(Small(), kMaxTokens, Precision::kBf16),
+            Model::LayerActivationBytes(Small(), kMaxTokens, Precision::kF32));
+}
+
+// Crafted numbers: f = 1 ms, b = 2 ms; an input of 3e6 bytes at 1 GB/s takes 3 ms each way, so
+// an offloaded layer costs its recompute (1) + the write forward's next layer does not hide
+// (3 - 1) + nothing for the read (hidden under b + f = 3): 3 ms.
+ActivationPolicyInput Crafted() {
+  ActivationPolicyInput in;
+  in.layers = 4;
+  in.forward_ms = 1;
+  in.backward_ms = 2;
+  in.layer_bytes = 10e6;
+  in.input_bytes = 3e6;
+  in.offload = true;
+  in.target = ActivationTarget::kSsd;
+  in.write_gbps = in.read_gbps = 1;
+  in.write_buffers = 2;
+  in.prefetch_depth = 2;
+  in.budget_bytes = 1e12;
+  return in;
+}
+
+TEST(ActivationPolicy, CostsOneChoiceExactly) {
+  const ActivationPolicy p = CostActivationPlaces(Crafted(), /*kept=*/1, /*offloaded=*/2);
+  EXPECT_EQ(p.places, (std::vector<P>{P::kOffload, P::kOffload, P::kRecompute, P::kNone}));
+  EXPECT_EQ(p.recomputed, 1);
+  // kept 13e6, a saved input 3e6, the recompute set 10e6, two shared slots 6e6, staging
+  // (2 writes + 2 reads: no more than the 2 offloaded layers) 12e6.
+  EXPECT_DOUBLE_EQ(p.bytes, 44e6);
+  EXPECT_DOUBLE_EQ(p.extra_ms, 1 + 2 * 3);
+  // Every layer kept: no extra time, no recompute set.
+  const ActivationPolicy kept = CostActivationPlaces(Crafted(), 4, 0);
+  EXPECT_DOUBLE_EQ(kept.bytes, 52e6);
+  EXPECT_DOUBLE_EQ(kept.extra_ms, 0);
+  EXPECT_TRUE(testing::ThrowsWith([] { CostActivationPlaces(Crafted(), 3, 2); },
+                                  "3 kept and 2 offloaded of 4 layers"));
+}
+
+TEST(ActivationPolicy, ChoosesTheFastestPlanThatFits) {
+  ActivationPolicyInput in = Crafted();
+  EXPECT_EQ(ChooseActivationPlaces(in).kept, 4);  // room for everything: keep everything
+  // Room for 2 kept + 2 recomputed (26e6 + 6e6 + 10e6 = 42e6): recompute is cheaper than offload
+  // (1 ms against 3 ms), and every plan with a third kept layer takes more than 42e6.
+  in.budget_bytes = 42e6;
+  ActivationPolicy p = ChooseActivationPlaces(in);
+  EXPECT_TRUE(p.fits);
+  EXPECT_EQ(p.places, (std::vector<P>{P::kRecompute, P::kRecompute, P::kNone, P::kNone}));
+  EXPECT_DOUBLE_EQ(p.extra_ms, 2);
+  // Below every plan: all recomputed takes 4 x 3e6 + 10e6 = 22e6; offloading frees an input per
+  // layer but pays the shared slots and the staging first (4 offloaded: 10 + 6 + 5 x 3 = 31e6).
+  // Nothing fits, and the smallest plan comes back marked.
+  in.budget_bytes = 21e6;
+  p = ChooseActivationPlaces(in);
+  EXPECT_FALSE(p.fits);
+  EXPECT_DOUBLE_EQ(p.bytes, 22e6);  // all recomputed: the smallest here
+  // Many layers: offload wins memory. 12 layers all recomputed take 36e6 + 10e6 = 46e6; o >= 3
+  // offloaded and the rest recomputed take 3e6 (12 - o) + 10e6 + 6e6 + 15e6 = 67e6 - 3e6 o, so
+  // a budget of 40e6 needs o = 9, and no more (each costs 3 ms against recompute's 1); a kept
+  // layer would need o > 12.
+  in.layers = 12;
+  in.budget_bytes = 40e6;
+  p = ChooseActivationPlaces(in);
+  ASSERT_TRUE(p.fits);
+  EXPECT_EQ(p.offloaded, 9);
+  EXPECT_EQ(p.kept, 0);
+  EXPECT_DOUBLE_EQ(p.bytes, 40e6);
+  EXPECT_DOUBLE_EQ(p.extra_ms, 9 * 3 + 3 * 1);
+  for (int l = 0; l < 12; ++l) EXPECT_EQ(p.places[l], l < 9 ? P::kOffload : P::kRecompute) << l;
+  // Transfers fast enough to hide: an offloaded layer costs what a recomputed one does, and
+  // among the plans of equal time the one with the fewest offloaded layers wins (still 9: the
+  // budget needs them), then the fewest bytes.
+  in.write_gbps = in.read_gbps = 1000;
+  p = ChooseActivationPlaces(in);
+  EXPECT_DOUBLE_EQ(p.extra_ms, 12);
+  EXPECT_EQ(p.offloaded, 9);
+  EXPECT_DOUBLE_EQ(p.bytes, 40e6);
+  in.budget_bytes = 31e6;  // all 12 offloaded: the one plan that fits
+  EXPECT_EQ(ChooseActivationPlaces(in).offloaded, 12);
+}
+
+TEST(ActivationPolicy, NeverOffloadsToHostMemoryOnTheCpu) {
+  // A pinned host copy per layer takes what the input slot took, plus the shared slots: on the
+  // CPU backend it frees nothing, however fast the copy.
+  ActivationPolicyInput in = Crafted();
+  in.layers = 12;
+  in.target = ActivationTarget::kHost;
+  in.write_gbps = in.read_gbps = 1000;
+  for (double budget : {1e12, 60e6, 46e6}) {
+    in.budget_bytes = budget;
+    const ActivationPolicy p = ChooseActivationPlaces(in);
+    EXPECT_TRUE(p.fits) << budget;
+    EXPECT_EQ(p.offloaded, 0) << budget;
+  }
+  in.offload = true;
+  in.write_gbps = 0;
+  EXPECT_TRUE(testing::ThrowsWith([&] { ChooseActivationPlaces(in); },
+                                  "needs the target's write and read bandwidths"));
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ TEST_F(RunConfigTest, ResolvedTomlLoadsBackToTheSameConfig) {
   EXPECT_EQ(b.training.steps, 33);
   EXPECT_EQ(b.model.rope_theta, 500000.0f);
   EXPECT_EQ(b.data.path, "a b");
-  EXPECT_TRUE(b.training.checkpoint_activations);
+  EXPECT_EQ(b.training.checkpoint_activations, CheckpointMode::kAll);
 }
 
 TEST_F(RunConfigTest, UnknownNamesSuggestTheClosest) {
@@ -221,6 +221,45 @@ TEST_F(RunConfigTest, OffloadSectionParsesAndRefusesBadValues) {
       "needs offload.nvme_path"));
   EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"--offload.device=\"nvme\""}); },
                          "did you mean 'offload.optimizer'?"));
+}
+
+// Activation checkpointing and offload (issue 15, item 2): checkpoint_activations takes TOML
+// booleans and "selective"; the resolved TOML writes booleans back as booleans; the offload keys
+// are checked against each other.
+TEST_F(RunConfigTest, ActivationCheckpointAndOffloadKeys) {
+  EXPECT_EQ(RunConfig::Load("").training.checkpoint_activations, CheckpointMode::kOff);
+  Write(
+      "[training]\ncheckpoint_activations = \"selective\"\nactivation_memory = 512\n"
+      "[offload]\nactivations = \"nvme\"\nnvme_path = \"/data/swap\"\nprefetch_depth = 4\n");
+  const RunConfig c = RunConfig::Load(path_);
+  EXPECT_EQ(c.training.checkpoint_activations, CheckpointMode::kSelective);
+  EXPECT_EQ(c.training.activation_memory, 512);
+  EXPECT_EQ(c.offload.activations, OffloadDevice::kNvme);
+  EXPECT_EQ(c.offload.prefetch_depth, 4);
+  EXPECT_EQ(RunConfig::Parse(c.ToToml(), "resolved").ToToml(), c.ToToml());
+  Write("[training]\ncheckpoint_activations = false\n");
+  EXPECT_EQ(RunConfig::Load(path_).training.checkpoint_activations, CheckpointMode::kOff);
+  const RunConfig on = RunConfig::Load("", {"training.checkpoint_activations=true"});
+  EXPECT_NE(on.ToToml().find("checkpoint_activations = true"), std::string::npos) << on.ToToml();
+  EXPECT_TRUE(
+      ThrowsWith([&] { RunConfig::Load("", {"training.checkpoint_activations=\"some\""}); },
+                 "training.checkpoint_activations must be false, true or selective, got \"some\""));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"training.checkpoint_activations=1"}); },
+                         "must be a boolean or a string, got an integer"));
+  EXPECT_TRUE(ThrowsWith(
+      [&] { RunConfig::Load("", {"offload.activations=\"cpu\""}); },
+      "offloads the saved inputs of checkpointed layers, but training.checkpoint_activations is "
+      "false; set it to true or \"selective\""));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        RunConfig::Load("", {"offload.activations=\"nvme\"", "offload.nvme_path=\"\"",
+                             "training.checkpoint_activations=true"});
+      },
+      "offload.activations = \"nvme\" needs offload.nvme_path"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"offload.prefetch_depth=65"}); },
+                         "offload.prefetch_depth must be in [0, 64], got 65"));
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"training.activation_memory=-1"}); },
+                         "training.activation_memory must be >= 0 MiB"));
 }
 
 // checkpoint.export_dtype and the RoPE scaling keys (issue 18, item 6): closed sets named in the

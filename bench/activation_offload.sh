@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# bench/activation_offload: one long sequence on one rank whose activations are several times
+# the memory the kernel lets the run use trains with its checkpointed layers' inputs on SSD
+# (issue 15, item 2).
+#
+#   bench/activation_offload.sh [build_dir] [steps]
+#
+# A deep, narrow byte-level Llama (LAYERS layers, hidden 128, default 32) on sequences of LENGTH
+# tokens (default 6144), one per step, under a memory cgroup limit of LIMIT_MIB (default 256):
+#   reference   every layer's activations kept, no limit: the in-memory run at LENGTH;
+#   checkpoint  checkpoint_activations = true in memory, no limit (what checkpointing alone holds);
+#   refused     the reference's config under the limit: refused by pre-flight or killed;
+#   offloaded   checkpoint_activations = true, offload.activations = "nvme", under the limit;
+#   fits        the reference's config at SHORT tokens (default 1024) under the limit: the
+#               in-memory run at a length that fits.
+# The offloaded run's losses and final checkpoint must equal the reference's bit for bit. Prints
+# each run's peak RSS (GNU time's maximum resident set), the cgroup's peak for the offloaded run,
+# the activations' bytes (kept, checkpointed, offloaded) and tokens/s with their ratios (medians
+# over the steps after the first). Needs root (or a delegated memory cgroup); OFFLOAD_DIR sets
+# offload.nvme_path (default /var/tmp: a disk file system, not tmpfs).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+steps=${2:-4}
+seqmesh=$build/launch/seqmesh
+limit_mib=${LIMIT_MIB:-256}
+length=${LENGTH:-6144}
+short=${SHORT:-1024}
+layers=${LAYERS:-32}
+work=$(mktemp -d /var/tmp/seqmesh-actoffload-XXXXXX)
+
+if line=$(grep -E '^[0-9]+:memory:' /proc/self/cgroup); then
+  version=1; parent=/sys/fs/cgroup/memory${line#*:memory:}
+else
+  version=2; line=$(grep -E '^0::' /proc/self/cgroup); parent=/sys/fs/cgroup${line#0::}
+fi
+cg=$parent/seqmesh-actoffload-$$
+cleanup() {
+  if [[ -d $cg ]]; then
+    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do echo "$p" > "$parent/cgroup.procs" || true; done
+    rmdir "$cg" 2>/dev/null || true
+  fi
+  [[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir "$cg"
+if [[ $version == 1 ]]; then
+  echo $((limit_mib << 20)) > "$cg/memory.limit_in_bytes"
+  peak_file=$cg/memory.max_usage_in_bytes
+else
+  echo $((limit_mib << 20)) > "$cg/memory.max"
+  echo 0 > "$cg/memory.swap.max" 2>/dev/null || true
+  peak_file=$cg/memory.peak
+fi
+limited() { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
+
+# Documents at least LENGTH tokens long, so every step is one full sequence.
+"$seqmesh" synth --task passkey --lengths byted-like --count 64 --max-length $((2 * length)) \
+  --min-length $((length + 8)) --seed 5 --output "$work/data" > /dev/null
+cat > "$work/run.toml" <<TOML
+[model]
+vocab = 259
+hidden = 128
+layers = $layers
+heads = 2
+kv_heads = 2
+ffn = 256
+[training]
+steps = $steps
+log_interval = 1
+threads = 2
+seed = 7
+[optimizer]
+lr = 1e-3
+min_lr = 1e-3
+warmup_steps = 0
+[data]
+path = "$work/data"
+[checkpoint]
+interval = 0
+keep = 1
+TOML
+
+run() {  # name, tokens, command...
+  local name=$1 tokens=$2; shift 2
+  /usr/bin/time -f '%M' -o "$work/$name.rss" "$@" "$seqmesh" train --config "$work/run.toml" \
+    --training.global_batch_tokens="$tokens" --training.micro_batch_tokens="$tokens" \
+    --checkpoint.dir="\"$work/$name\"" "${extra[@]}" > "$work/$name.log" 2>&1
+}
+offload=(--training.checkpoint_activations=true --offload.activations='"nvme"'
+         --offload.nvme_path="\"${OFFLOAD_DIR:-/var/tmp}\"")
+
+echo "reference (activations kept, $length tokens, no limit) ..."
+extra=(); run reference "$length"
+echo "checkpoint (recomputed, inputs in memory, no limit) ..."
+extra=(--training.checkpoint_activations=true); run checkpoint "$length"
+echo "refused? (activations kept, $limit_mib MiB) ..."
+set +e
+extra=(); run refused "$length" limited
+refused_rc=$?
+set -e
+[[ $version == 1 ]] && echo 0 > "$peak_file"
+echo "offloaded (inputs on SSD, $limit_mib MiB) ..."
+extra=("${offload[@]}"); run offloaded "$length" limited
+peak=$(cat "$peak_file")
+echo "fits (activations kept, $short tokens, $limit_mib MiB) ..."
+extra=(); run fits "$short" limited
+
+/usr/bin/python3 - "$work" "$refused_rc" "$peak" "$limit_mib" "$length" "$short" "$layers" <<'PY'
+import glob, hashlib, json, statistics, sys
+work, refused_rc, peak, limit_mib, length, short, layers = sys.argv[1], int(sys.argv[2]), int(
+    sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+mib = 2**20
+records = lambda n: [json.loads(l) for l in open(f"{work}/{n}/metrics.jsonl")]
+rss = lambda n: int(open(f"{work}/{n}.rss").read().split()[-1]) * 1024
+def digest(n):
+    (p,) = glob.glob(f"{work}/{n}/step-*/model.safetensors")
+    return hashlib.sha256(open(p, "rb").read()).hexdigest()
+tps = lambda rs: statistics.median(r["tok_per_s"] for r in rs[1:])
+ref, ck, off, fit = (records(n) for n in ("reference", "checkpoint", "offloaded", "fits"))
+# The model's exact activation bytes at `length` (runtime/model.cc, 64-byte-aligned tensors):
+# per layer and token xn1, qkv, attn, x2, xn2 (hidden 128, 2 heads of 64), rstd1, rstd2, lse
+# (2 heads), gate_up, h (ffn 256), f32; a layer's input is 128 x 4 B per token.
+per_token = 4 * (128 + 1 + 3 * 128 + 128 + 2 + 128 + 128 + 1 + 2 * 256 + 256)
+kept = layers * (per_token + 512) * length
+inputs = layers * 512 * length
+print(f"model: {layers} layers, hidden 128, ffn 256; one sequence of {length} tokens per step")
+print(f"activations at {length} tokens: kept {kept / mib:.0f} MiB (limit x {kept / (limit_mib * mib):.1f}); "
+      f"checkpointed inputs {inputs / mib:.0f} MiB + one layer's set {per_token * length / mib:.0f} MiB")
+print(f"limit: {limit_mib} MiB (cgroup); kept activations under it: exit {refused_rc}: "
+      f"{open(f'{work}/refused.log').read().strip().splitlines()[-1][:200]}")
+print(f"peak RSS: reference {rss('reference') / mib:.0f} MiB, checkpoint {rss('checkpoint') / mib:.0f} MiB, "
+      f"offloaded {rss('offloaded') / mib:.0f} MiB (cgroup peak {peak / mib:.0f} MiB), "
+      f"fits ({short} tokens, kept) {rss('fits') / mib:.0f} MiB")
+print(f"ratios: offloaded / reference {rss('offloaded') / rss('reference'):.3f}, "
+      f"offloaded / checkpoint {rss('offloaded') / rss('checkpoint'):.3f}, "
+      f"offloaded / fits {rss('offloaded') / rss('fits'):.2f} at {length / short:.0f}x the tokens")
+same = [r["loss"] for r in ref] == [r["loss"] for r in off] and digest("reference") == digest("offloaded")
+print(f"losses and final parameters bitwise equal to the reference: {same}")
+print(f"tokens/s: reference {tps(ref):.0f}, checkpoint {tps(ck):.0f} ({tps(ck) / tps(ref):.2f}), "
+      f"offloaded {tps(off):.0f} ({tps(off) / tps(ref):.2f} of reference, {tps(off) / tps(ck):.2f} of checkpoint)")
+ok = refused_rc != 0 and same and peak <= limit_mib * mib
+print("activation offload:", "PASS" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+PY
