@@ -6,13 +6,13 @@
 #   bench/activation_offload.sh [build_dir] [steps]
 #
 # A deep, narrow byte-level Llama (LAYERS layers, hidden 128, default 32) on sequences of LENGTH
-# tokens (default 6144), one per step, under a memory cgroup limit of LIMIT_MIB (default 256):
+# tokens (default 4096), one per step, under a memory cgroup limit of LIMIT_MIB (default 320):
 #   reference   every layer's activations kept, no limit: the in-memory run at LENGTH;
 #   checkpoint  checkpoint_activations = true in memory, no limit (what checkpointing alone holds);
 #   refused     the reference's config under the limit: refused by pre-flight or killed;
 #   offloaded   checkpoint_activations = true, offload.activations = "nvme", under the limit;
-#   fits        the reference's config at SHORT tokens (default 1024) under the limit: the
-#               in-memory run at a length that fits.
+#   fits        the reference's config at SHORT tokens under the limit: the
+#               in-memory run at a length that fits (default 512).
 # The offloaded run's losses and final checkpoint must equal the reference's bit for bit. Prints
 # each run's peak RSS (GNU time's maximum resident set), the cgroup's peak for the offloaded run,
 # the activations' bytes (kept, checkpointed, offloaded) and tokens/s with their ratios (medians
@@ -21,11 +21,11 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
-steps=${2:-4}
+steps=${2:-3}
 seqmesh=$build/launch/seqmesh
-limit_mib=${LIMIT_MIB:-256}
-length=${LENGTH:-6144}
-short=${SHORT:-1024}
+limit_mib=${LIMIT_MIB:-320}
+length=${LENGTH:-4096}
+short=${SHORT:-512}
 layers=${LAYERS:-32}
 work=$(mktemp -d /var/tmp/seqmesh-actoffload-XXXXXX)
 
@@ -52,11 +52,10 @@ else
   echo 0 > "$cg/memory.swap.max" 2>/dev/null || true
   peak_file=$cg/memory.peak
 fi
-limited() { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
 
-# Documents at least LENGTH tokens long, so every step is one full sequence.
-"$seqmesh" synth --task passkey --lengths byted-like --count 64 --max-length $((2 * length)) \
-  --min-length $((length + 8)) --seed 5 --output "$work/data" > /dev/null
+# Documents of LENGTH - 64 .. LENGTH tokens: every step is one whole sequence, one micro-batch.
+"$seqmesh" synth --task passkey --lengths byted-like --count 64 --max-length "$length" \
+  --min-length $((length - 64)) --seed 5 --output "$work/data" > /dev/null
 cat > "$work/run.toml" <<TOML
 [model]
 vocab = 259
@@ -81,11 +80,13 @@ interval = 0
 keep = 1
 TOML
 
-run() {  # name, tokens, command...
-  local name=$1 tokens=$2; shift 2
-  /usr/bin/time -f '%M' -o "$work/$name.rss" "$@" "$seqmesh" train --config "$work/run.toml" \
-    --training.global_batch_tokens="$tokens" --training.micro_batch_tokens="$tokens" \
-    --checkpoint.dir="\"$work/$name\"" "${extra[@]}" > "$work/$name.log" 2>&1
+run() {  # name, tokens, [limited]
+  local name=$1 tokens=$2 wrap=()
+  [[ ${3:-} == limited ]] && wrap=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg")
+  "${wrap[@]}" /usr/bin/time -f '%M' -o "$work/$name.rss" "$seqmesh" train \
+    --config "$work/run.toml" --training.global_batch_tokens="$tokens" \
+    --training.micro_batch_tokens="$tokens" --checkpoint.dir="\"$work/$name\"" "${extra[@]}" \
+    > "$work/$name.log" 2>&1
 }
 offload=(--training.checkpoint_activations=true --offload.activations='"nvme"'
          --offload.nvme_path="\"${OFFLOAD_DIR:-/var/tmp}\"")
@@ -101,10 +102,10 @@ refused_rc=$?
 set -e
 [[ $version == 1 ]] && echo 0 > "$peak_file"
 echo "offloaded (inputs on SSD, $limit_mib MiB) ..."
-extra=("${offload[@]}"); run offloaded "$length" limited
+extra=("${offload[@]}"); run offloaded "$length" limited || { tail -5 "$work/offloaded.log"; exit 1; }
 peak=$(cat "$peak_file")
 echo "fits (activations kept, $short tokens, $limit_mib MiB) ..."
-extra=(); run fits "$short" limited
+extra=(); run fits "$short" limited || { tail -3 "$work/fits.log"; exit 1; }
 
 /usr/bin/python3 - "$work" "$refused_rc" "$peak" "$limit_mib" "$length" "$short" "$layers" <<'PY'
 import glob, hashlib, json, statistics, sys

@@ -28,6 +28,8 @@ class OptimizerOffload {
   OptimizerStateFactory Factory();
   // Where the state lives (one log line); empty when not offloaded or not made yet.
   std::string Describe() const;
+  // The store Factory made (null before, or when not offloaded).
+  OffloadedOptimizerStateStore* store() const { return store_; }
 
   // The figures since the last call (bytes, GiB/s, overlap) and this process's VmHWM and VmLck.
   struct StepFigures {

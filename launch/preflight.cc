@@ -185,7 +185,15 @@ double EstimatedStateBytes(const RunConfig& config, int ranks) {
     // offloaded; an SSD store that holds the gradients gives them back as backward finishes,
     // when a step is one micro-batch (about a layer's are resident then, counted as 1/layers).
     const bool handed_off = off.optimizer == OffloadDevice::kNvme && one_micro_batch;
-    state = 4 * p * (1 + (handed_off ? 2.0 / std::max<int64_t>(1, m.layers) : 1.0));
+    // Offloaded parameters: about two groups resident and two staging buffers of the largest
+    // (a layer, or the embedding: vocab x hidden).
+    const double layer =
+        static_cast<double>(m.NumParams() - m.vocab * m.hidden * (m.tie_embeddings ? 1 : 2)) /
+        static_cast<double>(std::max<int64_t>(1, m.layers));
+    const double largest = std::max(layer, static_cast<double>(m.vocab * m.hidden));
+    const double weights =
+        off.parameters == OffloadDevice::kNvme ? 4 * (2 * layer + 2 * largest) : 4 * p;
+    state = weights + 4 * p * (handed_off ? 2.0 / std::max<int64_t>(1, m.layers) : 1.0);
     if (off.optimizer == OffloadDevice::kNone) state += 8 * p;
   } else {
     // Parameters and gradients, GradSync's flat gradient and parameter buffers, and this rank's
@@ -206,6 +214,10 @@ double EstimatedRankBytes(const RunConfig& config, int ranks) {
 
 void PreflightJob(const RunConfig& config, const TrainingData& data, const PreflightOptions& o,
                   std::ostream& log) {
+  SM_CHECK(o.ranks == 1 || config.offload.parameters == OffloadDevice::kNone)
+      << "offload.parameters = \"nvme\" needs a world of one (seqmesh train, or launch -n 1): "
+         "with "
+      << o.ranks << " ranks ZeRO-1 gathers every parameter on each rank";
   if (o.local) CheckCores(config, o, log);
   CheckLengths(config, data, o.ranks);
   // The tokenizer first: a mismatch explains the out-of-range ids it causes.

@@ -146,6 +146,13 @@ void AddOffloadFields(const proto::OffloadReport& f, Json& record) {
     record.Set("activation_in_bytes", Json::Integer(static_cast<int64_t>(f.activation_in_bytes())));
     record.Set("activation_wait_ms", Json::Number(f.activation_wait_ms()));
   }
+  if (f.parameter_read_bytes() + f.parameter_written_bytes() > 0) {
+    record.Set("parameter_read_bytes",
+               Json::Integer(static_cast<int64_t>(f.parameter_read_bytes())));
+    record.Set("parameter_written_bytes",
+               Json::Integer(static_cast<int64_t>(f.parameter_written_bytes())));
+    record.Set("parameter_wait_ms", Json::Number(f.parameter_wait_ms()));
+  }
 }
 
 void AddOffloadFields(const std::vector<std::optional<proto::MetricsReport>>& reports,
@@ -191,6 +198,11 @@ std::string OffloadConsoleText(const proto::OffloadReport& f) {
     out << "  act: " << Bytes(static_cast<double>(f.activation_out_bytes())) << " out "
         << Bytes(static_cast<double>(f.activation_in_bytes())) << " in, waited "
         << Fixed(f.activation_wait_ms(), 1) << "ms";
+  }
+  if (f.parameter_read_bytes() + f.parameter_written_bytes() > 0) {
+    out << "  params: " << Bytes(static_cast<double>(f.parameter_read_bytes())) << " in "
+        << Bytes(static_cast<double>(f.parameter_written_bytes())) << " out, waited "
+        << Fixed(f.parameter_wait_ms(), 1) << "ms";
   }
   out << "  hwm: " << Fixed(f.vm_hwm_mib(), 0) << "MiB  locked: " << Fixed(f.vm_lck_mib(), 0)
       << "MiB";

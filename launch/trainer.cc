@@ -30,6 +30,7 @@
 #include "launch/tensorboard.h"
 #include "launch/training_data.h"
 #include "launch/validation.h"
+#include "offload/parameter_offload.h"
 #include "parallel/hdp_step.h"
 #include "parallel/world_of_one.h"
 #include "runtime/backend.h"
@@ -48,7 +49,8 @@ struct LocalRun {
   WorldOfOne comm;
   NoRingLink link;
   std::optional<OptimizerOffload> offload;  // destroyed after hdp, which owns the store it sees
-  std::optional<ActivationOffload> activations;  // outlives hdp's model, which uses its store
+  std::optional<ActivationOffload> activations;   // outlives hdp's model, which uses its store
+  std::optional<OffloadedParameterStore> params;  // the same (offload.parameters)
   std::optional<HdpStep> hdp;
   uint64_t step = 0;   // steps completed
   BlendCursor cursor;  // where the next global batch starts
@@ -174,6 +176,22 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   run.activations.emplace(config, acts, max_tokens);
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());
   if (run.activations->store()) run.hdp->model().UseActivationStore(run.activations->store());
+  if (config.offload.parameters == OffloadDevice::kNvme) {
+    // From here every sweep over the weights (initialization, loads, the optimizer's update,
+    // checkpoint saves) and every pass goes through the store: a group or two resident at once.
+    Model& model = run.hdp->model();
+    ParameterOffloadOptions po;
+    po.pin = config.offload.pin_memory;
+    po.ssd.dir = config.offload.nvme_path;
+    po.ssd.block_bytes = static_cast<size_t>(config.offload.block_size);
+    po.ssd.queue_depth = static_cast<int>(config.offload.queue_depth);
+    run.params.emplace(model.params(), model.param_layout(), po);
+    model.SetParamAccess(run.params->Access());
+    model.UseParameterStore(&*run.params);
+    SM_CHECK(run.offload->store() != nullptr) << "offload.parameters needs the optimizer's store";
+    run.offload->store()->SetParamAccess(run.params->Access());
+    out << "offload: " << run.params->Describe() << "\n";
+  }
   if (run.offload->enabled()) out << "offload: " << run.offload->Describe() << "\n";
   if (!acts.note.empty()) out << acts.note << "\n";
   if (run.activations->store()) out << "activations: " << run.activations->Describe() << "\n";
@@ -408,6 +426,12 @@ Json Trainer::Finish(const StepInputs& in) {
     proto::OffloadReport f;
     if (run.offload->enabled()) f = ReportOf(run.offload->TakeStepFigures());
     if (run.activations->store()) run.activations->TakeStepFigures(f);
+    if (run.params) {
+      const ParameterOffloadStats p = run.params->TakeStats();
+      f.set_parameter_read_bytes(p.bytes_read);
+      f.set_parameter_written_bytes(p.bytes_written);
+      f.set_parameter_wait_ms(p.acquire_wait_s * 1e3);
+    }
     AddOffloadFields(f, record);
     offload_text = OffloadConsoleText(f);
   }

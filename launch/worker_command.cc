@@ -231,6 +231,9 @@ void CommitPart(CoordinatorClient& client, const RunConfig& config, HdpStep& hdp
 void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, const RunConfig& config,
                 MpiCommunicator& comm, HeartbeatThread& heartbeat) {
   const int rank = comm.rank(), world = comm.size();
+  SM_CHECK(world == 1 || config.offload.parameters == OffloadDevice::kNone)
+      << "offload.parameters = \"nvme\" needs a world of one (seqmesh train): with " << world
+      << " ranks ZeRO-1 gathers every parameter on each rank";
   const uint64_t generation = job.generation();
   // Ring exchanges get a communicator of their own, so their tags never meet the collectives'.
   mpi::Comm ring_comm(MPI_COMM_WORLD);

@@ -251,12 +251,24 @@ void OffloadedOptimizerStateStore::Compute(Group& group, std::byte* region,
                                            std::span<const Tensor> grads, StateAccess access,
                                            const Visitor& visit) {
   const double t0 = Now();
-  if (!started_ || access == StateAccess::kOverwrite) Fill(group, region, params);
+  // The compute parameters this sub-group reads (Fill) or writes (an update), swept tensor by
+  // tensor for a parameter store that keeps them off the device (param_access_).
+  const bool reads = !started_ || access == StateAccess::kOverwrite;
+  const bool writes = access == StateAccess::kUpdate;
+  if (param_access_ && (reads || writes)) {
+    for (const OptimizerSlice& s : group.slices)
+      if (s.begin == 0) param_access_.before(s.tensor, /*overwrite=*/!reads);
+  }
+  if (reads) Fill(group, region, params);
   Point(group, region, grad_region, grads);
   visit(group.slices);
-  if (access == StateAccess::kUpdate)
+  if (writes)
     for (const OptimizerSlice& s : group.slices)
       std::memcpy(params[s.tensor].f32() + s.begin, s.master, s.count * sizeof(float));
+  if (param_access_ && (reads || writes)) {
+    for (const OptimizerSlice& s : group.slices)
+      if (s.begin + s.count == params[s.tensor].numel()) param_access_.after(s.tensor, writes);
+  }
   stats_.compute_seconds += Now() - t0;
 }
 

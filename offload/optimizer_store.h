@@ -74,6 +74,9 @@ class OffloadedOptimizerStateStore final : public OptimizerStateStore {
 
   // The statistics since the last call, and resets them.
   OffloadStats TakeStats();
+  // Parameter offload: Visit sweeps the compute parameters it reads or writes through these
+  // (runtime/parameter_store.h), one tensor at a time in parameter order.
+  void SetParamAccess(ParamAccess access) { param_access_ = std::move(access); }
   const PinnedArena& arena() const { return arena_; }
   // One line for the log: where the state lives and what it costs in memory.
   std::string Describe() const;
@@ -112,6 +115,7 @@ class OffloadedOptimizerStateStore final : public OptimizerStateStore {
   std::vector<Group> groups_;
   int64_t sub_group_elems_ = 0;
   int64_t elems_ = 0;
+  ParamAccess param_access_;
   bool started_ = false;  // the state was initialized (first Visit)
   bool holds_gradients_ = false;
   std::vector<std::vector<std::pair<int, size_t>>> slices_of_;    // tensor -> (group, slice)

@@ -249,7 +249,7 @@ std::vector<std::string> SaveHfModel(const Model& model, const std::string& dir,
     }
     dtypes.push_back(std::move(d));
   }
-  WriteSafetensors(dir + "/model.safetensors", model.params(), dtypes);
+  WriteSafetensors(dir + "/model.safetensors", model.params(), dtypes, {}, model.param_access());
   // One file now: an index left by sharded weights written here before would name stale shards.
   fs::remove(dir + "/model.safetensors.index.json");
   // torch_dtype: the first parameter's, as transformers' save_pretrained takes it.
@@ -289,8 +289,9 @@ void LoadHfWeights(Model& model, const std::string& dir) {
   } else {
     files.push_back(dir + "/model.safetensors");
   }
-  std::map<std::string, const Tensor*> wanted;
-  for (const Tensor& p : model.params()) wanted[p.name()] = &p;
+  std::map<std::string, size_t> wanted;  // name -> index in params()
+  for (size_t i = 0; i < model.params().size(); ++i) wanted[model.params()[i].name()] = i;
+  const ParamAccess& access = model.param_access();
   std::set<std::string> loaded;
   for (const std::string& path : files) {
     SafetensorsFile f = SafetensorsFile::Open(path);
@@ -303,7 +304,9 @@ void LoadHfWeights(Model& model, const std::string& dir) {
       }
       SM_CHECK(loaded.insert(e.name).second)
           << "tensor '" << e.name << "' appears in more than one file of '" << dir << "'";
-      f.ReadInto(e.name, *it->second);
+      if (access) access.before(it->second, /*overwrite=*/true);
+      f.ReadInto(e.name, model.params()[it->second]);
+      if (access) access.after(it->second, /*changed=*/true);
       source->dtypes[e.name] = e.dtype;
     }
   }

@@ -495,16 +495,19 @@ void Model::InitRandom(uint64_t seed, float std) {
     return z ^ (z >> 31);
   };
   auto uniform = [&]() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; };
-  for (const Tensor& p : params_) {
+  for (size_t t = 0; t < params_.size(); ++t) {
+    const Tensor& p = params_[t];
+    if (param_access_) param_access_.before(t, /*overwrite=*/true);
     float* d = p.f32();
     if (p.shape().ndim() == 1) {
       std::fill(d, d + p.numel(), 1.0f);
-      continue;
+    } else {
+      for (int64_t i = 0; i < p.numel(); ++i) {
+        const double r = std::sqrt(-2.0 * std::log(uniform()));
+        d[i] = static_cast<float>(std * r * std::cos(2.0 * std::numbers::pi * uniform()));
+      }
     }
-    for (int64_t i = 0; i < p.numel(); ++i) {
-      const double r = std::sqrt(-2.0 * std::log(uniform()));
-      d[i] = static_cast<float>(std * r * std::cos(2.0 * std::numbers::pi * uniform()));
-    }
+    if (param_access_) param_access_.after(t, /*changed=*/true);
   }
 }
 

@@ -136,6 +136,10 @@ class Model {
   // store. Not owned; a store must outlive its use and must not change within a micro-batch.
   void UseParameterStore(ParameterStore* store);
   void UseActivationStore(ActivationStore* store);
+  // Sweeps over params() outside a pass (InitRandom, LoadHfWeights, SaveHfModel) bracket each
+  // tensor with these (a parameter store that keeps weights off the device: offload/).
+  void SetParamAccess(ParamAccess access) { param_access_ = std::move(access); }
+  const ParamAccess& param_access() const { return param_access_; }
 
   // Parameters with Hugging Face Llama names, in a fixed order; gradients in the same order
   // named "grad.<name>".
@@ -266,6 +270,7 @@ class Model {
   std::unique_ptr<InMemoryParameterStore> own_param_store_;
   std::unique_ptr<InMemoryActivationStore> own_act_store_;
   ParameterStore* param_store_ = nullptr;
+  ParamAccess param_access_;
   ActivationStore* act_store_ = nullptr;
 
   std::vector<LayerActs> acts_;  // per layer; checkpointed layers share recompute_

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -39,6 +40,18 @@ struct ParamLayout {
   // Indices into groups in the order Backward finishes them (layers last to first, then the
   // embedding, then the final norm and lm_head): the order reductions start on every rank.
   std::vector<int> finish_order;
+};
+
+// Reads and writes of params() outside a pass (initialization, loads, checkpoint saves, the
+// optimizer's update), tensor by tensor: a store that keeps weights off the device brings a
+// tensor's group in before and sends it back once all of the group's tensors are done. Each
+// tensor gets one `before` and then one `after` per sweep; `overwrite`: every element will be
+// written (its old bytes need not be read); `changed`: the tensor's bytes changed. Null
+// functions: the weights are always in the arena.
+struct ParamAccess {
+  std::function<void(size_t tensor, bool overwrite)> before;
+  std::function<void(size_t tensor, bool changed)> after;
+  explicit operator bool() const { return static_cast<bool>(before); }
 };
 
 class ParameterStore {

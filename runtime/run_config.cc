@@ -283,6 +283,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"offload.block_size", &c.offload.block_size},
       {"offload.queue_depth", &c.offload.queue_depth},
       {"offload.activations", ChoiceOf(&c.offload.activations, OffloadDeviceNames())},
+      {"offload.parameters", ChoiceOf(&c.offload.parameters, OffloadDeviceNames())},
       {"offload.prefetch_depth", &c.offload.prefetch_depth},
       {"metrics.jsonl", &c.metrics.jsonl},
       {"metrics.tensorboard", &c.metrics.tensorboard},
@@ -724,6 +725,23 @@ void RunConfig::Validate() const {
       << "offload.activations = \"" << Name(o.activations)
       << "\" offloads the saved inputs of checkpointed layers, but training.checkpoint_activations "
          "is false; set it to true or \"selective\"";
+  SM_CHECK(o.parameters != OffloadDevice::kCpu)
+      << "offload.parameters = \"cpu\" would keep the weights in pinned host memory, which on "
+         "the CPU backend is the memory they are already in: use \"nvme\" (or \"none\")";
+  if (o.parameters == OffloadDevice::kNvme) {
+    SM_CHECK(!o.nvme_path.empty())
+        << "offload.parameters = \"nvme\" needs offload.nvme_path (a directory on a local disk)";
+    SM_CHECK(o.optimizer == OffloadDevice::kNvme)
+        << "offload.parameters = \"nvme\" needs offload.optimizer = \"nvme\": the optimizer's "
+           "master weights and moments (12 B per parameter) would otherwise stay in memory "
+           "beside the 4 B per parameter offloaded";
+    SM_CHECK(lora.rank == 0) << "offload.parameters = \"nvme\" with LoRA (lora.rank = " << lora.rank
+                             << ") is not supported: the frozen base weights would "
+                                "be offloaded with nothing to update them; set it to \"none\"";
+    SM_CHECK(t.precision == Precision::kF32)
+        << "offload.parameters = \"nvme\" with training.precision = \"bf16\" is not supported "
+           "yet (the bf16 copy of the weights stays resident); use fp32";
+  }
   SM_CHECK(o.prefetch_depth >= 0 && o.prefetch_depth <= 64)
       << "offload.prefetch_depth must be in [0, 64], got " << o.prefetch_depth;
   SM_CHECK(t.activation_memory >= 0)

@@ -126,6 +126,10 @@ struct OffloadConfig {
   // Where the saved inputs of checkpointed layers go between forward and backward: the model's
   // memory (none), pinned host memory (cpu) or the SSD scratch file in nvme_path (nvme).
   OffloadDevice activations = OffloadDevice::kNone;
+  // The model's weights between uses (docs/OFFLOAD.md, "Parameters"): in memory (none) or on the
+  // SSD scratch file, a layer's group read ahead of its use (nvme; a world of one, with the
+  // optimizer offloaded to nvme too).
+  OffloadDevice parameters = OffloadDevice::kNone;
   int64_t prefetch_depth = 2;  // activations: offloaded layers read ahead in backward
 };
 

@@ -274,7 +274,8 @@ void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensor
 
 void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors,
                       const std::vector<std::string>& dtypes,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      const ParamAccess& access) {
   SM_CHECK(dtypes.size() == tensors.size())
       << "'" << path << "': " << dtypes.size() << " dtypes for " << tensors.size() << " tensors";
   std::vector<SafetensorsTensorSpec> specs;
@@ -292,15 +293,17 @@ void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensor
   std::vector<uint16_t> half;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
+    if (access) access.before(i, /*overwrite=*/false);
     if (dtypes[i] == "F32") {
       writer.Write(i, 0, t.data(), t.bytes());
-      continue;
+    } else {
+      half.resize(t.numel());
+      const bool bf16 = dtypes[i] == "BF16";
+      for (int64_t k = 0; k < t.numel(); ++k)
+        half[k] = bf16 ? FloatToBf16(t.f32()[k]) : FloatToF16(t.f32()[k]);
+      writer.Write(i, 0, half.data(), half.size() * sizeof(uint16_t));
     }
-    half.resize(t.numel());
-    const bool bf16 = dtypes[i] == "BF16";
-    for (int64_t k = 0; k < t.numel(); ++k)
-      half[k] = bf16 ? FloatToBf16(t.f32()[k]) : FloatToF16(t.f32()[k]);
-    writer.Write(i, 0, half.data(), half.size() * sizeof(uint16_t));
+    if (access) access.after(i, /*changed=*/false);
   }
   writer.Commit();
 }

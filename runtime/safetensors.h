@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "runtime/files.h"
+#include "runtime/parameter_store.h"
 #include "runtime/tensor.h"
 
 namespace seqmesh {
@@ -91,9 +92,12 @@ void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensor
                       bool as_bf16 = false,
                       const std::map<std::string, std::string>& metadata = {});
 // The same with a dtype per tensor: "F32", or "BF16" / "F16" rounded to nearest even.
+// `access`: tensor i's bytes are read between access.before(i, false) and access.after(i,
+// false) (a parameter store that keeps the weights off the device; runtime/parameter_store.h).
 void WriteSafetensors(const std::string& path, const std::vector<Tensor>& tensors,
                       const std::vector<std::string>& dtypes,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {},
+                      const ParamAccess& access = {});
 
 // IEEE half <-> f32: round to nearest even (overflow to infinity, NaN stays NaN); exact widening.
 uint16_t FloatToF16(float f);

@@ -18,6 +18,8 @@
 #   actoffload) checkpointed layers' inputs on SSD (offload.activations), all layers or chosen by
 #      the selective policy: bitwise the in-memory job (rings included), through kill -9 and
 #      --resume, no scratch file left.
+#   paramoffload) the weights on SSD too (offload.parameters): train bitwise in memory, killed -9
+#      and resumed bitwise, with activations offloaded as well; refused on 4 ranks.
 # The learning rate is constant (warmup 0, min_lr = lr) so a run stopped early and resumed with
 # more steps follows the same schedule.
 set -euo pipefail
@@ -255,6 +257,50 @@ if [[ $which == all || $which == actoffload ]]; then
   echo "(actoffload) ok: 4 workers and train (selective: $(grep -o '[0-9]\+ offloaded' "$work/p3.out" | head -1)) bitwise in memory; killed and resumed bitwise"
 fi
 [[ $which == actoffload ]] && exit 0
+
+# (paramoffload) Parameter offload (issue 15, item 1): the weights' groups on SSD between uses,
+# with the optimizer state on SSD: `train` ends bitwise where the in-memory run ends, also when
+# killed -9 mid-step and resumed, and with the activations offloaded too; more ranks are refused
+# before any process starts.
+if [[ $which == all || $which == paramoffload ]]; then
+  nvme=$(mktemp -d "${SEQMESH_TEST_SCRATCH:-/var/tmp}/seqmesh-e2e-par-XXXXXX")
+  one=(--training.micro_batch_tokens=1024 --training.global_batch_tokens=1024
+       --checkpoint.interval=1 --model.layers=6)
+  par=(--offload.optimizer='"nvme"' --offload.parameters='"nvme"' --offload.nvme_path="\"$nvme\""
+       --offload.sub_group_size=4096 --offload.block_size=8192)
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/q1" "${one[@]}" \
+    > "$work/q1.out" 2>&1 || fail "(paramoffload) train in memory: $(tail -3 "$work/q1.out")"
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/q2" "${one[@]}" "${par[@]}" \
+    > "$work/q2.out" 2>&1 || fail "(paramoffload) train offloaded: $(tail -3 "$work/q2.out")"
+  grep -q "^offload: parameters: .* in 8 groups on SSD" "$work/q2.out" \
+    || fail "(paramoffload) no parameters line: $(grep offload: "$work/q2.out")"
+  same_q() {  # dir, what
+    for f in model.safetensors optimizer-rank-00000.safetensors; do
+      cmp "$work/q1/step-00000008/$f" "$1/step-00000008/$f" || fail "$2: $f differs"
+    done
+  }
+  same_q "$work/q2" "(paramoffload) offloaded vs in memory"
+  ( "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/q3" "${one[@]}" "${par[@]}" \
+      > "$work/q3.out" 2>&1 & pid=$!
+    while (( $( (losses "$work/q3/metrics.jsonl" 2>/dev/null || true) | wc -l) < 3 )); do sleep 0.01; done
+    sleep "0.0$(( RANDOM % 10 ))"; kill -9 "$pid"; wait "$pid" 2> /dev/null || true ) 2> /dev/null
+  [[ -z $(ls -A "$nvme") ]] || fail "(paramoffload) train left scratch files in $nvme"
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/q3" --resume "${one[@]}" \
+    "${par[@]}" > "$work/q3r.out" 2>&1 || fail "(paramoffload) --resume: $(tail -3 "$work/q3r.out")"
+  same_q "$work/q3" "(paramoffload) killed and resumed"
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/q4" "${one[@]}" "${par[@]}" \
+    --training.checkpoint_activations=true --offload.activations='"nvme"' > "$work/q4.out" 2>&1 \
+    || fail "(paramoffload) with activations: $(tail -3 "$work/q4.out")"
+  same_q "$work/q4" "(paramoffload) parameters and activations offloaded"
+  if "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$work/q5" -n 4 "${par[@]}" \
+    > "$work/q5.out" 2> "$work/q5.err"; then fail "(paramoffload) 4 ranks ran"; fi
+  grep -q 'offload.parameters = "nvme" needs a world of one' "$work/q5.err" \
+    || fail "(paramoffload) 4 ranks: $(tail -2 "$work/q5.err")"
+  [[ -z $(ls -A "$nvme") ]] || fail "(paramoffload) scratch files left in $nvme"
+  rm -rf "$nvme"
+  echo "(paramoffload) ok: weights on SSD bitwise in memory; killed and resumed bitwise; with activations offloaded; 4 ranks refused"
+fi
+[[ $which == paramoffload ]] && exit 0
 
 # (x) One checkpoint layout (issue 12, item 4): `train` (a world of one, nothing cut) resumes a
 # checkpoint 4 ranks wrote, and 4 ranks resume one `train` wrote; the steps after the resume

@@ -262,6 +262,24 @@ TEST_F(RunConfigTest, ActivationCheckpointAndOffloadKeys) {
                          "training.activation_memory must be >= 0 MiB"));
 }
 
+// offload.parameters (issue 15, item 1): nvme only, with the optimizer on nvme, fp32, no LoRA.
+TEST_F(RunConfigTest, ParameterOffloadKeys) {
+  const std::vector<std::string> on = {"offload.parameters=\"nvme\"", "offload.optimizer=\"nvme\""};
+  EXPECT_EQ(RunConfig::Load("", on).offload.parameters, OffloadDevice::kNvme);
+  EXPECT_EQ(RunConfig::Load("").offload.parameters, OffloadDevice::kNone);
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.begin(), on.begin(), on.end());
+    return [extra] { RunConfig::Load("", extra); };
+  };
+  EXPECT_TRUE(ThrowsWith([] { RunConfig::Load("", {"offload.parameters=\"nvme\""}); },
+                         "needs offload.optimizer = \"nvme\""));
+  EXPECT_TRUE(ThrowsWith([] { RunConfig::Load("", {"offload.parameters=\"cpu\""}); },
+                         "on the CPU backend is the memory they are already in"));
+  EXPECT_TRUE(ThrowsWith(with({"offload.nvme_path=\"\""}), "needs offload.nvme_path"));
+  EXPECT_TRUE(ThrowsWith(with({"training.precision=\"bf16\""}), "is not supported yet"));
+  EXPECT_TRUE(ThrowsWith(with({"lora.rank=8"}), "with LoRA (lora.rank = 8) is not supported"));
+}
+
 // checkpoint.export_dtype and the RoPE scaling keys (issue 18, item 6): closed sets named in the
 // errors, bounds naming the key, and the resolved TOML carrying them (what the workers get).
 TEST_F(RunConfigTest, ExportDtypeAndRopeScalingKeys) {
