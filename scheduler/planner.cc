@@ -179,7 +179,8 @@ Plan BalanceWithSizes(const CostModel& cost, const std::vector<int64_t>& lengths
 double StepOf(const CostModel& cost, Plan& plan) { return Simulate(cost, plan).step_ms; }
 
 // Ring shelves (beyond the paper): the long rings, largest area first, in shelves of at most
-// `per_shelf` rings whose minimal sizes fit the mesh together; within a shelf every ring gets the
+// `per_shelf` rings (or, `even`, as many in each shelf as that count of shelves allows) whose
+// minimal sizes fit the mesh together; within a shelf every ring gets the
 // least size that ends it by the shelf's height H, the least H whose sizes fit in N (sizes up to
 // where chunks stop hiding their transfer). Shelves then go to the ranks free first in order, and
 // the packs after them (filling the gaps). With rings of one size (atoms at the context length),
@@ -187,7 +188,7 @@ double StepOf(const CostModel& cost, Plan& plan) { return Simulate(cost, plan).s
 Plan BalanceInShelves(const CostModel& cost, const std::vector<int64_t>& lengths,
                       const PlannerOptions& o, const std::vector<Candidate>& packs,
                       const std::vector<int32_t>& longs, const std::vector<int>& d_plain,
-                      int per_shelf) {
+                      int per_shelf, bool even) {
   const int n = o.num_ranks;
   const double hide_tokens = cost.a1 > 0 ? cost.KvTransferMs(1) / cost.a1 : 0;
   std::vector<int> order(longs.size());
@@ -217,10 +218,13 @@ Plan BalanceInShelves(const CostModel& cost, const std::vector<int64_t>& lengths
   Plan plan{"balanced", o.capacity, n, lengths, {}, 0};
   LeastLoaded ranks(n, false);
   for (size_t begin = 0; begin < order.size();) {
+    // `even`: shelves as even as the count allows (k, k, k, r can leave the last one narrow).
+    const size_t left = order.size() - begin;
+    const size_t shelves = (left + per_shelf - 1) / per_shelf;
+    const size_t take = even ? (left + shelves - 1) / shelves : per_shelf;
     size_t end = begin;
     int d_sum = 0;
-    while (end < order.size() && static_cast<int>(end - begin) < per_shelf &&
-           d_sum + d_plain[order[end]] <= n)
+    while (end < order.size() && end - begin < take && d_sum + d_plain[order[end]] <= n)
       d_sum += d_plain[order[end++]];
     double lo = 0, hi = 0;
     for (size_t k = begin; k < end; ++k) {
@@ -665,11 +669,13 @@ Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
       if (g <= most && (counts.empty() || g != counts.back())) counts.push_back(g);
     }
     for (int k : counts) {  // shelves of at most k rings
-      Plan p = BalanceInShelves(cost, lengths, o, pack_items, split.longs, d_plain, k);
-      double step = StepOf(cost, p);
-      if (step < best_step) {
-        best_step = step;
-        best = std::move(p);
+      for (bool even : {false, true}) {
+        Plan p = BalanceInShelves(cost, lengths, o, pack_items, split.longs, d_plain, k, even);
+        double step = StepOf(cost, p);
+        if (step < best_step) {
+          best_step = step;
+          best = std::move(p);
+        }
       }
     }
     for (int g : counts) {
