@@ -60,6 +60,13 @@ class LeastLoaded {
   LeastLoaded(int n, bool aligned) : aligned_(aligned), ready_(n, 0.0) {
     for (int r = 0; r < n; ++r) heap_.push({0.0, r});
   }
+  // Places `item` on the given ranks, from when the last of them is free.
+  void PlaceOn(WorkItem& item, const std::vector<int32_t>& ranks, double ms) {
+    item.ring = ranks;
+    double start = 0;
+    for (int32_t r : ranks) start = std::max(start, ready_[r]);
+    Commit(item, start, ms);
+  }
   // Places `item` (ring filled here) of per-member duration `ms` on `d` ranks.
   void Place(WorkItem& item, int d, double ms) {
     item.ring.clear();
@@ -98,6 +105,11 @@ class LeastLoaded {
         start = std::max(start, t);
       }
     }
+    Commit(item, start, ms);
+  }
+
+ private:
+  void Commit(WorkItem& item, double start, double ms) {
     for (int32_t r : item.ring) {
       if (start - ready_[r] > kMinGapMs) gaps_.emplace(start - ready_[r], Gap{r, ready_[r], start});
       ready_[r] = start + ms;
@@ -106,7 +118,6 @@ class LeastLoaded {
     item.start_ms = start;
   }
 
- private:
   static constexpr double kMinGapMs = 1e-6;
   struct Gap {
     int32_t rank;
@@ -166,6 +177,201 @@ Plan BalanceWithSizes(const CostModel& cost, const std::vector<int64_t>& lengths
 }
 
 double StepOf(const CostModel& cost, Plan& plan) { return Simulate(cost, plan).step_ms; }
+
+// Ring shelves (beyond the paper): the long rings, largest area first, in shelves of at most
+// `per_shelf` rings (or, `even`, as many in each shelf as that count of shelves allows) whose
+// minimal sizes fit the mesh together; within a shelf every ring gets the
+// least size that ends it by the shelf's height H, the least H whose sizes fit in N (sizes up to
+// where chunks stop hiding their transfer). Shelves then go to the ranks free first in order, and
+// the packs after them (filling the gaps). With rings of one size (atoms at the context length),
+// a shelf of k rings is k rings of N/k ranks: the waves use the whole mesh whatever the count.
+Plan BalanceInShelves(const CostModel& cost, const std::vector<int64_t>& lengths,
+                      const PlannerOptions& o, const std::vector<Candidate>& packs,
+                      const std::vector<int32_t>& longs, const std::vector<int>& d_plain,
+                      int per_shelf, bool even) {
+  const int n = o.num_ranks;
+  const double hide_tokens = cost.a1 > 0 ? cost.KvTransferMs(1) / cost.a1 : 0;
+  std::vector<int> order(longs.size());
+  std::vector<double> area(longs.size());
+  for (size_t i = 0; i < longs.size(); ++i) {
+    order[i] = static_cast<int>(i);
+    area[i] = d_plain[i] * SequenceRingCost(cost, lengths[longs[i]], d_plain[i]).total();
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return area[a] > area[b]; });
+  auto d_max = [&](int i) {
+    int hidden = hide_tokens > 0 ? static_cast<int>(lengths[longs[i]] / hide_tokens) : n;
+    return std::clamp(hidden, d_plain[i], n);
+  };
+  auto ms = [&](int i, int d) { return SequenceRingCost(cost, lengths[longs[i]], d).total(); };
+  auto width_for = [&](int i, double height) {  // least size ending ring i by `height`, or n + 1
+    int lo = d_plain[i], hi = d_max(i);
+    if (ms(i, hi) > height) return n + 1;
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (ms(i, mid) <= height)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    return lo;
+  };
+  Plan plan{"balanced", o.capacity, n, lengths, {}, 0};
+  LeastLoaded ranks(n, false);
+  for (size_t begin = 0; begin < order.size();) {
+    // `even`: shelves as even as the count allows (k, k, k, r can leave the last one narrow).
+    const size_t left = order.size() - begin;
+    const size_t shelves = (left + per_shelf - 1) / per_shelf;
+    const size_t take = even ? (left + shelves - 1) / shelves : per_shelf;
+    size_t end = begin;
+    int d_sum = 0;
+    while (end < order.size() && end - begin < take && d_sum + d_plain[order[end]] <= n)
+      d_sum += d_plain[order[end++]];
+    double lo = 0, hi = 0;
+    for (size_t k = begin; k < end; ++k) {
+      lo = std::max(lo, ms(order[k], d_max(order[k])));
+      hi = std::max(hi, ms(order[k], d_plain[order[k]]));
+    }
+    for (int it = 0; it < 30 && hi - lo > 1e-9 * hi; ++it) {
+      const double mid = (lo + hi) / 2;
+      int used = 0;
+      for (size_t k = begin; k < end; ++k) used += width_for(order[k], mid);
+      (used <= n ? hi : lo) = mid;
+    }
+    for (size_t k = begin; k < end; ++k) {
+      const int i = order[k];
+      const int d = std::min(width_for(i, hi), d_max(i));
+      WorkItem item{{longs[i]}, {}, false, 0, 0};
+      ranks.Place(item, d, ms(i, d));
+      plan.items.push_back(std::move(item));
+    }
+    begin = end;
+  }
+  for (const Candidate& p : packs) {
+    WorkItem item = p.item;
+    ranks.Place(item, 1, p.ms);
+    plan.items.push_back(std::move(item));
+  }
+  std::stable_sort(plan.items.begin(), plan.items.end(),
+                   [](const WorkItem& a, const WorkItem& b) { return a.start_ms < b.start_ms; });
+  return plan;
+}
+
+// Ring columns (beyond the paper): the long rings split into `columns` groups by least-area
+// first (LPT on their area at the minimal size); each group runs its rings one after the other
+// on its own block of ranks, all at the group's width, the least that ends the group by a common
+// target T; T is the least for which the blocks fit in the mesh and the rings' area plus the
+// packs' fits in N T. Packs then go to the ranks free first (the ranks outside the blocks, then
+// the blocks that end first). Where many long rings of about one size (atoms at the context
+// length) would otherwise run in waves that do not divide the mesh, the blocks' widths absorb
+// the remainder. Returns false when the blocks cannot fit.
+bool BalanceInColumns(const CostModel& cost, const std::vector<int64_t>& lengths,
+                      const PlannerOptions& o, const std::vector<Candidate>& packs,
+                      const std::vector<int32_t>& longs, const std::vector<int>& d_plain,
+                      int columns, Plan& plan) {
+  const int n = o.num_ranks;
+  std::vector<int> by_area(longs.size());
+  std::vector<double> area(longs.size());
+  for (size_t i = 0; i < longs.size(); ++i) {
+    by_area[i] = static_cast<int>(i);
+    area[i] = d_plain[i] * SequenceRingCost(cost, lengths[longs[i]], d_plain[i]).total();
+  }
+  std::stable_sort(by_area.begin(), by_area.end(), [&](int a, int b) { return area[a] > area[b]; });
+  struct Column {
+    std::vector<int> rings;  // indices into longs
+    double area = 0;
+    int d_min = 1, d_max = 1, width = 0;
+  };
+  std::vector<Column> cols(columns);
+  for (int i : by_area) {
+    Column& c = *std::min_element(cols.begin(), cols.end(),
+                                  [](const Column& a, const Column& b) { return a.area < b.area; });
+    c.rings.push_back(i);
+    c.area += area[i];
+  }
+  // Past the size where chunks stop hiding their transfer a ring gains little: widths stay below.
+  const double hide_tokens = cost.a1 > 0 ? cost.KvTransferMs(1) / cost.a1 : 0;
+  int d_sum = 0;
+  double pack_area = 0, ring_area = 0;
+  for (const Candidate& p : packs) pack_area += p.ms;
+  for (Column& c : cols) {
+    if (c.rings.empty()) return false;
+    int hidden = n;
+    for (int i : c.rings) {
+      c.d_min = std::max(c.d_min, d_plain[i]);
+      if (hide_tokens > 0)
+        hidden = std::min<int>(hidden, static_cast<int>(lengths[longs[i]] / hide_tokens));
+    }
+    c.d_max = std::clamp(hidden, c.d_min, n);
+    d_sum += c.d_min;
+    ring_area += c.area;
+  }
+  if (d_sum > n) return false;
+  auto column_ms = [&](const Column& c, int d) {
+    double t = 0;
+    for (int i : c.rings) t += SequenceRingCost(cost, lengths[longs[i]], d).total();
+    return t;
+  };
+  // The least width ending `c` by `target`, or 0.
+  auto width_for = [&](const Column& c, double target) {
+    if (column_ms(c, c.d_max) > target) return 0;
+    int lo = c.d_min, hi = c.d_max;
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (column_ms(c, mid) <= target)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    return lo;
+  };
+  auto fits = [&](double target) {
+    int used = 0;
+    double used_area = pack_area;
+    for (Column& c : cols) {
+      c.width = width_for(c, target);
+      if (c.width == 0) return false;
+      used += c.width;
+      used_area += c.width * column_ms(c, c.width);
+    }
+    return used <= n && used_area <= n * target;
+  };
+  double lo = (ring_area + pack_area) / n, hi = lo;
+  for (const Column& c : cols) hi = std::max(hi, column_ms(c, c.d_min));
+  hi = std::max(hi, lo) * 2 + pack_area;
+  if (!fits(hi)) return false;
+  for (int it = 0; it < 30; ++it) {
+    const double mid = (lo + hi) / 2;
+    (fits(mid) ? hi : lo) = mid;
+  }
+  fits(hi);
+  plan = Plan{"balanced", o.capacity, n, lengths, {}, 0};
+  LeastLoaded ranks(n, false);
+  int32_t offset = 0;
+  std::vector<int32_t> block;
+  for (Column& c : cols) {
+    block.resize(c.width);
+    std::iota(block.begin(), block.end(), offset);
+    offset += c.width;
+    std::vector<std::pair<double, int>> rings;
+    for (int i : c.rings)
+      rings.push_back({SequenceRingCost(cost, lengths[longs[i]], c.width).total(), i});
+    std::stable_sort(rings.begin(), rings.end(),
+                     [](auto& a, auto& b) { return a.first > b.first; });
+    for (auto [ms, i] : rings) {
+      WorkItem item{{longs[i]}, {}, false, 0, 0};
+      ranks.PlaceOn(item, block, ms);
+      plan.items.push_back(std::move(item));
+    }
+  }
+  for (const Candidate& p : packs) {
+    WorkItem item = p.item;
+    ranks.Place(item, 1, p.ms);
+    plan.items.push_back(std::move(item));
+  }
+  std::stable_sort(plan.items.begin(), plan.items.end(),
+                   [](const WorkItem& a, const WorkItem& b) { return a.start_ms < b.start_ms; });
+  return true;
+}
 
 }  // namespace
 
@@ -436,6 +642,50 @@ Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
       std::vector<Shard> wide = base;
       if (WidenCriticalRings(cost, lengths, split.longs, d_plain, o.num_ranks, target, wide))
         consider(wide, base_aligned);
+    }
+  }
+  // (d) Ring columns, when the plan so far is more than 1% above the bound.
+  if (o.widen && !split.longs.empty() && best_step > bound * 1.01) {
+    std::vector<int> d_plain(split.longs.size());
+    int d_widest = 1;
+    for (size_t i = 0; i < split.longs.size(); ++i) {
+      d_plain[i] = ShardSequence(cost, lengths[split.longs[i]], o.capacity, false).ring_size;
+      d_widest = std::max(d_widest, d_plain[i]);
+    }
+    std::vector<Candidate> pack_items;
+    for (const auto& p : packs) {
+      Candidate c{{p, {0}, false, 0, 0}, 0};
+      c.ms = Duration(cost, lengths, c.item);
+      pack_items.push_back(std::move(c));
+    }
+    std::stable_sort(pack_items.begin(), pack_items.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.ms > b.ms; });
+    const int most = std::min<int>(split.longs.size(), o.num_ranks / d_widest);
+    std::vector<int> counts;
+    constexpr int kTries = 24;
+    for (int j = 0; j < kTries; ++j) {
+      int g = most <= kTries ? j + 1
+                             : static_cast<int>(std::lround(std::pow(most, j / (kTries - 1.0))));
+      if (g <= most && (counts.empty() || g != counts.back())) counts.push_back(g);
+    }
+    for (int k : counts) {  // shelves of at most k rings
+      for (bool even : {false, true}) {
+        Plan p = BalanceInShelves(cost, lengths, o, pack_items, split.longs, d_plain, k, even);
+        double step = StepOf(cost, p);
+        if (step < best_step) {
+          best_step = step;
+          best = std::move(p);
+        }
+      }
+    }
+    for (int g : counts) {
+      Plan p;
+      if (!BalanceInColumns(cost, lengths, o, pack_items, split.longs, d_plain, g, p)) continue;
+      double step = StepOf(cost, p);
+      if (step < best_step) {
+        best_step = step;
+        best = std::move(p);
+      }
     }
   }
   best.lower_bound_ms = bound;
