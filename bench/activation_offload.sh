@@ -29,29 +29,13 @@ short=${SHORT:-512}
 layers=${LAYERS:-32}
 work=$(mktemp -d /var/tmp/seqmesh-actoffload-XXXXXX)
 
-if line=$(grep -E '^[0-9]+:memory:' /proc/self/cgroup); then
-  version=1; parent=/sys/fs/cgroup/memory${line#*:memory:}
-else
-  version=2; line=$(grep -E '^0::' /proc/self/cgroup); parent=/sys/fs/cgroup${line#0::}
-fi
-cg=$parent/seqmesh-actoffload-$$
+source "$root/bench/memory_limit.sh"
 cleanup() {
-  if [[ -d $cg ]]; then
-    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do echo "$p" > "$parent/cgroup.procs" || true; done
-    rmdir "$cg" 2>/dev/null || true
-  fi
+  memory_limit_close
   [[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir "$cg"
-if [[ $version == 1 ]]; then
-  echo $((limit_mib << 20)) > "$cg/memory.limit_in_bytes"
-  peak_file=$cg/memory.max_usage_in_bytes
-else
-  echo $((limit_mib << 20)) > "$cg/memory.max"
-  echo 0 > "$cg/memory.swap.max" 2>/dev/null || true
-  peak_file=$cg/memory.peak
-fi
+memory_limit_open seqmesh-actoffload "$limit_mib"
 
 # Documents of LENGTH - 64 .. LENGTH tokens: every step is one whole sequence, one micro-batch.
 "$seqmesh" synth --task passkey --lengths byted-like --count 64 --max-length "$length" \
@@ -82,7 +66,7 @@ TOML
 
 run() {  # name, tokens, [limited]
   local name=$1 tokens=$2 wrap=()
-  [[ ${3:-} == limited ]] && wrap=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg")
+  [[ ${3:-} == limited ]] && wrap=(limited)
   "${wrap[@]}" /usr/bin/time -f '%M' -o "$work/$name.rss" "$seqmesh" train \
     --config "$work/run.toml" --training.global_batch_tokens="$tokens" \
     --training.micro_batch_tokens="$tokens" --checkpoint.dir="\"$work/$name\"" "${extra[@]}" \
@@ -100,7 +84,7 @@ set +e
 extra=(); run refused "$length" limited
 refused_rc=$?
 set -e
-[[ $version == 1 ]] && echo 0 > "$peak_file"
+memory_limit_reset_peak
 echo "offloaded (inputs on SSD, $limit_mib MiB) ..."
 extra=("${offload[@]}"); run offloaded "$length" limited || { tail -5 "$work/offloaded.log"; exit 1; }
 peak=$(cat "$peak_file")

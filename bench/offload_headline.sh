@@ -27,35 +27,13 @@ seqmesh=$build/launch/seqmesh
 limit_mib=${LIMIT_MIB:-850}
 work=$(mktemp -d /var/tmp/seqmesh-headline-XXXXXX)
 
-# This shell's memory cgroup: v1 ("N:memory:/path") or v2 ("0::/path").
-if line=$(grep -E '^[0-9]+:memory:' /proc/self/cgroup); then
-  version=1; parent=/sys/fs/cgroup/memory${line#*:memory:}
-else
-  version=2; line=$(grep -E '^0::' /proc/self/cgroup); parent=/sys/fs/cgroup${line#0::}
-fi
-cg=$parent/seqmesh-headline-$$
+source "$root/bench/memory_limit.sh"
 cleanup() {
-  if [[ -d $cg ]]; then
-    # Anything left in the group goes back to the parent before the group is removed.
-    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do echo "$p" > "$parent/cgroup.procs" || true; done
-    rmdir "$cg" 2>/dev/null || true
-  fi
+  memory_limit_close
   [[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir "$cg"
-if [[ $version == 1 ]]; then
-  echo $((limit_mib << 20)) > "$cg/memory.limit_in_bytes"
-  peak_file=$cg/memory.max_usage_in_bytes
-  echo "limit: cgroup v1 $cg/memory.limit_in_bytes = $limit_mib MiB"
-else
-  echo $((limit_mib << 20)) > "$cg/memory.max"
-  echo 0 > "$cg/memory.swap.max" 2>/dev/null || true
-  peak_file=$cg/memory.peak
-  echo "limit: cgroup v2 $cg/memory.max = $limit_mib MiB"
-fi
-# Runs "$@" inside the limited cgroup.
-limited() { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
+memory_limit_open seqmesh-headline "$limit_mib"
 
 "$seqmesh" synth --task passkey --lengths byted-like --count 3000 --max-length 128 \
   --min-length 96 --seed 3 --output "$work/data" > /dev/null
@@ -74,7 +52,7 @@ set +e
 run refused limited "$seqmesh" train --offload.optimizer='"none"'
 refused_rc=$?
 set -e
-[[ $version == 1 ]] && echo 0 > "$cg/memory.max_usage_in_bytes"  # reset the peak
+memory_limit_reset_peak
 echo "offloaded (nvme, $limit_mib MiB) ..."
 run offloaded limited "$seqmesh" train --offload.optimizer='"nvme"'
 peak=$(cat "$peak_file")

@@ -31,30 +31,13 @@ layers=${LAYERS:-32}
 dir=${OFFLOAD_DIR:-/var/tmp}
 work=$(mktemp -d /var/tmp/seqmesh-params-XXXXXX)
 
-if line=$(grep -E '^[0-9]+:memory:' /proc/self/cgroup); then
-  version=1; parent=/sys/fs/cgroup/memory${line#*:memory:}
-else
-  version=2; line=$(grep -E '^0::' /proc/self/cgroup); parent=/sys/fs/cgroup${line#0::}
-fi
-cg=$parent/seqmesh-params-$$
+source "$root/bench/memory_limit.sh"
 cleanup() {
-  if [[ -d $cg ]]; then
-    for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do echo "$p" > "$parent/cgroup.procs" || true; done
-    rmdir "$cg" 2>/dev/null || true
-  fi
+  memory_limit_close
   [[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir "$cg"
-if [[ $version == 1 ]]; then
-  echo $((limit_mib << 20)) > "$cg/memory.limit_in_bytes"
-  peak_file=$cg/memory.max_usage_in_bytes
-else
-  echo $((limit_mib << 20)) > "$cg/memory.max"
-  echo 0 > "$cg/memory.swap.max" 2>/dev/null || true
-  peak_file=$cg/memory.peak
-fi
-limited() { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
+memory_limit_open seqmesh-params "$limit_mib"
 
 echo "SSD engine bandwidth in $dir ..."
 "$build/bench/ssd_engine" --dir "$dir" --size-mib 1024 > "$work/ssd.txt"
@@ -81,7 +64,7 @@ run optimizer-only limited "$seqmesh" train --offload.optimizer='"nvme"' \
   --offload.parameters='"none"'
 optimizer_rc=$?
 set -e
-[[ $version == 1 ]] && echo 0 > "$peak_file"
+memory_limit_reset_peak
 echo "offloaded (parameters and optimizer on SSD, $limit_mib MiB) ..."
 run offloaded limited "$seqmesh" train "${both[@]}"
 peak=$(cat "$peak_file")

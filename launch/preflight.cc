@@ -235,6 +235,8 @@ void PreflightJob(const RunConfig& config, const TrainingData& data, const Prefl
       << " GiB available (the smaller of MemAvailable and the memory cgroup's room): "
       << (config.offload.optimizer == OffloadDevice::kNone
               ? "offload the optimizer state (offload.optimizer = \"nvme\", docs/OFFLOAD.md), "
+          : config.offload.parameters == OffloadDevice::kNone && o.ranks == 1
+              ? "offload the parameters too (offload.parameters = \"nvme\", docs/OFFLOAD.md), "
               : "")
       << "lower training.micro_batch_tokens, "
       << (config.training.checkpoint_activations == CheckpointMode::kOff

@@ -31,24 +31,9 @@ ModelConfig Small() {
   return c;
 }
 
-// A packed micro-batch of `docs` documents, `t` tokens in all.
-struct Docs {
-  std::vector<int32_t> tokens, targets, cu;
-  Docs(int64_t t, int docs, int salt) {
-    for (int d = 0; d <= docs; ++d) cu.push_back(static_cast<int32_t>(t * d / docs));
-    for (int64_t i = 0; i < t; ++i) {
-      tokens.push_back(static_cast<int32_t>((i * 7 + salt) % 61));
-      targets.push_back(static_cast<int32_t>((i * 11 + 3 * salt) % 61));
-    }
-  }
-  Batch View() const {
-    return Batch{tokens.data(),
-                 targets.data(),
-                 cu.data(),
-                 static_cast<int64_t>(cu.size()) - 1,
-                 static_cast<int64_t>(tokens.size()),
-                 nullptr};
-  }
+// The micro-batches: documents of ids below the vocabulary.
+struct Docs : testing::Docs {
+  Docs(int64_t t, int docs, int salt) : testing::Docs(t, docs, salt, 61) {}
 };
 
 constexpr int64_t kMaxTokens = 96;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "offload/pinned_arena.h"
+#include "runtime/model.h"
 
 namespace seqmesh::testing {
 
@@ -68,5 +69,25 @@ inline void FillRandom(std::byte* data, size_t bytes, uint64_t seed) {
   }
   for (; i < bytes; ++i) data[i] = static_cast<std::byte>(rng());
 }
+
+// A packed micro-batch of `docs` equal documents, `t` tokens in all, with ids below `vocab`.
+struct Docs {
+  std::vector<int32_t> tokens, targets, cu;
+  Docs(int64_t t, int docs, int salt, int vocab) {
+    for (int d = 0; d <= docs; ++d) cu.push_back(static_cast<int32_t>(t * d / docs));
+    for (int64_t i = 0; i < t; ++i) {
+      tokens.push_back(static_cast<int32_t>((i * 7 + salt) % vocab));
+      targets.push_back(static_cast<int32_t>((i * 11 + 3 * salt) % vocab));
+    }
+  }
+  Batch View() const {
+    return Batch{tokens.data(),
+                 targets.data(),
+                 cu.data(),
+                 static_cast<int64_t>(cu.size()) - 1,
+                 static_cast<int64_t>(tokens.size()),
+                 nullptr};
+  }
+};
 
 }  // namespace seqmesh::testing
