@@ -28,6 +28,9 @@
 // - d2h_gbps, h2d_gbps: CPU ranks have no device memory; one thread's memcpy of a buffer much
 //   larger than the caches stands in for the copies offload would make (said so in the file).
 // - kv_bytes_per_token: from the model's shape (f32 K and V, forward and backward).
+// - ssd_write_gbps, ssd_read_gbps: when the config offloads to SSD (offload.optimizer,
+//   parameters or activations = "nvme"), 64 MiB through the SSD engine in offload.nvme_path
+//   (O_DIRECT, its block size and queue depth: MeasureSsdBandwidth); not written otherwise.
 //
 // Only rank 0 profiles compute and writes the file; MPI is finalized before that, so the other
 // ranks exit and leave the cores to it. With --concurrent every rank times the compute at the
@@ -57,6 +60,7 @@
 #include "launch/machine.h"
 #include "launch/profile_timing.h"
 #include "launch/ring_profile.h"
+#include "offload/activation_offload.h"
 #include "parallel/mpi/mpi_communicator.h"
 #include "parallel/mpi/mpi_session.h"
 #include "runtime/check.h"
@@ -301,6 +305,7 @@ struct Measurements {
   LinkProfile link;
   std::vector<RingSample> rings;  // --rings
   double copy_gbps = 0;
+  SsdBandwidth ssd;                     // zero: not measured (the config offloads nothing to SSD)
   std::string load_before, load_after;  // around the compute profile
   std::vector<LengthSample> fit, held;  // --lengths, holdout lengths
 };
@@ -432,6 +437,8 @@ scheduler::CostModel FitCostModel(const ProfileSetup& s, const Measurements& m) 
   model.kv_bytes_per_token = 3.0 * 2 * mc.kv_heads * mc.head_dim() * sizeof(float);
   model.p2p_gbps = m.link.gbps;
   model.d2h_gbps = model.h2d_gbps = m.copy_gbps;
+  model.ssd_write_gbps = m.ssd.write_gbps;
+  model.ssd_read_gbps = m.ssd.read_gbps;
   // The head (embedding, final norm, lm_head, loss) is what the 1-layer model runs beside its
   // layer: per token, the median over the fitted lengths (a concurrent profile's single
   // differences are noisy; a slope fit would follow the longest length's).
@@ -606,6 +613,18 @@ int Profile(const ProfileFlags& f) {
          << ")\n";
   m.copy_gbps = m.rank == 0 ? MeasureCopyGbps(f.reps) : 0.0;
   report << "memcpy (d2h/h2d stand-in): " << Fixed(m.copy_gbps, 2) << " GB/s\n";
+  const OffloadConfig& off = s.config.offload;
+  if (m.rank == 0 &&
+      (off.optimizer == OffloadDevice::kNvme || off.parameters == OffloadDevice::kNvme ||
+       off.activations == OffloadDevice::kNvme)) {
+    SsdEngineOptions ssd;
+    ssd.dir = off.nvme_path;
+    ssd.block_bytes = static_cast<size_t>(off.block_size);
+    ssd.queue_depth = static_cast<int>(off.queue_depth);
+    m.ssd = MeasureSsdBandwidth(ssd);
+    report << "ssd (" << off.nvme_path << "): write " << Fixed(m.ssd.write_gbps, 2)
+           << " GB/s, read " << Fixed(m.ssd.read_gbps, 2) << " GB/s\n";
+  }
   m.load_before = LoadAverage();
   const std::vector<LengthTimes> times = TimeLengths(s, f.reps, report);
   if (m.rank != 0) return 0;  // --concurrent: only rank 0's figures are written

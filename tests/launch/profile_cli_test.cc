@@ -126,6 +126,7 @@ TEST_F(ProfileCli, WritesACostFileThePlannerLoadsAndThatFitsItsOwnSamples) {
   EXPECT_EQ(m.b2, 0);
   EXPECT_GT(m.p2p_gbps, 0);
   EXPECT_GT(m.d2h_gbps, 0);
+  EXPECT_EQ(m.ssd_write_gbps, 0) << "the config offloads nothing to SSD: nothing measured";
 
   std::ifstream in(out);
   std::stringstream text;
@@ -208,6 +209,33 @@ TEST_F(ProfileCli, RingsCalibratePassesThatTheFileRecordsAndReproduces) {
               m.Pass(2).factor * m.layers_per_rank * m.LayerMs(512) / 2 + m.Pass(2).ms +
                   m.head_ms_per_token * 256,
               1e-9);
+}
+
+// A config that offloads to SSD gets the SSD engine's bandwidths in its cost file (issue 15:
+// the selective activation policy reads them from there).
+TEST_F(ProfileCli, MeasuresTheSsdWhenTheConfigOffloadsToIt) {
+  // On a disk file system (O_DIRECT): /var/tmp, as the offload tests' scratch, not /tmp (tmpfs
+  // on some machines).
+  const char* root = std::getenv("SEQMESH_TEST_SCRATCH");
+  const fs::path scratch =
+      fs::path(root ? root : "/var/tmp") / ("seqmesh_profile_ssd_" + std::to_string(getpid()));
+  fs::create_directories(scratch);
+  struct Remove {
+    fs::path p;
+    ~Remove() { fs::remove_all(p); }
+  } remove{scratch};
+  std::ofstream(config_, std::ios::app)
+      << "checkpoint_activations = true\n[offload]\nactivations = \"nvme\"\nnvme_path = \""
+      << scratch.string() << "\"\n";
+  const std::string out = (dir_ / "ssd.cost").string();
+  Result r = RunShell(Profile("--out " + out + " --lengths 128,256,512 --reps 1 --holdout none") +
+                      " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("ssd (" + scratch.string() + "): write "), std::string::npos) << r.output;
+  const CostModel m = LoadCostModel(out);
+  EXPECT_GT(m.ssd_write_gbps, 0);
+  EXPECT_GT(m.ssd_read_gbps, 0);
+  EXPECT_TRUE(fs::is_empty(scratch)) << "the probe's file was left behind";
 }
 
 TEST_F(ProfileCli, BadArgumentsFailNamingTheProblem) {
