@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   const int64_t capacity = 8192;
   for (const Mixture& m : kMixtures) {
     for (int ranks : {64, 256, 1024}) {
-      for (int64_t context : {256ll << 10, 512ll << 10, 1ll << 20}) {
+      for (int64_t context : {256ll << 10, 512ll << 10, 1ll << 20, 2ll << 20}) {
         if (context / capacity > ranks) continue;
         auto dist = MixtureAt(m, context);
         double step = 0, bound = 0, worst = 0;
