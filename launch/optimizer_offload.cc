@@ -6,6 +6,7 @@
 
 #include "launch/format.h"
 #include "launch/step_metrics.h"
+#include "runtime/check.h"
 
 namespace seqmesh::launch {
 namespace {
@@ -40,6 +41,29 @@ proto::OffloadReport ReportOf(const OptimizerOffload::StepFigures& f) {
   r.set_vm_hwm_mib(f.memory.vm_hwm / kMiB);
   r.set_vm_lck_mib(f.memory.vm_lck / kMiB);
   return r;
+}
+
+std::string UseParameterOffload(const OffloadConfig& config, HdpStep& step,
+                                OptimizerOffload& optimizer,
+                                std::optional<OffloadedParameterStore>& store) {
+  if (config.parameters != OffloadDevice::kNvme) return "";
+  Model& model = step.model();
+  ParameterOffloadOptions po;
+  po.pin = config.pin_memory;
+  po.ssd.dir = config.nvme_path;
+  po.ssd.block_bytes = static_cast<size_t>(config.block_size);
+  po.ssd.queue_depth = static_cast<int>(config.queue_depth);
+  store.emplace(model.params(), model.param_layout(), po);
+  model.SetParamAccess(store->Access());
+  model.UseParameterStore(&*store);
+  if (step.sync().alone()) {
+    // The optimizer store's pieces are the model's tensors: its update sweeps them.
+    SM_CHECK(optimizer.store() != nullptr) << "offload.parameters needs the optimizer's store";
+    optimizer.store()->SetParamAccess(store->Access());
+  } else {
+    step.sync().SetParamAccess(store->Access());
+  }
+  return store->Describe();
 }
 
 }  // namespace seqmesh::launch

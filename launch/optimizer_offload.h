@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "offload/optimizer_store.h"
+#include "offload/parameter_offload.h"
+#include "parallel/hdp_step.h"
 #include "proto/coordinator.pb.h"
 #include "runtime/json.h"
 #include "runtime/optimizer_state_store.h"
@@ -43,6 +45,14 @@ class OptimizerOffload {
   int rank_;
   OffloadedOptimizerStateStore* store_ = nullptr;
 };
+
+// offload.parameters = "nvme": makes `store` for the step's model and routes every use of the
+// weights through it (the model's passes and sweeps; the update's: the optimizer store's alone,
+// gradient sync's shard copies with several ranks). Before the model's initialization or load.
+// Returns its log line ("" when the parameters stay in memory).
+std::string UseParameterOffload(const OffloadConfig& config, HdpStep& step,
+                                OptimizerOffload& optimizer,
+                                std::optional<OffloadedParameterStore>& store);
 
 // The figures as a worker reports them to the coordinator.
 proto::OffloadReport ReportOf(const OptimizerOffload::StepFigures& f);

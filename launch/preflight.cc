@@ -180,25 +180,25 @@ double EstimatedStateBytes(const RunConfig& config, int ranks) {
   const bool one_micro_batch =
       config.training.global_batch_tokens <= config.training.micro_batch_tokens;
   double state = 0;
+  // The model's weights: all of them, or, offloaded, about two groups resident and two staging
+  // buffers of the largest (a layer, or the embedding: vocab x hidden).
+  const double layer =
+      static_cast<double>(m.NumParams() - m.vocab * m.hidden * (m.tie_embeddings ? 1 : 2)) /
+      static_cast<double>(std::max<int64_t>(1, m.layers));
+  const double largest = std::max(layer, static_cast<double>(m.vocab * m.hidden));
+  const double weights =
+      off.parameters == OffloadDevice::kNvme ? 4 * (2 * layer + 2 * largest) : 4 * p;
   if (ranks == 1) {
     // Parameters and gradients (the shard is the model itself), and the moments unless
     // offloaded; an SSD store that holds the gradients gives them back as backward finishes,
     // when a step is one micro-batch (about a layer's are resident then, counted as 1/layers).
     const bool handed_off = off.optimizer == OffloadDevice::kNvme && one_micro_batch;
-    // Offloaded parameters: about two groups resident and two staging buffers of the largest
-    // (a layer, or the embedding: vocab x hidden).
-    const double layer =
-        static_cast<double>(m.NumParams() - m.vocab * m.hidden * (m.tie_embeddings ? 1 : 2)) /
-        static_cast<double>(std::max<int64_t>(1, m.layers));
-    const double largest = std::max(layer, static_cast<double>(m.vocab * m.hidden));
-    const double weights =
-        off.parameters == OffloadDevice::kNvme ? 4 * (2 * layer + 2 * largest) : 4 * p;
     state = weights + 4 * p * (handed_off ? 2.0 / std::max<int64_t>(1, m.layers) : 1.0);
     if (off.optimizer == OffloadDevice::kNone) state += 8 * p;
   } else {
     // Parameters and gradients, GradSync's flat gradient and parameter buffers, and this rank's
     // shard of the gradient and (unless offloaded) of the two moments.
-    state = 4 * p * (4 + (off.optimizer == OffloadDevice::kNone ? 3.0 : 1.0) / ranks);
+    state = weights + 4 * p * (3 + (off.optimizer == OffloadDevice::kNone ? 3.0 : 1.0) / ranks);
   }
   state += static_cast<double>(OffloadedOptimizerStateStore::ArenaBytes(
       static_cast<int64_t>(p / ranks), off, ranks == 1 && off.optimizer == OffloadDevice::kNvme));
@@ -214,10 +214,6 @@ double EstimatedRankBytes(const RunConfig& config, int ranks) {
 
 void PreflightJob(const RunConfig& config, const TrainingData& data, const PreflightOptions& o,
                   std::ostream& log) {
-  SM_CHECK(o.ranks == 1 || config.offload.parameters == OffloadDevice::kNone)
-      << "offload.parameters = \"nvme\" needs a world of one (seqmesh train, or launch -n 1): "
-         "with "
-      << o.ranks << " ranks ZeRO-1 gathers every parameter on each rank";
   if (o.local) CheckCores(config, o, log);
   CheckLengths(config, data, o.ranks);
   // The tokenizer first: a mismatch explains the out-of-range ids it causes.

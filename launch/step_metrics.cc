@@ -178,6 +178,10 @@ void AddOffloadFields(const std::vector<std::optional<proto::MetricsReport>>& re
     total.set_activation_out_bytes(total.activation_out_bytes() + f.activation_out_bytes());
     total.set_activation_in_bytes(total.activation_in_bytes() + f.activation_in_bytes());
     total.set_activation_wait_ms(std::max(total.activation_wait_ms(), f.activation_wait_ms()));
+    total.set_parameter_read_bytes(total.parameter_read_bytes() + f.parameter_read_bytes());
+    total.set_parameter_written_bytes(total.parameter_written_bytes() +
+                                      f.parameter_written_bytes());
+    total.set_parameter_wait_ms(std::max(total.parameter_wait_ms(), f.parameter_wait_ms()));
     rank_hwm.Push(Json::Number(f.vm_hwm_mib()));
   }
   if (!any) return;

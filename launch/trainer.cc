@@ -176,22 +176,11 @@ void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData*
   run.activations.emplace(config, acts, max_tokens);
   run.hdp.emplace(config.model, so, run.comm, run.link, config.adamw());
   if (run.activations->store()) run.hdp->model().UseActivationStore(run.activations->store());
-  if (config.offload.parameters == OffloadDevice::kNvme) {
-    // From here every sweep over the weights (initialization, loads, the optimizer's update,
-    // checkpoint saves) and every pass goes through the store: a group or two resident at once.
-    Model& model = run.hdp->model();
-    ParameterOffloadOptions po;
-    po.pin = config.offload.pin_memory;
-    po.ssd.dir = config.offload.nvme_path;
-    po.ssd.block_bytes = static_cast<size_t>(config.offload.block_size);
-    po.ssd.queue_depth = static_cast<int>(config.offload.queue_depth);
-    run.params.emplace(model.params(), model.param_layout(), po);
-    model.SetParamAccess(run.params->Access());
-    model.UseParameterStore(&*run.params);
-    SM_CHECK(run.offload->store() != nullptr) << "offload.parameters needs the optimizer's store";
-    run.offload->store()->SetParamAccess(run.params->Access());
-    out << "offload: " << run.params->Describe() << "\n";
-  }
+  // From here every sweep over the weights (initialization, loads, the optimizer's update,
+  // checkpoint saves) and every pass goes through the store: a group or two resident at once.
+  const std::string params =
+      UseParameterOffload(config.offload, *run.hdp, *run.offload, run.params);
+  if (!params.empty()) out << "offload: " << params << "\n";
   if (run.offload->enabled()) out << "offload: " << run.offload->Describe() << "\n";
   if (!acts.note.empty()) out << acts.note << "\n";
   if (run.activations->store()) out << "activations: " << run.activations->Describe() << "\n";

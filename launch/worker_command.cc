@@ -231,9 +231,6 @@ void CommitPart(CoordinatorClient& client, const RunConfig& config, HdpStep& hdp
 void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, const RunConfig& config,
                 MpiCommunicator& comm, HeartbeatThread& heartbeat) {
   const int rank = comm.rank(), world = comm.size();
-  SM_CHECK(world == 1 || config.offload.parameters == OffloadDevice::kNone)
-      << "offload.parameters = \"nvme\" needs a world of one (seqmesh train): with " << world
-      << " ranks ZeRO-1 gathers every parameter on each rank";
   const uint64_t generation = job.generation();
   // Ring exchanges get a communicator of their own, so their tags never meet the collectives'.
   mpi::Comm ring_comm(MPI_COMM_WORLD);
@@ -260,9 +257,12 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   OptimizerOffload offload(config.offload, rank);
   step_options.optimizer_state = offload.Factory();
   ActivationOffload activations(config, acts, max_tokens);  // outlives hdp's model
+  std::optional<OffloadedParameterStore> param_store;       // the same
   HdpStep hdp(config.model, step_options, comm, link, config.adamw());
   if (activations.store()) hdp.model().UseActivationStore(activations.store());
+  const std::string params = UseParameterOffload(config.offload, hdp, offload, param_store);
   if (offload.enabled() && rank == 0) std::cerr << "offload: " << offload.Describe() << std::endl;
+  if (!params.empty() && rank == 0) std::cerr << "offload: " << params << std::endl;
   if (!acts.note.empty()) std::cerr << acts.note << std::endl;
   if (activations.store() && rank == 0)
     std::cerr << "activations: " << activations.Describe() << std::endl;
@@ -324,6 +324,13 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     metrics.set_rss_mib(ResidentMiB());
     if (offload.enabled()) *metrics.mutable_offload() = ReportOf(offload.TakeStepFigures());
     if (activations.store()) activations.TakeStepFigures(*metrics.mutable_offload());
+    if (param_store) {
+      const ParameterOffloadStats p = param_store->TakeStats();
+      proto::OffloadReport& f = *metrics.mutable_offload();
+      f.set_parameter_read_bytes(p.bytes_read);
+      f.set_parameter_written_bytes(p.bytes_written);
+      f.set_parameter_wait_ms(p.acquire_wait_s * 1e3);
+    }
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
       const trace::Scope s("validation", "step");

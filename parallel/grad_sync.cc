@@ -125,9 +125,16 @@ void GradSync::HandOff(const Bucket& b) {
 
 void GradSync::CopyParamsToShard() {
   if (alone_) return;  // the pieces are the parameters
-  for (size_t k = 0; k < pieces_.size(); ++k)
-    std::memcpy(piece_params_[k].f32(), params_[pieces_[k].tensor].f32() + pieces_[k].offset,
-                piece_params_[k].bytes());
+  // Every parameter is swept (a store completes a group only when all its tensors were), the
+  // pieces of this rank's shard copied on the way; pieces are in parameter order.
+  size_t k = 0;
+  for (size_t t = 0; t < params_.size(); ++t) {
+    if (param_access_) param_access_.before(t, /*overwrite=*/false);
+    for (; k < pieces_.size() && pieces_[k].tensor == t; ++k)
+      std::memcpy(piece_params_[k].f32(), params_[t].f32() + pieces_[k].offset,
+                  piece_params_[k].bytes());
+    if (param_access_) param_access_.after(t, /*changed=*/false);
+  }
 }
 
 void GradSync::LayerReady(int bi) {
@@ -275,8 +282,11 @@ double GradSync::Step(float lr, float max_norm) {
     if (alone_) continue;
     comm_.Wait(b.work);
     const float* flat = flat_param_.data() + b.flat_offset;
-    for (size_t t = b.first; t < b.last; ++t)
+    for (size_t t = b.first; t < b.last; ++t) {
+      if (param_access_) param_access_.before(t, /*overwrite=*/true);
       std::memcpy(params_[t].f32(), flat + tensor_offset_[t], params_[t].bytes());
+      if (param_access_) param_access_.after(t, /*changed=*/true);
+    }
   }
   next_start_ = 0;
   return norm;

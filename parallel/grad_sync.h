@@ -28,6 +28,7 @@
 #include "parallel/communicator.h"
 #include "runtime/optimizer.h"
 #include "runtime/optimizer_state_store.h"
+#include "runtime/parameter_store.h"
 #include "runtime/tensor.h"
 
 namespace seqmesh {
@@ -97,6 +98,11 @@ class GradSync {
                    int64_t step);
   int64_t shard_elements() const { return shard_total_; }  // moments held by this rank
   OptimizerStateStore& state() { return *state_; }
+  // Parameter offload with several ranks (offload/parameter_offload.h): the copies between the
+  // model's parameters and this rank's shard (before the update, and the all-gathered parameters
+  // after it) sweep params through `access`. Alone, the optimizer store's own sweep does it.
+  void SetParamAccess(ParamAccess access) { param_access_ = std::move(access); }
+  bool alone() const { return alone_; }
   // A world of one whose store holds the gradients (an SSD store, GradientsReady): each bucket's
   // gradients go to the store when the bucket is ready and their memory is given back, so a
   // step holds about one bucket's gradients at a time (with one micro-batch per step; earlier
@@ -153,6 +159,7 @@ class GradSync {
   // A world of one: no flat buffers; the pieces view the parameters and gradients themselves
   // (reducing over one rank copies nothing), so `seqmesh train` holds 16 bytes per parameter.
   bool alone_ = false;
+  ParamAccess param_access_;
   void HandOff(const Bucket& b);
   bool handoff_ = false, gradients_released_ = false;
   std::vector<std::vector<double>> squares_;  // per tensor: its chunks' squares (hand-off)

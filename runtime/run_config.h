@@ -127,8 +127,8 @@ struct OffloadConfig {
   // memory (none), pinned host memory (cpu) or the SSD scratch file in nvme_path (nvme).
   OffloadDevice activations = OffloadDevice::kNone;
   // The model's weights between uses (docs/OFFLOAD.md, "Parameters"): in memory (none) or on the
-  // SSD scratch file, a layer's group read ahead of its use (nvme; a world of one, with the
-  // optimizer offloaded to nvme too).
+  // SSD scratch file, a layer's group read ahead of its use (nvme, with the optimizer offloaded
+  // to nvme too; it saves memory in a world of one, where ZeRO-1's flat buffers are not held).
   OffloadDevice parameters = OffloadDevice::kNone;
   int64_t prefetch_depth = 2;  // activations: offloaded layers read ahead in backward
 };
