@@ -178,6 +178,21 @@ Plan BalanceWithSizes(const CostModel& cost, const std::vector<int64_t>& lengths
 
 double StepOf(const CostModel& cost, Plan& plan) { return Simulate(cost, plan).step_ms; }
 
+// The least d in [lo, hi] with ms(d) <= target, for ms non-increasing in d; -1 when ms(hi) is
+// over the target.
+template <typename Ms>
+int LeastWidth(int lo, int hi, double target, Ms&& ms) {
+  if (ms(hi) > target) return -1;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (ms(mid) <= target)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
 // Ring shelves (beyond the paper): the long rings, largest area first, in shelves of at most
 // `per_shelf` rings (or, `even`, as many in each shelf as that count of shelves allows) whose
 // minimal sizes fit the mesh together; within a shelf every ring gets the
@@ -204,16 +219,8 @@ Plan BalanceInShelves(const CostModel& cost, const std::vector<int64_t>& lengths
   };
   auto ms = [&](int i, int d) { return SequenceRingCost(cost, lengths[longs[i]], d).total(); };
   auto width_for = [&](int i, double height) {  // least size ending ring i by `height`, or n + 1
-    int lo = d_plain[i], hi = d_max(i);
-    if (ms(i, hi) > height) return n + 1;
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (ms(i, mid) <= height)
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
-    return lo;
+    const int d = LeastWidth(d_plain[i], d_max(i), height, [&](int w) { return ms(i, w); });
+    return d < 0 ? n + 1 : d;
   };
   Plan plan{"balanced", o.capacity, n, lengths, {}, 0};
   LeastLoaded ranks(n, false);
@@ -313,16 +320,8 @@ bool BalanceInColumns(const CostModel& cost, const std::vector<int64_t>& lengths
   };
   // The least width ending `c` by `target`, or 0.
   auto width_for = [&](const Column& c, double target) {
-    if (column_ms(c, c.d_max) > target) return 0;
-    int lo = c.d_min, hi = c.d_max;
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (column_ms(c, mid) <= target)
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
-    return lo;
+    const int d = LeastWidth(c.d_min, c.d_max, target, [&](int w) { return column_ms(c, w); });
+    return d < 0 ? 0 : d;
   };
   auto fits = [&](double target) {
     int used = 0;

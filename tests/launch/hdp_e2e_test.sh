@@ -105,6 +105,15 @@ signal_worker_after() {  # dir, after, signal, record
   done
 }
 
+# Starts `train` into `dir` and kills it -9 up to 90 ms after it has logged `after` steps.
+kill_train_after() {  # dir, after, extra args...
+  local dir=$1 after=$2; shift 2
+  ( "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$dir" "$@" > "$dir.out" 2>&1 &
+    pid=$!
+    while (( $( (losses "$dir/metrics.jsonl" 2>/dev/null || true) | wc -l) < after )); do sleep 0.01; done
+    sleep "0.0$(( RANDOM % 10 ))"; kill -9 "$pid"; wait "$pid" 2> /dev/null || true ) 2> /dev/null
+}
+
 launch() {  # dir, extra args...
   local dir=$1; shift
   "$seqmesh" launch --config "$work/tiny.toml" --checkpoint.dir="$dir" "$@" \
@@ -190,10 +199,7 @@ if [[ $which == all || $which == offload ]]; then
   "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/o5" "${one[@]}" "${off[@]}" \
     > "$work/o5.out" 2>&1 || fail "(offload) train: $(tail -3 "$work/o5.out")"
   grep -q "ssd: .* in .* out" "$work/o5.out" || fail "(offload) train printed no ssd figures"
-  ( "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/o6" "${one[@]}" "${off[@]}" \
-      > "$work/o6.out" 2>&1 & pid=$!
-    while (( $( (losses "$work/o6/metrics.jsonl" 2>/dev/null || true) | wc -l) < 3 )); do sleep 0.01; done
-    sleep "0.0$(( RANDOM % 10 ))"; kill -9 "$pid"; wait "$pid" 2> /dev/null || true ) 2> /dev/null
+  kill_train_after "$work/o6" 3 "${one[@]}" "${off[@]}"
   [[ -z $(ls -A "$nvme") ]] || fail "(offload) train left scratch files in $nvme"
   "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/o6" --resume "${one[@]}" \
     "${off[@]}" > "$work/o6r.out" 2>&1 || fail "(offload) train --resume: $(tail -3 "$work/o6r.out")"
@@ -241,10 +247,7 @@ if [[ $which == all || $which == actoffload ]]; then
     cmp "$work/p2/step-00000008/$f" "$work/p3/step-00000008/$f" \
       || fail "(actoffload) train, selective offload vs in memory: $f differs"
   done
-  ( "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/p4" "${one[@]}" "${sel[@]}" \
-      > "$work/p4.out" 2>&1 & pid=$!
-    while (( $( (losses "$work/p4/metrics.jsonl" 2>/dev/null || true) | wc -l) < 3 )); do sleep 0.01; done
-    sleep "0.0$(( RANDOM % 10 ))"; kill -9 "$pid"; wait "$pid" 2> /dev/null || true ) 2> /dev/null
+  kill_train_after "$work/p4" 3 "${one[@]}" "${sel[@]}"
   [[ -z $(ls -A "$nvme") ]] || fail "(actoffload) train left scratch files in $nvme"
   "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/p4" --resume "${one[@]}" \
     "${sel[@]}" > "$work/p4r.out" 2>&1 || fail "(actoffload) --resume: $(tail -3 "$work/p4r.out")"
@@ -280,10 +283,7 @@ if [[ $which == all || $which == paramoffload ]]; then
     done
   }
   same_q "$work/q2" "(paramoffload) offloaded vs in memory"
-  ( "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/q3" "${one[@]}" "${par[@]}" \
-      > "$work/q3.out" 2>&1 & pid=$!
-    while (( $( (losses "$work/q3/metrics.jsonl" 2>/dev/null || true) | wc -l) < 3 )); do sleep 0.01; done
-    sleep "0.0$(( RANDOM % 10 ))"; kill -9 "$pid"; wait "$pid" 2> /dev/null || true ) 2> /dev/null
+  kill_train_after "$work/q3" 3 "${one[@]}" "${par[@]}"
   [[ -z $(ls -A "$nvme") ]] || fail "(paramoffload) train left scratch files in $nvme"
   "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/q3" --resume "${one[@]}" \
     "${par[@]}" > "$work/q3r.out" 2>&1 || fail "(paramoffload) --resume: $(tail -3 "$work/q3r.out")"
