@@ -43,6 +43,13 @@ proto::OffloadReport ReportOf(const OptimizerOffload::StepFigures& f) {
   return r;
 }
 
+void TakeParameterFigures(OffloadedParameterStore& store, proto::OffloadReport& report) {
+  const ParameterOffloadStats p = store.TakeStats();
+  report.set_parameter_read_bytes(p.bytes_read);
+  report.set_parameter_written_bytes(p.bytes_written);
+  report.set_parameter_wait_ms(p.acquire_wait_s * 1e3);
+}
+
 std::string UseParameterOffload(const OffloadConfig& config, HdpStep& step,
                                 OptimizerOffload& optimizer,
                                 std::optional<OffloadedParameterStore>& store) {

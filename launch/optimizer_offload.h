@@ -54,6 +54,9 @@ std::string UseParameterOffload(const OffloadConfig& config, HdpStep& step,
                                 OptimizerOffload& optimizer,
                                 std::optional<OffloadedParameterStore>& store);
 
+// The parameter store's figures since the last call into `report` (parameter_* fields).
+void TakeParameterFigures(OffloadedParameterStore& store, proto::OffloadReport& report);
+
 // The figures as a worker reports them to the coordinator.
 proto::OffloadReport ReportOf(const OptimizerOffload::StepFigures& f);
 // (metrics.jsonl fields and the console text of these: launch/step_metrics.h.)

@@ -415,12 +415,7 @@ Json Trainer::Finish(const StepInputs& in) {
     proto::OffloadReport f;
     if (run.offload->enabled()) f = ReportOf(run.offload->TakeStepFigures());
     if (run.activations->store()) run.activations->TakeStepFigures(f);
-    if (run.params) {
-      const ParameterOffloadStats p = run.params->TakeStats();
-      f.set_parameter_read_bytes(p.bytes_read);
-      f.set_parameter_written_bytes(p.bytes_written);
-      f.set_parameter_wait_ms(p.acquire_wait_s * 1e3);
-    }
+    if (run.params) TakeParameterFigures(*run.params, f);
     AddOffloadFields(f, record);
     offload_text = OffloadConsoleText(f);
   }

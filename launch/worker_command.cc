@@ -324,13 +324,7 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
     metrics.set_rss_mib(ResidentMiB());
     if (offload.enabled()) *metrics.mutable_offload() = ReportOf(offload.TakeStepFigures());
     if (activations.store()) activations.TakeStepFigures(*metrics.mutable_offload());
-    if (param_store) {
-      const ParameterOffloadStats p = param_store->TakeStats();
-      proto::OffloadReport& f = *metrics.mutable_offload();
-      f.set_parameter_read_bytes(p.bytes_read);
-      f.set_parameter_written_bytes(p.bytes_written);
-      f.set_parameter_wait_ms(p.acquire_wait_s * 1e3);
-    }
+    if (param_store) TakeParameterFigures(*param_store, *metrics.mutable_offload());
     const int64_t eval = config.training.eval_interval;
     if (eval > 0 && (step + 1) % eval == 0) {
       const trace::Scope s("validation", "step");

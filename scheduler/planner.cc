@@ -142,6 +142,24 @@ double Duration(const CostModel& cost, const std::vector<int64_t>& lengths, cons
   return RingCost(cost, l, static_cast<int>(item.ring.size())).total();
 }
 
+// The global order is the start order: it lists every rank's items in time order (they do not
+// overlap), so rings sharing a rank are ordered the same way on all their members.
+void OrderByStart(Plan& plan) {
+  std::stable_sort(plan.items.begin(), plan.items.end(),
+                   [](const WorkItem& a, const WorkItem& b) { return a.start_ms < b.start_ms; });
+}
+
+// The local packs after the rings (each on the rank free first, in the gaps the rings left),
+// then the start order.
+void PlacePacksAndOrder(const std::vector<Candidate>& packs, LeastLoaded& ranks, Plan& plan) {
+  for (const Candidate& p : packs) {
+    WorkItem item = p.item;
+    ranks.Place(item, 1, p.ms);
+    plan.items.push_back(std::move(item));
+  }
+  OrderByStart(plan);
+}
+
 // DP-Balance over fixed ring sizes: cost-descending, each item on its D least-loaded ranks.
 Plan BalanceWithSizes(const CostModel& cost, const std::vector<int64_t>& lengths,
                       const PlannerOptions& o, const std::vector<std::vector<int32_t>>& packs,
@@ -169,10 +187,7 @@ Plan BalanceWithSizes(const CostModel& cost, const std::vector<int64_t>& lengths
     ranks.Place(c.item, static_cast<int>(c.item.ring.size()), c.ms);
     plan.items.push_back(std::move(c.item));
   }
-  // The global order is the start order: it lists every rank's items in time order (they do not
-  // overlap), so rings sharing a rank are ordered the same way on all their members.
-  std::stable_sort(plan.items.begin(), plan.items.end(),
-                   [](const WorkItem& a, const WorkItem& b) { return a.start_ms < b.start_ms; });
+  OrderByStart(plan);
   return plan;
 }
 
@@ -253,13 +268,7 @@ Plan BalanceInShelves(const CostModel& cost, const std::vector<int64_t>& lengths
     }
     begin = end;
   }
-  for (const Candidate& p : packs) {
-    WorkItem item = p.item;
-    ranks.Place(item, 1, p.ms);
-    plan.items.push_back(std::move(item));
-  }
-  std::stable_sort(plan.items.begin(), plan.items.end(),
-                   [](const WorkItem& a, const WorkItem& b) { return a.start_ms < b.start_ms; });
+  PlacePacksAndOrder(packs, ranks, plan);
   return plan;
 }
 
@@ -362,13 +371,7 @@ bool BalanceInColumns(const CostModel& cost, const std::vector<int64_t>& lengths
       plan.items.push_back(std::move(item));
     }
   }
-  for (const Candidate& p : packs) {
-    WorkItem item = p.item;
-    ranks.Place(item, 1, p.ms);
-    plan.items.push_back(std::move(item));
-  }
-  std::stable_sort(plan.items.begin(), plan.items.end(),
-                   [](const WorkItem& a, const WorkItem& b) { return a.start_ms < b.start_ms; });
+  PlacePacksAndOrder(packs, ranks, plan);
   return true;
 }
 
