@@ -228,7 +228,12 @@ void OffloadedActivationStore::Save(int64_t layer, const Tensor& input) {
 void OffloadedActivationStore::TopUp() {
   while (next_issue_ < offloaded_.size()) {
     const int64_t layer = offloaded_[next_issue_];
-    if (!saved_[layer]) return;  // not saved in this pass: nothing to read back
+    if (!saved_[layer]) {
+      // Not saved in this pass (a pass-pool model offloads a plan's count of its lowest layers,
+      // not all the store's), or saved and already released: nothing to read back.
+      ++next_issue_;
+      continue;
+    }
     auto free = std::find(read_busy_.begin(), read_busy_.end(), false);
     if (free == read_busy_.end()) return;
     const int b = static_cast<int>(free - read_busy_.begin());

@@ -293,14 +293,36 @@ size_t Model::ResidualSlotBytes(const ModelConfig& c, int64_t tokens) {
   return Aligned(static_cast<size_t>(tokens) * static_cast<size_t>(c.hidden) * 4);
 }
 
-Model::LayerActs Model::AddLayerActs(const std::string& p) {
+int64_t Model::OffloadedLayersFor(double ratio, int64_t layers) {
+  SM_CHECK(ratio >= 0 && ratio <= 1) << "offload ratio " << ratio << " is outside [0, 1]";
+  if (ratio == 0 || layers < 3) return 0;
+  const double middle = ratio * static_cast<double>(layers - 2);
+  const int64_t k = std::llround(middle);
+  SM_CHECK(std::abs(middle - static_cast<double>(k)) < 1e-6 && k >= 1)
+      << "offload ratio " << ratio << " is not a multiple of 1/" << layers - 2 << " (layers 2.."
+      << layers - 1 << " of " << layers << " leave whole)";
+  return k + 1;
+}
+
+size_t Model::PassActivationBytes(const ModelConfig& c, int64_t tokens, int64_t offloaded,
+                                  Precision precision) {
+  SM_CHECK(offloaded >= 0 && offloaded < std::max<int64_t>(c.layers, 1))
+      << offloaded << " offloaded layers of " << c.layers << " (the last layer stays)";
+  const size_t layer = LayerActivationBytes(c, tokens, precision);
+  const size_t slot = ResidualSlotBytes(c, tokens);
+  const size_t kept = static_cast<size_t>(c.layers - offloaded);
+  size_t bytes = kept * (layer + slot) + slot;  // + the final norm's input
+  if (offloaded > 0) bytes += layer + 2 * slot;
+  return bytes;
+}
+
+Model::LayerActs Model::AddLayerActs(const std::string& p, int64_t t, const ActAdd& add_t) const {
   const ModelConfig& c = config_;
-  const int64_t t = options_.max_tokens;
   LayerActs a;
-  auto add = [&](const char* name, Shape s) { return *act_arena_.Add(p + name, DType::kF32, s); };
+  auto add = [&](const char* name, Shape s) { return add_t(p + name, DType::kF32, s); };
   // The inputs of matrix multiplications are kept in the compute dtype.
   const DType gemm_in = bf16_ ? DType::kBF16 : DType::kF32;
-  auto add_in = [&](const char* name, Shape s) { return *act_arena_.Add(p + name, gemm_in, s); };
+  auto add_in = [&](const char* name, Shape s) { return add_t(p + name, gemm_in, s); };
   a.xn1 = add_in("xn1", {t, c.hidden});
   a.rstd1 = add("rstd1", {t});
   a.qkv = add("qkv", {t, qkv_width()});
@@ -314,11 +336,36 @@ Model::LayerActs Model::AddLayerActs(const std::string& p) {
   return a;
 }
 
+std::vector<Tensor> Model::AddResidualSlots(int64_t t, const ActAdd& add) const {
+  // Residual-stream slot l holds layer l's input (slot layers: the final norm's). The input of a
+  // layer whose saved input is offloaded is dead from its Save to its Fetch (which returns the
+  // store's copy), so those slots share two buffers, by parity: layer l reads slot l while it
+  // writes slot l + 1, and in backward a recompute writes only slots whose contents are dead.
+  const ModelConfig& c = config_;
+  std::vector<Tensor> resid;
+  Tensor shared[2];
+  for (int l = 0; l <= c.layers; ++l) {
+    if (l < c.layers && options_.offload_layers[l]) {
+      Tensor& slot = shared[l % 2];
+      if (slot.name().empty())
+        slot = add("resid.offloaded" + std::to_string(l % 2), DType::kF32, {t, c.hidden});
+      resid.push_back(slot);
+    } else {
+      resid.push_back(add("resid" + std::to_string(l), DType::kF32, {t, c.hidden}));
+    }
+  }
+  return resid;
+}
+
 Model::Model(const ModelConfig& config, const ModelOptions& options)
     : config_(config), options_(options) {
   config_.Validate();
   SM_CHECK(options_.max_tokens >= 1)
       << "model max_tokens must be >= 1, got " << options_.max_tokens;
+  SM_CHECK(options_.pass_pool_bytes == 0 || (options_.checkpoint_layers.empty() &&
+                                             options_.offload_layers.empty() && options_.gradients))
+      << "a model with a pass pool (ModelOptions::pass_pool_bytes) lays out its layers per pass: "
+         "checkpoint_layers and offload_layers must be empty, and it needs gradients";
   if (options_.checkpoint_layers.empty()) options_.checkpoint_layers.assign(config_.layers, false);
   SM_CHECK(static_cast<int64_t>(options_.checkpoint_layers.size()) == config_.layers)
       << "checkpoint_layers has " << options_.checkpoint_layers.size() << " entries for "
@@ -396,38 +443,30 @@ void Model::UseActivationStore(ActivationStore* store) {
 void Model::PlanActivations() {
   const ModelConfig& c = config_;
   const int64_t t = options_.max_tokens, hd = c.head_dim();
-  // Residual-stream slot l holds layer l's input (slot layers: the final norm's). The input of a
-  // layer whose saved input is offloaded is dead from its Save to its Fetch (which returns the
-  // store's copy), so those slots share two buffers, by parity: layer l reads slot l while it
-  // writes slot l + 1, and in backward a recompute writes only slots whose contents are dead.
-  std::vector<Tensor*> resid;
-  Tensor* shared_resid[2] = {nullptr, nullptr};
-  for (int l = 0; l <= c.layers; ++l) {
-    if (l < c.layers && options_.offload_layers[l]) {
-      Tensor*& slot = shared_resid[l % 2];
-      if (!slot) {
-        slot =
-            act_arena_.Add("resid.offloaded" + std::to_string(l % 2), DType::kF32, {t, c.hidden});
-      }
-      resid.push_back(slot);
-    } else {
-      resid.push_back(act_arena_.Add("resid" + std::to_string(l), DType::kF32, {t, c.hidden}));
-    }
-  }
+  const ActAdd plan = [&](const std::string& name, DType dtype, Shape shape) {
+    return *act_arena_.Add(name, dtype, shape);
+  };
   // Layers that keep their activations get their own; checkpointed layers share one set, and so
-  // do all layers of a model without gradients (nothing is kept for a backward).
+  // do all layers of a model without gradients (nothing is kept for a backward). With a pass
+  // pool, CarvePass lays these out per pass instead.
   auto shared = [&](int l) { return options_.checkpoint_layers[l] || !options_.gradients; };
   bool any_checkpoint = false;
-  for (int l = 0; l < c.layers; ++l) {
-    if (shared(l)) any_checkpoint = true;
+  std::vector<Tensor> resid;
+  std::vector<LayerActs> owned;
+  LayerActs recompute;
+  if (options_.pass_pool_bytes == 0) {
+    resid = AddResidualSlots(t, plan);
+    for (int l = 0; l < c.layers; ++l) {
+      if (shared(l))
+        any_checkpoint = true;
+      else
+        owned.push_back(AddLayerActs("layer" + std::to_string(l) + ".", t, plan));
+    }
+    if (any_checkpoint) recompute = AddLayerActs("recompute.", t, plan);
+  } else {
+    const int64_t words = static_cast<int64_t>((options_.pass_pool_bytes + 3) / 4);
+    resid.push_back(plan("pass_pool", DType::kF32, {words}));
   }
-  // Arena::Add returns stable pointers; LayerActs copies views, so resolve after Allocate.
-  std::vector<std::string> prefixes;
-  for (int l = 0; l < c.layers; ++l)
-    if (!shared(l)) prefixes.push_back("layer" + std::to_string(l) + ".");
-  size_t first_layer_act = act_arena_.tensors().size();
-  for (const std::string& p : prefixes) AddLayerActs(p);
-  if (any_checkpoint) AddLayerActs("recompute.");
   auto add = [&](const char* name, Shape s) { return act_arena_.Add(name, DType::kF32, s); };
   std::vector<std::pair<Tensor*, Tensor*>> named = {
       // The lm_head's input, in the compute dtype (rstdf_ and the logits stay f32).
@@ -462,20 +501,58 @@ void Model::PlanActivations() {
   }
   act_arena_.Allocate();
 
-  for (Tensor* r : resid) resid_.push_back(*r);
-  // Re-read the layer activations in the order they were added (10 tensors each).
-  auto read_acts = [&](size_t i) {
-    const auto& ts = act_arena_.tensors();
-    return LayerActs{ts[i],     ts[i + 1], ts[i + 2], ts[i + 3], ts[i + 4],
-                     ts[i + 5], ts[i + 6], ts[i + 7], ts[i + 8], ts[i + 9]};
-  };
-  size_t next = first_layer_act;
-  std::vector<LayerActs> owned;
-  for (size_t i = 0; i < prefixes.size(); ++i, next += 10) owned.push_back(read_acts(next));
-  if (any_checkpoint) recompute_ = read_acts(next);
-  size_t k = 0;
-  for (int l = 0; l < c.layers; ++l) acts_.push_back(shared(l) ? recompute_ : owned[k++]);
+  // Arena::Add's tensors get their memory in Allocate: resolve the placeholders by name.
+  auto resolve = [&](Tensor& x) { x = act_arena_.Find(x.name()); };
+  if (options_.pass_pool_bytes > 0) {
+    pass_pool_ = act_arena_.Find("pass_pool");
+  } else {
+    for (Tensor& r : resid) resolve(r);
+    resid_ = std::move(resid);
+    auto resolve_acts = [&](LayerActs& a) {
+      for (Tensor* x :
+           {&a.xn1, &a.rstd1, &a.qkv, &a.attn, &a.lse, &a.x2, &a.xn2, &a.rstd2, &a.gate_up, &a.h})
+        resolve(*x);
+    };
+    for (LayerActs& a : owned) resolve_acts(a);
+    if (any_checkpoint) resolve_acts(recompute);
+    recompute_ = recompute;
+    size_t k = 0;
+    for (int l = 0; l < c.layers; ++l) acts_.push_back(shared(l) ? recompute_ : owned[k++]);
+  }
   for (auto& [member, planned] : named) *member = *planned;
+}
+
+void Model::CarvePass(int64_t tokens, int64_t offloaded) {
+  const ModelConfig& c = config_;
+  const size_t need = PassActivationBytes(c, tokens, offloaded, options_.precision);
+  SM_CHECK(need <= options_.pass_pool_bytes)
+      << "a pass of " << tokens << " tokens with " << offloaded << " layers offloaded needs "
+      << need << " bytes of activations but the model's pass pool holds "
+      << options_.pass_pool_bytes << " (ModelOptions::pass_pool_bytes: size it for the plan's "
+      << "largest micro-batch at its offload ratio)";
+  for (int l = 0; l < c.layers; ++l) {
+    options_.checkpoint_layers[l] = l < offloaded;
+    options_.offload_layers[l] = l < offloaded;
+  }
+  auto* base = static_cast<std::byte*>(pass_pool_.data());
+  size_t used = 0;
+  const ActAdd carve = [&](const std::string& name, DType dtype, Shape shape) {
+    Tensor x(name, dtype, shape, base + used);
+    used += Aligned(x.bytes());
+    return x;
+  };
+  resid_ = AddResidualSlots(tokens, carve);
+  acts_.clear();
+  for (int l = 0; l < c.layers; ++l) {
+    if (l >= offloaded)
+      acts_.push_back(AddLayerActs("layer" + std::to_string(l) + ".", tokens, carve));
+  }
+  if (offloaded > 0) {
+    recompute_ = AddLayerActs("recompute.", tokens, carve);
+    acts_.insert(acts_.begin(), static_cast<size_t>(offloaded), recompute_);
+  }
+  SM_CHECK(used == need) << "pass pool carve: " << used << " bytes laid out, " << need
+                         << " expected (PassActivationBytes and CarvePass disagree)";
 }
 
 const Tensor& Model::Param(const std::string& name) const {
@@ -541,7 +618,7 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
   float* qkv = a.qkv.f32();
   float* attn = bf16_ ? attn_f32_.f32() : a.attn.f32();
   AttentionIo io{{qkv, ld},  {qkv + qw, ld}, {qkv + qw + kw, ld},
-                 {attn, qw}, a.lse.f32(),    options_.max_tokens};
+                 {attn, qw}, a.lse.f32(),    a.lse.dim(1)};
   if (cache) {
     // Rows [length, length + T) of the cache become this call's keys and values; the segment
     // (Decode) lets query row i see cache rows [0, length + i].
@@ -557,7 +634,7 @@ void Model::LayerForward(const LayerParams& w, const LayerActs& a, const Tensor&
     const int64_t r = split_.q_begin;
     split_attention_->Forward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
                               {qkv + r * ld + qw + kw, ld}, {attn + r * qw, qw}, a.lse.f32() + r,
-                              options_.max_tokens);
+                              a.lse.dim(1));
   }
   store(Live(a.attn), Scratch(attn_f32_, qw));
   // x2 = x + attn Wo^T
@@ -616,16 +693,16 @@ void Model::LayerBackward(const LayerParams& w, int l, const LayerActs& a, const
   if (bf16_) be.Copy(Scratch(attn_f32_, qw), Live(a.attn));
   float* attn = bf16_ ? attn_f32_.f32() : a.attn.f32();
   AttentionIo io{{qkv, ld},  {qkv + qw, ld}, {qkv + qw + kw, ld},
-                 {attn, qw}, a.lse.f32(),    options_.max_tokens};
+                 {attn, qw}, a.lse.f32(),    a.lse.dim(1)};
   be.AttentionBackward(dims_, segments_, io, {d_attn_.f32(), qw}, {dqkv, ld}, {dqkv + qw, ld},
                        {dqkv + qw + kw, ld}, 1.0f / std::sqrt(static_cast<float>(hd)));
   poll();
   if (split_attention_) {
     const int64_t r = split_.q_begin;
-    split_attention_->Backward(
-        be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld}, {qkv + r * ld + qw + kw, ld},
-        {attn + r * qw, qw}, a.lse.f32() + r, options_.max_tokens, {d_attn_.f32() + r * qw, qw},
-        {dqkv + r * ld, ld}, {dqkv + r * ld + qw, ld}, {dqkv + r * ld + qw + kw, ld});
+    split_attention_->Backward(be, {qkv + r * ld, ld}, {qkv + r * ld + qw, ld},
+                               {qkv + r * ld + qw + kw, ld}, {attn + r * qw, qw}, a.lse.f32() + r,
+                               a.lse.dim(1), {d_attn_.f32() + r * qw, qw}, {dqkv + r * ld, ld},
+                               {dqkv + r * ld + qw, ld}, {dqkv + r * ld + qw + kw, ld});
   }
   const Tensor cos = Live(rope_cos_), sin = Live(rope_sin_), dqkv_t = Live(d_qkv_);
   be.RopeApply(dqkv_t, 0, static_cast<int>(c.heads), static_cast<int>(hd), cos, sin, true);
@@ -660,6 +737,14 @@ void Model::PrepareBatch(const Batch& batch, float normalizer) {
         << " tokens but its split attention expects " << batch.split_attention->rows();
     segments_.erase(segments_.begin() + batch.split_doc);
     split_attention_ = batch.split_attention;
+  }
+  if (options_.pass_pool_bytes > 0) {
+    CarvePass(batch.num_tokens, batch.offloaded_layers);
+  } else {
+    SM_CHECK(batch.offloaded_layers == 0)
+        << "the micro-batch offloads " << batch.offloaded_layers << " layers (a plan with an "
+        << "offload ratio) but the model lays out its activations once: build it with a pass pool "
+           "(distributed.offload = true)";
   }
   num_tokens_ = batch.num_tokens;
   dropout_key_ = batch.dropout_key;

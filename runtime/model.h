@@ -78,6 +78,11 @@ struct Batch {
   // and the model's lora_seed; 0 means no dropout (validation, inference). The step executor
   // derives it from the step, the rank and the pass, so a resumed run draws the same masks.
   uint64_t dropout_key = 0;
+  // A model with a per-pass activation pool (ModelOptions::pass_pool_bytes): the lowest
+  // `offloaded_layers` layers are checkpointed with their saved input offloaded through the
+  // ActivationStore, the others keep their activations (Model::OffloadedLayersFor maps a plan's
+  // offload ratio to this count). 0 on a model with a fixed layout.
+  int64_t offloaded_layers = 0;
 };
 
 // How the model computes (training.precision): fp32 everywhere, or bf16 matrix multiplications
@@ -119,6 +124,12 @@ struct ModelOptions {
     return off;
   }();
   uint64_t lora_seed = 1;
+  // > 0: the layers' activations and the residual-stream slots are carved for each pass from one
+  // pool of this many bytes, by the pass's tokens and Batch::offloaded_layers (the plan's offload
+  // ratio, distributed.offload), instead of the fixed layout of checkpoint_layers and
+  // offload_layers (which must then be empty). Size it as the largest PassActivationBytes the
+  // passes need; a pass that does not fit is an error naming both sizes.
+  size_t pass_pool_bytes = 0;
 };
 
 class Model {
@@ -163,6 +174,19 @@ class Model {
   static size_t LayerActivationBytes(const ModelConfig& config, int64_t tokens,
                                      Precision precision);
   static size_t ResidualSlotBytes(const ModelConfig& config, int64_t tokens);
+  // ByteScale's offload ratio r of a micro-batch (Eq. 3: the fraction of layers 2..l-1 whose
+  // activations leave) as the layers this model offloads: 0 for r = 0 (or fewer than 3 layers),
+  // else r (l - 2) + 1, rounded to the nearest integer. An offloaded layer is checkpointed (its
+  // input goes out; backward recomputes the rest), so one set of activations for the recompute
+  // stays resident: with k = r (l - 2) + 1 layers offloaded, l - k + 1 = 2 + (1 - r)(l - 2) layers'
+  // activations are resident, Eq. 3's count. r must be a multiple of 1 / (l - 2) (the planner
+  // quantizes it).
+  static int64_t OffloadedLayersFor(double ratio, int64_t layers);
+  // The bytes a pass of `tokens` with its `offloaded` lowest layers offloaded carves from the
+  // pass pool: the kept layers' activations and input slots, one recompute set and two shared
+  // input slots when any layer is offloaded, and the final norm's input slot.
+  static size_t PassActivationBytes(const ModelConfig& config, int64_t tokens, int64_t offloaded,
+                                    Precision precision);
 
   // The Hugging Face directory the weights were last loaded from (its config.json, weight dtypes
   // and tokenizer files), which SaveHfModel writes back; null for weights of seqmesh's own.
@@ -207,7 +231,16 @@ class Model {
   LayerParams LayerView(std::span<const Tensor> group, int layer) const;
   HeadParams HeadView(std::span<const Tensor> head, std::span<const Tensor> embed) const;
   void PlanActivations();
-  LayerActs AddLayerActs(const std::string& prefix);
+  // A tensor of the activations (the arena's placeholder while planning, or a view carved from
+  // the pass pool).
+  using ActAdd = std::function<Tensor(const std::string& name, DType dtype, Shape shape)>;
+  // One layer's activations of `rows` tokens, in LayerActivationBytes' order.
+  LayerActs AddLayerActs(const std::string& prefix, int64_t rows, const ActAdd& add) const;
+  // The residual-stream slots (layers + 1) of `rows` tokens; offloaded layers' inputs share two.
+  std::vector<Tensor> AddResidualSlots(int64_t rows, const ActAdd& add) const;
+  // Pass pool: carves resid_, acts_ and recompute_ for a pass of `tokens` with the lowest
+  // `offloaded` layers offloaded (options_.checkpoint_layers / offload_layers set to match).
+  void CarvePass(int64_t tokens, int64_t offloaded);
   void PrepareBatch(const Batch& batch, float normalizer);
   // With a cache (Decode), the layer's keys and values are appended to cache->k(layer), v(layer)
   // and attention reads them there.
@@ -273,6 +306,7 @@ class Model {
   ParamAccess param_access_;
   ActivationStore* act_store_ = nullptr;
 
+  Tensor pass_pool_;             // ModelOptions::pass_pool_bytes (f32 words), or none
   std::vector<LayerActs> acts_;  // per layer; checkpointed layers share recompute_
   LayerActs recompute_;
   std::vector<Tensor> resid_;  // (layers + 1) x (T, H): the residual stream between layers

@@ -275,6 +275,7 @@ std::vector<Field> Schema(RunConfig& c) {
       {"distributed.refit", ChoiceOf(&c.distributed.refit, RefitNames())},
       {"distributed.heartbeat_timeout_s", &c.distributed.heartbeat_timeout_s},
       {"distributed.comm_deadline_s", &c.distributed.comm_deadline_s},
+      {"distributed.offload", &c.distributed.offload},
       {"offload.optimizer", ChoiceOf(&c.offload.optimizer, OffloadDeviceNames())},
       {"offload.nvme_path", &c.offload.nvme_path},
       {"offload.pin_memory", &c.offload.pin_memory},
@@ -720,7 +721,17 @@ void RunConfig::Validate() const {
       << "offload.optimizer = \"nvme\" needs offload.nvme_path (a directory on a local disk)";
   SM_CHECK(o.activations != OffloadDevice::kNvme || !o.nvme_path.empty())
       << "offload.activations = \"nvme\" needs offload.nvme_path (a directory on a local disk)";
-  SM_CHECK(o.activations == OffloadDevice::kNone ||
+  if (d.offload) {
+    SM_CHECK(o.activations != OffloadDevice::kNone)
+        << "distributed.offload = true sends the saved inputs of a long sequence's offloaded "
+           "layers to offload.activations' target, which is \"none\"; set offload.activations "
+           "= \"nvme\" (or \"cpu\")";
+    SM_CHECK(t.checkpoint_activations == CheckpointMode::kOff)
+        << "distributed.offload = true: each micro-batch's plan says which layers offload (the "
+           "rest keep their activations), so training.checkpoint_activations must be false, got "
+        << (t.checkpoint_activations == CheckpointMode::kAll ? "true" : "\"selective\"");
+  }
+  SM_CHECK(o.activations == OffloadDevice::kNone || d.offload ||
            t.checkpoint_activations != CheckpointMode::kOff)
       << "offload.activations = \"" << Name(o.activations)
       << "\" offloads the saved inputs of checkpointed layers, but training.checkpoint_activations "

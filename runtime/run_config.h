@@ -106,6 +106,10 @@ struct DistributedConfig {
   RefitMode refit = RefitMode::kPredict;
   double heartbeat_timeout_s = 30;  // a worker silent this long is declared dead
   double comm_deadline_s = 120;     // the longest a collective or ring exchange may wait
+  // ByteScale's selective offload (DESIGN.md section 4, Eq. 3; docs/OFFLOAD.md, "HDP selective
+  // offload"): the planner gives a long sequence fewer ranks with an offload ratio r, and the
+  // workers offload that many of its layers' saved inputs to offload.activations' target.
+  bool offload = false;
 };
 
 // Where AdamW's state (master weights and both moments) lives: in memory with the parameters

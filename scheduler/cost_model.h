@@ -77,6 +77,13 @@ struct CostModel {
   std::map<int, double> scale;
 
   double LayerMs(double s) const { return a1 * s * s + b1 * s + g; }
+  // What an offload ratio r (Eq. 3) costs in compute: the workers offload r (l - 2) + 1 of the
+  // l layers (Model::OffloadedLayersFor) and recompute each from its saved input in backward, a
+  // forward again (a third of T); the transfers hide under compute (the overlap condition).
+  double OffloadComputeFactor(double r) const {
+    const double l = layers_per_rank;
+    return r <= 0 || l <= 2 ? 1.0 : 1.0 + (r * (l - 2) + 1) / (3 * l);
+  }
   double ActBytes(double s) const { return a2 * s + b2; }
   PassCalibration Pass(int ring_size) const { return Lookup(pass, ring_size); }
   PassCalibration ContendedPass(int ring_size) const {

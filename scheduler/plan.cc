@@ -7,7 +7,7 @@
 namespace seqmesh::scheduler {
 
 ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size,
-                  double contention) {
+                  double contention, double offload_ratio) {
   const double d = ring_size;
   double compute = 0, step_attention = 0, tokens_per_rank = 0;
   for (int64_t s : lengths) {
@@ -29,18 +29,20 @@ ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, in
   const double pass_ms = (1 - w) * plain.ms + w * busy.ms;
   const double passes = ring_size > 1 ? static_cast<double>(lengths.size()) : 1.0;
   const double k = cost.Scale(ring_size);
-  return {k * (compute * l * factor + pass_ms * passes + cost.head_ms_per_token * tokens_per_rank),
+  const double layers = compute * l * factor * cost.OffloadComputeFactor(offload_ratio);
+  return {k * (layers + pass_ms * passes + cost.head_ms_per_token * tokens_per_rank),
           k * exposed * l};
 }
 
-ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size) {
+ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size,
+                          double offload_ratio) {
   const double d = ring_size, c = length / d;
   ItemCost r;
   const CostModel::PassCalibration pass = cost.Pass(ring_size);
   const double k = cost.Scale(ring_size);
-  r.compute_ms =
-      k * (cost.LayerMs(static_cast<double>(length)) / d * cost.layers_per_rank * pass.factor +
-           pass.ms + cost.head_ms_per_token * c);
+  r.compute_ms = k * (cost.LayerMs(static_cast<double>(length)) / d * cost.layers_per_rank *
+                          pass.factor * cost.OffloadComputeFactor(offload_ratio) +
+                      pass.ms + cost.head_ms_per_token * c);
   if (ring_size > 1)
     r.exposed_ms =
         k * (d - 1) * std::max(0.0, cost.KvTransferMs(c) - cost.a1 * c * c) * cost.layers_per_rank;
@@ -110,7 +112,8 @@ StepMetrics Simulate(const CostModel& cost, Plan& plan) {
       WorkItem& item = plan.items[i];
       lengths.clear();
       for (int32_t s : item.sequences) lengths.push_back(plan.lengths[s]);
-      ItemCost c = RingCost(cost, lengths, static_cast<int>(item.ring.size()), contention[i]);
+      ItemCost c = RingCost(cost, lengths, static_cast<int>(item.ring.size()), contention[i],
+                            item.offload_ratio);
       double start = 0;
       for (int32_t r : item.ring) start = std::max(start, ready[r]);
       for (int32_t r : item.ring) ready[r] = start + c.total();
@@ -168,7 +171,9 @@ proto::StepPlan ToStepPlan(const CostModel& cost, const Plan& plan, uint64_t ste
     lengths.clear();
     for (int32_t s : item.sequences) lengths.push_back(plan.lengths[s]);
     // Simulate's duration (with contention) where the plan was replayed.
-    double duration = item.duration_ms > 0 ? item.duration_ms : RingCost(cost, lengths, d).total();
+    double duration = item.duration_ms > 0
+                          ? item.duration_ms
+                          : RingCost(cost, lengths, d, 0, item.offload_ratio).total();
     step_ms = std::max(step_ms, item.start_ms + duration);
     if (d > 1) {
       auto* op = out.add_ring_order();

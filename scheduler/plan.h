@@ -42,9 +42,12 @@ struct ItemCost {
 // ranks' time that their own items (local passes or other rings) take while the ring runs; the cost
 // is that mix of the cost file's contended and plain pass calibrations. Both parts are then
 // times the model's online refit factor of the ring size (CostModel::scale, 1 without one).
+// An item with offload ratio r > 0 (Eq. 3) computes CostModel::OffloadComputeFactor(r) times
+// its layers' time.
 ItemCost RingCost(const CostModel& cost, const std::vector<int64_t>& lengths, int ring_size,
-                  double contention = 0);
-ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size);
+                  double contention = 0, double offload_ratio = 0);
+ItemCost SequenceRingCost(const CostModel& cost, int64_t length, int ring_size,
+                          double offload_ratio = 0);
 
 struct Plan {
   std::string planner;

@@ -1,6 +1,7 @@
 #include "scheduler/plan_validator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <unordered_map>
 
@@ -111,9 +112,17 @@ class Checker {
       const auto& mb = rp.micro_batches(m);
       const uint64_t tokens = CheckSegments(rank, m, mb);
       const double ratio = mb.offload_ratio();
-      if (ratio < 0 || ratio > 1)
+      if (ratio < 0 || ratio > 1) {
         add("offload") << "rank " << rank << " micro-batch " << m << ": offload ratio " << ratio
                        << " outside [0, 1]";
+      } else if (ratio > 0) {
+        // Workers offload whole layers (Model::OffloadedLayersFor): r (l - 2) must be a count.
+        const double middle = ratio * (l - 2);
+        if (l < 3 || std::abs(middle - std::round(middle)) > 1e-6 || std::round(middle) < 1)
+          add("offload") << "rank " << rank << " micro-batch " << m << ": offload ratio " << ratio
+                         << " is not a multiple of 1/(l - 2) for l = " << l
+                         << " layers per rank (whole layers leave)";
+      }
       const double resident = l <= 2 ? tokens : tokens * (2 + (1 - ratio) * (l - 2)) / l;
       if (resident > plan_.capacity() * (1 + 1e-9))
         add("capacity") << "rank " << rank << " micro-batch " << m << " holds " << tokens

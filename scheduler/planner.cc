@@ -139,7 +139,7 @@ struct Candidate {
 double Duration(const CostModel& cost, const std::vector<int64_t>& lengths, const WorkItem& item) {
   std::vector<int64_t> l;
   for (int32_t s : item.sequences) l.push_back(lengths[s]);
-  return RingCost(cost, l, static_cast<int>(item.ring.size())).total();
+  return RingCost(cost, l, static_cast<int>(item.ring.size()), 0, item.offload_ratio).total();
 }
 
 // The global order is the start order: it lists every rank's items in time order (they do not
@@ -377,22 +377,29 @@ bool BalanceInColumns(const CostModel& cost, const std::vector<int64_t>& lengths
 
 }  // namespace
 
-Shard ShardSequence(const CostModel& cost, int64_t s, int64_t capacity, bool offload) {
+Shard ShardSequence(const CostModel& cost, int64_t s, int64_t capacity, bool offload,
+                    double offload_gbps) {
   Shard out;
   if (s <= capacity) return out;
   int d = static_cast<int>((s + capacity - 1) / capacity);
   while (MaxRankTokens(s, d) > capacity) ++d;
   out.ring_size = d;
-  if (!offload || cost.a2 <= 0) return out;
-  const double bytes_per_ms = std::min(cost.d2h_gbps, cost.h2d_gbps) * 1e6;
-  double r_max = std::min(1.0, cost.LayerMs(s) * bytes_per_ms / cost.ActBytes(s));
+  const double l = cost.layers_per_rank;
+  if (!offload || cost.a2 <= 0 || l <= 2) return out;
+  const double gbps = offload_gbps > 0 ? offload_gbps : std::min(cost.d2h_gbps, cost.h2d_gbps);
+  // Ratios are multiples of 1 / (l - 2): the workers offload whole layers
+  // (Model::OffloadedLayersFor), so the plan carries the ratio that runs.
+  const double steps = l - 2;
+  const double r_cap = std::min(1.0, cost.LayerMs(s) * gbps * 1e6 / cost.ActBytes(s));
+  const double r_max = std::floor(r_cap * steps + 1e-9) / steps;
+  if (r_max <= 0) return out;
   int best = d;
   while (best > 1 && MaxRankTokens(s, best - 1) * Resident(cost, r_max) <= capacity) --best;
   if (best == d) return out;
   // Least ratio that still fits on `best` ranks: resident(r) * tokens <= C.
-  const double l = cost.layers_per_rank;
   double need = static_cast<double>(capacity) / MaxRankTokens(s, best);  // resident fraction
-  double r = std::clamp(1 - (need * l - 2) / (l - 2), 0.0, r_max);
+  double r = std::clamp(1 - (need * l - 2) / steps, 0.0, r_max);
+  r = std::min(r_max, std::ceil(r * steps - 1e-9) / steps);
   out.ring_size = best;
   out.offload_ratio = r;
   return out;
@@ -492,7 +499,7 @@ Plan PlanNaive(const CostModel& cost, const std::vector<int64_t>& lengths,
   std::vector<WorkItem> items;
   for (auto& p : packs) items.push_back({p, {0}, false, 0, 0});
   for (int32_t s : split.longs) {
-    Shard sh = ShardSequence(cost, lengths[s], o.capacity, o.offload);
+    Shard sh = ShardSequence(cost, lengths[s], o.capacity, o.offload, o.offload_gbps);
     items.push_back({{s}, std::vector<int32_t>(sh.ring_size), false, sh.offload_ratio, 0});
   }
   std::sort(items.begin(), items.end(),
@@ -563,7 +570,7 @@ bool WidenCriticalRings(const CostModel& cost, const std::vector<int64_t>& lengt
   bool changed = false;
   for (size_t i = 0; i < longs.size(); ++i) {
     const int64_t s = lengths[longs[i]];
-    double t = SequenceRingCost(cost, s, wide[i].ring_size).total();
+    double t = SequenceRingCost(cost, s, wide[i].ring_size, wide[i].offload_ratio).total();
     if (t <= target) continue;
     int best_d = wide[i].ring_size;
     double best_t = t;
@@ -592,7 +599,7 @@ Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
   auto packs = BestFitPack(split.shorts, lengths, o.capacity, /*decreasing=*/true);
   std::vector<Shard> shards;
   for (int32_t s : split.longs)
-    shards.push_back(ShardSequence(cost, lengths[s], o.capacity, o.offload));
+    shards.push_back(ShardSequence(cost, lengths[s], o.capacity, o.offload, o.offload_gbps));
   const double bound = LowerBoundMs(cost, lengths, o.num_ranks);
   Plan best = BalanceWithSizes(cost, lengths, o, packs, split.longs, shards);
   double best_step = StepOf(cost, best);

@@ -23,7 +23,10 @@ struct PlannerOptions {
   int64_t capacity = 0;  // C, tokens per rank
   int64_t context = 0;   // L, the static mesh's pack length
   bool offload = false;  // Eq. 3 selective offload shrinks rings (balanced and naive)
-  bool widen = true;     // balanced: widen critical rings past the minimum
+  // The offload target's bandwidth for the overlap condition (the SSD's min(write, read) with
+  // offload.activations = "nvme"); 0: min(d2h_gbps, h2d_gbps) of the cost file.
+  double offload_gbps = 0;
+  bool widen = true;  // balanced: widen critical rings past the minimum
 };
 
 // Data-aware sharding: the ring size of a sequence and its offload ratio.
@@ -32,10 +35,13 @@ struct Shard {
   double offload_ratio = 0;
 };
 // Smallest D whose zigzag chunks hold at most C tokens per rank; with `offload`, Eq. 3: the
-// largest ratio the overlap condition T(s) >= r Act(s) / min(B_d2h, B_h2d) allows, and the
-// smallest D whose resident tokens c (2 + (1-r)(l-2)) / l fit in C (r then lowered to the least
-// that still fits).
-Shard ShardSequence(const CostModel& cost, int64_t length, int64_t capacity, bool offload);
+// largest ratio the overlap condition T(s) >= r Act(s) / B allows (B = offload_gbps, or
+// min(B_d2h, B_h2d) when 0), and the smallest D whose resident tokens c (2 + (1-r)(l-2)) / l
+// fit in C (r then lowered to the least that still fits). Ratios are multiples of 1 / (l - 2)
+// (whole layers leave: Model::OffloadedLayersFor): the overlap bound rounds down, the least
+// fitting ratio up.
+Shard ShardSequence(const CostModel& cost, int64_t length, int64_t capacity, bool offload,
+                    double offload_gbps = 0);
 
 // Best-fit packing of sequences (each <= capacity) into bins of `capacity`; returns the bins as
 // lists of indices into `sizes`. `decreasing` sorts by size first (best-fit decreasing);

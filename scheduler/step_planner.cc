@@ -46,6 +46,8 @@ StepPlannerOptions StepPlannerOptions::FromConfig(const RunConfig& config, int n
   o.context = config.distributed.context;
   o.planner = config.distributed.planner;
   o.refit = config.distributed.refit;
+  o.offload = config.distributed.offload;
+  o.offload_to_ssd = config.offload.activations == OffloadDevice::kNvme;
   return o;
 }
 
@@ -62,6 +64,28 @@ StepPlanner::StepPlanner(CostModel cost, StepPlannerOptions options, BlendedBatc
   SM_CHECK(options_.num_ranks >= 1) << "the world size must be >= 1, got " << options_.num_ranks;
   SM_CHECK(options_.capacity >= 1)
       << "the micro-batch capacity must be >= 1, got " << options_.capacity;
+  if (options_.offload && options_.offload_to_ssd)
+    SM_CHECK(cost_.ssd_write_gbps > 0 && cost_.ssd_read_gbps > 0)
+        << "distributed.offload with offload.activations = \"nvme\" needs the SSD's bandwidths "
+           "for the overlap condition: the cost model has no ssd_write_gbps / ssd_read_gbps "
+           "(seqmesh profile measures them with this config)";
+}
+
+namespace {
+double OffloadGbps(const StepPlannerOptions& o, const CostModel& cost) {
+  return o.offload && o.offload_to_ssd ? std::min(cost.ssd_write_gbps, cost.ssd_read_gbps) : 0;
+}
+}  // namespace
+
+PlannerOptions StepPlanner::PlannerOptionsFor(const StepPlannerOptions& o, const CostModel& cost,
+                                              int64_t longest) {
+  PlannerOptions po;
+  po.num_ranks = o.num_ranks;
+  po.capacity = o.capacity;
+  po.context = o.context > 0 ? o.context : std::max(o.capacity, longest);
+  po.offload = o.offload;
+  po.offload_gbps = OffloadGbps(o, cost);
+  return po;
 }
 
 PlannedStep StepPlanner::Next() {
@@ -75,7 +99,11 @@ PlannedStep StepPlanner::Next() {
   for (const BlendedId& id : out.batch) {
     const int64_t len = sampler_.Length(id);
     // A world of one cuts long sequences (PlanPacked); N ranks ring them.
-    const int d = n == 1 ? 1 : ShardSequence(cost_, len, capacity, false).ring_size;
+    // With distributed.offload a sequence may run on fewer ranks than its length over C.
+    const int d =
+        n == 1 ? 1
+               : ShardSequence(cost_, len, capacity, options_.offload, OffloadGbps(options_, cost_))
+                     .ring_size;
     const std::string name = static_cast<size_t>(id.dataset) < dataset_names_.size()
                                  ? dataset_names_[id.dataset]
                                  : std::to_string(id.dataset);
@@ -91,10 +119,7 @@ PlannedStep StepPlanner::Next() {
     longest = std::max(longest, len);
     out.tokens += len;
   }
-  PlannerOptions po;
-  po.num_ranks = n;
-  po.capacity = capacity;
-  po.context = options_.context > 0 ? options_.context : std::max(capacity, longest);
+  const PlannerOptions po = PlannerOptionsFor(options_, cost_, longest);
   // The refit holds what the steps reported so far measured. kPlan plans with it; otherwise it
   // only predicts, and plans depend on the cost file alone.
   const RefitMode mode = options_.refit;
@@ -133,17 +158,16 @@ proto::StepPlan PlanFixedBatch(const CostModel& cost, const StepPlannerOptions& 
   if (options.num_ranks == 1) return PlanPacked(cost, lengths, options.capacity, 1, step).plan;
   int64_t longest = 0;
   for (int64_t len : lengths) {
-    const int d = ShardSequence(cost, len, options.capacity, false).ring_size;
+    const int d =
+        ShardSequence(cost, len, options.capacity, options.offload, OffloadGbps(options, cost))
+            .ring_size;
     SM_CHECK(d <= options.num_ranks)
         << "a sequence of " << len << " tokens needs " << d << " ranks of capacity "
         << options.capacity << " (training.micro_batch_tokens); the job has " << options.num_ranks;
     longest = std::max(longest, len);
   }
-  PlannerOptions po;
-  po.num_ranks = options.num_ranks;
-  po.capacity = options.capacity;
-  po.context = options.context > 0 ? options.context : std::max(options.capacity, longest);
-  Plan plan = PlanWith(options.planner, cost, lengths, po);
+  Plan plan = PlanWith(options.planner, cost, lengths,
+                       StepPlanner::PlannerOptionsFor(options, cost, longest));
   Simulate(cost, plan);
   proto::StepPlan out = ToStepPlan(cost, plan, step);
   CheckStepPlan(out);

@@ -23,6 +23,7 @@
 #include "runtime/run_config.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/plan.h"
+#include "scheduler/planner.h"
 #include "scheduler/refit.h"
 
 namespace seqmesh::scheduler {
@@ -33,6 +34,11 @@ struct StepPlannerOptions {
   int64_t context = 0;   // the static mesh's pack length; 0: the batch's longest (>= C)
   PlannerKind planner = PlannerKind::kBalanced;
   RefitMode refit = RefitMode::kPredict;
+  // distributed.offload: Eq. 3 shrinks long sequences' rings (PlannerOptions::offload), the
+  // overlap condition at the SSD's bandwidths (the cost file's ssd_*_gbps) when the activations
+  // go to nvme, else at its d2h/h2d.
+  bool offload = false;
+  bool offload_to_ssd = false;
 
   // From the run's config (training.micro_batch_tokens, distributed.*).
   static StepPlannerOptions FromConfig(const RunConfig& config, int num_ranks);
@@ -80,6 +86,9 @@ class StepPlanner {
   StepPlanner(CostModel cost, StepPlannerOptions options, BlendedBatchSampler sampler,
               std::vector<std::string> dataset_names, uint64_t first_step, BlendCursor cursor,
               std::vector<std::vector<int32_t>> trained_targets = {});
+  // The planner's options for a batch whose longest sequence has `longest` tokens.
+  static PlannerOptions PlannerOptionsFor(const StepPlannerOptions& options, const CostModel& cost,
+                                          int64_t longest);
 
   // Draws and plans the next step: with one rank the packed plan (long sequences cut, never an
   // error), with N the configured planner. Throws seqmesh::Error naming the sequence when a

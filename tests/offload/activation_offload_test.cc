@@ -142,6 +142,94 @@ TEST(ActivationOffload, HostAndSsdAreBitwiseAtEveryPrefetchDepth) {
   EXPECT_TRUE(dir.Entries().empty()) << "the SSD store left a file behind";
 }
 
+// distributed.offload: a model with a pass pool lays its layers out per pass from the plan's
+// offload count (the lowest k layers offloaded, the rest kept), through one store made for the
+// most a pass can offload (every layer but the last). Each count, mixed within a step, is the
+// kept model bit for bit.
+TEST(ActivationOffload, APassPoolModelIsTheKeptModelBitwiseAtEveryCount) {
+  const Trace want = Reference();
+  size_t pool = 0;
+  for (int64_t k = 0; k < 5; ++k)
+    pool = std::max(pool, Model::PassActivationBytes(Small(), kMaxTokens, k, Precision::kF32));
+  testing::ScratchDir dir;
+  for (const std::vector<int64_t>& counts :
+       std::vector<std::vector<int64_t>>{{0, 0, 0, 0}, {4, 4, 4, 4}, {2, 0, 3, 4}, {3, 4, 0, 2}}) {
+    ModelOptions o;
+    o.max_tokens = kMaxTokens;
+    o.pass_pool_bytes = pool;
+    Model m(Small(), o);
+    m.InitRandom(5, 0.2f);
+    std::vector<P> places(5, P::kOffload);
+    places[4] = P::kNone;
+    OffloadedActivationStore store(Options(ActivationTarget::kSsd, places, dir.path(), 1));
+    m.UseActivationStore(&store);
+    Trace got;
+    const Docs a(96, 3, 1), b(40, 1, 2), c(77, 4, 3), v(64, 2, 4);
+    m.ZeroGrad();
+    size_t pass = 0;
+    for (const Docs* d : {&a, &b, &c}) {
+      if (d == &c) {
+        Batch eval = v.View();
+        eval.offloaded_layers = counts[pass++];
+        got.evals.push_back(m.Forward(eval, 60.0f));
+      }
+      Batch batch = d->View();
+      batch.offloaded_layers = counts[pass++ % counts.size()];
+      got.losses.push_back(m.Forward(batch, static_cast<float>(d->tokens.size())));
+      m.Backward();
+      std::vector<float> all;
+      for (const Tensor& g : m.grads()) all.insert(all.end(), g.f32(), g.f32() + g.numel());
+      got.grads.push_back(all);
+    }
+    std::string what = "counts";
+    for (int64_t k : counts) what += " " + std::to_string(k);
+    ExpectBitwise(got, want, what);
+    int64_t saved = 0;
+    for (size_t i = 0; i < 4; ++i) saved += counts[i % counts.size()];
+    EXPECT_EQ(store.TakeStats().saves, static_cast<uint64_t>(saved)) << what;
+  }
+  EXPECT_TRUE(dir.Entries().empty()) << "the SSD store left a file behind";
+}
+
+TEST(ActivationOffload, APassPoolNamesAPassThatDoesNotFit) {
+  ModelOptions o;
+  o.max_tokens = kMaxTokens;
+  // Room for 4 offloaded layers at 96 tokens, not for keeping every layer.
+  o.pass_pool_bytes = Model::PassActivationBytes(Small(), kMaxTokens, 4, Precision::kF32);
+  ASSERT_LT(o.pass_pool_bytes, Model::PassActivationBytes(Small(), kMaxTokens, 0, Precision::kF32));
+  Model m(Small(), o);
+  const Docs a(96, 3, 1);
+  EXPECT_TRUE(
+      testing::ThrowsWith([&] { m.Forward(a.View(), 96.0f); }, "with 0 layers offloaded needs"));
+  Batch offloaded = a.View();
+  offloaded.offloaded_layers = 4;
+  EXPECT_TRUE(
+      testing::ThrowsWith([&] { m.Forward(offloaded, 96.0f); }, "no offloading ActivationStore"));
+  ModelOptions fixed;
+  fixed.max_tokens = kMaxTokens;
+  Model f(Small(), fixed);
+  EXPECT_TRUE(
+      testing::ThrowsWith([&] { f.Forward(offloaded, 96.0f); }, "build it with a pass pool"));
+}
+
+// Eq. 3's ratio r of layers 2..l-1 as offloaded layers: r (l - 2) + 1, so that the resident
+// layers l - k + 1 (kept ones and the recompute set) are 2 + (1 - r)(l - 2).
+TEST(ActivationOffload, RatiosMapToOffloadedLayerCounts) {
+  EXPECT_EQ(Model::OffloadedLayersFor(0, 32), 0);
+  EXPECT_EQ(Model::OffloadedLayersFor(1, 32), 31);
+  EXPECT_EQ(Model::OffloadedLayersFor(0.5, 32), 16);
+  EXPECT_EQ(Model::OffloadedLayersFor(1.0 / 30, 32), 2);
+  EXPECT_EQ(Model::OffloadedLayersFor(0.5, 2), 0);  // two layers: nothing to offload
+  for (int64_t l : {3, 4, 8, 32})
+    for (int64_t j = 1; j <= l - 2; ++j) {
+      const double r = static_cast<double>(j) / static_cast<double>(l - 2);
+      const int64_t k = Model::OffloadedLayersFor(r, l);
+      EXPECT_DOUBLE_EQ(static_cast<double>(l - k + 1), 2 + (1 - r) * (l - 2)) << l << " " << j;
+    }
+  EXPECT_TRUE(
+      testing::ThrowsWith([&] { Model::OffloadedLayersFor(0.3, 4); }, "not a multiple of 1/2"));
+}
+
 TEST(ActivationOffload, OffloadingSharesTheResidualSlots) {
   Model recompute = Make(std::vector<P>(5, P::kRecompute));
   Model offload = Make(std::vector<P>(5, P::kOffload));

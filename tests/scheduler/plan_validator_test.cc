@@ -78,6 +78,32 @@ TEST(PlanValidator, RejectsCapacityOverflowNamingTheRank) {
   EXPECT_NE(e.find("> capacity 80"), std::string::npos) << e;
 }
 
+// distributed.offload: a 250-token sequence on 4-layer ranks of capacity 100 takes a ring of 2
+// with r = 1/2 (126 tokens per rank, 3/4 of them resident: 94.5 <= 100); the plan validates, a
+// ratio workers cannot run (not a multiple of 1/(l - 2)) or one that overfills the capacity
+// does not.
+TEST(PlanValidator, ChecksOffloadRatios) {
+  CostModel c = TestCost();
+  c.layers_per_rank = 4;
+  c.a2 = 1;  // transfers always hide
+  PlannerOptions o{4, 100, 400, true, false};
+  Plan plan = PlanNaive(c, {250, 60, 30, 50}, o);  // minimal rings: Eq. 3's
+  proto::StepPlan p = ToStepPlan(c, plan, 0);
+  EXPECT_EQ(Errors(p), "");
+  int rank = -1;
+  proto::MicroBatch* ring = FirstRingMicroBatch(p, &rank);
+  ASSERT_NE(ring, nullptr);
+  EXPECT_EQ(ring->ring_size(), 2);
+  EXPECT_DOUBLE_EQ(ring->offload_ratio(), 0.5);
+  ring->set_offload_ratio(0.3);
+  std::string e = Errors(p);
+  EXPECT_NE(e.find("offload ratio 0.3 is not a multiple of 1/(l - 2) for l = 4"), std::string::npos)
+      << e;
+  ring->set_offload_ratio(0);  // 126 tokens at full residency
+  e = Errors(p);
+  EXPECT_NE(e.find("[capacity] rank " + std::to_string(rank)), std::string::npos) << e;
+}
+
 TEST(PlanValidator, RejectsRingListedDifferentlyByAMember) {
   auto p = ValidPlan();
   int rank;

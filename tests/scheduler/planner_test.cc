@@ -32,6 +32,41 @@ TEST(Sharding, OffloadShrinksRingsOnlyWhenOverlapHolds) {
   EXPECT_EQ(ShardSequence(c, 80000, 8000, true).ring_size, 10);
 }
 
+// Workers offload whole layers: the ratio is the least multiple of 1/(l - 2) that fits. 24,000
+// tokens on one rank of 8,000 need a resident fraction of 1/3: r = 5/6 by Eq. 3, 7/8 rounded up
+// (resident 0.3; 6/8 would leave 0.4, 9,600 tokens).
+TEST(Sharding, OffloadRatiosAreWholeLayers) {
+  CostModel c = TestCost();
+  c.layers_per_rank = 10;
+  c.a2 = 1;
+  Shard s = ShardSequence(c, 24000, 8000, true);
+  EXPECT_EQ(s.ring_size, 1);
+  EXPECT_DOUBLE_EQ(s.offload_ratio, 0.875);
+  // An overlap bound of r <= 0.8 rounds down to 6/8 (resident 0.4: one rank would hold 9,600):
+  // two ranks of 12,000 tokens, at the least fitting ratio 5/12 rounded up to 4/8 (resident 0.6,
+  // 7,200 tokens; 3/8 would leave 8,400).
+  c.d2h_gbps = c.h2d_gbps = 1;
+  c.a2 = c.LayerMs(24000) * 1e6 / (0.8 * 24000);
+  s = ShardSequence(c, 24000, 8000, true);
+  EXPECT_EQ(s.ring_size, 2);
+  EXPECT_DOUBLE_EQ(s.offload_ratio, 0.5);
+  // The SSD's bandwidth instead of d2h/h2d: ten times less moves r below 1/8, no offload.
+  EXPECT_EQ(ShardSequence(c, 24000, 8000, true, 0.05).ring_size, 3);
+  EXPECT_DOUBLE_EQ(ShardSequence(c, 24000, 8000, true, 0.05).offload_ratio, 0);
+}
+
+// An offloaded item computes its recomputed layers again: k = r (l - 2) + 1 of l layers a third
+// of T each.
+TEST(Sharding, OffloadedItemsCostTheirRecompute) {
+  CostModel c = TestCost();
+  c.layers_per_rank = 10;
+  const double plain = SequenceRingCost(c, 4000, 2).compute_ms;
+  EXPECT_DOUBLE_EQ(SequenceRingCost(c, 4000, 2, 1.0).compute_ms,
+                   plain + c.LayerMs(4000) / 2 * 10 * (9.0 / 30));
+  EXPECT_DOUBLE_EQ(RingCost(c, {4000}, 2, 0, 0.5).compute_ms,
+                   RingCost(c, {4000}, 2).compute_ms + c.LayerMs(4000) / 2 * 10 * (5.0 / 30));
+}
+
 TEST(BestFitPack, NeverSplitsAndFillsBins) {
   std::vector<int64_t> sizes = {6, 5, 4, 3, 2};
   auto bins = BestFitPack({0, 1, 2, 3, 4}, sizes, 10, true);
