@@ -5,6 +5,7 @@
 
 #include "launch/format.h"
 #include "launch/preflight.h"
+#include "parallel/hdp_step.h"
 #include "runtime/check.h"
 #include "runtime/model.h"
 
@@ -15,6 +16,8 @@ ActivationTarget TargetOf(OffloadDevice d) {
   return d == OffloadDevice::kCpu ? ActivationTarget::kHost : ActivationTarget::kSsd;
 }
 
+}  // namespace
+
 SsdEngineOptions SsdOptions(const OffloadConfig& o) {
   SsdEngineOptions s;
   s.dir = o.nvme_path;
@@ -23,10 +26,28 @@ SsdEngineOptions SsdOptions(const OffloadConfig& o) {
   return s;
 }
 
-}  // namespace
+void PrepareOffloadCost(const RunConfig& config, scheduler::CostModel& cost, std::ostream& log) {
+  if (!config.distributed.offload) return;
+  SM_CHECK(cost.layers_per_rank == config.model.layers)
+      << "distributed.offload: the cost model counts " << cost.layers_per_rank
+      << " layers per rank (layers_per_rank) but model.layers is " << config.model.layers
+      << "; the plan's offload ratios count the model's layers: profile this config "
+         "(seqmesh profile) or fix distributed.cost";
+  if (config.offload.activations != OffloadDevice::kNvme ||
+      (cost.ssd_write_gbps > 0 && cost.ssd_read_gbps > 0))
+    return;
+  const SsdBandwidth bw = MeasureSsdBandwidth(SsdOptions(config.offload));
+  cost.ssd_write_gbps = bw.write_gbps;
+  cost.ssd_read_gbps = bw.read_gbps;
+  log << "coordinator: SSD measured for distributed.offload (the cost model has no "
+         "ssd_write_gbps/ssd_read_gbps): write "
+      << Fixed(bw.write_gbps, 2) << " GB/s, read " << Fixed(bw.read_gbps, 2) << " GB/s"
+      << std::endl;
+}
 
 bool ActivationSetup::offloaded() const {
-  return std::find(offload_layers.begin(), offload_layers.end(), true) != offload_layers.end();
+  return plan_offload ||
+         std::find(offload_layers.begin(), offload_layers.end(), true) != offload_layers.end();
 }
 
 ActivationPolicyInput ActivationPolicyInputFor(const RunConfig& config, int64_t max_tokens,
@@ -55,6 +76,9 @@ ActivationPolicyInput ActivationPolicyInputFor(const RunConfig& config, int64_t 
 }
 
 double EstimatedActivationBytes(const RunConfig& config, int64_t max_tokens) {
+  if (config.distributed.offload)
+    return static_cast<double>(HdpStep::PlanOffloadPoolBytes(
+        config.model, config.training.micro_batch_tokens, config.training.precision));
   ActivationPolicyInput in = ActivationPolicyInputFor(config, max_tokens, scheduler::CostModel{});
   in.write_gbps = in.read_gbps = 1;  // the bytes do not depend on them
   const bool offload = config.offload.activations != OffloadDevice::kNone;
@@ -69,12 +93,38 @@ double EstimatedActivationBytes(const RunConfig& config, int64_t max_tokens) {
   return 0;
 }
 
+int64_t ActivationRowsFor(const RunConfig& config) {
+  const int64_t c = config.training.micro_batch_tokens;
+  return config.distributed.offload ? HdpStep::PlanOffloadMaxTokens(c, config.model.layers)
+                                    : HdpStep::ActivationTokens(c);
+}
+
 ActivationSetup PlanActivationSetup(const RunConfig& config, int64_t max_tokens,
                                     const scheduler::CostModel& cost, int local_ranks, int rank) {
   const int64_t layers = config.model.layers;
   const OffloadDevice device = config.offload.activations;
   ActivationSetup s;
   std::ostringstream note;
+  if (config.distributed.offload) {
+    // The plan's ratios decide per micro-batch; the store takes every layer but the last.
+    s.plan_offload = true;
+    s.places.assign(layers, ActivationPlace::kOffload);
+    if (layers >= 1) s.places.back() = ActivationPlace::kNone;
+    const double mib = 1048576.0;
+    if (rank == 0)
+      s.note =
+          "activations: the plan's offload ratios (distributed.offload): up to " +
+          std::to_string(std::max<int64_t>(0, layers - 1)) + " of " + std::to_string(layers) +
+          " layers' inputs to " + (device == OffloadDevice::kCpu ? "pinned host memory" : "SSD") +
+          " per micro-batch, passes of up to " + std::to_string(max_tokens) +
+          " tokens in a pool of " +
+          Fixed(static_cast<double>(HdpStep::PlanOffloadPoolBytes(
+                    config.model, config.training.micro_batch_tokens, config.training.precision)) /
+                    mib,
+                1) +
+          " MiB";
+    return s;
+  }
   switch (config.training.checkpoint_activations) {
     case CheckpointMode::kOff:
       s.places.assign(layers, ActivationPlace::kNone);

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -33,8 +34,22 @@ struct ActivationSetup {
   std::vector<ActivationPlace> places;     // the two together
   std::optional<ActivationPolicy> policy;  // "selective": what it chose and why
   std::string note;                        // the log line ("activations: ..."); empty: default
+  // distributed.offload: the plan's ratios choose per micro-batch (HdpStepOptions::plan_offload);
+  // checkpoint_layers and offload_layers are empty, `places` are the store's.
+  bool plan_offload = false;
   bool offloaded() const;
 };
+
+// distributed.offload at the coordinator: the cost model's layers must be the model's (the
+// plan's ratios count them), and with offload.activations = "nvme" a cost model without the
+// SSD's bandwidths gets them measured here (one line to `log`).
+void PrepareOffloadCost(const RunConfig& config, scheduler::CostModel& cost, std::ostream& log);
+
+// The SSD engine's options from [offload] (nvme_path, block_size, queue_depth).
+SsdEngineOptions SsdOptions(const OffloadConfig& offload);
+// The model's activation rows for this run: HdpStep::ActivationTokens of the capacity, or with
+// distributed.offload the largest pass its plans may give (HdpStep::PlanOffloadMaxTokens).
+int64_t ActivationRowsFor(const RunConfig& config);
 
 // The policy's inputs for this run at `max_tokens` activation rows (budget 0, the cost file's
 // bandwidths as they are).

@@ -6,6 +6,8 @@
 #include <iostream>
 #include <set>
 
+#include "launch/activation_offload_setup.h"
+#include "launch/activation_offload_setup.h"
 #include "launch/coordinator_requests.h"
 #include "launch/format.h"
 #include "launch/metrics_file.h"
@@ -63,9 +65,11 @@ Coordinator::Coordinator(RunConfig config, CoordinatorOptions options)
     peak_.emplace(static_cast<int>(
         std::min<int64_t>(cores, int64_t{options_.world_size} * config_.training.threads)));
   }
-  planner_.emplace(scheduler::PlannerCostModel(config_),
-                   scheduler::StepPlannerOptions::FromConfig(config_, n), data_.sampler,
-                   data_.prefixes, start_step_, std::move(cursor), data_.trained_targets);
+  scheduler::CostModel cost = scheduler::PlannerCostModel(config_);
+  PrepareOffloadCost(config_, cost, out_);
+  planner_.emplace(std::move(cost), scheduler::StepPlannerOptions::FromConfig(config_, n),
+                   data_.sampler, data_.prefixes, start_step_, std::move(cursor),
+                   data_.trained_targets);
   final_committed_ = start_step_ >= total_steps_;
   ranks_.resize(n);
   watchdog_ = std::thread([this] { WatchdogLoop(); });

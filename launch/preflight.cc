@@ -93,7 +93,11 @@ void CheckLengths(const RunConfig& config, const TrainingData& data, int ranks) 
     const std::vector<int32_t>& lengths = data.datasets[d].lengths();
     const auto longest = std::max_element(lengths.begin(), lengths.end());
     if (longest == lengths.end()) continue;
-    const int need = scheduler::ShardSequence(cost, *longest, capacity, false).ring_size;
+    // With distributed.offload, the fewest ranks Eq. 3 allows at any bandwidth (the planner
+    // checks the overlap condition at the coordinator).
+    const bool offload = config.distributed.offload;
+    const int need =
+        scheduler::ShardSequence(cost, *longest, capacity, offload, offload ? 1e9 : 0).ring_size;
     SM_CHECK(need <= ranks) << "sequence " << (longest - lengths.begin()) << " of dataset '"
                             << data.prefixes[d] << "' has " << *longest << " tokens and needs "
                             << need << " ranks of "
@@ -202,7 +206,7 @@ double EstimatedStateBytes(const RunConfig& config, int ranks) {
   }
   state += static_cast<double>(OffloadedOptimizerStateStore::ArenaBytes(
       static_cast<int64_t>(p / ranks), off, ranks == 1 && off.optimizer == OffloadDevice::kNvme));
-  const double c = static_cast<double>(config.training.micro_batch_tokens);
+  const double c = static_cast<double>(ActivationRowsFor(config));
   const double logits = 2 * 4 * c * static_cast<double>(m.vocab);
   return state + logits;
 }

@@ -158,6 +158,10 @@ Json StepRecord(uint64_t step, double loss, double norm, float lr, int64_t token
 // The run directory, the resolved config and the model; returns the run state to train from.
 void Setup(RunConfig& config, const TrainerOptions& options, const TrainingData* data,
            LocalRun& run, std::ostream& out) {
+  SM_CHECK(!config.distributed.offload)
+      << "distributed.offload = true gives long sequences fewer ranks of a ring (seqmesh launch); "
+         "seqmesh train runs one rank: set it to false, and use training.checkpoint_activations "
+         "= \"selective\" with offload.activations to offload there";
   HdpStepOptions so;
   so.capacity = config.training.micro_batch_tokens;
   const int64_t max_tokens = HdpStep::ActivationTokens(so.capacity);

@@ -242,11 +242,12 @@ void TrainSteps(CoordinatorClient& client, const proto::RegisterReply& job, cons
   const scheduler::CostModel cost = scheduler::PlannerCostModel(config);  // validation's plans
   HdpStepOptions step_options;
   step_options.capacity = config.training.micro_batch_tokens;
-  const int64_t max_tokens = HdpStep::ActivationTokens(step_options.capacity);
+  const int64_t max_tokens = ActivationRowsFor(config);
   const ActivationSetup acts =
       PlanActivationSetup(config, max_tokens, cost, mpi::LocalRanks(), rank);
   step_options.checkpoint_layers = acts.checkpoint_layers;
   step_options.offload_layers = acts.offload_layers;
+  step_options.plan_offload = acts.plan_offload;
   const DeviceChoice device = ChooseComputeDevice(config.training.device);
   if (!device.note.empty() && rank == 0) std::cerr << device.note << std::endl;
   step_options.backend =

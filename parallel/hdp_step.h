@@ -41,6 +41,13 @@ struct HdpStepOptions {
   // Per layer, a subset of checkpoint_layers (ModelOptions::offload_layers): the saved input
   // goes out through the ActivationStore the caller gives model().UseActivationStore.
   std::vector<bool> offload_layers = {};
+  // distributed.offload (ByteScale Eq. 3): the plan's micro-batches carry offload ratios and may
+  // hold more than `capacity` tokens. The model then lays its layers out per pass from one pool
+  // (ModelOptions::pass_pool_bytes of PlanOffloadPoolBytes; checkpoint_layers and offload_layers
+  // must be empty): a micro-batch with ratio r offloads its lowest Model::OffloadedLayersFor(r)
+  // layers through the ActivationStore the caller gives model().UseActivationStore (one made
+  // for every layer but the last, at PlanOffloadMaxTokens rows).
+  bool plan_offload = false;
 };
 
 struct HdpStepResult {
@@ -61,6 +68,13 @@ class HdpStep {
   // of at most D * capacity tokens split over D ranks gives each rank two of its 2D zigzag
   // chunks, each at most ceil(capacity / 2) tokens.
   static int64_t ActivationTokens(int64_t capacity);
+  // distributed.offload: the most tokens a pass may hold with `offloaded` of `layers` layers
+  // offloaded at capacity C, the validator's bound C l / (l - k + 1) (k = 0: ActivationTokens);
+  // the most over every count; and the pass pool that holds every such pass.
+  static int64_t PlanOffloadPassTokens(int64_t capacity, int64_t layers, int64_t offloaded);
+  static int64_t PlanOffloadMaxTokens(int64_t capacity, int64_t layers);
+  static size_t PlanOffloadPoolBytes(const ModelConfig& config, int64_t capacity,
+                                     Precision precision);
 
   // Zeroes the gradients, runs this rank's micro-batches of `plan`, reduces the gradients over
   // all ranks and updates the parameters with AdamW (clipped to a global norm of max_norm; <= 0:
@@ -88,7 +102,7 @@ class HdpStep {
   int rank() const { return rank_; }
 
  private:
-  ModelOptions ModelOptionsFor(const HdpStepOptions& options);
+  ModelOptions ModelOptionsFor(const ModelConfig& config, const HdpStepOptions& options);
   void LayerGradsReady(int64_t layer);
 
   int rank_;

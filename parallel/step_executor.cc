@@ -113,6 +113,17 @@ std::vector<Pass> PassesOf(const proto::StepPlan& plan, const proto::RankPlan& m
 
 }  // namespace
 
+int64_t StepExecutor::OffloadedLayers(const proto::StepPlan& plan,
+                                      const proto::MicroBatch& mb) const {
+  if (mb.offload_ratio() == 0) return 0;
+  const int64_t layers = model_.config().layers;
+  SM_CHECK(plan.layers_per_rank() == layers)
+      << "step " << plan.step() << ": the plan's offload ratios count " << plan.layers_per_rank()
+      << " layers per rank but the model has " << layers
+      << " (the cost file was profiled for another model: distributed.cost)";
+  return Model::OffloadedLayersFor(mb.offload_ratio(), layers);
+}
+
 int64_t StepExecutor::LengthOf(const proto::StepPlan& plan, uint64_t id) const {
   SM_CHECK(id < static_cast<uint64_t>(plan.sequences_size()))
       << "step " << plan.step() << ": segment names sequence " << id << " of "
@@ -225,6 +236,7 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
       batch.split_attention = ring_attention.get();
     }
     batch.dropout_key = DropoutKey(plan.step(), rank_, p);
+    batch.offloaded_layers = OffloadedLayers(plan, mb);
     PassTiming timing{passes[p].micro_batch, passes[p].segment, std::max(1, mb.ring_size()),
                       batch.num_tokens,      MsSince(start),    0};
     {
@@ -266,6 +278,7 @@ double StepExecutor::Evaluate(const proto::StepPlan& plan, uint64_t target_token
       batch.split_doc = 0;
       batch.split_attention = ring_attention.get();
     }
+    batch.offloaded_layers = OffloadedLayers(plan, mb);
     loss += model_.Forward(batch, normalizer);
   }
   return loss;

@@ -94,6 +94,8 @@ class StepExecutor {
  private:
   void CheckPlan(const proto::StepPlan& plan, uint64_t target_tokens) const;
   int64_t LengthOf(const proto::StepPlan& plan, uint64_t id) const;
+  // The micro-batch's offload ratio as the model's offloaded layers (Batch::offloaded_layers).
+  int64_t OffloadedLayers(const proto::StepPlan& plan, const proto::MicroBatch& mb) const;
   void PackLocal(const proto::StepPlan& plan, const proto::MicroBatch& mb, const TokenReader& read,
                  PackedBatch& packed) const;
   std::unique_ptr<RingAttention> PackRing(const proto::StepPlan& plan, const proto::MicroBatch& mb,

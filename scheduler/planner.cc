@@ -11,16 +11,19 @@
 namespace seqmesh::scheduler {
 namespace {
 
-void CheckOptions(const PlannerOptions& o, const std::vector<int64_t>& lengths) {
+// `offload`: the planner gives rings Eq. 3's offload ratios (naive and balanced), so a sequence
+// may need fewer ranks than its length over the capacity.
+void CheckOptions(const CostModel& cost, const PlannerOptions& o,
+                  const std::vector<int64_t>& lengths, bool offload) {
   SM_CHECK(o.num_ranks > 0) << "number of ranks must be > 0, got " << o.num_ranks;
   SM_CHECK(o.capacity > 0) << "capacity must be > 0, got " << o.capacity;
   for (size_t i = 0; i < lengths.size(); ++i) {
     SM_CHECK(lengths[i] > 0) << "sequence " << i << " has length " << lengths[i];
-    CostModel quadratic;
-    quadratic.a1 = 1;
-    int64_t d = ShardSequence(quadratic, lengths[i], o.capacity, false).ring_size;
+    const bool off = offload && o.offload;
+    int64_t d = ShardSequence(cost, lengths[i], o.capacity, off, o.offload_gbps).ring_size;
     SM_CHECK(d <= o.num_ranks) << "sequence " << i << " of " << lengths[i] << " tokens needs " << d
-                               << " ranks of capacity " << o.capacity << "; only " << o.num_ranks
+                               << " ranks of capacity " << o.capacity
+                               << (off ? " (with offload)" : "") << "; only " << o.num_ranks
                                << " ranks";
   }
 }
@@ -456,7 +459,7 @@ double LowerBoundMs(const CostModel& cost, const std::vector<int64_t>& lengths, 
 
 Plan PlanStatic(const CostModel& cost, const std::vector<int64_t>& lengths,
                 const PlannerOptions& o) {
-  CheckOptions(o, lengths);
+  CheckOptions(cost, o, lengths, false);
   SM_CHECK(o.context >= o.capacity)
       << "context " << o.context << " must be >= capacity " << o.capacity;
   const int d_cp = static_cast<int>((o.context + o.capacity - 1) / o.capacity);
@@ -492,7 +495,7 @@ Plan PlanStatic(const CostModel& cost, const std::vector<int64_t>& lengths,
 
 Plan PlanNaive(const CostModel& cost, const std::vector<int64_t>& lengths,
                const PlannerOptions& o) {
-  CheckOptions(o, lengths);
+  CheckOptions(cost, o, lengths, true);
   Split split = SplitByCapacity(lengths, o.capacity);
   auto packs = BestFitPack(split.shorts, lengths, o.capacity, /*decreasing=*/false);
   // Arrival order: packs by their first sequence, rings by their sequence.
@@ -519,7 +522,7 @@ Plan PlanNaive(const CostModel& cost, const std::vector<int64_t>& lengths,
 }
 
 Plan PlanPow2(const CostModel& cost, const std::vector<int64_t>& lengths, const PlannerOptions& o) {
-  CheckOptions(o, lengths);
+  CheckOptions(cost, o, lengths, false);
   Split split = SplitByCapacity(lengths, o.capacity);
   auto packs = BestFitPack(split.shorts, lengths, o.capacity, /*decreasing=*/true);
   std::vector<Candidate> cands;
@@ -561,6 +564,20 @@ Plan PlanPow2(const CostModel& cost, const std::vector<int64_t>& lengths, const 
 
 namespace {
 
+// A long sequence of `s` tokens on `d` ranks: without offload from its no-offload minimum
+// `d_plain` up; below it (d >= its Eq. 3 shard's size) at the least whole-layer ratio that fits.
+Shard ShardAt(const CostModel& cost, int64_t s, int64_t capacity, int d, int d_plain,
+              const Shard& shard) {
+  if (d >= d_plain) return {d, 0.0};
+  SM_CHECK(d >= shard.ring_size) << "internal error: a ring of " << d << " for a sequence of " << s
+                                 << " tokens whose offloaded minimum is " << shard.ring_size;
+  const double l = cost.layers_per_rank, steps = l - 2;
+  const double need = static_cast<double>(capacity) / MaxRankTokens(s, d);
+  double r = std::clamp(1 - (need * l - 2) / steps, 0.0, 1.0);
+  r = std::min(shard.offload_ratio, std::ceil(r * steps - 1e-9) / steps);
+  return {d, r};
+}
+
 // For a target step time: every ring of `longs` slower than `target` gets the smallest size
 // that brings it to the target (or its fastest size up to num_ranks); a widened ring runs
 // without offload, so it starts at its no-offload minimum `d_plain`. True when any changed.
@@ -594,7 +611,7 @@ bool WidenCriticalRings(const CostModel& cost, const std::vector<int64_t>& lengt
 
 Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
                   const PlannerOptions& o) {
-  CheckOptions(o, lengths);
+  CheckOptions(cost, o, lengths, true);
   Split split = SplitByCapacity(lengths, o.capacity);
   auto packs = BestFitPack(split.shorts, lengths, o.capacity, /*decreasing=*/true);
   std::vector<Shard> shards;
@@ -625,7 +642,7 @@ Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
       std::vector<Shard> wide = shards;
       for (size_t i = 0; i < wide.size(); ++i) {
         int d = std::min(o.num_ranks, static_cast<int>(std::ceil(k * wide[i].ring_size)));
-        wide[i] = d >= d_plain[i] ? Shard{d, 0.0} : Shard{d, wide[i].offload_ratio};
+        wide[i] = ShardAt(cost, lengths[split.longs[i]], o.capacity, d, d_plain[i], shards[i]);
       }
       consider(wide);
     }
@@ -636,7 +653,8 @@ Plan PlanBalanced(const CostModel& cost, const std::vector<int64_t>& lengths,
       for (size_t i = 0; i < wide.size(); ++i) {
         int d = 1;
         while (d < d_plain[i]) d *= 2;
-        wide[i] = {std::min(d, o.num_ranks), 0.0};
+        wide[i] = ShardAt(cost, lengths[split.longs[i]], o.capacity, std::min(d, o.num_ranks),
+                          d_plain[i], shards[i]);
       }
       consider(wide);
       consider(wide, /*aligned=*/true);

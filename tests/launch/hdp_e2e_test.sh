@@ -18,6 +18,8 @@
 #   actoffload) checkpointed layers' inputs on SSD (offload.activations), all layers or chosen by
 #      the selective policy: bitwise the in-memory job (rings included), through kill -9 and
 #      --resume, no scratch file left.
+#   hdpoffload) distributed.offload: plans with Eq. 3's offload ratios run on 4 and 2 workers as
+#      one process does; kill -9 and restart bitwise.
 #   paramoffload) the weights on SSD too (offload.parameters): train bitwise in memory, killed -9
 #      and resumed bitwise, with activations offloaded as well; 2 ranks (ZeRO-1) bitwise.
 # The learning rate is constant (warmup 0, min_lr = lr) so a run stopped early and resumed with
@@ -309,6 +311,60 @@ if [[ $which == all || $which == paramoffload ]]; then
   echo "(paramoffload) ok: weights on SSD bitwise in memory (1 rank and ZeRO-1 on 2); killed and resumed bitwise; with activations offloaded"
 fi
 [[ $which == paramoffload ]] && exit 0
+
+# (hdpoffload) ByteScale's selective offload executed (issue 15, item 3): with
+# distributed.offload the planner gives long documents fewer ranks with an offload ratio r
+# (Eq. 3: 4 layers, r = 1/2 or 1 offloads 2 or 3 layers' inputs to SSD), the coordinator
+# validates each plan, and the workers run those ratios: 4 workers (balanced and naive) and 2
+# workers (documents of up to 900 tokens need 4 ranks of 256 without offload; 2 is refused
+# without it) follow the single-process run over the same batches within (a)'s tolerance; a
+# worker killed -9 mid-job restarts and ends bitwise where the uninterrupted job ends.
+if [[ $which == all || $which == hdpoffload ]]; then
+  nvme=$(mktemp -d "${SEQMESH_TEST_SCRATCH:-/var/tmp}/seqmesh-e2e-hdpoff-XXXXXX")
+  four=(--model.layers=4)
+  hoff=("${four[@]}" --distributed.offload=true --offload.activations='"nvme"'
+        --offload.nvme_path="\"$nvme\"" --offload.block_size=8192)
+  "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/h0" "${four[@]}" \
+    --training.micro_batch_tokens=1024 > "$work/h0.out" 2>&1 || fail "(hdpoffload) reference"
+  mkdir -p "$work/h1" "$work/h2" "$work/h3"
+  launch "$work/h1" -n 4 "${hoff[@]}" --distributed.planner=naive
+  grep -q "coordinator: SSD measured for distributed.offload" "$work/h1.out" \
+    || fail "(hdpoffload) no SSD line: $(grep coordinator: "$work/h1.out" | head -3)"
+  grep -q "activations: the plan's offload ratios (distributed.offload): up to 3 of 4 layers" \
+    "$work/h1.err" || fail "(hdpoffload) no activations line: $(grep activations "$work/h1.err")"
+  # The naive planner takes Eq. 3's rings: some micro-batches offload (bytes out > 0).
+  out=$(sed -n 's/.*"activation_out_bytes":\([0-9]*\).*/\1/p' "$work/h1/metrics.jsonl" | sort -n | tail -1)
+  (( ${out:-0} > 0 )) || fail "(hdpoffload) 4 workers (naive): no micro-batch offloaded"
+  same_losses "$work/h1/metrics.jsonl" "$work/h0/metrics.jsonl" 2e-5 "(hdpoffload) 4 workers, naive"
+  launch "$work/h2" -n 4 "${hoff[@]}"
+  same_losses "$work/h2/metrics.jsonl" "$work/h0/metrics.jsonl" 2e-5 "(hdpoffload) 4 workers, balanced"
+  if "$seqmesh" launch -n 2 --config "$work/tiny.toml" --checkpoint.dir="$work/h3x" "${four[@]}" \
+    > "$work/h3x.out" 2> "$work/h3x.err"; then fail "(hdpoffload) 2 ranks ran 900 tokens without offload"; fi
+  grep -q "needs 4 ranks of training.micro_batch_tokens = 256; the job has 2" "$work/h3x.err" \
+    || fail "(hdpoffload) 2 ranks without offload: $(tail -2 "$work/h3x.err")"
+  launch "$work/h3" -n 2 "${hoff[@]}"
+  same_losses "$work/h3/metrics.jsonl" "$work/h0/metrics.jsonl" 2e-5 "(hdpoffload) 2 workers"
+  mkdir -p "$work/h4"
+  kill_at=$(( RANDOM % 4 + 2 ))
+  ( sleep "0.0$(( RANDOM % 10 ))"; signal_worker_after "$work/h4" "$kill_at" -9 "$work/h4.killed" ) &
+  killer=$!
+  launch "$work/h4" -n 4 --max-restarts 2 "${hoff[@]}" --distributed.planner=naive
+  wait $killer
+  [[ -f "$work/h4.killed" ]] || fail "(hdpoffload) the killer never fired"
+  grep -q "restarting all 4 workers" "$work/h4.err" || fail "(hdpoffload) no restart after the kill"
+  for f in model.safetensors optimizer-rank-00000.safetensors optimizer-rank-00003.safetensors; do
+    cmp "$work/h1/step-00000008/$f" "$work/h4/step-00000008/$f" \
+      || fail "(hdpoffload) killed and restarted vs uninterrupted: $f differs"
+  done
+  if "$seqmesh" train --config "$work/tiny.toml" --checkpoint.dir="$work/h5" "${hoff[@]}" \
+    > "$work/h5.out" 2>&1; then fail "(hdpoffload) train took distributed.offload"; fi
+  grep -q "distributed.offload = true gives long sequences fewer ranks of a ring" "$work/h5.out" \
+    || fail "(hdpoffload) train: $(tail -2 "$work/h5.out")"
+  [[ -z $(ls -A "$nvme") ]] || fail "(hdpoffload) scratch files left in $nvme"
+  rm -rf "$nvme"
+  echo "(hdpoffload) ok: 4 workers (naive, balanced) and 2 workers with offload ratios = 1 process; $(cat "$work/h4.killed"), restarted bitwise"
+fi
+[[ $which == hdpoffload ]] && exit 0
 
 # (x) One checkpoint layout (issue 12, item 4): `train` (a world of one, nothing cut) resumes a
 # checkpoint 4 ranks wrote, and 4 ranks resume one `train` wrote; the steps after the resume
