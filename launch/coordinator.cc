@@ -7,7 +7,6 @@
 #include <set>
 
 #include "launch/activation_offload_setup.h"
-#include "launch/activation_offload_setup.h"
 #include "launch/coordinator_requests.h"
 #include "launch/format.h"
 #include "launch/metrics_file.h"
