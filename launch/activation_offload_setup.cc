@@ -5,7 +5,6 @@
 
 #include "launch/format.h"
 #include "launch/preflight.h"
-#include "parallel/hdp_step.h"
 #include "runtime/check.h"
 #include "runtime/model.h"
 
@@ -77,7 +76,7 @@ ActivationPolicyInput ActivationPolicyInputFor(const RunConfig& config, int64_t 
 
 double EstimatedActivationBytes(const RunConfig& config, int64_t max_tokens) {
   if (config.distributed.offload)
-    return static_cast<double>(HdpStep::PlanOffloadPoolBytes(
+    return static_cast<double>(Model::OffloadPassPoolBytes(
         config.model, config.training.micro_batch_tokens, config.training.precision));
   ActivationPolicyInput in = ActivationPolicyInputFor(config, max_tokens, scheduler::CostModel{});
   in.write_gbps = in.read_gbps = 1;  // the bytes do not depend on them
@@ -95,8 +94,8 @@ double EstimatedActivationBytes(const RunConfig& config, int64_t max_tokens) {
 
 int64_t ActivationRowsFor(const RunConfig& config) {
   const int64_t c = config.training.micro_batch_tokens;
-  return config.distributed.offload ? HdpStep::PlanOffloadMaxTokens(c, config.model.layers)
-                                    : HdpStep::ActivationTokens(c);
+  return config.distributed.offload ? Model::OffloadMaxPassTokens(c, config.model.layers)
+                                    : Model::PassTokens(c);
 }
 
 ActivationSetup PlanActivationSetup(const RunConfig& config, int64_t max_tokens,
@@ -118,7 +117,7 @@ ActivationSetup PlanActivationSetup(const RunConfig& config, int64_t max_tokens,
           " layers' inputs to " + (device == OffloadDevice::kCpu ? "pinned host memory" : "SSD") +
           " per micro-batch, passes of up to " + std::to_string(max_tokens) +
           " tokens in a pool of " +
-          Fixed(static_cast<double>(HdpStep::PlanOffloadPoolBytes(
+          Fixed(static_cast<double>(Model::OffloadPassPoolBytes(
                     config.model, config.training.micro_batch_tokens, config.training.precision)) /
                     mib,
                 1) +

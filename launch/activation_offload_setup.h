@@ -48,7 +48,7 @@ void PrepareOffloadCost(const RunConfig& config, scheduler::CostModel& cost, std
 // The SSD engine's options from [offload] (nvme_path, block_size, queue_depth).
 SsdEngineOptions SsdOptions(const OffloadConfig& offload);
 // The model's activation rows for this run: HdpStep::ActivationTokens of the capacity, or with
-// distributed.offload the largest pass its plans may give (HdpStep::PlanOffloadMaxTokens).
+// distributed.offload the largest pass its plans may give (Model::OffloadMaxPassTokens).
 int64_t ActivationRowsFor(const RunConfig& config);
 
 // The policy's inputs for this run at `max_tokens` activation rows (budget 0, the cost file's

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 #include "launch/format.h"
@@ -68,6 +69,35 @@ StepTotals TotalOf(const std::vector<std::optional<proto::MetricsReport>>& repor
   return t;
 }
 
+namespace {
+
+// The plan's sequences longer than its capacity: how many, the ranks each runs on (its ring, or
+// one), and how many run with an offload ratio (distributed.offload).
+struct LongSequences {
+  int64_t count = 0, ranks = 0, offloaded = 0;
+};
+LongSequences LongSequencesOf(const proto::StepPlan& plan) {
+  LongSequences out;
+  std::set<uint64_t> seen;
+  for (const proto::RankPlan& rp : plan.ranks()) {
+    for (const proto::MicroBatch& mb : rp.micro_batches()) {
+      for (const proto::Segment& seg : mb.segments()) {
+        const uint64_t id = seg.sequence_id();
+        if (id >= static_cast<uint64_t>(plan.sequences_size()) ||
+            plan.sequences(static_cast<int>(id)).length() <= plan.capacity() ||
+            !seen.insert(id).second)
+          continue;
+        ++out.count;
+        out.ranks += std::max(1, mb.ring_size());
+        out.offloaded += mb.offload_ratio() > 0;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Json StepRecordJson(uint64_t step, const StepTotals& totals,
                     const std::vector<std::optional<proto::MetricsReport>>& reports,
                     const scheduler::PlannedStep& planned, const std::map<int, double>& refit_scale,
@@ -99,6 +129,11 @@ Json StepRecordJson(uint64_t step, const StepTotals& totals,
   line.Set("planner", Json::String(planned.plan.planner()));
   line.Set("estimated_step_ms", NumberOrNull(planned.plan.estimated_step_ms()));
   line.Set("predicted_step_ms", NumberOrNull(planned.predicted_ms));
+  const LongSequences longs = LongSequencesOf(planned.plan);
+  line.Set("long_sequences", Json::Integer(longs.count));
+  line.Set("ranks_per_long_sequence",
+           longs.count > 0 ? NumberOrNull(static_cast<double>(longs.ranks) / longs.count) : Json());
+  line.Set("offloaded_sequences", Json::Integer(longs.offloaded));
   Json scales = Json::Object();
   for (const auto& [d, k] : refit_scale) scales.Set(std::to_string(d), NumberOrNull(k));
   line.Set("refit_scale", std::move(scales));

@@ -13,35 +13,7 @@ std::vector<size_t> BucketEnds(const ParamLayout& layout) {
 
 }  // namespace
 
-int64_t HdpStep::ActivationTokens(int64_t capacity) {
-  SM_CHECK(capacity >= 1) << "micro-batch capacity must be >= 1 token, got " << capacity;
-  return 2 * ((capacity + 1) / 2);
-}
-
-int64_t HdpStep::PlanOffloadPassTokens(int64_t capacity, int64_t layers, int64_t offloaded) {
-  SM_CHECK(offloaded >= 0 && offloaded < std::max<int64_t>(layers, 1))
-      << offloaded << " offloaded layers of " << layers;
-  if (offloaded == 0) return ActivationTokens(capacity);
-  // Resident tokens t (l - k + 1) / l <= C (the validator's Eq. 3 check, whole layers).
-  return capacity * layers / (layers - offloaded + 1);
-}
-
-int64_t HdpStep::PlanOffloadMaxTokens(int64_t capacity, int64_t layers) {
-  int64_t most = 0;
-  for (int64_t k = 0; k < std::max<int64_t>(layers, 1); ++k)
-    most = std::max(most, PlanOffloadPassTokens(capacity, layers, k));
-  return most;
-}
-
-size_t HdpStep::PlanOffloadPoolBytes(const ModelConfig& config, int64_t capacity,
-                                     Precision precision) {
-  size_t most = 0;
-  for (int64_t k = 0; k < std::max<int64_t>(config.layers, 1); ++k)
-    most = std::max(
-        most, Model::PassActivationBytes(config, PlanOffloadPassTokens(capacity, config.layers, k),
-                                         k, precision));
-  return most;
-}
+int64_t HdpStep::ActivationTokens(int64_t capacity) { return Model::PassTokens(capacity); }
 
 ModelOptions HdpStep::ModelOptionsFor(const ModelConfig& config, const HdpStepOptions& options) {
   ModelOptions mo;
@@ -52,8 +24,8 @@ ModelOptions HdpStep::ModelOptionsFor(const ModelConfig& config, const HdpStepOp
     SM_CHECK(options.checkpoint_layers.empty() && options.offload_layers.empty())
         << "distributed.offload: the plan says per micro-batch which layers offload; "
            "checkpoint_layers and offload_layers must be empty";
-    mo.max_tokens = PlanOffloadMaxTokens(options.capacity, config.layers);
-    mo.pass_pool_bytes = PlanOffloadPoolBytes(config, options.capacity, options.precision);
+    mo.max_tokens = Model::OffloadMaxPassTokens(options.capacity, config.layers);
+    mo.pass_pool_bytes = Model::OffloadPassPoolBytes(config, options.capacity, options.precision);
   }
   mo.backend = options.backend;
   mo.precision = options.precision;

@@ -43,10 +43,11 @@ struct HdpStepOptions {
   std::vector<bool> offload_layers = {};
   // distributed.offload (ByteScale Eq. 3): the plan's micro-batches carry offload ratios and may
   // hold more than `capacity` tokens. The model then lays its layers out per pass from one pool
-  // (ModelOptions::pass_pool_bytes of PlanOffloadPoolBytes; checkpoint_layers and offload_layers
-  // must be empty): a micro-batch with ratio r offloads its lowest Model::OffloadedLayersFor(r)
-  // layers through the ActivationStore the caller gives model().UseActivationStore (one made
-  // for every layer but the last, at PlanOffloadMaxTokens rows).
+  // (ModelOptions::pass_pool_bytes of Model::OffloadPassPoolBytes; checkpoint_layers and
+  // offload_layers must be empty): a micro-batch with ratio r offloads its lowest
+  // Model::OffloadedLayersFor(r) layers through the ActivationStore the caller gives
+  // model().UseActivationStore (one made for every layer but the last, at
+  // Model::OffloadMaxPassTokens rows).
   bool plan_offload = false;
 };
 
@@ -68,13 +69,6 @@ class HdpStep {
   // of at most D * capacity tokens split over D ranks gives each rank two of its 2D zigzag
   // chunks, each at most ceil(capacity / 2) tokens.
   static int64_t ActivationTokens(int64_t capacity);
-  // distributed.offload: the most tokens a pass may hold with `offloaded` of `layers` layers
-  // offloaded at capacity C, the validator's bound C l / (l - k + 1) (k = 0: ActivationTokens);
-  // the most over every count; and the pass pool that holds every such pass.
-  static int64_t PlanOffloadPassTokens(int64_t capacity, int64_t layers, int64_t offloaded);
-  static int64_t PlanOffloadMaxTokens(int64_t capacity, int64_t layers);
-  static size_t PlanOffloadPoolBytes(const ModelConfig& config, int64_t capacity,
-                                     Precision precision);
 
   // Zeroes the gradients, runs this rank's micro-batches of `plan`, reduces the gradients over
   // all ranks and updates the parameters with AdamW (clipped to a global norm of max_norm; <= 0:

@@ -316,6 +316,35 @@ size_t Model::PassActivationBytes(const ModelConfig& c, int64_t tokens, int64_t 
   return bytes;
 }
 
+int64_t Model::PassTokens(int64_t capacity) {
+  SM_CHECK(capacity >= 1) << "micro-batch capacity must be >= 1 token, got " << capacity;
+  return 2 * ((capacity + 1) / 2);
+}
+
+int64_t Model::OffloadPassTokens(int64_t capacity, int64_t layers, int64_t offloaded) {
+  SM_CHECK(offloaded >= 0 && offloaded < std::max<int64_t>(layers, 1))
+      << offloaded << " offloaded layers of " << layers;
+  if (offloaded == 0) return PassTokens(capacity);
+  // Resident tokens t (l - k + 1) / l <= C (the validator's Eq. 3 check, whole layers).
+  return capacity * layers / (layers - offloaded + 1);
+}
+
+int64_t Model::OffloadMaxPassTokens(int64_t capacity, int64_t layers) {
+  int64_t most = 0;
+  for (int64_t k = 0; k < std::max<int64_t>(layers, 1); ++k)
+    most = std::max(most, OffloadPassTokens(capacity, layers, k));
+  return most;
+}
+
+size_t Model::OffloadPassPoolBytes(const ModelConfig& config, int64_t capacity,
+                                   Precision precision) {
+  size_t most = 0;
+  for (int64_t k = 0; k < std::max<int64_t>(config.layers, 1); ++k)
+    most = std::max(most, PassActivationBytes(config, OffloadPassTokens(capacity, config.layers, k),
+                                              k, precision));
+  return most;
+}
+
 Model::LayerActs Model::AddLayerActs(const std::string& p, int64_t t, const ActAdd& add_t) const {
   const ModelConfig& c = config_;
   LayerActs a;

@@ -187,6 +187,18 @@ class Model {
   // input slots when any layer is offloaded, and the final norm's input slot.
   static size_t PassActivationBytes(const ModelConfig& config, int64_t tokens, int64_t offloaded,
                                     Precision precision);
+  // The most tokens one pass holds on a rank for micro-batches of `capacity` tokens: a sequence
+  // split over D ranks gives each rank two of its 2D zigzag chunks, each at most
+  // ceil(capacity / 2) tokens (HdpStep::ActivationTokens).
+  static int64_t PassTokens(int64_t capacity);
+  // distributed.offload: the most tokens a pass may hold with `offloaded` of `layers` layers
+  // offloaded at capacity C, the plan validator's bound C l / (l - k + 1) (k = 0: PassTokens);
+  // the most over every count; and the pass pool (ModelOptions::pass_pool_bytes) that holds
+  // every such pass.
+  static int64_t OffloadPassTokens(int64_t capacity, int64_t layers, int64_t offloaded);
+  static int64_t OffloadMaxPassTokens(int64_t capacity, int64_t layers);
+  static size_t OffloadPassPoolBytes(const ModelConfig& config, int64_t capacity,
+                                     Precision precision);
 
   // The Hugging Face directory the weights were last loaded from (its config.json, weight dtypes
   // and tokenizer files), which SaveHfModel writes back; null for weights of seqmesh's own.

@@ -262,6 +262,27 @@ TEST_F(RunConfigTest, ActivationCheckpointAndOffloadKeys) {
                          "training.activation_memory must be >= 0 MiB"));
 }
 
+// distributed.offload (issue 15, item 3): needs a target in offload.activations, and the plan
+// decides which layers offload, so checkpoint_activations stays false.
+TEST_F(RunConfigTest, DistributedOffloadKeys) {
+  EXPECT_FALSE(RunConfig::Load("").distributed.offload);
+  const RunConfig c =
+      RunConfig::Load("", {"distributed.offload=true", "offload.activations=\"nvme\""});
+  EXPECT_TRUE(c.distributed.offload);
+  EXPECT_EQ(c.offload.activations, OffloadDevice::kNvme);
+  EXPECT_EQ(c.training.checkpoint_activations, CheckpointMode::kOff);
+  EXPECT_TRUE(RunConfig::Parse(c.ToToml(), "resolved").distributed.offload);
+  EXPECT_TRUE(ThrowsWith([&] { RunConfig::Load("", {"distributed.offload=true"}); },
+                         "offload.activations' target, which is \"none\"; set "
+                         "offload.activations = \"nvme\""));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        RunConfig::Load("", {"distributed.offload=true", "offload.activations=\"nvme\"",
+                             "training.checkpoint_activations=\"selective\""});
+      },
+      "training.checkpoint_activations must be false, got \"selective\""));
+}
+
 // offload.parameters (issue 15, item 1): nvme only, with the optimizer on nvme, fp32, no LoRA.
 TEST_F(RunConfigTest, ParameterOffloadKeys) {
   const std::vector<std::string> on = {"offload.parameters=\"nvme\"", "offload.optimizer=\"nvme\""};
