@@ -191,6 +191,53 @@ TEST(ActivationOffload, APassPoolModelIsTheKeptModelBitwiseAtEveryCount) {
   EXPECT_TRUE(dir.Entries().empty()) << "the SSD store left a file behind";
 }
 
+// bf16 (training.precision): the saved GEMM inputs are bf16 in the carve too; still the kept
+// bf16 model bit for bit.
+TEST(ActivationOffload, ABf16PassPoolModelIsTheKeptBf16ModelBitwise) {
+  auto make = [](size_t pool) {
+    ModelOptions o;
+    o.max_tokens = kMaxTokens;
+    o.precision = Precision::kBf16;
+    o.pass_pool_bytes = pool;
+    Model m(Small(), o);
+    m.InitRandom(5, 0.2f);
+    return m;
+  };
+  size_t pool = 0;
+  for (int64_t k = 0; k < 5; ++k)
+    pool = std::max(pool, Model::PassActivationBytes(Small(), kMaxTokens, k, Precision::kBf16));
+  // The GEMM inputs at 2 bytes: every carve is smaller than fp32's.
+  EXPECT_LT(pool, Model::PassActivationBytes(Small(), kMaxTokens, 0, Precision::kF32));
+  Model kept = make(0);
+  const Trace want = Train(kept);
+  testing::ScratchDir dir;
+  std::vector<P> places(5, P::kOffload);
+  places[4] = P::kNone;
+  OffloadedActivationStore store(Options(ActivationTarget::kSsd, places, dir.path(), 2));
+  Model m = make(pool);
+  m.UseActivationStore(&store);
+  Trace got;
+  const Docs a(96, 3, 1), b(40, 1, 2), c(77, 4, 3), v(64, 2, 4);
+  const int64_t counts[] = {4, 2, 0, 3};
+  m.ZeroGrad();
+  int pass = 0;
+  for (const Docs* d : {&a, &b, &c}) {
+    if (d == &c) {
+      Batch eval = v.View();
+      eval.offloaded_layers = counts[pass++];
+      got.evals.push_back(m.Forward(eval, 60.0f));
+    }
+    Batch batch = d->View();
+    batch.offloaded_layers = counts[pass++];
+    got.losses.push_back(m.Forward(batch, static_cast<float>(d->tokens.size())));
+    m.Backward();
+    std::vector<float> all;
+    for (const Tensor& g : m.grads()) all.insert(all.end(), g.f32(), g.f32() + g.numel());
+    got.grads.push_back(all);
+  }
+  ExpectBitwise(got, want, "bf16 pass pool");
+}
+
 TEST(ActivationOffload, APassPoolNamesAPassThatDoesNotFit) {
   ModelOptions o;
   o.max_tokens = kMaxTokens;
