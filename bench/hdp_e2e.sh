@@ -33,35 +33,8 @@ work=$(mktemp -d)
 trap '[[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 
-"$seqmesh" synth --task passkey --lengths "$root/bench/byted-like-c1024.lengths" --count 2000 \
-  --max-length $((ranks * 1024)) --min-length 96 --seed "${SEED:-7}" --output "$work/data" > /dev/null
-cat > "$work/hdp.toml" <<TOML
-[model]
-vocab = 259
-hidden = 128
-layers = 4
-heads = 4
-kv_heads = 2
-ffn = 384
-[training]
-steps = $steps
-global_batch_tokens = 16384
-micro_batch_tokens = 1024
-log_interval = 1000
-threads = 1
-[optimizer]
-lr = 1e-3
-warmup_steps = 0
-[data]
-path = "$work/data"
-[checkpoint]
-interval = 0
-[distributed]
-cost = "$cost"
-TOML
-
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print v[int((NR + 1) / 2)] }'; }
-field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | tail -n +2; }  # all steps but the first
+source "$root/bench/hdp_job.sh"
+hdp_job "$work" "$steps" "$cost" $((ranks * 1024))
 
 printf "# %s; %d ranks x 1 thread; %d steps of 16,384 tokens; medians over steps 2..%d; cost %s\n" \
   "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$ranks" "$steps" "$steps" \
@@ -81,9 +54,9 @@ for planner in ${PLANNERS:-static naive balanced}; do
   pred=$(field "$m" estimated_step_ms | median)
   comp=$(field "$m" compute_ms | median)
   stepms=$(field "$m" step_ms | median)
-  ratio=$(paste <(field "$m" step_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
-  cratio=$(paste <(field "$m" compute_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
-  rratio=$(paste <(field "$m" step_ms) <(field "$m" predicted_step_ms) | awk '{ print $1 / $2 }' | median)
+  ratio=$(step_ratio "$m" step_ms estimated_step_ms)
+  cratio=$(step_ratio "$m" compute_ms estimated_step_ms)
+  rratio=$(step_ratio "$m" step_ms predicted_step_ms)
   micro=$(field "$m" micro_batches | median)
   [[ -z $static_tps ]] && static_tps=$tps
   awk -v p="$planner" -v t="$tps" -v s="$static_tps" -v b="$sent" -v pr="$pred" -v c="$comp" \

@@ -30,38 +30,12 @@ nvme=$(mktemp -d "${NVME_DIR:-/var/tmp}/seqmesh-hdp-offload-XXXXXX")
 trap 'rm -rf "$nvme"; [[ -n "${KEEP:-}" ]] && echo "kept $work" >&2 || rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
 
-"$seqmesh" synth --task passkey --lengths "$root/bench/byted-like-c1024.lengths" --count 2000 \
-  --max-length 4096 --min-length 96 --seed "${SEED:-7}" --output "$work/data" > /dev/null
-cat > "$work/hdp.toml" <<TOML
-[model]
-vocab = 259
-hidden = 128
-layers = 4
-heads = 4
-kv_heads = 2
-ffn = 384
-[training]
-steps = $steps
-global_batch_tokens = 16384
-micro_batch_tokens = 1024
-log_interval = 1000
-threads = 1
-[optimizer]
-lr = 1e-3
-warmup_steps = 0
-[data]
-path = "$work/data"
-[checkpoint]
-interval = 0
-[distributed]
-cost = "$cost"
+source "$root/bench/hdp_job.sh"
+hdp_job "$work" "$steps" "$cost" 4096
+cat >> "$work/hdp.toml" <<TOML
 [offload]
 nvme_path = "$nvme"
 TOML
-
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else print v[int((NR + 1) / 2)] }'; }
-field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | tail -n +2; }  # all steps but the first
-sum_field() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" "$1" | awk '{ s += $1 } END { print s + 0 }'; }
 
 printf "# %s; %d ranks x 1 thread; %d steps of 16,384 tokens; medians over steps 2..%d; cost %s\n" \
   "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" "$ranks" "$steps" "$steps" \
@@ -91,8 +65,8 @@ for planner in ${PLANNERS:-balanced naive}; do
     act=$(field "$m" activation_out_bytes | median)
     pred=$(field "$m" estimated_step_ms | median)
     stepms=$(field "$m" step_ms | median)
-    ratio=$(paste <(field "$m" step_ms) <(field "$m" estimated_step_ms) | awk '{ print $1 / $2 }' | median)
-    rratio=$(paste <(field "$m" step_ms) <(field "$m" predicted_step_ms) | awk '{ print $1 / $2 }' | median)
+    ratio=$(step_ratio "$m" step_ms estimated_step_ms)
+    rratio=$(step_ratio "$m" step_ms predicted_step_ms)
     awk -v p="$planner" -v o="$offload" -v lr="$longr" -v of="$offl" -v t="$tps" -v b="$sent" \
         -v a="${act:-0}" -v pr="$pred" -v st="$stepms" -v r="$ratio" -v rr="$rratio" 'BEGIN {
       if (a == "nan") a = 0

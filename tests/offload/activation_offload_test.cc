@@ -56,14 +56,22 @@ struct Trace {
 };
 
 // Three micro-batches (96, 40 and 77 tokens), each: Forward, Backward; a forward-only pass
-// (validation) between the second and the third.
-Trace Train(Model& m) {
+// (validation) between the second and the third. `counts`: a pass-pool model's offloaded layers
+// of the four passes in order (Batch::offloaded_layers); empty: 0.
+Trace Train(Model& m, const std::vector<int64_t>& counts = {}) {
   Trace r;
   const Docs a(96, 3, 1), b(40, 1, 2), c(77, 4, 3), v(64, 2, 4);
+  size_t pass = 0;
+  auto view = [&](const Docs& d) {
+    Batch batch = d.View();
+    if (!counts.empty()) batch.offloaded_layers = counts[pass];
+    ++pass;
+    return batch;
+  };
   m.ZeroGrad();
   for (const Docs* d : {&a, &b, &c}) {
-    if (d == &c) r.evals.push_back(m.Forward(v.View(), 60.0f));
-    r.losses.push_back(m.Forward(d->View(), static_cast<float>(d->tokens.size())));
+    if (d == &c) r.evals.push_back(m.Forward(view(v), 60.0f));
+    r.losses.push_back(m.Forward(view(*d), static_cast<float>(d->tokens.size())));
     m.Backward();
     std::vector<float> all;
     for (const Tensor& g : m.grads()) all.insert(all.end(), g.f32(), g.f32() + g.numel());
@@ -163,29 +171,12 @@ TEST(ActivationOffload, APassPoolModelIsTheKeptModelBitwiseAtEveryCount) {
     places[4] = P::kNone;
     OffloadedActivationStore store(Options(ActivationTarget::kSsd, places, dir.path(), 1));
     m.UseActivationStore(&store);
-    Trace got;
-    const Docs a(96, 3, 1), b(40, 1, 2), c(77, 4, 3), v(64, 2, 4);
-    m.ZeroGrad();
-    size_t pass = 0;
-    for (const Docs* d : {&a, &b, &c}) {
-      if (d == &c) {
-        Batch eval = v.View();
-        eval.offloaded_layers = counts[pass++];
-        got.evals.push_back(m.Forward(eval, 60.0f));
-      }
-      Batch batch = d->View();
-      batch.offloaded_layers = counts[pass++ % counts.size()];
-      got.losses.push_back(m.Forward(batch, static_cast<float>(d->tokens.size())));
-      m.Backward();
-      std::vector<float> all;
-      for (const Tensor& g : m.grads()) all.insert(all.end(), g.f32(), g.f32() + g.numel());
-      got.grads.push_back(all);
-    }
+    const Trace got = Train(m, counts);
     std::string what = "counts";
     for (int64_t k : counts) what += " " + std::to_string(k);
     ExpectBitwise(got, want, what);
     int64_t saved = 0;
-    for (size_t i = 0; i < 4; ++i) saved += counts[i % counts.size()];
+    for (int64_t k : counts) saved += k;
     EXPECT_EQ(store.TakeStats().saves, static_cast<uint64_t>(saved)) << what;
   }
   EXPECT_TRUE(dir.Entries().empty()) << "the SSD store left a file behind";
@@ -216,25 +207,7 @@ TEST(ActivationOffload, ABf16PassPoolModelIsTheKeptBf16ModelBitwise) {
   OffloadedActivationStore store(Options(ActivationTarget::kSsd, places, dir.path(), 2));
   Model m = make(pool);
   m.UseActivationStore(&store);
-  Trace got;
-  const Docs a(96, 3, 1), b(40, 1, 2), c(77, 4, 3), v(64, 2, 4);
-  const int64_t counts[] = {4, 2, 0, 3};
-  m.ZeroGrad();
-  int pass = 0;
-  for (const Docs* d : {&a, &b, &c}) {
-    if (d == &c) {
-      Batch eval = v.View();
-      eval.offloaded_layers = counts[pass++];
-      got.evals.push_back(m.Forward(eval, 60.0f));
-    }
-    Batch batch = d->View();
-    batch.offloaded_layers = counts[pass++];
-    got.losses.push_back(m.Forward(batch, static_cast<float>(d->tokens.size())));
-    m.Backward();
-    std::vector<float> all;
-    for (const Tensor& g : m.grads()) all.insert(all.end(), g.f32(), g.f32() + g.numel());
-    got.grads.push_back(all);
-  }
+  const Trace got = Train(m, {4, 2, 0, 3});
   ExpectBitwise(got, want, "bf16 pass pool");
 }
 
