@@ -49,9 +49,9 @@ for planner in ${PLANNERS:-balanced naive}; do
     [[ $offload == true ]] && args+=(--distributed.offload=true --offload.activations='"nvme"')
     if ! "$seqmesh" launch -n "$ranks" --config "$work/hdp.toml" --checkpoint.dir="$dir" \
       "${args[@]}" > "$dir.out" 2> "$dir.err"; then
-      if [[ $offload == false ]] && grep -q "needs [0-9]* ranks of training.micro_batch_tokens" "$dir.err"; then
-        printf "%-9s %-7s refused: %s\n" "$planner" "$offload" \
-          "$(grep -o "needs [0-9]* ranks of training.micro_batch_tokens = [0-9]*; the job has [0-9]*" "$dir.err")"
+      refusal="needs [0-9]* ranks of training.micro_batch_tokens = [0-9]*; the job has [0-9]*"
+      if [[ $offload == false ]] && grep -q "$refusal" "$dir.err"; then
+        printf "%-9s %-7s refused: %s\n" "$planner" "$offload" "$(grep -o "$refusal" "$dir.err")"
         continue
       fi
       tail -20 "$dir.err" >&2; echo "hdp_offload: $planner offload=$offload failed" >&2; exit 1
