@@ -730,6 +730,13 @@ void RunConfig::Validate() const {
         << "distributed.offload = true: each micro-batch's plan says which layers offload (the "
            "rest keep their activations), so training.checkpoint_activations must be false, got "
         << (t.checkpoint_activations == CheckpointMode::kAll ? "true" : "\"selective\"");
+    SM_CHECK(d.planner == PlannerKind::kBalanced || d.planner == PlannerKind::kNaive)
+        << "distributed.offload = true with distributed.planner = \"" << Name(d.planner)
+        << "\": that planner's rings never offload; use \"balanced\" or \"naive\"";
+    SM_CHECK(model.layers >= 3)
+        << "distributed.offload = true needs model.layers >= 3 (Eq. 3 offloads layers 2..l-1 of "
+           "l), got "
+        << model.layers;
   }
   SM_CHECK(o.activations == OffloadDevice::kNone || d.offload ||
            t.checkpoint_activations != CheckpointMode::kOff)

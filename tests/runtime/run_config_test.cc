@@ -266,8 +266,8 @@ TEST_F(RunConfigTest, ActivationCheckpointAndOffloadKeys) {
 // decides which layers offload, so checkpoint_activations stays false.
 TEST_F(RunConfigTest, DistributedOffloadKeys) {
   EXPECT_FALSE(RunConfig::Load("").distributed.offload);
-  const RunConfig c =
-      RunConfig::Load("", {"distributed.offload=true", "offload.activations=\"nvme\""});
+  const RunConfig c = RunConfig::Load(
+      "", {"distributed.offload=true", "offload.activations=\"nvme\"", "model.layers=4"});
   EXPECT_TRUE(c.distributed.offload);
   EXPECT_EQ(c.offload.activations, OffloadDevice::kNvme);
   EXPECT_EQ(c.training.checkpoint_activations, CheckpointMode::kOff);
@@ -281,6 +281,18 @@ TEST_F(RunConfigTest, DistributedOffloadKeys) {
                              "training.checkpoint_activations=\"selective\""});
       },
       "training.checkpoint_activations must be false, got \"selective\""));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        RunConfig::Load("", {"distributed.offload=true", "offload.activations=\"nvme\"",
+                             "distributed.planner=\"static\""});
+      },
+      "that planner's rings never offload; use \"balanced\" or \"naive\""));
+  EXPECT_TRUE(ThrowsWith(
+      [&] {
+        RunConfig::Load(
+            "", {"distributed.offload=true", "offload.activations=\"nvme\"", "model.layers=2"});
+      },
+      "distributed.offload = true needs model.layers >= 3"));
 }
 
 // offload.parameters (issue 15, item 1): nvme only, with the optimizer on nvme, fp32, no LoRA.
