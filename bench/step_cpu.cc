@@ -3,6 +3,7 @@
 //   build/bench/step_cpu [--threads 2] [--steps 3] [--attn-steps 2] [--memory-sizes
 //   2048,8192,32768]
 //                        [--peer]   (also run bench/torch_peer.py with /usr/bin/python3)
+//                        [--head-chunk N]   (rows of logits at once; 0: the model's 64 MiB)
 //
 // Figures (one line each, `key: value`, medians over the timed repetitions):
 //   fma_peak      the FMA throughput of all threads from a register-only loop (the hardware limit)
@@ -85,13 +86,15 @@ double CausalPairs(const std::vector<int32_t>& cu) {
 
 struct StepResult {
   double tokens_per_s, gflops;
+  size_t activation_bytes;
 };
 
 StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int steps,
-                     const std::shared_ptr<Backend>& backend) {
+                     const std::shared_ptr<Backend>& backend, int64_t head_chunk) {
   ModelOptions options;
   options.max_tokens = tokens;
   options.backend = backend;
+  options.head_chunk_tokens = head_chunk;
   Model model(config, options);
   model.InitRandom(1234);
   AdamWConfig oc;
@@ -105,6 +108,7 @@ StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int st
     for (int32_t i = cu[d]; i < cu[d + 1]; ++i)
       tgt[i] = i + 1 < cu[d + 1] ? tok[i + 1] : kIgnoreIndex;
   Batch batch{tok.data(), tgt.data(), cu.data(), docs, tokens, nullptr};
+  batch.backward_follows = true;  // each Forward is followed by its Backward
   std::vector<double> times;
   for (int s = 0; s <= steps; ++s) {
     const double t0 = Now();
@@ -118,7 +122,7 @@ StepResult BenchStep(const ModelConfig& config, int docs, int64_t tokens, int st
   const double t = Median(times);
   const double flops = 6.0 * config.NumMatmulParams() * tokens +
                        12.0 * config.layers * config.heads * config.head_dim() * CausalPairs(cu);
-  return {tokens / t, flops / t / 1e9};
+  return {tokens / t, flops / t / 1e9, model.activation_bytes()};
 }
 
 struct AttnBuffers {
@@ -200,6 +204,7 @@ std::string PeerCommand(int threads, int steps) {
 int main(int argc, char** argv) {
   int threads = 2, steps = 3, attn_steps = 2;
   bool peer = false;
+  int64_t head_chunk = 0;
   std::vector<int64_t> memory_sizes = {2048, 8192, 32768};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -220,10 +225,12 @@ int main(int argc, char** argv) {
       memory_sizes = ParseList(value());
     else if (a == "--peer")
       peer = true;
+    else if (a == "--head-chunk")
+      head_chunk = std::stoll(value());
     else {
       std::fprintf(stderr,
                    "usage: step_cpu [--threads N] [--steps K] [--attn-steps K] "
-                   "[--memory-sizes a,b,c] [--peer]\n");
+                   "[--memory-sizes a,b,c] [--peer] [--head-chunk N]\n");
       return 2;
     }
   }
@@ -249,11 +256,12 @@ int main(int argc, char** argv) {
   std::printf("model: params %.1fM, matmul params %.1fM\n", config.NumParams() / 1e6,
               config.NumMatmulParams() / 1e6);
   for (int docs : {1, 16}) {
-    const StepResult r = BenchStep(config, docs, 2048, steps, backend);
+    const StepResult r = BenchStep(config, docs, 2048, steps, backend, head_chunk);
     std::printf(
         "step docs=%d tokens=2048: tokens_per_s %.1f  gflops %.1f  ratio_to_sgemm %.2f  "
-        "ratio_to_peak %.2f\n",
-        docs, r.tokens_per_s, r.gflops, r.gflops / sgemm, r.gflops / peak);
+        "ratio_to_peak %.2f  activations_mib %.1f\n",
+        docs, r.tokens_per_s, r.gflops, r.gflops / sgemm, r.gflops / peak,
+        r.activation_bytes / 1048576.0);
   }
 
   const AttentionDims dims{12, 4, 64};

@@ -12,6 +12,7 @@
 #include "launch/format.h"
 #include "offload/optimizer_store.h"
 #include "runtime/check.h"
+#include "runtime/model.h"
 #include "scheduler/planner.h"
 #include "scheduler/step_planner.h"
 
@@ -206,8 +207,10 @@ double EstimatedStateBytes(const RunConfig& config, int ranks) {
   }
   state += static_cast<double>(OffloadedOptimizerStateStore::ArenaBytes(
       static_cast<int64_t>(p / ranks), off, ranks == 1 && off.optimizer == OffloadDevice::kNvme));
-  const double c = static_cast<double>(ActivationRowsFor(config));
-  const double logits = 2 * 4 * c * static_cast<double>(m.vocab);
+  // The head's logits: a buffer of at most 64 MiB of rows (Model::HeadChunkTokens), counted
+  // twice as the whole pass's logits were before the head went in chunks.
+  const double rows = static_cast<double>(Model::HeadChunkTokens(m, ActivationRowsFor(config)));
+  const double logits = 2 * 4 * rows * static_cast<double>(m.vocab);
   return state + logits;
 }
 

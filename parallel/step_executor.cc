@@ -237,6 +237,7 @@ StepResult StepExecutor::Run(const proto::StepPlan& plan, uint64_t target_tokens
     }
     batch.dropout_key = DropoutKey(plan.step(), rank_, p);
     batch.offloaded_layers = OffloadedLayers(plan, mb);
+    batch.backward_follows = true;
     PassTiming timing{passes[p].micro_batch, passes[p].segment, std::max(1, mb.ring_size()),
                       batch.num_tokens,      MsSince(start),    0};
     {

@@ -316,6 +316,16 @@ size_t Model::PassActivationBytes(const ModelConfig& c, int64_t tokens, int64_t 
   return bytes;
 }
 
+int64_t Model::HeadChunkTokens(const ModelConfig& c, int64_t max_tokens, int64_t chunk_tokens) {
+  SM_CHECK(chunk_tokens >= 0) << "head_chunk_tokens must be >= 0, got " << chunk_tokens;
+  constexpr int64_t kHeadChunkBytes = int64_t{64} << 20;
+  const int64_t chunk =
+      chunk_tokens > 0
+          ? chunk_tokens
+          : std::max<int64_t>(1, kHeadChunkBytes / (4 * std::max<int64_t>(1, c.vocab)));
+  return std::min(chunk, max_tokens);
+}
+
 int64_t Model::PassTokens(int64_t capacity) {
   SM_CHECK(capacity >= 1) << "micro-batch capacity must be >= 1 token, got " << capacity;
   return 2 * ((capacity + 1) / 2);
@@ -472,6 +482,7 @@ void Model::UseActivationStore(ActivationStore* store) {
 void Model::PlanActivations() {
   const ModelConfig& c = config_;
   const int64_t t = options_.max_tokens, hd = c.head_dim();
+  head_chunk_ = HeadChunkTokens(c, t, options_.head_chunk_tokens);
   const ActAdd plan = [&](const std::string& name, DType dtype, Shape shape) {
     return *act_arena_.Add(name, dtype, shape);
   };
@@ -501,11 +512,12 @@ void Model::PlanActivations() {
       // The lm_head's input, in the compute dtype (rstdf_ and the logits stay f32).
       {&xf_, act_arena_.Add("xf", bf16_ ? DType::kBF16 : DType::kF32, {t, c.hidden})},
       {&rstdf_, add("rstdf", {t})},
-      {&logits_, add("logits", {t, c.vocab})},
+      {&logits_, add("logits", {head_chunk_, c.vocab})},
       {&rope_cos_, add("rope_cos", {t, hd / 2})},
       {&rope_sin_, add("rope_sin", {t, hd / 2})},
       {&positions_, act_arena_.Add("positions", DType::kI32, {t})},
-      {&tokens_, act_arena_.Add("tokens", DType::kI32, {t})}};
+      {&tokens_, act_arena_.Add("tokens", DType::kI32, {t})},
+      {&targets_, act_arena_.Add("targets", DType::kI32, {t})}};
   if (options_.gradients) {
     named.insert(named.end(), {{&d_resid_, add("d_resid", {t, c.hidden})},
                                {&d_xn_, add("d_xn", {t, c.hidden})},
@@ -813,11 +825,10 @@ void Model::ReleaseHead() {
   param_store_->Release(head_group());
 }
 
-void Model::HeadLogits(int64_t first) {
+void Model::HeadNorm(const HeadParams& h, int64_t first) {
   const ModelConfig& c = config_;
   Backend& be = *options_.backend;
   auto rows = [&](const Tensor& t) { return t.Rows(first, num_tokens_); };
-  const HeadParams h = AcquireHead();
   if (bf16_) {
     const Tensor xf32 = Tensor("xf.f32", DType::kF32, {num_tokens_, c.hidden}, f32_out_.data());
     be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf32), rows(rstdf_), c.norm_eps);
@@ -825,19 +836,45 @@ void Model::HeadLogits(int64_t first) {
   } else {
     be.RmsNormForward(rows(resid_[c.layers]), h.norm, rows(xf_), rows(rstdf_), c.norm_eps);
   }
-  be.LinearForward(rows(xf_), h.lm_head, rows(logits_), false);
-  ReleaseHead();
+}
+
+void Model::HeadLogits(const HeadParams& h, int64_t begin, int64_t end) {
+  options_.backend->LinearForward(xf_.Rows(begin, end), h.lm_head, logits_.Rows(0, end - begin),
+                                  false);
+}
+
+void Model::HeadChunkBackward(const HeadParams& h, int64_t begin, int64_t end) {
+  Backend& be = *options_.backend;
+  const Tensor dlogits = logits_.Rows(0, end - begin);
+  if (!lora_) be.LinearBackwardWeight(dlogits, xf_.Rows(begin, end), d_lm_head_);
+  be.LinearBackwardInput(dlogits, h.lm_head, d_xn_.Rows(begin, end), false);
 }
 
 float Model::HeadForward(const Batch& batch, float normalizer, float* logits_out) {
   const ModelConfig& c = config_;
   const int64_t t = num_tokens_;
   Backend& be = *options_.backend;
-  HeadLogits(0);
-  if (logits_out) std::memcpy(logits_out, logits_.f32(), t * c.vocab * sizeof(float));
-  // From here logits_ holds d(loss_sum / normalizer) / d logits.
-  const Tensor targets("targets", DType::kI32, {t}, const_cast<int32_t*>(batch.targets));
-  const double loss_sum = be.CrossEntropy(Live(logits_), targets, 1.0f / normalizer);
+  std::memcpy(targets_.i32(), batch.targets, t * sizeof(int32_t));
+  loss_scale_ = 1.0f / normalizer;
+  // CrossEntropy leaves d(loss_sum / normalizer) / d logits in logits_. With a backward to
+  // follow (Batch::backward_follows), each chunk's lm_head backward runs here, while its
+  // gradient is at hand; otherwise, with one chunk, logits_ keeps it for Backward, and with
+  // several Backward computes each chunk's again.
+  head_done_ = batch.backward_follows && options_.gradients;
+  const HeadParams h = AcquireHead();
+  HeadNorm(h, 0);
+  double loss_sum = 0;
+  for (int64_t begin = 0; begin < t; begin += head_chunk_) {
+    const int64_t end = std::min(t, begin + head_chunk_);
+    HeadLogits(h, begin, end);
+    if (logits_out)
+      std::memcpy(logits_out + begin * c.vocab, logits_.f32(),
+                  (end - begin) * c.vocab * sizeof(float));
+    loss_sum +=
+        be.CrossEntropy(logits_.Rows(0, end - begin), targets_.Rows(begin, end), loss_scale_);
+    if (head_done_) HeadChunkBackward(h, begin, end);
+  }
+  ReleaseHead();
   return static_cast<float>(loss_sum / normalizer);
 }
 
@@ -899,8 +936,15 @@ void Model::Decode(std::span<const int32_t> tokens, KvCache& cache, float* logit
   ForwardLayers(&cache);
   cache.Advance(n);
   const int64_t first = all_logits ? 0 : n - 1;
-  HeadLogits(first);
-  std::memcpy(logits_out, logits_.f32() + first * c.vocab, (n - first) * c.vocab * sizeof(float));
+  const HeadParams h = AcquireHead();
+  HeadNorm(h, first);
+  for (int64_t begin = first; begin < n; begin += head_chunk_) {
+    const int64_t end = std::min(n, begin + head_chunk_);
+    HeadLogits(h, begin, end);
+    std::memcpy(logits_out + (begin - first) * c.vocab, logits_.f32(),
+                (end - begin) * c.vocab * sizeof(float));
+  }
+  ReleaseHead();
 }
 
 void Model::HeadBackward() {
@@ -908,9 +952,17 @@ void Model::HeadBackward() {
   Backend& be = *options_.backend;
   const HeadParams h = AcquireHead();
   if (c.layers >= 1) param_store_->Prefetch(static_cast<int>(c.layers));
-  // logits = xf W_lm^T
-  if (!lora_) be.LinearBackwardWeight(Live(logits_), Live(xf_), d_lm_head_);
-  be.LinearBackwardInput(Live(logits_), h.lm_head, Live(d_xn_), false);
+  // logits = xf W_lm^T, chunk by chunk (one chunk: Forward left its gradient in logits_),
+  // unless Forward did it.
+  const int64_t t = num_tokens_;
+  for (int64_t begin = 0; !head_done_ && begin < t; begin += head_chunk_) {
+    const int64_t end = std::min(t, begin + head_chunk_);
+    if (t > head_chunk_) {
+      HeadLogits(h, begin, end);
+      be.CrossEntropy(logits_.Rows(0, end - begin), targets_.Rows(begin, end), loss_scale_);
+    }
+    HeadChunkBackward(h, begin, end);
+  }
   be.RmsNormBackward(Live(d_xn_), Live(resid_[c.layers]), h.norm, Live(rstdf_), Live(d_resid_),
                      lora_ ? frozen_dnorm_ : d_norm_, false);
   ReleaseHead();

@@ -83,6 +83,11 @@ struct Batch {
   // ActivationStore, the others keep their activations (Model::OffloadedLayersFor maps a plan's
   // offload ratio to this count). 0 on a model with a fixed layout.
   int64_t offloaded_layers = 0;
+  // A Backward follows this Forward (a training pass): the head's backward GEMMs then run in
+  // Forward, one logits chunk at a time while its gradient is at hand (no chunk is computed
+  // twice). False (validation, inference, a caller that may not call Backward): Forward leaves
+  // the gradients alone.
+  bool backward_follows = false;
 };
 
 // How the model computes (training.precision): fp32 everywhere, or bf16 matrix multiplications
@@ -130,6 +135,11 @@ struct ModelOptions {
   // offload_layers (which must then be empty). Size it as the largest PassActivationBytes the
   // passes need; a pass that does not fit is an error naming both sizes.
   size_t pass_pool_bytes = 0;
+  // Rows of logits the head computes at once (the logits buffer is this many rows of the
+  // vocabulary); 0: as many as fit 64 MiB (at least 1, at most max_tokens). A pass longer than
+  // this computes the loss chunk by chunk and recomputes each chunk's logits in backward (one
+  // lm_head GEMM more), so the logits never take tokens x vocab.
+  int64_t head_chunk_tokens = 0;
 };
 
 class Model {
@@ -187,6 +197,10 @@ class Model {
   // input slots when any layer is offloaded, and the final norm's input slot.
   static size_t PassActivationBytes(const ModelConfig& config, int64_t tokens, int64_t offloaded,
                                     Precision precision);
+  // The rows of logits the head computes at once (ModelOptions::head_chunk_tokens; 0: 64 MiB of
+  // them) for passes of up to `max_tokens`.
+  static int64_t HeadChunkTokens(const ModelConfig& config, int64_t max_tokens,
+                                 int64_t chunk_tokens = 0);
   // The most tokens one pass holds on a rank for micro-batches of `capacity` tokens: a sequence
   // split over D ranks gives each rank two of its 2D zigzag chunks, each at most
   // ceil(capacity / 2) tokens (HdpStep::ActivationTokens).
@@ -265,7 +279,12 @@ class Model {
   // rope_cos_, rope_sin_ of the first num_tokens_ positions_.
   void FillRopeTables();
   // logits_ rows [first, num_tokens_): the final norm and the lm_head.
-  void HeadLogits(int64_t first);
+  // The final norm of rows [first, num_tokens_) into xf_ (and rstdf_).
+  void HeadNorm(const HeadParams& h, int64_t first);
+  // logits_ rows [0, end - begin) = xf_ rows [begin, end) W_lm^T (end - begin <= head_chunk_).
+  void HeadLogits(const HeadParams& h, int64_t begin, int64_t end);
+  // The lm_head's backward of rows [begin, end), their logits' gradient in logits_.
+  void HeadChunkBackward(const HeadParams& h, int64_t begin, int64_t end);
   float HeadForward(const Batch& batch, float normalizer, float* logits_out);
   void HeadBackward();
   // Acquires the final norm and lm_head (and the embedding when tied, for the lm_head).
@@ -323,6 +342,12 @@ class Model {
   LayerActs recompute_;
   std::vector<Tensor> resid_;  // (layers + 1) x (T, H): the residual stream between layers
   Tensor xf_, rstdf_, logits_, rope_cos_, rope_sin_, positions_, tokens_;
+  // The head's chunk (rows of logits_), and for a backward that recomputes chunks the pass's
+  // targets and loss scale.
+  int64_t head_chunk_ = 0;
+  Tensor targets_;
+  float loss_scale_ = 0;
+  bool head_done_ = false;  // the last Forward ran the head's backward GEMMs
   Tensor d_resid_, d_xn_, d_attn_, d_qkv_, d_h_, d_gate_up_;
 
   // LoRA: the adapters (adapters_, adapter_layout_), their gradients (grads_), per layer the

@@ -52,13 +52,14 @@ struct Loaded {
   float normalizer;
 };
 
-Loaded Load(const Case& c, int64_t extra_capacity = 0) {
+Loaded Load(const Case& c, int64_t extra_capacity = 0, int64_t head_chunk_tokens = 0) {
   Fixture f = Fixture::Load(std::string(SEQMESH_FIXTURE_DIR) + "/" + c.fixture + ".bin");
   ModelConfig config = ConfigOf(f);
   const Tensor& tokens = f.Get("batch.tokens");
   ModelOptions options;
   options.max_tokens = tokens.numel() + extra_capacity;
   options.checkpoint_layers.assign(config.layers, c.checkpoint);
+  options.head_chunk_tokens = head_chunk_tokens;
   Model model(config, options);
   for (const Tensor& p : model.params()) {
     const Tensor& ref = f.Get("param." + p.name());
@@ -77,6 +78,8 @@ Loaded Load(const Case& c, int64_t extra_capacity = 0) {
 }
 
 class ModelReferenceTest : public ::testing::TestWithParam<Case> {};
+
+int64_t Aligned64(int64_t bytes) { return (bytes + 63) / 64 * 64; }
 
 TEST_P(ModelReferenceTest, LogitsLossAndEveryGradientMatchPyTorch) {
   // Extra capacity: activations sized for more tokens than the batch must not change results.
@@ -98,6 +101,48 @@ TEST_P(ModelReferenceTest, LogitsLossAndEveryGradientMatchPyTorch) {
     ++compared;
   }
   EXPECT_EQ(compared, static_cast<int>(l.fixture.Names("grad.").size()));
+}
+
+// The head in chunks of 5 rows (ModelOptions::head_chunk_tokens; a real vocabulary gets chunks
+// of 64 MiB): the loss is summed chunk by chunk and backward recomputes each chunk's logits;
+// still PyTorch's logits, loss and every gradient, with a logits buffer of 5 rows.
+// Both ways: the head's backward in Forward (Batch::backward_follows, a training pass) or each
+// chunk's logits recomputed in Backward; a forward-only pass in between leaves the gradients.
+TEST_P(ModelReferenceTest, TheHeadInChunksMatchesPyTorch) {
+  Loaded l = Load(GetParam(), 0, /*head_chunk_tokens=*/5);
+  const Tensor& ref_logits = l.fixture.Get("logits");
+  ASSERT_GT(l.batch.num_tokens, 10) << "the fixture should span several chunks";
+  for (bool in_forward : {false, true}) {
+    Batch b = l.batch;
+    b.backward_follows = in_forward;
+    if (in_forward) {  // an evaluation after a training pass's Forward must not touch its work
+      l.model.ZeroGrad();
+      l.model.Forward(b, l.normalizer);
+      auto grads = [&] {
+        std::vector<float> all;
+        for (const Tensor& g : l.model.grads()) all.insert(all.end(), g.f32(), g.f32() + g.numel());
+        return all;
+      };
+      const std::vector<float> before = grads();
+      l.model.Forward(l.batch, l.normalizer);
+      EXPECT_EQ(grads(), before) << "a forward-only pass changed the gradients";
+    }
+    std::vector<float> logits(ref_logits.numel());
+    l.model.ZeroGrad();
+    const float loss = l.model.Forward(b, l.normalizer, logits.data());
+    l.model.Backward();
+    const std::string how = in_forward ? "head backward in Forward" : "recomputed in Backward";
+    EXPECT_LT(RelError(logits.data(), ref_logits.f32(), ref_logits.numel()), kTol) << how;
+    EXPECT_NEAR(loss, l.fixture.Scalar("loss"), kTol * l.fixture.Scalar("loss")) << how;
+    for (const Tensor& g : l.model.grads()) {
+      const Tensor& ref = l.fixture.Get(g.name());
+      EXPECT_LT(RelError(g.f32(), ref.f32(), g.numel()), kTol) << g.name() << ", " << how;
+    }
+  }
+  Loaded whole = Load(GetParam());
+  const int64_t vocab = l.model.config().vocab;
+  EXPECT_EQ(whole.model.activation_bytes() - l.model.activation_bytes(),
+            Aligned64((l.batch.num_tokens) * vocab * 4) - Aligned64(5 * vocab * 4));
 }
 
 TEST_P(ModelReferenceTest, FiveAdamWStepsWithClippingMatchPyTorch) {
